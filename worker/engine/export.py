@@ -1,0 +1,42 @@
+"""The trained network as a SavedModel: variable-length bit sequences in, P(bit = 1) out."""
+
+import numpy as np
+import tensorflow as tf
+
+from worker.engine.model import WEIGHT_NAMES, make_forward
+
+MIN_BUCKET = 16
+
+
+def bucket(n: tf.Tensor) -> tf.Tensor:
+    """The power of two at or above n (at least MIN_BUCKET), so XLA compiles a few shapes only."""
+    n = tf.maximum(n, MIN_BUCKET)
+    return tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(n, tf.float64)) / np.log(2.0)), tf.int32)
+
+
+class EchoModel(tf.Module):
+    """Serving module; the RNN is causal, so right-padding to a bucket leaves earlier outputs exact."""
+
+    def __init__(self, weights: dict[str, np.ndarray], echo_step: int):
+        super().__init__(name="echo_rnn")
+        self.weights = [tf.Variable(weights[n], trainable=False, name=n) for n in WEIGHT_NAMES]
+        self.echo_step = tf.Variable(echo_step, trainable=False, name="echo_step")
+        self._forward = make_forward(self.weights)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="sequences")])
+    def __call__(self, sequences: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Per position of each sequence, from a zero state: P(bit = 1) and the class probabilities."""
+        rows, length = tf.shape(sequences)[0], tf.shape(sequences)[1]
+        padded = tf.pad(sequences, [[0, bucket(rows) - rows], [0, bucket(length) - length]])
+        probabilities = self._forward(padded)[:rows, :length]
+        return {"p_one": probabilities[:, :, 1], "probabilities": probabilities}
+
+
+def build(weights: dict[str, np.ndarray], echo_step: int) -> EchoModel:
+    """A serving module holding copies of the trained weights."""
+    return EchoModel(weights, echo_step)
+
+
+def save(model: EchoModel, path: str) -> None:
+    """Write the module as a SavedModel with its serving signature."""
+    tf.saved_model.save(model, path, signatures={"serving_default": model.__call__})
