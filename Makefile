@@ -21,7 +21,7 @@ lock:
 		--python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
 run: install
-	$(BIN)/python -m service.devstack
+	docker/bin/run-local
 
 test: install
 	$(BIN)/python -m pytest -ra

@@ -1,10 +1,9 @@
 """The training-parameter schema, shared by the API and the engine (no TensorFlow, no Celery)."""
 
-import math
 import secrets
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Bounds keep one job inside a worker's memory and time: an epoch holds its series in memory
 # and MLflow receives one loss point per window.
@@ -29,18 +28,11 @@ class TrainingParams(BaseModel):
     num_classes: int = Field(2, ge=2, le=16, description="Output classes (bits use 0 and 1).")
     echo_step: int = Field(3, ge=0, le=1_000, description="How many steps the echo lags.")
     batch_size: int = Field(5, ge=1, le=1_024, description="Rows the series is reshaped into.")
-    learning_rate: float = Field(0.3, gt=0, le=10, description="Adagrad learning rate.")
+    learning_rate: float = Field(0.3, gt=0, le=10, allow_inf_nan=False, description="Adagrad learning rate.")
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="Random seed; same seed, same loss curve on the CPU."
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="Where to train.")
-
-    @field_validator("learning_rate")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
     @model_validator(mode="after")
     def _fits(self) -> "TrainingParams":

@@ -1,0 +1,41 @@
+"""The Flask application factory: each call builds an app from the settings it is given."""
+
+import redis
+from celery import Celery
+from flask import Flask
+from mlflow.tracking import MlflowClient
+
+from service import problems
+from service.models import ModelRegistry
+from service.routes import health, jobs, models, predict
+from service.settings import Settings
+from worker.jobs import JobStore
+
+
+class Services:
+    """What the routes talk to, built once per app."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.jobs = JobStore(self.redis, settings.job_key_prefix)
+        # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.
+        self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
+        self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
+        self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+        self.models = ModelRegistry(
+            self.mlflow, self.jobs, settings.registered_model, settings.model_cache_size, settings.alias_ttl_s
+        )
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API; without settings, they are read from the environment."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["echo"] = Services(settings)
+    problems.register(app)
+    for blueprint in (health.bp, jobs.bp, predict.bp, models.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,60 @@
+"""Errors as RFC 9457 problem documents (application/problem+json)."""
+
+from typing import Any
+
+from flask import Flask, Response, json
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+
+class Problem(Exception):
+    """An error a client should see, with its HTTP status."""
+
+    def __init__(self, status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.errors, self.headers = status, title, detail, errors, headers or {}
+
+
+def response(status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json", headers=headers)
+
+
+def field_errors(exc: ValidationError, location: str) -> list[dict]:
+    """Pydantic errors as {field, message, location} entries."""
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "message": err["msg"].removeprefix("Value error, "),
+            "location": location,
+        }
+        for err in exc.errors()
+    ]
+
+
+def invalid(exc: ValidationError, location: str) -> Problem:
+    """A 422 naming every bad field."""
+    errors = field_errors(exc, location)
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return Problem(422, "Invalid request", f"invalid {location}: {fields}", errors)
+
+
+def register(app: Flask) -> None:
+    """Turn every error, ours or Werkzeug's, into a problem document; never leak a traceback."""
+
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return response(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return response(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return response(500, "Internal Server Error", "the server failed; the error was logged")

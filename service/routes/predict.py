@@ -1,0 +1,63 @@
+"""Echo predictions from a saved model."""
+
+import numpy as np
+from flask import Blueprint, Response, jsonify
+
+from service.problems import Problem
+from service.routes import json_body, parse, query_args, services
+from service.schemas import PredictBody, PredictQuery
+
+bp = Blueprint("predict", __name__)
+
+
+def _too_large(sequences: list[str]) -> None:
+    limits = services().settings
+    if len(sequences) > limits.max_sequences:
+        raise Problem(413, "Content Too Large", f"at most {limits.max_sequences} sequences per request")
+    longest = max(len(s) for s in sequences)
+    if longest > limits.max_sequence_bits:
+        raise Problem(413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}")
+
+
+def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
+    """Run the model on bit strings of any lengths in one batch; the model info and one result each."""
+    info, model = services().models.get(ref)
+    lengths = [len(s) for s in sequences]
+    bits = np.zeros((len(sequences), max(lengths)), np.int32)
+    for row, s in enumerate(sequences):
+        bits[row, : len(s)] = np.frombuffer(s.encode(), np.uint8) - ord("0")
+    p_one = model.predict(bits)
+    results = []
+    for row, (s, n) in enumerate(zip(sequences, lengths)):
+        p = p_one[row, :n]
+        results.append(
+            {
+                "sequence": s,
+                "echo": ((p > 0.5).astype(np.uint8) + ord("0")).tobytes().decode(),
+                "probabilities": np.round(p.astype(float), 6).tolist(),
+                "echo_step": model.echo_step,
+            }
+        )
+    return info.as_dict(), results
+
+
+@bp.get("/predict")
+def predict_one() -> Response:
+    """Echo one bit sequence: ?sequence=0110…&model=REF."""
+    args = query_args()
+    if len(args.get("sequence", "")) > services().settings.max_sequence_bits:
+        _too_large([args["sequence"]])
+    query = parse(PredictQuery, args, "query")
+    model, results = echo([query.sequence], query.model)
+    return jsonify(model=model, **results[0])
+
+
+@bp.post("/predict")
+def predict_many() -> Response:
+    """Echo a batch: {"sequences": [...], "model": REF}."""
+    data = json_body()
+    if isinstance(data, dict) and isinstance(data.get("sequences"), list):
+        _too_large([s if isinstance(s, str) else "" for s in data["sequences"]] or [""])
+    body = parse(PredictBody, data, "body")
+    model, results = echo(body.sequences, body.model)
+    return jsonify(model=model, results=results)

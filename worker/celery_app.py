@@ -1,0 +1,25 @@
+"""The Celery application of the workers: long jobs, late acks, one job per child process."""
+
+from celery import Celery
+
+from worker.settings import WorkerSettings
+
+settings = WorkerSettings()
+
+app = Celery("echo_rnn", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"])
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # TensorFlow holds GPU memory until its process exits: a fresh child per job gives it back.
+    worker_max_tasks_per_child=1,
+    broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+    result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+    result_expires=7 * 24 * 3600,
+    task_serializer="json",
+    accept_content=["json"],
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)

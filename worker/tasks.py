@@ -1,0 +1,14 @@
+"""Celery tasks: thin, like web views; the work lives in worker.runner."""
+
+import redis
+
+from worker.celery_app import app, settings
+from worker.jobs import TASK_NAME, JobStore
+from worker.runner import run_job
+
+
+@app.task(name=TASK_NAME)
+def train(job_id: str, params: dict) -> str:
+    """Train the echo RNN for one job."""
+    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_key_prefix)
+    return run_job(store, settings, job_id, params)
