@@ -141,7 +141,14 @@ class ModelRegistry:
         import mlflow.artifacts
 
         def download() -> str:
-            return mlflow.artifacts.download_artifacts(artifact_uri=info.uri, tracking_uri=self.client.tracking_uri)
+            # Download from the artifact location directly: models:/ URIs would consult the
+            # process-global registry URI, not this registry's server.
+            version = self.client.get_model_version(info.name, info.version)
+            if version.model_id:
+                location = self.client.get_logged_model(version.model_id).artifact_location
+            else:
+                location = self.client.get_model_version_download_uri(info.name, info.version)
+            return mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=self.client.tracking_uri)
 
         local = self.call_mlflow(download)
         return LoadedModel(local)

@@ -30,11 +30,12 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
         try:
             result = train(training, on_progress=progress, should_stop=lambda: store.cancel_requested(job_id))
         except TrainingCancelled:
-            tracker.end("KILLED")
+            # The job is over for its user now; its run closes once the queued points are sent.
             store.transition(job_id, {"running"}, status="cancelled", finished_at=now())
+            tracker.end("KILLED")
             return "cancelled"
         store.update(job_id, device=result.device)
-        tracker.flush(force=True)
+        tracker.flush()
         tracker.log_artifacts(
             {"echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)}
         )
@@ -71,4 +72,3 @@ class ProgressWriter:
         self.fraction = max(self.fraction, p.step / p.steps)
         progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
         self.store.update(self.job_id, progress=progress, metrics=self.metrics)
-        self.tracker.flush()

@@ -16,6 +16,7 @@ class WorkerSettings(BaseSettings):
     # Longer than the longest job: Redis re-delivers an unacknowledged task after this.
     visibility_timeout_s: int = 12 * 3600
     log_flush_s: float = 2.0
+    mlflow_retry_s: float = Field(300.0, description="How long a job waits for an unreachable MLflow before failing.")
 
     @property
     def ui_url(self) -> str:

@@ -2,6 +2,7 @@
 
 import io
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,82 @@ from mlflow.tracking import MlflowClient
 from worker.settings import WorkerSettings
 
 MAX_METRICS_PER_BATCH = 1000  # the tracking server's limit per log_batch
+
+
+class MlflowUnavailable(RuntimeError):
+    """MLflow did not take the job's data within the retry limit."""
+
+
+class MetricSender:
+    """Sends queued metrics from a thread, so training never waits on the tracking server."""
+
+    def __init__(self, client: MlflowClient, run_id: str, interval_s: float, retry_s: float):
+        self.client, self.run_id, self.interval_s, self.retry_s = client, run_id, interval_s, retry_s
+        self._pending: list[Metric] = []
+        self._sending = False
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"mlflow-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def put(self, metrics: list[Metric]) -> None:
+        """Queue points; raises once the sender has given up."""
+        self.check()
+        with self._cond:
+            self._pending.extend(metrics)
+            if len(self._pending) >= MAX_METRICS_PER_BATCH:
+                self._cond.notify_all()
+
+    def check(self) -> None:
+        """Raise if MLflow stayed unreachable past the retry limit."""
+        if self.error:
+            raise MlflowUnavailable(self.error)
+
+    def drain(self) -> None:
+        """Block until everything queued has been sent (or the sender gave up)."""
+        with self._cond:
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: (not self._pending and not self._sending) or self.error)
+        self.check()
+
+    def stop(self) -> None:
+        """End the sending thread."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopped or len(self._pending) >= MAX_METRICS_PER_BATCH, self.interval_s)
+                if self._stopped:
+                    return
+                batch, self._pending = self._pending[:MAX_METRICS_PER_BATCH], self._pending[MAX_METRICS_PER_BATCH:]
+                self._sending = bool(batch)
+            if batch and not self._send(batch):
+                return
+            with self._cond:
+                self._sending = False
+                self._cond.notify_all()
+
+    def _send(self, batch: list[Metric]) -> bool:
+        """Send one batch, retrying with backoff up to the retry limit."""
+        deadline, delay = time.monotonic() + self.retry_s, 0.5
+        while True:
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+                return True
+            except Exception as exc:  # the server is down or overloaded: keep the batch and retry
+                if time.monotonic() + delay > deadline:
+                    with self._cond:
+                        self.error = f"MLflow did not accept metrics for {self.retry_s:.0f} s: {exc}"[:500]
+                        self._sending = False
+                        self._cond.notify_all()
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
 
 
 class RunLogger:
@@ -28,8 +105,7 @@ class RunLogger:
             run_name=f"job-{job_id[:8]}",
         )
         self.run_id = run.info.run_id
-        self._pending: list[Metric] = []
-        self._last_flush = time.monotonic()
+        self.sender = MetricSender(self.client, self.run_id, settings.log_flush_s, settings.mlflow_retry_s)
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     @property
@@ -47,21 +123,14 @@ class RunLogger:
         except MlflowException:  # another worker created it first
             return self.client.get_experiment_by_name(name).experiment_id
 
-    def add(self, key: str, values: np.ndarray, first_step: int) -> None:
+    def add(self, key: str, values, first_step: int) -> None:
         """Queue one metric point per value, at steps first_step, first_step + 1, …"""
         stamp = int(time.time() * 1000)
-        self._pending.extend(
-            Metric(key, float(v), stamp, first_step + i) for i, v in enumerate(values)
-        )
+        self.sender.put([Metric(key, float(v), stamp, first_step + i) for i, v in enumerate(values)])
 
-    def flush(self, force: bool = False) -> None:
-        """Send what is buffered, if forced or it is time to."""
-        if not force and time.monotonic() - self._last_flush < self.settings.log_flush_s:
-            return
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_METRICS_PER_BATCH], self._pending[MAX_METRICS_PER_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch)
-        self._last_flush = time.monotonic()
+    def flush(self) -> None:
+        """Wait until every queued point is on the server; raises if the sender gave up."""
+        self.sender.drain()
 
     def log_artifacts(self, files: dict[str, bytes]) -> None:
         """Upload small files as run artifacts."""
@@ -73,8 +142,9 @@ class RunLogger:
     def end(self, status: str) -> None:
         """Flush and close the run with FINISHED, FAILED or KILLED."""
         try:
-            self.flush(force=True)
+            self.flush()
         finally:
+            self.sender.stop()
             self.client.set_terminated(self.run_id, status=RunStatus.to_string(getattr(RunStatus, status)))
 
 

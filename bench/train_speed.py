@@ -1,0 +1,175 @@
+"""Training speed at the tutorial's defaults: the tutorial's TF1 program, Keras and our engine, side by side.
+
+    .venv/bin/python bench/train_speed.py            # the tutorial's defaults, about a minute
+    .venv/bin/python bench/train_speed.py --quick    # a tiny configuration that only checks it runs
+
+Each contestant trains on the same seed; (a) and (c) also start from the same initial weights and
+see the same data. "setup" is graph/session construction (a), model build and compile (b), or the
+first compiled window call, XLA compilation included (c); the first epoch is reported apart from the
+steady state (the mean of the epochs after the first). Data generation is outside every timing.
+The last part times the exported SavedModel's serving signature in process, one sequence per call.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_rnn  # noqa: E402
+import tutorial_tf1  # noqa: E402
+from worker.engine import export  # noqa: E402
+from worker.engine.data import generate_epoch  # noqa: E402
+from worker.engine.model import initial_weights  # noqa: E402
+from worker.engine.train import train  # noqa: E402
+from worker.params import TrainingParams  # noqa: E402
+
+SERVING_LENGTHS = (20, 100, 1000)
+
+
+@dataclass
+class Timing:
+    """One contestant's numbers."""
+
+    name: str
+    epochs: int
+    setup_s: float
+    first_epoch_s: float
+    epoch_s: list[float]  # every epoch, the first included
+    final_loss: float
+
+    @property
+    def steady_s(self) -> float:
+        """Mean seconds per epoch after the first."""
+        return statistics.fmean(self.epoch_s[1:])
+
+
+def time_tutorial(params: TrainingParams, epochs: int) -> Timing:
+    """(a) The tutorial's TF1 graph and session, one session.run per window."""
+    rng = np.random.default_rng(params.seed)
+    t0 = time.perf_counter()
+    program = tutorial_tf1.build(params, initial_weights(rng, params))
+    setup = time.perf_counter() - t0
+    seconds, loss = [], float("nan")
+    try:
+        for _ in range(epochs):
+            x, y = tutorial_tf1.generate_data(rng, params)
+            t0 = time.perf_counter()
+            losses = tutorial_tf1.run_epoch(program, x, y)
+            seconds.append(time.perf_counter() - t0)
+            loss = float(np.mean(losses))
+    finally:
+        program.session.close()
+    return Timing("(a) tutorial TF1 session", epochs, setup, seconds[0], seconds, loss)
+
+
+def time_keras(params: TrainingParams, epochs: int) -> Timing:
+    """(b) A stateful Keras SimpleRNN, model.fit once per epoch."""
+    rng = np.random.default_rng(params.seed)
+    t0 = time.perf_counter()
+    model = keras_rnn.build(params, params.seed)
+    setup = time.perf_counter() - t0
+    seconds, loss = [], float("nan")
+    for _ in range(epochs):
+        xs, ys = generate_epoch(rng, params)
+        t0 = time.perf_counter()
+        loss = keras_rnn.run_epoch(model, params, xs, ys)
+        seconds.append(time.perf_counter() - t0)
+    return Timing("(b) Keras SimpleRNN fit", epochs, setup, seconds[0], seconds, loss)
+
+
+def time_engine(params: TrainingParams, epochs: int) -> tuple[Timing, dict[str, np.ndarray]]:
+    """(c) Our engine; its own compile and per-epoch timings. Also returns the trained weights."""
+    result = train(params.model_copy(update={"num_epochs": epochs}))
+    timing = Timing(
+        "(c) engine (XLA while-loop)", epochs, result.compile_seconds, result.epoch_seconds[0],
+        result.epoch_seconds, result.epoch_losses[-1],
+    )
+    return timing, result.weights
+
+
+def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) -> dict[int, float]:
+    """p50 milliseconds of one serving-signature call on one sequence, per length, after a warm-up."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as path:
+        export.save(export.build(weights, echo_step), path)
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        p50 = {}
+        for length in SERVING_LENGTHS:
+            sequence = tf.constant(rng.integers(0, 2, size=(1, length), dtype=np.int32))
+            for _ in range(5):
+                serve(sequences=sequence)["p_one"].numpy()
+            samples = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                serve(sequences=sequence)["p_one"].numpy()
+                samples.append(time.perf_counter() - t0)
+            p50[length] = 1000 * statistics.median(samples)
+    return p50
+
+
+def print_table(params: TrainingParams, timings: list[Timing]) -> None:
+    """The side-by-side table."""
+    steps = params.steps_per_epoch
+    print(
+        f"\nechoRNN at total_series_length={params.total_series_length}, "
+        f"truncated_backprop_length={params.truncated_backprop_length}, state_size={params.state_size}, "
+        f"batch_size={params.batch_size}, echo_step={params.echo_step}: {steps} steps/epoch, "
+        f"seed {params.seed}, CPU threads {os.cpu_count()}\n"
+    )
+    header = f"{'contestant':<30}{'epochs':>7}{'setup s':>10}{'1st epoch s':>13}"
+    print(header + f"{'steady s/epoch':>16}{'steps/s':>11}{'final loss':>12}")
+    for t in timings:
+        print(
+            f"{t.name:<30}{t.epochs:>7}{t.setup_s:>10.3f}{t.first_epoch_s:>13.3f}"
+            f"{t.steady_s:>16.4f}{steps / t.steady_s:>11.0f}{t.final_loss:>12.4f}"
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny configuration: only checks it runs")
+    parser.add_argument("--epochs", type=int, help="epochs for (a) and (b) (default 3; quick 2)")
+    parser.add_argument("--engine-epochs", type=int, help="epochs for (c) (default 10; quick 2)")
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--serving-calls", type=int, help="timed calls per length (default 300; quick 20)")
+    args = parser.parse_args(argv)
+    args.epochs = args.epochs or (2 if args.quick else 3)
+    args.engine_epochs = args.engine_epochs or (2 if args.quick else 10)
+    args.serving_calls = args.serving_calls or (20 if args.quick else 300)
+    if min(args.epochs, args.engine_epochs) < 2:
+        parser.error("at least 2 epochs each: the steady state is the epochs after the first")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three contestants and the serving latency; print the table and the ratios."""
+    args = parse_args(argv)
+    tf.get_logger().setLevel("ERROR")  # TF1 deprecation notices from the tutorial's optimizer
+    series = 7_500 if args.quick else TrainingParams().total_series_length
+    params = TrainingParams(total_series_length=series, seed=args.seed, device="cpu")
+    tutorial = time_tutorial(params, args.epochs)
+    keras_timing = time_keras(params, args.epochs)
+    engine, weights = time_engine(params, args.engine_epochs)
+    print_table(params, [tutorial, keras_timing, engine])
+    p50 = serving_latency(weights, params.echo_step, args.serving_calls)
+    print("\nserving (SavedModel signature, in process, one sequence per call, p50):")
+    for length, ms in p50.items():
+        print(f"  length {length:>5}: {ms:.3f} ms {'(target ≤ 1 ms)' if ms <= 1.0 else '(over 1 ms target)'}")
+    print(f"\nKeras speedup vs seed reference: {tutorial.steady_s / keras_timing.steady_s:.1f}x")
+    print(f"engine speedup vs Keras: {keras_timing.steady_s / engine.steady_s:.1f}x")
+    print(f"train speedup vs seed reference: {tutorial.steady_s / engine.steady_s:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The job store against a real Redis."""
+
+import threading
+import uuid
+
+import pytest
+
+from worker.jobs import JobStore
+
+
+@pytest.fixture
+def store(redis_client) -> JobStore:
+    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}")
+
+
+def test_create_and_get_round_trip(store):
+    job = store.create({"num_epochs": 4, "seed": 1}, steps=40)
+    got = store.get(job.id)
+    assert got == job
+    assert got.status == "queued" and got.progress.steps == 40 and got.progress.epochs == 4
+    assert got.created_at.endswith("Z")
+    assert store.get(str(uuid.uuid4())) is None
+
+
+def test_transitions_are_compare_and_set(store):
+    job = store.create({"num_epochs": 1}, steps=1)
+    assert store.transition(job.id, {"queued"}, status="running")
+    assert not store.transition(job.id, {"queued"}, status="cancelled")
+    assert store.get(job.id).status == "running"
+    assert not store.transition("missing", {"queued"}, status="running")
+
+
+def test_a_start_and_a_cancel_never_both_win(store):
+    for _ in range(20):
+        job = store.create({"num_epochs": 1}, steps=1)
+        wins = []
+        go = threading.Barrier(2)
+
+        def attempt(status):
+            go.wait()
+            if store.transition(job.id, {"queued"}, status=status):
+                wins.append(status)
+
+        threads = [threading.Thread(target=attempt, args=(s,)) for s in ("running", "cancelled")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(wins) == 1 and store.get(job.id).status == wins[0]
+
+
+def test_cancel_requests_only_reach_running_jobs(store):
+    job = store.create({"num_epochs": 1}, steps=1)
+    assert not store.request_cancel(job.id) and not store.cancel_requested(job.id)
+    store.transition(job.id, {"queued"}, status="running")
+    assert store.request_cancel(job.id) and store.cancel_requested(job.id)
+
+
+def test_listing_newest_first_with_filter_and_cursor(store):
+    jobs = [store.create({"num_epochs": 1}, steps=1) for _ in range(7)]
+    for job in jobs[::2]:
+        store.transition(job.id, {"queued"}, status="running")
+    page, cursor = store.list(None, 3, None)
+    assert [j.id for j in page] == [j.id for j in jobs[::-1][:3]]
+    rest, end = store.list(None, 10, cursor)
+    assert [j.id for j in rest] == [j.id for j in jobs[::-1][3:]] and end is None
+    running, _ = store.list("running", 10, None)
+    assert [j.id for j in running] == [j.id for j in jobs[::2][::-1]]
+    first, cursor = store.list("queued", 2, None)
+    second, _ = store.list("queued", 2, cursor)
+    assert [j.id for j in first + second] == [j.id for j in jobs[1::2][::-1]]
+
+
+def test_updates_keep_other_fields(store):
+    job = store.create({"num_epochs": 2}, steps=20)
+    store.update(job.id, progress={"epoch": 1, "epochs": 2, "step": 10, "steps": 20, "fraction": 0.5}, device="/CPU:0")
+    got = store.get(job.id)
+    assert got.progress.fraction == 0.5 and got.device == "/CPU:0" and got.params == {"num_epochs": 2}
