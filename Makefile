@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 
-.PHONY: install run test test-fast bench bench-train lock lint clean
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: install system-deps run test bench bench-train lock clean
 
 install: $(STAMP)
 
@@ -20,10 +22,16 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
+# The suite starts Redis servers of its own: it needs Debian's redis-server.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server from Debian's packages"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; }
+
 run: install
 	docker/bin/run-local
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -ra
 
 bench: install
