@@ -18,9 +18,15 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+# requirements/lock.txt: what make install, CI and the CPU images install (TensorFlow for the CPU).
+# requirements/gpu.txt: the GPU worker image's (TensorFlow with CUDA), every package they share
+# pinned by lock.txt: one resolution, never a second list (tests/docker/test_locks.py checks).
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev $(LOCK_TARGET) -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra gpu --constraint requirements/lock.txt $(LOCK_TARGET) \
+		-o requirements/gpu.txt
 
 # The suite starts Redis servers of its own: it needs Debian's redis-server.
 system-deps:

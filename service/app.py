@@ -5,9 +5,9 @@ from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
 
-from service import problems
+from service import metrics, problems
 from service.models import ModelRegistry
-from service.routes import health, jobs, models, predict
+from service.routes import docs, health, jobs, models, predict
 from service.settings import Settings
 from worker.jobs import JobStore
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["echo"] = Services(settings)
     problems.register(app)
-    for blueprint in (health.bp, jobs.bp, predict.bp, models.bp):
+    metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
+    for blueprint in (health.bp, jobs.bp, predict.bp, models.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app

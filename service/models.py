@@ -11,6 +11,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from service.metrics import CACHE_HITS, MODEL_LOADS
 from service.problems import Problem
 from worker.jobs import JobStore
 
@@ -72,11 +73,13 @@ class ModelRegistry:
             if model is not None:
                 self._loaded.move_to_end(key)
                 self.hits += 1
+                CACHE_HITS.inc()
                 return info, model
         model = self._load(info)
         with self._lock:
             self._loaded[key] = model
             self.loads += 1
+            MODEL_LOADS.inc()
             while len(self._loaded) > self.size:
                 self._loaded.popitem(last=False)
         return info, model

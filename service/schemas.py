@@ -1,8 +1,10 @@
-"""Request schemas of the API, besides the training parameters that the worker owns."""
+"""Request and response schemas of the API; the training parameters are the worker's."""
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from worker.jobs import Job
 
 Bits = Annotated[str, Field(pattern=r"^[01]+$", min_length=1, description="Bits, as a string of 0 and 1.")]
 ModelRef = Annotated[
@@ -39,3 +41,86 @@ class PredictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sequences: list[Bits] = Field(min_length=1, description="Bit strings, as for GET /predict.")
     model: ModelRef = None
+
+
+class ModelOut(BaseModel):
+    """The registered model version that answered."""
+
+    name: str
+    version: str
+    uri: str
+    run_id: str | None
+    job_id: str | None
+
+
+class EchoResult(BaseModel):
+    """The echo of one sequence."""
+
+    sequence: str
+    echo: str = Field(description="Predicted bits: the input delayed by echo_step.")
+    probabilities: list[float] = Field(description="P(bit = 1) per position.")
+    echo_step: int
+
+
+class PredictOne(EchoResult):
+    """Answer of GET /predict."""
+
+    model: ModelOut
+
+
+class PredictMany(BaseModel):
+    """Answer of POST /predict."""
+
+    model: ModelOut
+    results: list[EchoResult]
+
+
+class JobList(BaseModel):
+    """A page of jobs."""
+
+    jobs: list[Job]
+    next_cursor: int | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
+
+
+class VersionMetrics(BaseModel):
+    loss: float | None
+    epoch_loss: float | None
+    echo_accuracy: float | None
+
+
+class ModelVersion(ModelOut):
+    """A registered version with its final metrics."""
+
+    aliases: list[str]
+    created_at: str
+    metrics: VersionMetrics
+
+
+class ModelList(BaseModel):
+    models: list[ModelVersion]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    location: str
+
+
+class ProblemDoc(BaseModel):
+    """An error (RFC 9457 problem details)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    redis: str
+    mlflow: str

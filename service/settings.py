@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     job_key_prefix: str = "echo-rnn"
     model_cache_size: int = Field(8, ge=1, description="Models kept loaded per API process.")
     alias_ttl_s: float = Field(5.0, ge=0, description="How long a resolved alias or 'latest' is trusted.")
+    prometheus_multiproc_dir: str | None = Field(None, description="Set under gunicorn: metrics of all workers.")
+    log_level: str = "INFO"
     max_body_bytes: int = 1024 * 1024
     max_sequence_bits: int = 100_000
     max_sequences: int = 1_000

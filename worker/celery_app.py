@@ -1,7 +1,9 @@
 """The Celery application of the workers: long jobs, late acks, one job per child process."""
 
 from celery import Celery
+from celery.signals import setup_logging, task_postrun, task_prerun
 
+from worker import logs
 from worker.settings import WorkerSettings
 
 settings = WorkerSettings()
@@ -23,3 +25,18 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
+
+
+@setup_logging.connect
+def _json_logs(**_) -> None:
+    logs.configure(settings.log_level)
+
+
+@task_prerun.connect
+def _job_context(task_id: str, **_) -> None:
+    logs.job_id_var.set(task_id)  # a job's task id is its job id
+
+
+@task_postrun.connect
+def _job_context_end(**_) -> None:
+    logs.job_id_var.set(None)

@@ -136,6 +136,19 @@ class JobStore:
                         return jobs, int(score)
         return jobs, None
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many jobs there are in each status."""
+        ids = [m.decode() for m in self.redis.zrange(self._index, 0, -1)]
+        pipe = self.redis.pipeline()
+        for job_id in ids:
+            pipe.hget(self._key(job_id), "status")
+        counts: dict[str, int] = {}
+        for raw in pipe.execute():
+            if raw:
+                status = json.loads(raw)
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
     def update(self, job_id: str, **fields: Any) -> None:
         """Overwrite some fields of a job."""
         self.redis.hset(self._key(job_id), mapping=_encode(fields))

@@ -1,7 +1,8 @@
 """Running one job: claim it, train, log to MLflow, register the model, record the outcome."""
 
 import logging
-import time
+
+import numpy as np
 
 from worker.jobs import JobStore, now
 from worker.params import TrainingParams
@@ -26,7 +27,7 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
         training = TrainingParams.model_validate(params)
         tracker = RunLogger(settings, job_id, training.model_dump())
         store.update(job_id, mlflow={"experiment_id": tracker.experiment_id, "run_id": tracker.run_id, "url": tracker.url})
-        progress = ProgressWriter(store, job_id, tracker)
+        progress = ProgressWriter(store, job_id, tracker, training.total_steps)
         try:
             result = train(training, on_progress=progress, should_stop=lambda: store.cancel_requested(job_id))
         except TrainingCancelled:
@@ -55,15 +56,19 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
 
 
 class ProgressWriter:
-    """Engine progress callback: updates the job record and streams losses to MLflow."""
+    """Engine progress callback: updates the job record and streams losses and figures to MLflow."""
 
-    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger):
+    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int):
         self.store, self.job_id, self.tracker = store, job_id, tracker
         self.fraction = 0.0
         self.metrics: dict = {}
+        self.losses = np.zeros(steps, np.float32)
 
     def __call__(self, p) -> None:
         self.tracker.add("loss", p.losses, p.first_step)
+        self.losses[p.first_step : p.first_step + len(p.losses)] = p.losses
+        if p.window is not None:
+            self.tracker.add_figure(self.losses[: p.step].copy(), p.window, p.epoch)
         if p.epoch_done:
             self.tracker.add("epoch_loss", [p.epoch_loss], p.epoch)
             self.tracker.add("echo_accuracy", [p.echo_accuracy], p.epoch)

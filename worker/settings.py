@@ -15,6 +15,7 @@ class WorkerSettings(BaseSettings):
     job_key_prefix: str = "echo-rnn"
     # Longer than the longest job: Redis re-delivers an unacknowledged task after this.
     visibility_timeout_s: int = 12 * 3600
+    log_level: str = "INFO"
     log_flush_s: float = 2.0
     mlflow_retry_s: float = Field(300.0, description="How long a job waits for an unreachable MLflow before failing.")
 

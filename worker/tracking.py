@@ -1,9 +1,11 @@
 """One job's MLflow run, written through a client bound to the run's id (never the active run)."""
 
 import io
+import logging
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from worker.settings import WorkerSettings
 
+log = logging.getLogger(__name__)
 MAX_METRICS_PER_BATCH = 1000  # the tracking server's limit per log_batch
 
 
@@ -105,6 +108,8 @@ class RunLogger:
             run_name=f"job-{job_id[:8]}",
         )
         self.run_id = run.info.run_id
+        self._figures = ThreadPoolExecutor(1, thread_name_prefix="figures")
+        self._figure_jobs: list[Future] = []
         self.sender = MetricSender(self.client, self.run_id, settings.log_flush_s, settings.mlflow_retry_s)
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
@@ -128,8 +133,25 @@ class RunLogger:
         stamp = int(time.time() * 1000)
         self.sender.put([Metric(key, float(v), stamp, first_step + i) for i, v in enumerate(values)])
 
+    def add_figure(self, losses: np.ndarray, window: tuple, epoch: int) -> None:
+        """Draw the tutorial's figure and log it as the image echo_figure at this epoch, off the training thread."""
+        self._figure_jobs.append(self._figures.submit(self._log_figure, losses, window, epoch))
+
+    def _log_figure(self, losses: np.ndarray, window: tuple, epoch: int) -> None:
+        from PIL import Image
+
+        from worker.engine.figure import render
+
+        try:
+            image = Image.open(io.BytesIO(render(losses, *window)))
+            self.client.log_image(self.run_id, image, key="echo_figure", step=epoch)
+        except Exception:  # a lost snapshot must not fail the job; the final figure is logged apart
+            log.warning("could not log the figure of epoch %d", epoch, exc_info=True)
+
     def flush(self) -> None:
-        """Wait until every queued point is on the server; raises if the sender gave up."""
+        """Wait until every queued point and figure is on the server; raises if the sender gave up."""
+        wait(self._figure_jobs)
+        self._figure_jobs.clear()
         self.sender.drain()
 
     def log_artifacts(self, files: dict[str, bytes]) -> None:
@@ -145,6 +167,7 @@ class RunLogger:
             self.flush()
         finally:
             self.sender.stop()
+            self._figures.shutdown(wait=False, cancel_futures=True)
             self.client.set_terminated(self.run_id, status=RunStatus.to_string(getattr(RunStatus, status)))
 
 

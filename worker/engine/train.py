@@ -35,6 +35,8 @@ class Progress:
     epoch_done: bool = False
     epoch_loss: float | None = None
     echo_accuracy: float | None = None
+    # At about every tenth of the run: the last window's x, y and probabilities, for the figure.
+    window: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -61,6 +63,11 @@ def echo_accuracy(forward, rng: np.random.Generator, echo_step: int) -> float:
     return float((predicted == target).mean())
 
 
+def snapshot_epochs(num_epochs: int, count: int = 10) -> set[int]:
+    """The epochs (1-based) that end each tenth of a run, the last one included."""
+    return {max(1, round(num_epochs * k / count)) for k in range(1, count + 1)}
+
+
 def train(
     params: TrainingParams,
     on_progress: Callable[[Progress], None] | None = None,
@@ -78,7 +85,9 @@ def train(
     compile_seconds = 0.0
     reported = 0  # global steps already handed to on_progress
 
-    def report(epoch: int, step: int, epoch_loss: float | None = None, accuracy: float | None = None) -> None:
+    snapshots = snapshot_epochs(params.num_epochs)
+
+    def report(epoch: int, step: int, epoch_loss: float | None = None, accuracy: float | None = None, window=None) -> None:
         nonlocal reported
         if on_progress is not None:
             on_progress(
@@ -86,7 +95,7 @@ def train(
                     epoch=epoch + 1, epochs=params.num_epochs, step=step, steps=total,
                     loss=float(all_losses[step - 1]), first_step=reported,
                     losses=all_losses[reported:step].copy(), epoch_done=epoch_loss is not None,
-                    epoch_loss=epoch_loss, echo_accuracy=accuracy,
+                    epoch_loss=epoch_loss, echo_accuracy=accuracy, window=window,
                 )
             )
         reported = step
@@ -124,7 +133,8 @@ def train(
             epoch_seconds.append(time.monotonic() - epoch_start)
             epoch_losses.append(float(losses_np.mean()))
             accuracies.append(echo_accuracy(forward, eval_rng, params.echo_step))
-            report(epoch, base + done, epoch_losses[-1], accuracies[-1])
+            window = (xs_np[-1], ys_np[-1], probs.numpy()) if epoch + 1 in snapshots else None
+            report(epoch, base + done, epoch_losses[-1], accuracies[-1], window)
             _check(should_stop)
     return TrainingResult(
         params=params,
