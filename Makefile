@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --python $(BIN)/python requirements/lock.txt
+	$(BIN)/uv pip sync --compile-bytecode --python $(BIN)/python requirements/lock.txt
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 

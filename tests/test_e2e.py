@@ -42,6 +42,8 @@ def test_a_job_trains_logs_registers_and_predicts(stack, trained_job):
     assert len(client.get_metric_history(run.info.run_id, "epoch_loss")) == params["num_epochs"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"echo_figure.png", "loss_history.csv"} <= artifacts
+    snapshots = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
+    assert len(snapshots) >= params["num_epochs"], "the figure is logged during training too"
     figure = client.download_artifacts(run.info.run_id, "echo_figure.png")
     assert Image.open(figure).size[0] > 400
     version = client.get_model_version("echo-rnn", job["model"]["version"])
@@ -120,11 +122,11 @@ def test_two_jobs_run_at_once_on_a_worker_of_concurrency_two(stack):
 
 
 def test_listing_is_newest_first_with_filter_and_cursor(stack, trained_job):
+    older, newer = submit(stack.api, num_epochs=1, seed=1), submit(stack.api, num_epochs=1, seed=2)
     first = requests.get(f"{stack.api}/jobs", params={"limit": 1}, timeout=5).json()
     assert len(first["jobs"]) == 1 and first["next_cursor"] is not None
     second = requests.get(f"{stack.api}/jobs", params={"limit": 1, "cursor": first["next_cursor"]}, timeout=5).json()
-    assert second["jobs"][0]["created_at"] <= first["jobs"][0]["created_at"]
-    assert second["jobs"][0]["id"] != first["jobs"][0]["id"]
+    assert [first["jobs"][0]["id"], second["jobs"][0]["id"]] == [newer["id"], older["id"]]
     succeeded = requests.get(f"{stack.api}/jobs", params={"status": "succeeded", "limit": 100}, timeout=5).json()
     assert trained_job["id"] in {j["id"] for j in succeeded["jobs"]}
     assert all(j["status"] == "succeeded" for j in succeeded["jobs"])

@@ -122,19 +122,19 @@ class JobStore:
     def list(self, status: str | None, limit: int, cursor: int | None) -> tuple[list[Job], int | None]:
         """Newest first; the cursor is the sequence number of the last job of the previous page."""
         top = f"({cursor}" if cursor is not None else "+inf"
-        jobs: list[Job] = []
-        while len(jobs) < limit:
-            batch = self.redis.zrevrangebyscore(self._index, top, "-inf", start=0, num=max(limit, 100), withscores=True)
+        found: list[tuple[Job, int]] = []
+        while len(found) <= limit:  # one more than asked: is there a next page?
+            batch = self.redis.zrevrangebyscore(self._index, top, "-inf", start=0, num=limit + 1, withscores=True)
             if not batch:
-                return jobs, None
+                break
             for member, score in batch:
                 top = f"({int(score)}"
                 job = self.get(member.decode())
                 if job is not None and (status is None or job.status == status):
-                    jobs.append(job)
-                    if len(jobs) == limit:
-                        return jobs, int(score)
-        return jobs, None
+                    found.append((job, int(score)))
+        page = found[:limit]
+        more = len(found) > limit
+        return [job for job, _ in page], (page[-1][1] if more else None)
 
     def count_by_status(self) -> dict[str, int]:
         """How many jobs there are in each status."""

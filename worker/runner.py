@@ -17,6 +17,7 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
     if not store.transition(job_id, {"queued", "running"}, status="running", started_at=now()):
         log.info("job %s is no longer queued; not running it", job_id)
         return "skipped"
+    log.info("job %s started", job_id)
     tracker = None
     try:
         # TensorFlow is imported here, in the child process that runs the job, never before fork.
@@ -43,6 +44,7 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
         model = log_and_register(tracker.client, tracker.run_id, job_id, result, settings.registered_model)
         tracker.end("FINISHED")
         store.transition(job_id, {"running"}, status="succeeded", finished_at=now(), model=model)
+        log.info("job %s succeeded: %s", job_id, model["uri"])
         return "succeeded"
     except Exception as exc:  # any failure ends the job with a readable reason
         log.exception("job %s failed", job_id)

@@ -1,0 +1,49 @@
+"""echo-rnn: the command line of the echo-rnn service (the console script is this `app`)."""
+
+from typing import Annotated
+
+import typer
+
+from service.cli.api import Api
+from service.cli.jobs import cancel, jobs, show
+from service.cli.predict import models, predict
+from service.cli.train import train
+
+DEFAULT_API = "http://127.0.0.1:8000"
+
+app = typer.Typer(
+    name="echo-rnn",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # an unexpected traceback must never show the token
+)
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    api: Annotated[str, typer.Option(envvar="ECHO_RNN_API", callback=_url, help="Base URL of the API.")] = DEFAULT_API,
+    token: Annotated[str | None, typer.Option(envvar="ECHO_RNN_TOKEN", show_default=False,
+                                              help="API token, sent as 'Authorization: Bearer ...'.")] = None,
+) -> None:
+    """Train, follow and use echo RNN models through the echo-rnn API.
+
+    Exit codes:
+    0 success;
+    1 the API refused the request (its error and each bad field are printed) or the job failed;
+    2 bad usage;
+    3 the API cannot be reached;
+    4 the job was cancelled (train --wait);
+    130 Ctrl-C while following a job (the job keeps running).
+    """
+    ctx.obj = Api(api, token)
+
+
+for command in (train, jobs, show, cancel, predict, models):
+    app.command()(command)

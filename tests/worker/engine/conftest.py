@@ -1,0 +1,16 @@
+"""Shared fixtures of the engine tests: one model trained once per test session."""
+
+import pytest
+
+from worker.engine.train import TrainingResult, train
+from worker.params import TrainingParams
+
+# Five epochs at the tutorial's defaults. The seed is one that leaves the ln 2 plateau early: with
+# the tutorial's uniform [0, 1) weights some seeds sit there for many epochs (see test_train.py).
+TRAINED = TrainingParams(num_epochs=5, seed=2)
+
+
+@pytest.fixture(scope="session")
+def trained() -> TrainingResult:
+    """The tutorial's network after five epochs with a fixed seed."""
+    return train(TRAINED)

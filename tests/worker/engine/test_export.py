@@ -1,0 +1,94 @@
+"""The SavedModel: round trip, agreement with training's forward pass, exact bucketing."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from worker.engine import export
+from worker.engine.model import cell_states, logits_of
+
+
+@pytest.fixture(scope="module")
+def serve(trained, tmp_path_factory):
+    """The trained model saved, loaded back, and its serving signature as a NumPy function."""
+    path = str(tmp_path_factory.mktemp("saved") / "echo")
+    export.save(export.build(trained.weights, trained.params.echo_step), path)
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["serving_default"]
+
+    def call(sequences: np.ndarray) -> dict[str, np.ndarray]:
+        out = signature(sequences=tf.constant(sequences, tf.int32))
+        return {k: v.numpy() for k, v in out.items()}
+
+    call.loaded = loaded
+    return call
+
+
+def training_forward(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Probabilities as training computes them (cell_states, logits_of, softmax) from a zero state."""
+    zero = tf.zeros([x.shape[0], weights["W"].shape[1]])
+    states = cell_states(tf.constant(weights["W"]), tf.constant(weights["b"]), tf.constant(x), zero)
+    return tf.nn.softmax(logits_of(tf.constant(weights["W2"]), tf.constant(weights["b2"]), states)).numpy()
+
+
+def bits(seed: int, rows: int, length: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2, (rows, length), dtype=np.int32)
+
+
+def test_round_trip_matches_the_training_forward_pass(trained, serve):
+    x = bits(0, 4, 50)
+    out = serve(x)
+    want = training_forward(trained.weights, x)
+    assert set(out) == {"p_one", "probabilities"}
+    assert out["probabilities"].shape == (4, 50, 2) and out["p_one"].shape == (4, 50)
+    np.testing.assert_allclose(out["probabilities"], want, atol=1e-5)
+    np.testing.assert_allclose(out["p_one"], want[:, :, 1], atol=1e-5)
+    assert ((out["p_one"][:, 3:] > 0.5) == x[:, :-3]).mean() >= 0.999  # it echoes
+
+
+def test_the_module_keeps_the_weights_and_echo_step(trained, serve):
+    assert int(serve.loaded.echo_step.numpy()) == trained.params.echo_step
+    for variable, name in zip(serve.loaded.weights, ("W", "b", "W2", "b2")):
+        np.testing.assert_array_equal(variable.numpy(), trained.weights[name])
+
+
+@pytest.mark.parametrize("rows, length", [(1, 1), (3, 1), (1, 16), (1, 17), (7, 33), (20, 5), (2, 1000)])
+def test_any_batch_and_length(trained, serve, rows, length):
+    x = bits(rows * 1000 + length, rows, length)
+    out = serve(x)
+    assert out["p_one"].shape == (rows, length) and out["probabilities"].shape == (rows, length, 2)
+    np.testing.assert_allclose(out["probabilities"].sum(-1), 1, rtol=1e-5)
+    if length <= 100:  # the training forward pass unrolls in the graph: keep it short
+        np.testing.assert_allclose(out["probabilities"], training_forward(trained.weights, x), atol=1e-5)
+
+
+def test_padding_on_the_right_changes_nothing(serve):
+    """The RNN is causal: a sequence's outputs equal its prefix's outputs in a longer sequence."""
+    x = bits(1, 1, 40)
+    alone = serve(x[:, :23])["probabilities"]  # bucket 32
+    longer = serve(x)["probabilities"][:, :23]  # bucket 64, other bits after position 23
+    np.testing.assert_allclose(alone, longer, rtol=0, atol=1e-6)
+
+
+def test_batching_with_longer_sequences_changes_nothing(serve):
+    short, long_ = bits(2, 1, 5)[0], bits(3, 1, 300)[0]
+    batch = np.zeros((2, 300), np.int32)
+    batch[0, :5], batch[1] = short, long_
+    together = serve(batch)["probabilities"]
+    np.testing.assert_allclose(serve(short[None])["probabilities"][0], together[0, :5], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(serve(long_[None])["probabilities"][0], together[1], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "n, want",
+    [(0, 16), (1, 16), (15, 16), (16, 16), (17, 32), (100, 128), (1000, 1024), (1024, 1024),
+     (1025, 2048), (2**20, 2**20), (2**20 + 1, 2**21)],
+)
+def test_bucket_values(n, want):
+    assert int(export.bucket(tf.constant(n))) == want
+
+
+def test_bucket_is_the_next_power_of_two_everywhere():
+    n = np.arange(1, 70_000)
+    want = np.maximum(export.MIN_BUCKET, 2 ** np.ceil(np.log2(n)).astype(np.int64))
+    np.testing.assert_array_equal(export.bucket(tf.constant(n, tf.int32)).numpy(), want)
