@@ -28,11 +28,16 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra gpu --constraint requirements/lock.txt $(LOCK_TARGET) \
 		-o requirements/gpu.txt
 
-# The suite starts Redis servers of its own: it needs Debian's redis-server.
+# The suite starts Redis servers of its own (redis-server) and checks the MLflow UI in a
+# headless browser (chromium), both from Debian's packages.
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
 system-deps:
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server from Debian's packages"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; }
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian's packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 run: install
 	docker/bin/run-local

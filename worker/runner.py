@@ -70,7 +70,7 @@ class ProgressWriter:
         self.tracker.add("loss", p.losses, p.first_step)
         self.losses[p.first_step : p.first_step + len(p.losses)] = p.losses
         if p.window is not None:
-            self.tracker.add_figure(self.losses[: p.step].copy(), p.window, p.epoch)
+            self.tracker.add_figure(self.losses[: p.step].copy(), p.window, p.step)
         if p.epoch_done:
             self.tracker.add("epoch_loss", [p.epoch_loss], p.epoch)
             self.tracker.add("echo_accuracy", [p.echo_accuracy], p.epoch)

@@ -133,20 +133,20 @@ class RunLogger:
         stamp = int(time.time() * 1000)
         self.sender.put([Metric(key, float(v), stamp, first_step + i) for i, v in enumerate(values)])
 
-    def add_figure(self, losses: np.ndarray, window: tuple, epoch: int) -> None:
-        """Draw the tutorial's figure and log it as the image echo_figure at this epoch, off the training thread."""
-        self._figure_jobs.append(self._figures.submit(self._log_figure, losses, window, epoch))
+    def add_figure(self, losses: np.ndarray, window: tuple, step: int) -> None:
+        """Draw the tutorial's figure and log it as the image echo_figure at this training step, off the training thread."""
+        self._figure_jobs.append(self._figures.submit(self._log_figure, losses, window, step))
 
-    def _log_figure(self, losses: np.ndarray, window: tuple, epoch: int) -> None:
+    def _log_figure(self, losses: np.ndarray, window: tuple, step: int) -> None:
         from PIL import Image
 
         from worker.engine.figure import render
 
         try:
             image = Image.open(io.BytesIO(render(losses, *window)))
-            self.client.log_image(self.run_id, image, key="echo_figure", step=epoch)
+            self.client.log_image(self.run_id, image, key="echo_figure", step=step)
         except Exception:  # a lost snapshot must not fail the job; the final figure is logged apart
-            log.warning("could not log the figure of epoch %d", epoch, exc_info=True)
+            log.warning("could not log the figure of step %d", step, exc_info=True)
 
     def flush(self) -> None:
         """Wait until every queued point and figure is on the server; raises if the sender gave up."""

@@ -16,7 +16,9 @@ import tutorial_tf1  # noqa: E402
 
 @pytest.mark.parametrize("seed", [0, 1])  # 0 sits on the ln 2 plateau, 1 learns at once
 def test_engine_loss_curve_equals_the_tutorials(seed):
-    params = TrainingParams(num_epochs=2, total_series_length=15_000, seed=seed)  # 200 steps/epoch
+    # Two epochs of 100 steps: the state resets and fresh data. Longer, float32 rounding grows
+    # chaotically on a learning seed and the curves part by a few 1e-2 after ~300 steps.
+    params = TrainingParams(num_epochs=2, total_series_length=7_500, seed=seed)
     result = train(params)
     rng = np.random.default_rng(seed)  # train() draws the weights, then each epoch's series
     program = tutorial_tf1.build(params, initial_weights(rng, params))

@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# The API image: gunicorn serving service.wsgi:app (docker/bin/api, as in the Procfile), with the
+# CPU TensorFlow it loads models with and no CUDA. compose.yaml's flower service runs it too.
+# Build context: the repository root (docker compose build, or docker build -f docker/api.Dockerfile .).
+
+FROM python:3.11-slim-bookworm AS builder
+ARG UV_VERSION=0.13.8
+ENV UV_COMPILE_BYTECODE=1 UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+    && uv venv --python /usr/local/bin/python3.11 /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY requirements/ requirements/
+# The project's dependencies with TensorFlow for the CPU, every version pinned by the locks that
+# make install and CI use (make lock writes both from pyproject.toml: one resolution).
+RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra cpu \
+        --constraint requirements/lock.txt --constraint requirements/gpu.txt
+COPY service/ service/
+COPY worker/ worker/
+RUN uv pip install --python /opt/venv/bin/python --no-deps --build-constraint requirements/lock.txt .
+
+FROM python:3.11-slim-bookworm
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-log-init --create-home --home-dir /home/app app
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY docker/bin/ docker/bin/
+COPY docker/healthcheck.py docker/
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 API_PORT=8000
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "docker/healthcheck.py", "api"]
+CMD ["docker/bin/api"]

@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# The MLflow image: the tracking server with proxied artifacts (docker/bin/mlflow, as in the
+# Procfile) and the PostgreSQL driver of its backend store; no TensorFlow.
+# Build context: the repository root (docker build -f docker/mlflow.Dockerfile .).
+
+FROM python:3.11-slim-bookworm AS builder
+ARG UV_VERSION=0.13.8
+ENV UV_COMPILE_BYTECODE=1 UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+    && uv venv --python /usr/local/bin/python3.11 /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY requirements/ requirements/
+# The project's dependencies without TensorFlow (mlflow, psycopg2-binary, ...), every version pinned
+# by the locks that make install and CI use.
+RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml \
+        --constraint requirements/lock.txt --constraint requirements/gpu.txt
+
+FROM python:3.11-slim-bookworm
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-log-init --create-home --home-dir /home/app app \
+    && mkdir -p /mlflow/artifacts \
+    && chown app:app /mlflow/artifacts
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY docker/bin/ docker/bin/
+COPY docker/healthcheck.py docker/
+# The backend store (MLFLOW_BACKEND_STORE_URI, a secret: it holds the database password) comes
+# from the environment at run time; the artifacts go to a volume mounted on /mlflow/artifacts.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 MLFLOW_PORT=5000 \
+    MLFLOW_ARTIFACTS_DESTINATION=/mlflow/artifacts
+USER 10001:10001
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=10s --start-period=90s --retries=3 \
+    CMD ["python", "docker/healthcheck.py", "mlflow"]
+CMD ["docker/bin/mlflow"]

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# The worker image: a Celery worker (docker/bin/worker, as in the Procfile) training with TensorFlow.
+#   TENSORFLOW=gpu (default): TensorFlow with CUDA and cuDNN from the wheels of tensorflow[and-cuda];
+#                             the host gives the NVIDIA driver (NVIDIA Container Toolkit).
+#   TENSORFLOW=cpu:           the CPU-only TensorFlow of make install and CI, no CUDA.
+# Build context: the repository root
+# (docker build -f docker/worker.Dockerfile --build-arg TENSORFLOW=cpu -t echo-rnn/worker:cpu .).
+
+FROM python:3.11-slim-bookworm AS builder
+ARG UV_VERSION=0.13.8
+ENV UV_COMPILE_BYTECODE=1 UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+    && uv venv --python /usr/local/bin/python3.11 /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY requirements/ requirements/
+ARG TENSORFLOW=gpu
+# The project's dependencies with the TensorFlow extra asked for, every version pinned by the locks
+# (requirements/gpu.txt holds tensorflow[and-cuda] and the NVIDIA wheels, and agrees with
+# requirements/lock.txt, what make install and CI use, on every package they share).
+RUN case "$TENSORFLOW" in cpu|gpu) ;; *) echo "TENSORFLOW must be gpu or cpu, not '$TENSORFLOW'" >&2; exit 1 ;; esac \
+    && uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra "$TENSORFLOW" \
+        --constraint requirements/lock.txt --constraint requirements/gpu.txt
+COPY service/ service/
+COPY worker/ worker/
+RUN uv pip install --python /opt/venv/bin/python --no-deps --build-constraint requirements/lock.txt .
+
+FROM python:3.11-slim-bookworm
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-log-init --create-home --home-dir /home/app app
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY docker/bin/ docker/bin/
+COPY docker/healthcheck.py docker/
+# One job at a time: with the one GPU compose reserves per worker container, one job per GPU.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 WORKER_CONCURRENCY=1 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 10001:10001
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
+    CMD ["python", "docker/healthcheck.py", "worker"]
+CMD ["docker/bin/worker"]
