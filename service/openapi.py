@@ -35,6 +35,13 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, int, type, list[
     ("get", "/readyz", "health.readyz", None, None, 200, schemas.Ready, [503]),
 ]
 
+# Endpoints that answer documents rather than JSON resources: (path, endpoint, media type, schema).
+RAW = [
+    ("/openapi.json", "docs.openapi", "application/json", {"type": "object"}),
+    ("/docs", "docs.swagger_ui", "text/html", {"type": "string"}),
+    ("/metrics", "metrics", "text/plain", {"type": "string"}),
+]
+
 
 def document(app: Flask) -> dict[str, Any]:
     """Build the document; summaries are the views' docstrings."""
@@ -59,6 +66,12 @@ def document(app: Flask) -> dict[str, Any]:
         for code in errors + [405]:
             op["responses"][str(code)] = _content(PROBLEM, schemas.ProblemDoc, ERRORS[code])
         paths.setdefault(path, {})[method] = op
+    for path, endpoint, mime, schema in RAW:
+        view = app.view_functions[endpoint]
+        paths[path] = {"get": {
+            "operationId": endpoint.replace(".", "_"), "summary": (view.__doc__ or "").strip().splitlines()[0],
+            "responses": {"200": {"description": "OK", "content": {mime: {"schema": schema}}}},
+        }}
     return {
         "openapi": "3.1.0",
         "info": {"title": "echo-rnn-service", "version": "0.1.0",

@@ -27,7 +27,7 @@ def field_errors(exc: ValidationError, location: str) -> list[dict]:
     """Pydantic errors as {field, message, location} entries."""
     return [
         {
-            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "field": ".".join(str(p) for p in err["loc"]) or err.get("ctx", {}).get("field", "(body)"),
             "message": err["msg"].removeprefix("Value error, "),
             "location": location,
         }

@@ -4,12 +4,18 @@ import secrets
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 # Bounds keep one job inside a worker's memory and time: an epoch holds its series in memory
 # and MLflow receives one loss point per window.
 MAX_SERIES = 5_000_000
 MAX_TOTAL_STEPS = 2_000_000
 MAX_EPOCH_BITS = 500_000_000
+
+
+def _invalid(field: str, message: str) -> PydanticCustomError:
+    """An error about a combination of fields, attributed to the field to change."""
+    return PydanticCustomError("invalid_combination", message.replace("{", "{{").replace("}", "}}"), {"field": field})
 
 
 class TrainingParams(BaseModel):
@@ -38,23 +44,27 @@ class TrainingParams(BaseModel):
     def _fits(self) -> "TrainingParams":
         window = self.batch_size * self.truncated_backprop_length
         if self.total_series_length < window:
-            raise ValueError(
+            raise _invalid(
+                "total_series_length",
                 f"total_series_length ({self.total_series_length}) is too short for one window: "
-                f"it needs at least batch_size × truncated_backprop_length = {window} bits"
+                f"it needs at least batch_size × truncated_backprop_length = {window} bits",
             )
         if self.echo_step >= self.total_series_length:
-            raise ValueError(
+            raise _invalid(
+                "echo_step",
                 f"echo_step ({self.echo_step}) must be smaller than "
-                f"total_series_length ({self.total_series_length})"
+                f"total_series_length ({self.total_series_length})",
             )
         if self.num_epochs * self.steps_per_epoch > MAX_TOTAL_STEPS:
-            raise ValueError(
+            raise _invalid(
+                "num_epochs",
                 f"the job is too long: num_epochs × steps per epoch = "
-                f"{self.num_epochs * self.steps_per_epoch} exceeds {MAX_TOTAL_STEPS}"
+                f"{self.num_epochs * self.steps_per_epoch} exceeds {MAX_TOTAL_STEPS}",
             )
         if self.num_epochs * self.total_series_length > MAX_EPOCH_BITS:
-            raise ValueError(
-                f"the job is too long: num_epochs × total_series_length exceeds {MAX_EPOCH_BITS}"
+            raise _invalid(
+                "num_epochs",
+                f"the job is too long: num_epochs × total_series_length exceeds {MAX_EPOCH_BITS}",
             )
         return self
 

@@ -51,7 +51,7 @@ def train(
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the job with a progress bar until it ends.")] = False,
 ) -> None:
     """Submit a training job (only the options given are sent); --wait follows it to its end."""
-    given = locals()
+    given = locals()  # each option sets the parameter named after it: --state-size → state_size
     params = {OPTIONS[option]: given[option[2:].replace("-", "_")] for option in OPTIONS}
     params = {k: v for k, v in params.items() if v is not None}
     api: Api = ctx.obj

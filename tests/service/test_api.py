@@ -35,8 +35,9 @@ def fields(body: dict) -> set[str]:
         ({"device": "tpu"}, {"device"}),
         ({"colour": "red"}, {"colour"}),
         ({"seed": -1, "batch_size": 0}, {"seed", "batch_size"}),
-        ({"total_series_length": 10}, {"(body)"}),
-        ({"echo_step": 500, "total_series_length": 400, "batch_size": 1}, {"(body)"}),
+        ({"total_series_length": 10}, {"total_series_length"}),
+        ({"echo_step": 500, "total_series_length": 400, "batch_size": 1}, {"echo_step"}),
+        ({"num_epochs": 10_000, "total_series_length": 5_000_000}, {"num_epochs"}),
     ],
 )
 def test_bad_training_parameters_name_the_field(client, payload, bad):

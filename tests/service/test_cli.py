@@ -144,7 +144,7 @@ def test_dead_api_exits_3_with_a_clear_message(command):
 
 
 def test_api_option_must_be_a_url():
-    assert "not an http:// or https:// URL" in fails(cli("localhost:8000", "jobs"), 2)
+    assert "not an http:// or https:// URL" in fails(cli("localhost:8000", "jobs", COLUMNS="200"), 2)
 
 
 def test_help_lists_commands_and_exit_codes():

@@ -1,7 +1,6 @@
 """The model's equations against a small NumPy implementation of the same math, in float64."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from worker.engine.model import (
@@ -90,10 +89,9 @@ def run_one_window(w, x, y, state):
     return trainer, out_state.numpy(), losses.numpy()[0], probs.numpy()
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_one_compiled_training_step_matches_numpy(seed):
+def test_one_compiled_training_step_matches_numpy():
     """Loss and final state of the window, then the weights after one TF1-style Adagrad step."""
-    w, x, y, state = fixed_case(seed)
+    w, x, y, state = fixed_case(0)
     trainer, out_state, loss, probs = run_one_window(w, x, y, state)
     want_loss, want_state, grads = numpy_loss_and_grads(w, x, y, state)
     np.testing.assert_allclose(loss, want_loss, **TOL)
