@@ -13,3 +13,10 @@ logconfig_dict = {
         "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
     },
 }
+
+
+def post_worker_init(worker) -> None:
+    """Import TensorFlow in the background after the fork, so the first prediction does not wait for it."""
+    import threading
+
+    threading.Thread(target=__import__, args=("tensorflow",), name="warm-tensorflow", daemon=True).start()

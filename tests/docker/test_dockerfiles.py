@@ -17,7 +17,7 @@ from tests.docker.parsing import (
     DOCKER, DOCKERFILES, arg_defaults, copy_sources, dockerignore_rules, env_keys, exec_form,
     is_ignored, parse_dockerfile, procfile,
 )
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, RedisServer, free_port, wait_for
 
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 LOCKS = ("requirements/lock.txt", "requirements/gpu.txt")
@@ -168,7 +168,12 @@ def test_build_context_takes_only_what_the_dockerfiles_copy():
         for instruction in instructions:
             for source in (copy_sources(instruction) if instruction.keyword == "COPY" else []):
                 assert (ROOT / source).exists(), f"{path.name} copies {source}, which does not exist"
-                assert not is_ignored(rules, source), f"{path.name} copies {source}, which .dockerignore leaves out"
+                files = [source] if (ROOT / source).is_file() else [
+                    str(f.relative_to(ROOT)) for f in (ROOT / source).rglob("*")
+                    if f.is_file() and "__pycache__" not in f.parts]
+                assert files, source
+                left_out = [f for f in files if is_ignored(rules, f)]
+                assert not left_out, f"{path.name} copies {source}, but .dockerignore leaves out {left_out}"
     for source in ("service/app.py", "worker/celery_app.py", "docker/bin/worker", "requirements/gpu.txt"):
         assert not is_ignored(rules, source), source
     for left_out in (".env", ".venv/bin/python", ".git/HEAD", ".data/mlflow.db", "mlflow.db", "tests/conftest.py",
@@ -222,16 +227,26 @@ def test_healthcheck_refuses_an_unknown_role():
     assert healthcheck("redis").returncode == 2
 
 
-def test_worker_healthcheck_pings_this_containers_node(redis_server, tmp_path):
-    """Healthy once docker/bin/worker's node (WORKER_NAME@host) answers, not before, not another's."""
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "REDIS_URL": redis_server.url,
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    """A Redis of this test's own: its worker must not take the suite's queued jobs (nor its pings)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def test_worker_healthcheck_pings_this_containers_node(own_redis, tmp_path):
+    """Healthy once docker/bin/worker's node (WORKER_NAME@host) answers; another node's name is not."""
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "REDIS_URL": own_redis.url,
            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "WORKER_NAME": "health", "WORKER_CONCURRENCY": "1"}
     settings = {k: env[k] for k in ("REDIS_URL", "MLFLOW_TRACKING_URI", "WORKER_NAME")}
-    assert healthcheck("worker", **settings).returncode == 1, "healthy with no worker running"
-    log = open(tmp_path / "worker.log", "wb")
+    log_path = tmp_path / "worker.log"
+    log = open(log_path, "wb")
     worker = subprocess.Popen([str(DOCKER / "bin" / "worker")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: healthcheck("worker", **settings).returncode == 0, 90, "the worker's health check", 1)
+        wait_for(lambda: b"ready." in log_path.read_bytes(), 90, "the worker", 0.5)
+        assert healthcheck("worker", **settings).returncode == 0, log_path.read_text(errors="replace")[-2000:]
+        # Another container's node name gets no answer: unhealthy (as with no worker at all).
         assert healthcheck("worker", **{**settings, "WORKER_NAME": "someone-else"}).returncode == 1
     finally:
         worker.terminate()
