@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The API image: gunicorn serving service.wsgi:app (docker/bin/api, as in the Procfile), with the
 # CPU TensorFlow it loads models with and no CUDA. compose.yaml's flower service runs it too.
 # Build context: the repository root (docker compose build, or docker build -f docker/api.Dockerfile .).

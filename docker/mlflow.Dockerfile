@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The MLflow image: the tracking server with proxied artifacts (docker/bin/mlflow, as in the
 # Procfile) and the PostgreSQL driver of its backend store; no TensorFlow.
 # Build context: the repository root (docker build -f docker/mlflow.Dockerfile .).

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The worker image: a Celery worker (docker/bin/worker, as in the Procfile) training with TensorFlow.
 #   TENSORFLOW=gpu (default): TensorFlow with CUDA and cuDNN from the wheels of tensorflow[and-cuda];
 #                             the host gives the NVIDIA driver (NVIDIA Container Toolkit).
