@@ -1,5 +1,7 @@
 """The Celery application of the workers: long jobs, late acks, one job per child process."""
 
+import os
+
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun
 
@@ -7,6 +9,9 @@ from worker import logs
 from worker.settings import WorkerSettings
 
 settings = WorkerSettings()
+# MLflow's client takes its HTTP retries and timeout only from the environment: bound them here,
+# before any child process forks, so a stopped tracking server never hangs a call for minutes.
+os.environ.update(settings.mlflow_client_environment())
 
 app = Celery("echo_rnn", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"])
 app.conf.update(

@@ -63,6 +63,16 @@ class ModelRef(BaseModel):
     version: str
 
 
+class WorkerInfo(BaseModel):
+    host: str
+    pid: int
+
+
+class Resume(BaseModel):
+    at: str
+    step: int = Field(description="The training step it resumed from.")
+
+
 class Job(BaseModel):
     """A training job as the API shows it."""
 
@@ -79,6 +89,9 @@ class Job(BaseModel):
     mlflow: MlflowLink | None = None
     model: ModelRef | None = None
     cancel_requested: bool = False
+    attempts: int = Field(0, description="How many times a worker started this job.")
+    worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
+    resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")
 
 
 class JobStore:
@@ -157,6 +170,16 @@ class JobStore:
         """Set fields (usually a new status) only if the job's status is one of allowed."""
         result = self._transition(keys=[self._key(job_id)], args=[json.dumps(_encode(fields)), *allowed])
         return result == 1
+
+    def add_attempt(self, job_id: str) -> int:
+        """Count one more start of the job; returns the count."""
+        return self.redis.hincrby(self._key(job_id), "attempts", 1)
+
+    def add_resume(self, job_id: str, step: int) -> None:
+        """Record that the job resumed from a checkpoint at this step."""
+        job = self.get(job_id)
+        resumed = [r.model_dump() for r in job.resumed] if job else []
+        self.update(job_id, resumed=[*resumed, {"at": now(), "step": step}])
 
     def request_cancel(self, job_id: str) -> bool:
         """Flag a running job for cooperative cancellation; False if it is not running."""

@@ -39,6 +39,10 @@ class TrainingParams(BaseModel):
         None, ge=0, le=2**32 - 1, description="Random seed; same seed, same loss curve on the CPU."
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="Where to train.")
+    time_limit_s: int | None = Field(
+        None, ge=1, le=7 * 24 * 3600,
+        description="Fail the job past this many seconds of running; workers cap it (6 h by default).",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> "TrainingParams":

@@ -8,6 +8,8 @@ from mlflow.types.schema import Schema, TensorSpec
 
 from worker.engine.export import build
 from worker.engine.train import TrainingResult
+from worker.retry import Outage
+from worker.tracking import mlflow_outage
 
 SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1))]),  # unnamed: pyfunc passes a plain array
@@ -20,31 +22,63 @@ SIGNATURE = ModelSignature(
 )
 
 
-def log_and_register(client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, name: str) -> dict:
-    """Log the model into the run, register it under name; returns uri, name and version."""
+def log_and_register(
+    client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, name: str, outage: Outage | None = None
+) -> dict:
+    """Log the model into the run, register it under name; returns uri, name and version.
+
+    Each MLflow step is retried through outage (the job's RunLogger.outage) while MLflow is
+    unreachable; without one, a step gets a single try. Registering is idempotent: a run that
+    already has a version of name (a retry after a lost answer, a resumed job) keeps that one.
+    """
     import tensorflow as tf
 
+    outage = outage or mlflow_outage(client.tracking_uri, 0)
     module = build(result.weights, result.params.echo_step)
     example = np.array([[0, 1, 1, 0, 1, 0, 0, 1]], dtype=np.int32)
     # MLflow's model logging goes through the global tracking URI; point it at this run's server.
     mlflow.set_tracking_uri(client.tracking_uri)
-    info = Model.log(
-        artifact_path=None,
-        name="model",
-        flavor=mlflow.tensorflow,
-        run_id=run_id,
-        model=module,
-        signature=SIGNATURE,
-        input_example=example,
-        # Explicit requirements: inferring them costs seconds for this tiny model.
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"],
-        tags={"job_id": job_id},
-    )
+
+    def log_model():
+        existing = _version_of_run(client, name, run_id)
+        if existing is not None:
+            return existing, None
+        info = Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=mlflow.tensorflow,
+            run_id=run_id,
+            model=module,
+            signature=SIGNATURE,
+            input_example=example,
+            # Explicit requirements: inferring them costs seconds for this tiny model.
+            pip_requirements=[f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"],
+            tags={"job_id": job_id},
+        )
+        return None, info
+
+    version, info = outage.call(log_model, "logging the model")
+    if version is None:
+        outage.call(lambda: _ensure_registered_model(client, name), "registering the model")
+
+        def create_version():
+            return _version_of_run(client, name, run_id) or client.create_model_version(
+                name, source=info.model_uri, run_id=run_id, tags={"job_id": job_id}, model_id=info.model_id
+            )
+
+        version = outage.call(create_version, "registering the model version")
+    return {"uri": f"models:/{name}/{version.version}", "name": name, "version": str(version.version)}
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     try:
         client.create_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        pass  # already registered
-    version = client.create_model_version(
-        name, source=info.model_uri, run_id=run_id, tags={"job_id": job_id}, model_id=info.model_id
-    )
-    return {"uri": f"models:/{name}/{version.version}", "name": name, "version": str(version.version)}
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def _version_of_run(client: MlflowClient, name: str, run_id: str):
+    """The version of name registered from this run, if there is one."""
+    found = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name]
+    return max(found, key=lambda v: int(v.version)) if found else None

@@ -62,6 +62,16 @@ class Trainer:
         """The current weights as NumPy arrays."""
         return {n: w.numpy() for n, w in zip(WEIGHT_NAMES, self.weights)}
 
+    def accumulator_values(self) -> dict[str, np.ndarray]:
+        """The current Adagrad accumulators as NumPy arrays."""
+        return {n: a.numpy() for n, a in zip(WEIGHT_NAMES, self.accumulators)}
+
+    def restore(self, weights: dict[str, np.ndarray], accumulators: dict[str, np.ndarray]) -> None:
+        """Set weights and accumulators, as a checkpoint holds them."""
+        for name, var, acc in zip(WEIGHT_NAMES, self.weights, self.accumulators):
+            var.assign(weights[name])
+            acc.assign(accumulators[name])
+
     def _run_windows(self, xs, ys, start, count, state, losses):
         """Train windows start..start+count of an epoch; returns state, losses, last window's probabilities."""
         lr = tf.constant(self.params.learning_rate, tf.float32)

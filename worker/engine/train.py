@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from worker.engine.data import generate_epoch, generate_series
+from worker.engine.checkpoint import Checkpoint
+from worker.engine.data import generate_epoch
 from worker.engine.device import select_device
 from worker.engine.model import Trainer, initial_weights, make_forward
 from worker.params import TrainingParams
@@ -72,84 +73,134 @@ def train(
     params: TrainingParams,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every_s: float = 2.0,
 ) -> TrainingResult:
-    """Train the echo RNN; reports progress and checks for cancellation every epoch and ≤ 2 s."""
+    """Train the echo RNN (from a checkpoint if given); reports progress, checks for
+    cancellation and offers checkpoints at epoch ends and at least every 2 s."""
     params = params.resolved()
     device = select_device(params.device)
-    rng = np.random.default_rng(params.seed)
-    steps_per_epoch, total = params.steps_per_epoch, params.total_steps
-    all_losses = np.zeros(total, np.float32)
-    epoch_losses: list[float] = []
-    accuracies: list[float] = []
-    epoch_seconds: list[float] = []
-    compile_seconds = 0.0
-    reported = 0  # global steps already handed to on_progress
+    with tf.device(device):
+        loop = _Loop(params, on_progress, should_stop, on_checkpoint, checkpoint_every_s)
+        loop.run(resume)
+    return loop.result(device)
 
-    snapshots = snapshot_epochs(params.num_epochs)
 
-    def report(epoch: int, step: int, epoch_loss: float | None = None, accuracy: float | None = None, window=None) -> None:
-        nonlocal reported
-        if on_progress is not None:
-            on_progress(
+class _Loop:
+    """The state of one training run between compiled window runs."""
+
+    def __init__(self, params, on_progress, should_stop, on_checkpoint, checkpoint_every_s):
+        self.params, self.on_progress, self.should_stop = params, on_progress, should_stop
+        self.on_checkpoint, self.checkpoint_every_s = on_checkpoint, checkpoint_every_s
+        self.rng = np.random.default_rng(params.seed)
+        self.eval_rng = np.random.default_rng([params.seed, 1])
+        self.trainer = Trainer.create(params, initial_weights(self.rng, params))
+        self.forward = make_forward(self.trainer.weights)
+        self.all_losses = np.zeros(params.total_steps, np.float32)
+        self.epoch_losses: list[float] = []
+        self.accuracies: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.compile_seconds = 0.0
+        self.reported = 0  # global steps already handed to on_progress
+        self.last_checkpoint = time.monotonic()
+        self.snapshots = snapshot_epochs(params.num_epochs)
+        self.chunk = 1  # the first call compiles; one window keeps its timing to the compilation
+
+    def run(self, resume: Checkpoint | None) -> None:
+        """Train every epoch not yet trained."""
+        first_epoch, done, state = 0, 0, None
+        if resume is not None:
+            self.rng.bit_generator.state = resume.rng_state
+            self.eval_rng.bit_generator.state = resume.eval_rng_state
+            self.trainer.restore(resume.weights, resume.accumulators)
+            self.all_losses[: resume.step] = resume.losses[: resume.step]
+            self.epoch_losses, self.accuracies = list(resume.epoch_losses), list(resume.echo_accuracy)
+            self.reported = resume.step
+            first_epoch, done, state = resume.epoch, resume.done, resume.state
+        for epoch in range(first_epoch, self.params.num_epochs):
+            self._epoch(epoch, done, state)
+            done, state = 0, None
+
+    def _epoch(self, epoch: int, done: int, state: np.ndarray | None) -> None:
+        params, steps = self.params, self.params.steps_per_epoch
+        rng_state = self.rng.bit_generator.state
+        self.xs_np, self.ys_np = generate_epoch(self.rng, params)
+        xs, ys = tf.constant(self.xs_np), tf.constant(self.ys_np)
+        base = epoch * steps
+        state = tf.zeros([params.batch_size, params.state_size]) if state is None else tf.constant(state)
+        losses = tf.constant(np.pad(self.all_losses[base : base + done], (0, steps - done)))
+        last_report = epoch_start = time.monotonic()
+        while done < steps:
+            count = min(self.chunk, steps - done)
+            t0 = time.monotonic()
+            state, losses, self.probs = self.trainer.run_windows(xs, ys, tf.constant(done), tf.constant(count), state, losses)
+            losses_np = losses.numpy()
+            self._size_chunks(count, time.monotonic() - t0)
+            self.all_losses[base + done : base + done + count] = losses_np[done : done + count]
+            done += count
+            if done < steps and time.monotonic() - last_report >= CHUNK_TARGET_S:
+                last_report = time.monotonic()
+                _check(self.should_stop)
+                self._report(epoch, base + done)
+                self._maybe_checkpoint(epoch, done, base + done, rng_state, state)
+        self.epoch_seconds.append(time.monotonic() - epoch_start)
+        self.epoch_losses.append(float(losses_np.mean()))
+        self.accuracies.append(echo_accuracy(self.forward, self.eval_rng, params.echo_step))
+        window = (self.xs_np[-1], self.ys_np[-1], self.probs.numpy()) if epoch + 1 in self.snapshots else None
+        self._report(epoch, base + done, self.epoch_losses[-1], self.accuracies[-1], window)
+        _check(self.should_stop)
+        self._maybe_checkpoint(epoch + 1, 0, base + done, self.rng.bit_generator.state, None)
+
+    def _size_chunks(self, count: int, elapsed: float) -> None:
+        if self.compile_seconds == 0.0:
+            self.compile_seconds, self.chunk = elapsed, 16
+        else:
+            self.chunk = max(1, int(count * CHUNK_TARGET_S / max(elapsed, 1e-4)))
+
+    def _maybe_checkpoint(self, epoch: int, done: int, step: int, rng_state: dict, state) -> None:
+        if self.on_checkpoint is None or time.monotonic() - self.last_checkpoint < self.checkpoint_every_s:
+            return
+        if step == self.params.total_steps:
+            return  # nothing left to resume
+        carried = np.zeros((self.params.batch_size, self.params.state_size), np.float32) if state is None else state.numpy()
+        self.on_checkpoint(
+            Checkpoint(
+                epoch=epoch, done=done, step=step, rng_state=rng_state, eval_rng_state=self.eval_rng.bit_generator.state,
+                state=carried, weights=self.trainer.weight_values(), accumulators=self.trainer.accumulator_values(),
+                losses=self.all_losses[:step].copy(), epoch_losses=list(self.epoch_losses),
+                echo_accuracy=list(self.accuracies),
+            )
+        )
+        self.last_checkpoint = time.monotonic()
+
+    def _report(self, epoch: int, step: int, epoch_loss=None, accuracy=None, window=None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(
                 Progress(
-                    epoch=epoch + 1, epochs=params.num_epochs, step=step, steps=total,
-                    loss=float(all_losses[step - 1]), first_step=reported,
-                    losses=all_losses[reported:step].copy(), epoch_done=epoch_loss is not None,
+                    epoch=epoch + 1, epochs=self.params.num_epochs, step=step, steps=self.params.total_steps,
+                    loss=float(self.all_losses[step - 1]), first_step=self.reported,
+                    losses=self.all_losses[self.reported : step].copy(), epoch_done=epoch_loss is not None,
                     epoch_loss=epoch_loss, echo_accuracy=accuracy, window=window,
                 )
             )
-        reported = step
+        self.reported = step
 
-    with tf.device(device):
-        trainer = Trainer.create(params, initial_weights(rng, params))
-        forward = make_forward(trainer.weights)
-        eval_rng = np.random.default_rng([params.seed, 1])
-        chunk = 1  # the first call compiles; one window keeps its timing to the compilation
-        for epoch in range(params.num_epochs):
-            xs_np, ys_np = generate_epoch(rng, params)
-            xs, ys = tf.constant(xs_np), tf.constant(ys_np)
-            state = tf.zeros([params.batch_size, params.state_size])
-            losses = tf.zeros([steps_per_epoch])
-            done, last_report, epoch_start = 0, time.monotonic(), time.monotonic()
-            while done < steps_per_epoch:
-                count = min(chunk, steps_per_epoch - done)
-                t0 = time.monotonic()
-                state, losses, probs = trainer.run_windows(
-                    xs, ys, tf.constant(done), tf.constant(count), state, losses
-                )
-                losses_np = losses.numpy()
-                elapsed = time.monotonic() - t0
-                if epoch == 0 and done == 0:
-                    compile_seconds, chunk = elapsed, 16
-                else:
-                    chunk = max(1, int(count * CHUNK_TARGET_S / max(elapsed, 1e-4)))
-                base = epoch * steps_per_epoch
-                all_losses[base + done : base + done + count] = losses_np[done : done + count]
-                done += count
-                if done < steps_per_epoch and time.monotonic() - last_report >= CHUNK_TARGET_S:
-                    last_report = time.monotonic()
-                    _check(should_stop)
-                    report(epoch, base + done)
-            epoch_seconds.append(time.monotonic() - epoch_start)
-            epoch_losses.append(float(losses_np.mean()))
-            accuracies.append(echo_accuracy(forward, eval_rng, params.echo_step))
-            window = (xs_np[-1], ys_np[-1], probs.numpy()) if epoch + 1 in snapshots else None
-            report(epoch, base + done, epoch_losses[-1], accuracies[-1], window)
-            _check(should_stop)
-    return TrainingResult(
-        params=params,
-        device=device,
-        weights=trainer.weight_values(),
-        losses=all_losses,
-        epoch_losses=epoch_losses,
-        echo_accuracy=accuracies,
-        last_window=(xs_np[-1], ys_np[-1], probs.numpy()),
-        compile_seconds=compile_seconds,
-        epoch_seconds=epoch_seconds,
-    )
+    def result(self, device: str) -> TrainingResult:
+        """What the run produced."""
+        return TrainingResult(
+            params=self.params,
+            device=device,
+            weights=self.trainer.weight_values(),
+            losses=self.all_losses,
+            epoch_losses=self.epoch_losses,
+            echo_accuracy=self.accuracies,
+            last_window=(self.xs_np[-1], self.ys_np[-1], self.probs.numpy()),
+            compile_seconds=self.compile_seconds,
+            epoch_seconds=self.epoch_seconds,
+        )
 
 
 def _check(should_stop: Callable[[], bool] | None) -> None:
     if should_stop is not None and should_stop():
         raise TrainingCancelled("training was cancelled")
-
