@@ -5,7 +5,8 @@ from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
 
-from service import metrics, problems
+from service import auth, limits, metrics, problems
+from service.idempotency import IdempotencyStore
 from service.models import ModelRegistry
 from service.routes import docs, health, jobs, models, predict
 from service.settings import Settings
@@ -26,6 +27,7 @@ class Services:
         self.models = ModelRegistry(
             self.mlflow, self.jobs, settings.registered_model, settings.model_cache_size, settings.alias_ttl_s
         )
+        self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -37,6 +39,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["echo"] = Services(settings)
     problems.register(app)
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
+    auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
+    limits.install(app, settings, app.extensions["echo"].redis)
     for blueprint in (health.bp, jobs.bp, predict.bp, models.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app

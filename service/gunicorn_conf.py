@@ -1,6 +1,8 @@
 """Gunicorn's logging in JSON like the rest; requests are logged by the app itself."""
 
 accesslog = None
+# GET /predict carries up to 100,000 bits in its query; the app bounds it (413), not the request line.
+limit_request_line = 0
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,11 +1,24 @@
 """The API's settings: one typed object, read from the environment once, failing early."""
 
-from pydantic import Field
-from pydantic_settings import BaseSettings
+import json
+import re
+from typing import Annotated
+
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
+TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+MIN_TOKEN_CHARS = 32
+GENERATE = """python -c "import secrets; print(secrets.token_urlsafe(32))\""""
 
 
 class Settings(BaseSettings):
     """What the API process needs; tests build one directly."""
+
+    # A bad value is never repeated in the error (it may be a token or a URL with a password).
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     redis_url: str = Field(description="Broker and job records.")
     mlflow_tracking_uri: str = Field(description="The MLflow tracking server.")
@@ -19,3 +32,44 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     max_sequence_bits: int = 100_000
     max_sequences: int = 1_000
+    # Who may do what (README, "Tokens and limits").
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens (API_TOKENS: comma-separated or a JSON list); none: no token is asked for.")
+    predict_requires_token: bool = Field(False, description="With tokens: /predict and /models need one too.")
+    rate_limit_jobs: str = Field(
+        "120/minute", description="Jobs one client may submit (accepted ones count); empty: no limit.")
+    rate_limit_predict: str = Field(
+        "3000/minute", description="Requests to /predict (GET and POST together) per client; empty: no limit.")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs is kept.")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list):
+            raise ValueError("a comma-separated list of tokens or a JSON list")
+        tokens = [(v.get_secret_value() if isinstance(v, SecretStr) else str(v)).strip() for v in value]
+        tokens = [t for t in tokens if t]
+        # The messages never repeat a token: settings errors get logged.
+        for number, token in enumerate(tokens, 1):
+            if not TOKEN.fullmatch(token):
+                raise ValueError(f"token {number} has characters a bearer token cannot carry "
+                                 f"(letters, digits and -._~+/ only); generate one with {GENERATE}")
+            if len(token) < MIN_TOKEN_CHARS:
+                raise ValueError(f"token {number} is shorter than {MIN_TOKEN_CHARS} characters; "
+                                 f"generate one with {GENERATE}")
+        return tokens
+
+    @field_validator("rate_limit_jobs", "rate_limit_predict")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit like '30/minute' or '5/second;100/hour': {value!r}") from exc
+        return value

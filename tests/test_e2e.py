@@ -84,7 +84,8 @@ def test_cancelling_queued_and_running_jobs(stack):
         resp = requests.delete(f"{stack.api}/jobs/{job['id']}", timeout=5)
         assert resp.status_code == 202 and resp.json()["cancel_requested"] is True
         done = wait_status(stack.api, job["id"], {"cancelled", "succeeded", "failed"}, timeout=30)
-        assert done["status"] == "cancelled" and time.monotonic() - started < 5
+        # Stops at its next check (every ~0.5 s), within the 2 s promised, polling and HTTP included.
+        assert done["status"] == "cancelled" and time.monotonic() - started < 3
         client = MlflowClient(tracking_uri=stack.mlflow)
         # The run closes once the losses already trained are on the server.
         wait_for(lambda: client.get_run(done["mlflow"]["run_id"]).info.status == "KILLED", 120, "the run ending KILLED")

@@ -21,7 +21,8 @@ def _invalid(field: str, message: str) -> PydanticCustomError:
 class TrainingParams(BaseModel):
     """Parameters of one training job; the defaults are the tutorial's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a JSON body's "3" or true is not a number of epochs.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     num_epochs: int = Field(100, ge=1, le=10_000, description="Epochs; each draws a fresh series.")
     total_series_length: int = Field(

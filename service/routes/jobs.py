@@ -1,9 +1,12 @@
 """Training jobs: submit, follow, list, cancel."""
 
+import logging
+
 from flask import Blueprint, Response, jsonify, url_for
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from service import auth, idempotency
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
 from service.schemas import JobListQuery
@@ -11,6 +14,7 @@ from worker.jobs import FINISHED, TASK_NAME, Job, now
 from worker.params import TrainingParams
 
 bp = Blueprint("jobs", __name__)
+log = logging.getLogger(__name__)
 
 
 def _job(job: Job) -> dict:
@@ -27,21 +31,63 @@ def _get(job_id: str) -> Job:
 @bp.post("/jobs")
 def submit() -> Response:
     """Queue a training job; the body holds training parameters, all optional."""
-    params = parse(TrainingParams, json_body(), "body").resolved()
+    key = idempotency.header_key()
+    validated = parse(TrainingParams, json_body(), "body")
     s = services()
+    claim = None
     try:
+        if key is not None:
+            claim = _claim(key, idempotency.fingerprint(validated.model_dump()))
+            if claim.job_id is not None:
+                return _replay(claim.job_id)
+        params = validated.resolved()
         job = s.jobs.create(params.model_dump(), params.total_steps)
     except RedisError as exc:
+        if claim is not None:
+            _release(claim)
         raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
     try:
         s.celery.send_task(TASK_NAME, args=[job.id, params.model_dump()], task_id=job.id)
     except (OperationalError, RedisError) as exc:
         s.jobs.transition(job.id, {"queued"}, status="failed", finished_at=now(), error="the queue was unavailable")
+        if claim is not None:
+            _release(claim)  # a retry with the same key makes a new job, rather than replaying this failure
         raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; the job was not queued") from exc
+    if claim is not None:
+        try:
+            s.idempotency.complete(claim, job.id)
+        except RedisError:  # the job is queued all the same; its key's reservation lapses unrecorded
+            log.warning("job %s: its Idempotency-Key could not be recorded", job.id)
     resp = jsonify(_job(job))
     resp.status_code = 202
     resp.headers["Location"] = url_for("jobs.show", job_id=job.id)
     return resp
+
+
+def _claim(key: str, fingerprint: str) -> idempotency.Claim:
+    """Reserve key for a new job, or the claim of the job it already made (if that job still exists)."""
+    s = services()
+    scope = auth.client_id() or "anonymous"
+    while True:
+        claim = s.idempotency.claim(scope, key, fingerprint)
+        if claim.job_id is None or s.jobs.get(claim.job_id) is not None:
+            return claim
+        s.idempotency.release(claim)  # its job record is gone: the key starts afresh
+
+
+def _replay(job_id: str) -> Response:
+    """The job an earlier request with the same Idempotency-Key made, as it is now."""
+    resp = jsonify(_job(_get(job_id)))
+    resp.headers["Location"] = url_for("jobs.show", job_id=job_id)
+    resp.headers[idempotency.REPLAYED] = "true"
+    return resp
+
+
+def _release(claim: idempotency.Claim) -> None:
+    try:
+        services().idempotency.release(claim)
+    except RedisError:
+        pass  # the reservation lapses by itself (idempotency.PENDING_TTL_S)
 
 
 @bp.get("/jobs/<job_id>")

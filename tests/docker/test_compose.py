@@ -280,9 +280,28 @@ def test_env_example_documents_every_variable_compose_reads(example_env):
 
 def test_required_settings_fail_early_without_env():
     required = required_variables(load_compose(COMPOSE))
-    assert required == {"POSTGRES_PASSWORD"}
+    assert required == {"POSTGRES_PASSWORD", "API_TOKENS"}
     with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
         interpolate(load_compose(COMPOSE), {})
+    with pytest.raises(MissingVariable, match="API_TOKENS"):
+        interpolate(load_compose(COMPOSE), {"POSTGRES_PASSWORD": "x"})
+
+
+def test_the_api_and_only_the_api_gets_tokens(gpu, example_env):
+    """compose.yaml sets the API's tokens from .env; the workers and Flower never see them."""
+    raw = load_compose(COMPOSE)["services"]["api"]["environment"]["API_TOKENS"]
+    assert re.fullmatch(r"\$\{API_TOKENS:\?[^}]+\}", raw), "the tokens come from .env, never a default"
+    for name, service in gpu["services"].items():
+        assert ("API_TOKENS" in env_names(service)) == (name == "api"), name
+    # .env.example's placeholder is refused: nobody runs the API with a token everyone knows.
+    with pytest.raises(ValueError, match="generate one"):
+        Settings(redis_url="redis://redis:6379/0", mlflow_tracking_uri="http://mlflow:5000",
+                 api_tokens=env_value(gpu["services"]["api"], "API_TOKENS"))
+    # The limits compose sets are ones the settings accept.
+    api = gpu["services"]["api"]
+    Settings(redis_url="redis://redis:6379/0", mlflow_tracking_uri="http://mlflow:5000",
+             rate_limit_jobs=env_value(api, "RATE_LIMIT_JOBS"), rate_limit_predict=env_value(api, "RATE_LIMIT_PREDICT"),
+             predict_requires_token=env_value(api, "PREDICT_REQUIRES_TOKEN"))
 
 
 def test_env_file_stays_out_of_git():

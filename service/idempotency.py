@@ -1,0 +1,124 @@
+"""Idempotency-Key on POST /jobs: the same key with the same body gives the same job, made once.
+
+As Stripe's and SageMaker's job APIs do: a client that does not know whether its submission
+arrived (a timeout, a dropped connection) sends it again with the same key and gets the job the
+first one made (200, `Idempotent-Replayed: true`) instead of a second job. The same key with
+another body is a 422; a key is kept for IDEMPOTENCY_TTL_S (24 h) after its job was made.
+
+In Redis, per client scope (the token's fingerprint when tokens are on, else one shared scope),
+`<prefix>:idempotency:<scope>:<sha256 of the key>` holds {fingerprint, job_id}: the fingerprint is
+the SHA-256 of the validated parameters (defaults filled in, the seed as sent: a replay returns
+the seed the first request drew). The first request reserves the key with SET NX before it
+creates the job, so concurrent duplicates make exactly one job: the others wait for its id
+(up to WAIT_S, then 409 with Retry-After). A reservation whose request died lapses after
+PENDING_TTL_S; a request that fails (503) gives its reservation back, so a retry can succeed.
+"""
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import request
+from redis import Redis
+
+from service.problems import Problem
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+MAX_KEY_CHARS = 255
+PENDING_TTL_S = 30
+WAIT_S = 5.0
+POLL_S = 0.02
+
+# Compare-and-set: only the request holding the reservation may complete or release it.
+_COMPLETE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def header_key() -> str | None:
+    """The request's Idempotency-Key, None when absent; a 422 naming the header when it is unusable."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    message = None
+    if not 1 <= len(key) <= MAX_KEY_CHARS:
+        message = f"must have 1 to {MAX_KEY_CHARS} characters"
+    elif not all(" " <= c <= "~" for c in key):
+        message = "must be printable ASCII"
+    if message:
+        raise Problem(422, "Invalid request", f"invalid header: {HEADER} {message}",
+                      [{"field": HEADER, "message": message, "location": "header"}])
+    return key
+
+
+def fingerprint(params: dict[str, Any]) -> str:
+    """SHA-256 of the parameters as canonical JSON."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class Claim:
+    """A key reserved for a new job (job_id None), or the job an earlier request made with it."""
+
+    redis_key: str
+    value: str
+    fingerprint: str
+    job_id: str | None = None
+
+
+class IdempotencyStore:
+    """Idempotency keys in Redis."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int, wait_s: float = WAIT_S,
+                 pending_ttl_s: int = PENDING_TTL_S):
+        self.redis, self.prefix, self.ttl_s = redis, prefix, ttl_s
+        self.wait_s, self.pending_ttl_s = wait_s, pending_ttl_s
+        self._complete = redis.register_script(_COMPLETE)
+        self._release = redis.register_script(_RELEASE)
+
+    def redis_key(self, scope: str, key: str) -> str:
+        """Where a client's key is kept (hashed: any printable key, bounded size)."""
+        return f"{self.prefix}:idempotency:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def claim(self, scope: str, key: str, fingerprint: str) -> Claim:
+        """Reserve key for a new job, or find the job it already made; 422 for another body."""
+        redis_key = self.redis_key(scope, key)
+        reservation = json.dumps({"fingerprint": fingerprint, "owner": uuid.uuid4().hex})
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            if self.redis.set(redis_key, reservation, nx=True, ex=self.pending_ttl_s):
+                return Claim(redis_key, reservation, fingerprint)
+            raw = self.redis.get(redis_key)
+            if raw is None:
+                continue  # released or lapsed in between: reserve it again
+            stored = json.loads(raw)
+            if stored["fingerprint"] != fingerprint:
+                raise Problem(
+                    422, "Idempotency-Key reused with a different body",
+                    f"this {HEADER} was already used with other parameters; use a new key for a new job",
+                    [{"field": HEADER, "message": "already used with a different body", "location": "header"}],
+                )
+            if stored.get("job_id"):
+                return Claim(redis_key, raw.decode(), fingerprint, stored["job_id"])
+            if time.monotonic() > deadline:
+                raise Problem(409, "Conflict", f"a request with this {HEADER} is still being processed; retry",
+                              headers={"Retry-After": "1"})
+            time.sleep(POLL_S)
+
+    def complete(self, claim: Claim, job_id: str) -> None:
+        """Record the job the reservation made; kept for the TTL."""
+        value = json.dumps({"fingerprint": claim.fingerprint, "job_id": job_id})
+        self._complete(keys=[claim.redis_key], args=[claim.value, value, self.ttl_s])
+
+    def release(self, claim: Claim) -> None:
+        """Give the key back (the request failed, or its job is gone), if it is still this claim's."""
+        self._release(keys=[claim.redis_key], args=[claim.value])

@@ -1,0 +1,87 @@
+"""Per-client rate limits of POST /jobs and /predict: Flask-Limiter, counted in the API's Redis.
+
+A client is its token (by fingerprint, never the token itself) when the request carries a valid
+one, else its address. POST /jobs counts the jobs it accepts (202: validation errors and
+idempotent replays are free) and is refused once a client's count is full; GET and POST /predict
+share one budget and count every request. Over a limit the answer is 429, a problem document
+with Retry-After (seconds); the limited endpoints also answer X-RateLimit-Limit, -Remaining and
+-Reset. Fixed windows: "30/minute" allows 30 in each minute from a client's first request.
+
+The limiter is built per app. When Redis does not answer it counts in the process's memory until
+Redis is back (Flask-Limiter's in-memory fallback) and swallows its own errors: an outage never
+turns a request into a 500.
+"""
+
+import math
+import time
+
+import redis
+from flask import Flask, Response, request
+from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
+
+from service import auth, problems
+from service.routes import jobs, predict
+from service.settings import Settings
+
+LIMITER_RETRY_AFTER = "X-Limiter-Retry-After"
+
+
+def client_key() -> str:
+    """The bucket of this request's client: its token's fingerprint, else its address."""
+    return auth.client_id() or f"addr:{request.remote_addr or 'unknown'}"
+
+
+def limited_endpoints(settings: Settings) -> dict[str, str]:
+    """Endpoint → the limit it has under these settings."""
+    out = {}
+    if settings.rate_limit_jobs:
+        out["jobs.submit"] = settings.rate_limit_jobs
+    if settings.rate_limit_predict:
+        out |= {"predict.predict_one": settings.rate_limit_predict, "predict.predict_many": settings.rate_limit_predict}
+    return out
+
+
+def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter:
+    """Rate-limit the app's job submissions and predictions; the limiter counts in store's Redis."""
+
+    # Flask-Limiter writes its Retry-After on every answer of a limited endpoint (and over the one a
+    # 409 or 503 already has); it is renamed here and dropped, and 429s get theirs from _too_many.
+    # Registered before the limiter's own hook, so it runs after it.
+    @app.after_request
+    def _drop_limiter_retry_after(response: Response) -> Response:
+        response.headers.pop(LIMITER_RETRY_AFTER, None)
+        return response
+
+    limiter = Limiter(
+        client_key,
+        app=app,
+        storage_uri=settings.redis_url,
+        storage_options={"connection_pool": store.connection_pool, "key_prefix": f"{settings.job_key_prefix}:ratelimit"},
+        strategy="fixed-window",
+        headers_enabled=True,
+        header_name_mapping={HeaderNames.RETRY_AFTER: LIMITER_RETRY_AFTER},
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+    )
+    if settings.rate_limit_jobs:
+        limiter.limit(settings.rate_limit_jobs, methods=["POST"], deduct_when=lambda r: r.status_code == 202)(jobs.bp)
+    if settings.rate_limit_predict:
+        limiter.shared_limit(settings.rate_limit_predict, scope="predict")(predict.bp)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(exc: RateLimitExceeded) -> Response:
+        seconds = 1
+        try:
+            current = limiter.current_limit
+            if current is not None:
+                seconds = max(1, math.ceil(current.window.reset_time - time.time()))
+        except Exception:  # noqa: BLE001 (the store went away meanwhile: retry soon)
+            pass
+        return problems.response(
+            429, "Too Many Requests",
+            f"this client is over its limit of {exc.description} for {request.method} {request.path}; "
+            "retry after the seconds in Retry-After",
+            headers={"Retry-After": str(seconds)},
+        )
+
+    return limiter
