@@ -6,6 +6,8 @@ from flask import Flask, Response, json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from service.schemas import PATTERN_MESSAGES
+
 
 class Problem(Exception):
     """An error a client should see, with its HTTP status."""
@@ -28,11 +30,18 @@ def field_errors(exc: ValidationError, location: str) -> list[dict]:
     return [
         {
             "field": ".".join(str(p) for p in err["loc"]) or err.get("ctx", {}).get("field", "(body)"),
-            "message": err["msg"].removeprefix("Value error, "),
+            "message": _message(err),
             "location": location,
         }
         for err in exc.errors()
     ]
+
+
+def _message(err: dict) -> str:
+    """Pydantic's message, or ours where its own would quote a regular expression."""
+    if err["type"] == "string_pattern_mismatch":
+        return PATTERN_MESSAGES.get(err.get("ctx", {}).get("pattern"), err["msg"])
+    return err["msg"].removeprefix("Value error, ")
 
 
 def invalid(exc: ValidationError, location: str) -> Problem:

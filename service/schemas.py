@@ -6,12 +6,35 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.jobs import Job
 
-Bits = Annotated[str, Field(pattern=r"^[01]+$", min_length=1, description="Bits, as a string of 0 and 1.")]
+# The documented limits (Settings.max_sequence_bits and max_sequences default to them): the
+# routes answer 413 past them before validating, so the document states what is accepted.
+MAX_SEQUENCE_BITS = 100_000
+MAX_SEQUENCES = 1_000
+
+Bits = Annotated[
+    str,
+    Field(pattern=r"^[01]+$", min_length=1, max_length=MAX_SEQUENCE_BITS, description="Bits, as a string of 0 and 1."),
+]
+# The forms service.models resolves, spelled out so the document rejects what the API rejects.
+# ASCII classes only: pydantic's regex engine reads \d and \w as Unicode, the resolver's as well,
+# and MLflow stores versions as 64-bit integers (hence at most 18 digits).
+MODEL_REF_PATTERN = (
+    r"^(?:[0-9a-f]{32}"  # an MLflow run id
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # a job id
+    r"|models:/[^/@]+/[0-9]{1,18}"  # a version
+    r"|models:/[^/@]+@[A-Za-z0-9_-]+)$"  # an alias
+)
+# What a 422 says instead of pydantic's "String should match pattern '…'".
+PATTERN_MESSAGES = {
+    r"^[01]+$": "must be bits: a string of 0 and 1",
+    MODEL_REF_PATTERN: "not a model reference: a job id, an MLflow run id, models:/NAME/VERSION or models:/NAME@ALIAS",
+}
 ModelRef = Annotated[
     str | None,
     Field(
         min_length=1,
         max_length=200,
+        pattern=MODEL_REF_PATTERN,
         description="A job id, an MLflow run id, models:/echo-rnn/VERSION or models:/echo-rnn@ALIAS; "
         "by default the newest registered version.",
     ),
@@ -39,7 +62,9 @@ class PredictBody(BaseModel):
     """Body of POST /predict."""
 
     model_config = ConfigDict(extra="forbid")
-    sequences: list[Bits] = Field(min_length=1, description="Bit strings, as for GET /predict.")
+    sequences: list[Bits] = Field(
+        min_length=1, max_length=MAX_SEQUENCES, description="Bit strings, as for GET /predict."
+    )
     model: ModelRef = None
 
 

@@ -18,8 +18,7 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    # TensorFlow holds GPU memory until its process exits: a fresh child per job gives it back.
-    worker_max_tasks_per_child=1,
+    worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
     broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
     result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
     result_expires=7 * 24 * 3600,

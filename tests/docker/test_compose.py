@@ -253,9 +253,14 @@ def test_cpu_variant_builds_the_cpu_worker_without_a_gpu(gpu, cpu):
     assert worker["build"]["dockerfile"] == gpu["services"]["worker"]["build"]["dockerfile"]
     assert worker["image"] != gpu["services"]["worker"]["image"], "the two builds need two tags"
     assert not worker.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+    # Without GPU memory to give back, a child keeps TensorFlow loaded between jobs; with one, never.
+    assert str(env_value(worker, "WORKER_MAX_TASKS_PER_CHILD")) == "0"
+    assert str(env_value(gpu["services"]["worker"], "WORKER_MAX_TASKS_PER_CHILD")) == "1"
     # Nothing else changes: the same command, environment, health check and dependencies.
-    for key in ("command", "environment", "healthcheck", "depends_on"):
+    for key in ("command", "healthcheck", "depends_on"):
         assert worker[key] == gpu["services"]["worker"][key], key
+    same_env = {k: v for k, v in worker["environment"].items() if k != "WORKER_MAX_TASKS_PER_CHILD"}
+    assert same_env == {k: v for k, v in gpu["services"]["worker"]["environment"].items() if k != "WORKER_MAX_TASKS_PER_CHILD"}
     assert {k: v for k, v in cpu["services"].items() if k != "worker"} == {
         k: v for k, v in gpu["services"].items() if k != "worker"}
 
