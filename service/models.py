@@ -1,5 +1,7 @@
 """Finding a saved model in MLflow by reference, loading it once, and keeping it."""
 
+import logging
+import os
 import re
 import threading
 import time
@@ -10,6 +12,7 @@ from typing import Any
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from redis.exceptions import RedisError
 
 from service.metrics import CACHE_HITS, MODEL_LOADS
 from service.problems import Problem
@@ -19,6 +22,22 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
+log = logging.getLogger(__name__)
+
+# MLflow's client takes its HTTP retries and timeout only from the environment. Its defaults (7
+# retries with growing backoff, 120 s timeout) would hold a request for minutes while MLflow is
+# down; the API answers 503 at once instead. Values already in the environment win.
+MLFLOW_CLIENT_ENVIRONMENT = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+def bound_mlflow_requests() -> None:
+    """Give MLflow's client in this process short retries, unless the environment sets its own."""
+    for name, value in MLFLOW_CLIENT_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,7 @@ class ModelRegistry:
         self._versions: dict[tuple[str, str], ModelInfo] = {}
         self._lock = threading.Lock()
         self.hits = self.loads = 0
+        bound_mlflow_requests()
 
     def get(self, ref: str | None) -> tuple[ModelInfo, LoadedModel]:
         """The model a reference names, loading it on first use."""
@@ -78,6 +98,7 @@ class ModelRegistry:
         model = self._load(info)
         with self._lock:
             self._loaded[key] = model
+            self._versions[key] = info
             self.loads += 1
             MODEL_LOADS.inc()
             while len(self._loaded) > self.size:
@@ -90,13 +111,31 @@ class ModelRegistry:
         cached = self._resolved.get(key)
         if cached and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
-        info = self.call_mlflow(lambda: self._resolve(ref))
+        if ref and (m := VERSION_URI.match(ref)):  # a version loaded before: no need to ask MLflow
+            with self._lock:
+                known = self._versions.get((m["name"], m["version"]))
+            if known is not None:
+                return known
+        try:
+            info = self.call_mlflow(lambda: self._resolve(ref))
+        except Problem as problem:
+            # MLflow is down: 'latest' or an alias keeps naming the model it named, if that one is
+            # loaded here, and is asked again only after another TTL.
+            if problem.status != 503 or cached is None or not self._is_loaded(cached[1]):
+                raise
+            log.warning("MLflow unavailable; %s still names %s: %s", ref or "latest", cached[1].uri, problem.detail)
+            self._resolved[key] = (time.monotonic(), cached[1])
+            return cached[1]
         # Versions are immutable; aliases and 'latest' move, so only they expire.
         if ref is None or ALIAS_URI.match(ref):
             self._resolved[key] = (time.monotonic(), info)
         else:
             self._resolved[key] = (float("inf"), info)
         return info
+
+    def _is_loaded(self, info: ModelInfo) -> bool:
+        with self._lock:
+            return (info.name, info.version) in self._loaded
 
     def _resolve(self, ref: str | None) -> ModelInfo:
         if ref is None:
@@ -158,11 +197,13 @@ class ModelRegistry:
 
     @staticmethod
     def call_mlflow(call):
-        """Run an MLflow call; its failures become a 503 problem."""
+        """Run an MLflow call; its failures (and the job store's, for job references) become a 503 problem."""
         try:
             return call()
         except Problem:
             raise
+        except RedisError as exc:
+            raise Problem(503, "Redis unavailable", f"the job store cannot be reached: {exc}"[:250]) from exc
         except MlflowException as exc:
             raise Problem(503, "MLflow unavailable", f"the model store failed: {exc.message[:200]}") from exc
         except OSError as exc:

@@ -4,6 +4,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from service.schemas import PATTERN_MESSAGES
@@ -62,6 +63,10 @@ def register(app: Flask) -> None:
     def _http(exc: HTTPException) -> Response:
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return response(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
+
+    @app.errorhandler(RedisError)
+    def _redis(exc: RedisError) -> Response:
+        return response(503, "Service Unavailable", "the job store (Redis) is not answering", headers={"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -4,6 +4,7 @@ import numpy as np
 
 from worker.engine.checkpoint import Checkpoint
 from worker.jobs import JobStore
+from worker.retry import BestEffort, redis_transient
 from worker.tracking import RunLogger
 
 
@@ -14,8 +15,10 @@ class ProgressWriter:
     not sent again, so the run's history has every step once.
     """
 
-    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int):
+    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int, best_effort: BestEffort | None = None):
         self.store, self.job_id, self.tracker = store, job_id, tracker
+        # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
+        self.best_effort = best_effort or BestEffort("Redis", redis_transient)
         self.fraction = 0.0
         self.metrics: dict = {}
         self.losses = np.zeros(steps, np.float32)
@@ -50,8 +53,8 @@ class ProgressWriter:
             self.tracker.add_figure(self.losses[: p.step].copy(), p.window, p.step)
         self.metrics["loss"] = p.loss
         if p.step / p.steps < self.fraction:  # replaying after a resume: progress never goes back
-            self.store.update(self.job_id, metrics=self.metrics)
+            self.best_effort.call(lambda: self.store.update(self.job_id, metrics=self.metrics), "recording progress")
             return
         self.fraction = p.step / p.steps
         progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
-        self.store.update(self.job_id, progress=progress, metrics=self.metrics)
+        self.best_effort.call(lambda: self.store.update(self.job_id, progress=progress, metrics=self.metrics), "recording progress")

@@ -6,6 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlparse
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +39,7 @@ class Outage:
         self.name, self.limit_s, self.transient, self.error = name, limit_s, transient, error
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self._down_since: float | None = None
+        self.given_up = False  # a call gave up and no call succeeded since
         self._lock = threading.Lock()
 
     @property
@@ -47,17 +52,19 @@ class Outage:
         """fn(), retried while its errors are transient and the outage is within the limit."""
         delay = self.first_delay_s
         while True:
+            started = time.monotonic()
             try:
                 result = fn()
             except Exception as exc:
                 if not self.transient(exc):
                     raise
                 with self._lock:
-                    if self._down_since is None:
-                        self._down_since = time.monotonic()
+                    if self._down_since is None:  # the outage began when the first failed call did
+                        self._down_since = started
                     down = time.monotonic() - self._down_since
                 left = self.limit_s - down
                 if left <= 0:
+                    self.given_up = True
                     raise self.error(
                         f"{self.name} unreachable for {down:.0f} s (limit {self.limit_s:g} s) while {what}: {_short(exc)}"
                     ) from exc
@@ -70,8 +77,52 @@ class Outage:
                     if self._down_since is not None:
                         log.info("%s answers again after %.0f s", self.name, time.monotonic() - self._down_since)
                     self._down_since = None
+                    self.given_up = False
                 return result
+
+
+class BestEffort:
+    """Calls that may be skipped while their server is down (progress, cancel checks, checkpoints).
+
+    A call that fails transiently returns default, and calls in the next pause_s return default
+    at once, so the caller (the training loop) never waits long on a server that is away.
+    """
+
+    def __init__(self, name: str, transient: Callable[[BaseException], bool], pause_s: float = 5.0):
+        self.name, self.transient, self.pause_s = name, transient, pause_s
+        self._skip_until = 0.0
+        self._down = False
+
+    def call(self, fn: Callable[[], T], what: str, default: T | None = None) -> T | None:
+        """fn(), or default when the server is down or was a moment ago."""
+        if time.monotonic() < self._skip_until:
+            return default
+        try:
+            result = fn()
+        except Exception as exc:
+            if not self.transient(exc):
+                raise
+            if not self._down:
+                log.warning("%s unreachable: skipping %s (and such calls for a while): %s", self.name, what, _short(exc))
+            self._down = True
+            self._skip_until = time.monotonic() + self.pause_s
+            return default
+        if self._down:
+            log.info("%s answers again", self.name)
+        self._down = False
+        return result
 
 
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def redis_transient(exc: BaseException) -> bool:
+    """Whether a Redis call failed because the server is down, restarting or loading its data."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))  # BusyLoadingError is a ConnectionError
+
+
+def redis_outage(url: str, limit_s: float) -> Outage:
+    """Retrying calls to the Redis at url (named without its password) for at most limit_s of unavailability."""
+    parts = urlparse(url)
+    return Outage(f"Redis at {parts.hostname}:{parts.port or 6379}", limit_s, redis_transient)

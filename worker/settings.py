@@ -13,6 +13,9 @@ class WorkerSettings(BaseSettings):
     mlflow_experiment: str = "echo-rnn"
     registered_model: str = "echo-rnn"
     job_key_prefix: str = "echo-rnn"
+    # TensorFlow gives GPU memory back only when its process exits: one job per child on a GPU.
+    # On the CPU a child may keep TensorFlow loaded for the next job (0 = no limit), saving seconds per job.
+    worker_max_tasks_per_child: int = Field(1, ge=0, description="Jobs a worker child runs before it is replaced.")
     max_job_seconds: int = Field(6 * 3600, ge=1, description="Server-side cap on a job's time limit.")
     max_worker_losses: int = Field(3, ge=1, description="A job whose worker is lost this often ends failed.")
     # Longer than the longest job: Redis re-delivers an unacknowledged task after this.
@@ -21,6 +24,10 @@ class WorkerSettings(BaseSettings):
     log_flush_s: float = 2.0
     mlflow_retry_s: float = Field(
         300.0, ge=0, description="How long a job waits for an unreachable MLflow (MLFLOW_RETRY_S) before failing."
+    )
+    redis_retry_s: float = Field(
+        600.0, ge=0,
+        description="How long a job waits for an unreachable Redis (REDIS_RETRY_S) to record its start or end.",
     )
     # MLflow's client reads these itself from the environment; its defaults (7 retries, backoff
     # factor 2, 120 s timeout) make one call to a stopped server hang for minutes. The job's own

@@ -10,5 +10,5 @@ from worker.runner import run_job
 @app.task(name=TASK_NAME)
 def train(job_id: str, params: dict) -> str:
     """Train the echo RNN for one job."""
-    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_key_prefix)
+    store = JobStore(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30), settings.job_key_prefix)
     return run_job(store, settings, job_id, params)

@@ -238,6 +238,8 @@ class RunLogger:
 
         from worker.engine.figure import render
 
+        if self.outage.given_up:  # the job is failing for want of MLflow: no snapshot to wait for
+            return
         try:
             image = Image.open(io.BytesIO(render(losses, *window)))
             self.outage.call(
@@ -251,10 +253,10 @@ class RunLogger:
 
     def flush(self) -> None:
         """Wait until every queued point and figure is on the server; raises if MLflow stayed unreachable."""
+        self.check()  # given up already: nothing queued will get through
         wait(self._figure_jobs)
         self._figure_jobs.clear()
-        if self._figure_error:
-            raise MlflowUnavailable(self._figure_error)
+        self.check()
         self.sender.drain()
 
     def log_artifacts(self, files: dict[str, bytes]) -> None:
