@@ -1,5 +1,7 @@
 """The Flask application factory: each call builds an app from the settings it is given."""
 
+import os
+
 import redis
 from celery import Celery
 from flask import Flask
@@ -18,6 +20,7 @@ class Services:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        os.environ.update(settings.mlflow_client_environment())  # MLflow's client reads only these
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.jobs = JobStore(self.redis, settings.job_key_prefix)
         # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.

@@ -1,7 +1,6 @@
 """Finding a saved model in MLflow by reference, loading it once, and keeping it."""
 
 import logging
-import os
 import re
 import threading
 import time
@@ -23,22 +22,6 @@ JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
 log = logging.getLogger(__name__)
-
-# MLflow's client takes its HTTP retries and timeout only from the environment. Its defaults (7
-# retries with growing backoff, 120 s timeout) would hold a request for minutes while MLflow is
-# down; the API answers 503 at once instead. Values already in the environment win.
-MLFLOW_CLIENT_ENVIRONMENT = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-}
-
-
-def bound_mlflow_requests() -> None:
-    """Give MLflow's client in this process short retries, unless the environment sets its own."""
-    for name, value in MLFLOW_CLIENT_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -82,7 +65,6 @@ class ModelRegistry:
         self._versions: dict[tuple[str, str], ModelInfo] = {}
         self._lock = threading.Lock()
         self.hits = self.loads = 0
-        bound_mlflow_requests()
 
     def get(self, ref: str | None) -> tuple[ModelInfo, LoadedModel]:
         """The model a reference names, loading it on first use."""

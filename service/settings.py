@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     alias_ttl_s: float = Field(5.0, ge=0, description="How long a resolved alias or 'latest' is trusted.")
     prometheus_multiproc_dir: str | None = Field(None, description="Set under gunicorn: metrics of all workers.")
     log_level: str = "INFO"
+    # MLflow's client takes these from the environment only; its defaults (7 retries, 120 s timeout)
+    # would hold a request for minutes while MLflow is down, where the API should answer 503 at once.
+    mlflow_http_request_max_retries: int = Field(1, ge=0, le=10, description="MLflow client retries per HTTP request.")
+    mlflow_http_request_backoff_factor: int = Field(1, ge=0, le=120, description="MLflow client backoff factor (s).")
+    mlflow_http_request_timeout: int = Field(20, ge=1, description="MLflow client timeout per request (s).")
     max_body_bytes: int = 1024 * 1024
     max_sequence_bits: int = 100_000
     max_sequences: int = 1_000
@@ -73,3 +78,11 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a rate limit like '30/minute' or '5/second;100/hour': {value!r}") from exc
         return value
+
+    def mlflow_client_environment(self) -> dict[str, str]:
+        """The variables through which MLflow's own client takes the HTTP settings above."""
+        return {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_http_request_max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.mlflow_http_request_backoff_factor),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_http_request_timeout),
+        }
