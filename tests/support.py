@@ -146,3 +146,15 @@ def wait_status(api: str, job_id: str, statuses: set[str], timeout: float = 120)
         job = requests.get(f"{api}/jobs/{job_id}", timeout=5).json()
         return job if job["status"] in statuses else None
     return wait_for(check, timeout, f"job {job_id} reaching {statuses}", interval=0.1)
+
+
+PROBLEM = "application/problem+json"
+
+
+def problem(resp, status: int) -> dict:
+    """Assert a Flask test response is a problem document with this status; return its body."""
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == PROBLEM
+    body = resp.get_json(force=True)
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
+    return body

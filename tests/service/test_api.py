@@ -6,17 +6,10 @@ import pytest
 
 from service.app import create_app
 from service.settings import Settings
-from tests.support import free_port
-
-PROBLEM = "application/problem+json"
+from tests.support import free_port, problem
 
 
-def problem(resp, status: int) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == PROBLEM
-    body = resp.get_json(force=True)
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
-    return body
+
 
 
 def fields(body: dict) -> set[str]:

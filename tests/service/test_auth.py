@@ -9,20 +9,14 @@ from pydantic import ValidationError
 from service.app import create_app
 from service.settings import Settings
 from worker.jobs import JobStore, now
+from tests.support import problem
 from worker.logs import formatter
 
 TOKEN = secrets.token_urlsafe(32)
 OTHER = secrets.token_urlsafe(32)
 TINY = {"num_epochs": 1, "total_series_length": 1000}
-PROBLEM = "application/problem+json"
 
 
-def problem(resp, status: int) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == PROBLEM
-    body = resp.get_json(force=True)
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def bearer(token: str) -> dict:

@@ -46,6 +46,7 @@ from schemathesis.engine import events
 from service.app import create_app
 from service.schemas import MAX_SEQUENCE_BITS
 from service.settings import Settings
+from tests.support import problem
 
 PROBLEM = "application/problem+json"
 # A database of the suite's Redis that nothing else uses: POST /jobs's queue while fuzzing.
@@ -192,12 +193,6 @@ def test_job_submission_answers_every_request_as_documented(isolated_jobs_app, r
 # Hand-written cases the fuzzer is unlikely to hit; tests/service/test_api.py has the rest.
 
 
-def _problem(resp, status: int) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == PROBLEM
-    body = resp.get_json(force=True)
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def _fields(body: dict) -> set[str]:
@@ -225,7 +220,7 @@ def _fields(body: dict) -> set[str]:
     ],
 )
 def test_wrong_types_and_non_finite_values_name_the_field(client, raw, bad):
-    assert _fields(_problem(client.post("/jobs", data=raw, content_type="application/json"), 422)) == bad
+    assert _fields(problem(client.post("/jobs", data=raw, content_type="application/json"), 422)) == bad
 
 
 @pytest.mark.parametrize("raw", ["", "null", '"text"', "3", "{", '{"a": 1,}', "\xff\xfe"])
@@ -233,28 +228,28 @@ def test_bodies_that_are_not_json_objects(client, raw):
     for path in ("/jobs", "/predict"):
         resp = client.post(path, data=raw.encode("latin-1"), content_type="application/json")
         assert resp.status_code in (400, 422), (path, raw, resp.status_code)
-        _problem(resp, resp.status_code)
+        problem(resp, resp.status_code)
 
 
 def test_missing_or_odd_content_types_are_415(client):
     for path in ("/jobs", "/predict"):
-        _problem(client.post(path, data='{"sequences": ["01"]}'), 415)
-        _problem(client.post(path, data='{"sequences": ["01"]}', content_type="application/json-patch+json"), 415)
-        _problem(client.post(path, data='{"sequences": ["01"]}', content_type="multipart/form-data; boundary=x"), 415)
+        problem(client.post(path, data='{"sequences": ["01"]}'), 415)
+        problem(client.post(path, data='{"sequences": ["01"]}', content_type="application/json-patch+json"), 415)
+        problem(client.post(path, data='{"sequences": ["01"]}', content_type="multipart/form-data; boundary=x"), 415)
 
 
 def test_predict_bodies_name_the_field(client):
-    assert _fields(_problem(client.post("/predict", json={"sequences": ["01"], "colour": 1}), 422)) == {"colour"}
-    assert _fields(_problem(client.post("/predict", json={"sequences": "0101"}), 422)) == {"sequences"}
-    assert _fields(_problem(client.post("/predict", json={"sequences": ["012"]}), 422)) == {"sequences.0"}
-    assert _fields(_problem(client.post("/predict", json={}), 422)) == {"sequences"}
-    _problem(client.post("/predict", data=json.dumps({"sequences": ["1" * (1024 * 1024)]}),
+    assert _fields(problem(client.post("/predict", json={"sequences": ["01"], "colour": 1}), 422)) == {"colour"}
+    assert _fields(problem(client.post("/predict", json={"sequences": "0101"}), 422)) == {"sequences"}
+    assert _fields(problem(client.post("/predict", json={"sequences": ["012"]}), 422)) == {"sequences.0"}
+    assert _fields(problem(client.post("/predict", json={}), 422)) == {"sequences"}
+    problem(client.post("/predict", data=json.dumps({"sequences": ["1" * (1024 * 1024)]}),
                          content_type="application/json"), 413)
 
 
 @pytest.mark.parametrize("sequence", ["٠١", "０１", "1 0", "0x1", "-1", "1.0", "1\n", "\x00"])
 def test_sequences_are_ascii_bits_only(client, sequence):
-    body = _problem(client.get("/predict", query_string={"sequence": sequence}), 422)
+    body = problem(client.get("/predict", query_string={"sequence": sequence}), 422)
     assert _fields(body) == {"sequence"} and "0 and 1" in body["errors"][0]["message"]
 
 
@@ -265,7 +260,7 @@ def test_sequences_are_ascii_bits_only(client, sequence):
 def test_malformed_model_references_name_the_field(client, ref):
     for resp, location in ((client.get("/predict", query_string={"sequence": "01", "model": ref}), "query"),
                            (client.post("/predict", json={"sequences": ["01"], "model": ref}), "body")):
-        body = _problem(resp, 422)
+        body = problem(resp, 422)
         assert _fields(body) == {"model"} and body["errors"][0]["location"] == location
 
 
