@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run test bench bench-train lock clean
+.PHONY: install system-deps run test bench bench-train bench-serve lock clean
 
 install: $(STAMP)
 
@@ -28,9 +28,9 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra gpu --constraint requirements/lock.txt $(LOCK_TARGET) \
 		-o requirements/gpu.txt
 
-# The suite starts Redis servers of its own (redis-server) and checks the MLflow UI in a
-# headless browser (chromium), both from Debian's packages.
-SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
+# The suite starts Redis servers of its own (redis-server), checks the MLflow UI in a headless
+# browser (chromium) and runs the benchmarks, which load the servers with wrk: all from Debian's packages.
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium wrk:wrk
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
@@ -45,11 +45,16 @@ run: install
 test: install system-deps
 	$(BIN)/python -m pytest -ra
 
-bench: install
-	$(BIN)/python bench/train_speed.py
+# make bench BENCH_ARGS=--quick: a tiny configuration that only checks that everything runs.
+bench: install system-deps
+	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 bench-train: install
-	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
+
+bench-serve: install system-deps
+	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data

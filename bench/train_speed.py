@@ -106,11 +106,11 @@ def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) 
         for length in SERVING_LENGTHS:
             sequence = tf.constant(rng.integers(0, 2, size=(1, length), dtype=np.int32))
             for _ in range(5):
-                serve(sequences=sequence)["p_one"].numpy()
+                serve(sequences=sequence)["output_0"].numpy()
             samples = []
             for _ in range(calls):
                 t0 = time.perf_counter()
-                serve(sequences=sequence)["p_one"].numpy()
+                serve(sequences=sequence)["output_0"].numpy()
                 samples.append(time.perf_counter() - t0)
             p50[length] = 1000 * statistics.median(samples)
     return p50

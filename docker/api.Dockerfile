@@ -1,4 +1,4 @@
-# The API image: gunicorn serving service.wsgi:app (docker/bin/api, as in the Procfile), with the
+# The API image: granian serving service.wsgi:app (docker/bin/api, as in the Procfile), with the
 # CPU TensorFlow it loads models with and no CUDA. compose.yaml's flower service runs it too.
 # Build context: the repository root (docker compose build, or docker build -f docker/api.Dockerfile .).
 
@@ -25,6 +25,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY docker/bin/ docker/bin/
 COPY docker/healthcheck.py docker/
+COPY docker/granian-logging.json docker/
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 API_PORT=8000
 USER 10001:10001
 EXPOSE 8000

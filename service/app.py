@@ -28,7 +28,8 @@ class Services:
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         self.models = ModelRegistry(
-            self.mlflow, self.jobs, settings.registered_model, settings.model_cache_size, settings.alias_ttl_s
+            self.mlflow, self.jobs, settings.registered_model, settings.model_cache_size, settings.alias_ttl_s,
+            settings.tensorflow_threads,
         )
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 

@@ -63,6 +63,13 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter:
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
+    limited = limited_endpoints(settings)
+
+    @limiter.request_filter
+    def _unlimited() -> bool:
+        # Endpoints without a limit skip the limiter's bookkeeping, which costs more than a prediction.
+        return request.endpoint not in limited
+
     if settings.rate_limit_jobs:
         limiter.limit(settings.rate_limit_jobs, methods=["POST"], deduct_when=lambda r: r.status_code == 202)(jobs.bp)
     if settings.rate_limit_predict:

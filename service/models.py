@@ -8,19 +8,20 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from redis.exceptions import RedisError
 
 from service.metrics import CACHE_HITS, MODEL_LOADS
 from service.problems import Problem
+from service.serving import LoadedModel, configure_tensorflow
 from worker.jobs import JobStore
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
+RESOLVED_REFS = 4096  # references remembered per process
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
@@ -38,54 +39,53 @@ class ModelInfo:
         return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id, "job_id": self.job_id}
 
 
-class LoadedModel:
-    """A SavedModel loaded once and warmed, called without MLflow."""
-
-    def __init__(self, path: str):
-        import mlflow.tensorflow  # only the prediction path needs TensorFlow
-        import tensorflow as tf
-
-        self._tf = tf
-        self.module = mlflow.tensorflow.load_model(path)
-        self.echo_step = int(self.module.echo_step.numpy())
-        self.predict(np.zeros((1, 1), np.int32))  # compile the smallest bucket now, not on a request
-
-    def predict(self, bits: np.ndarray) -> np.ndarray:
-        """P(bit = 1) for each position of a [batch, length] array."""
-        return self.module(self._tf.constant(bits))["p_one"].numpy()
-
-
 class ModelRegistry:
     """Resolves references through MLflow (aliases for a short TTL) and caches loaded models (LRU)."""
 
-    def __init__(self, client: MlflowClient, jobs: JobStore, name: str, size: int, ttl_s: float):
+    def __init__(
+        self, client: MlflowClient, jobs: JobStore, name: str, size: int, ttl_s: float, tensorflow_threads: int = 1
+    ):
         self.client, self.jobs, self.name, self.size, self.ttl_s = client, jobs, name, size, ttl_s
+        self.tensorflow_threads = tensorflow_threads
         self._loaded: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._resolved: dict[str, tuple[float, ModelInfo]] = {}
         self._versions: dict[tuple[str, str], ModelInfo] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
         self.hits = self.loads = 0
 
     def get(self, ref: str | None) -> tuple[ModelInfo, LoadedModel]:
-        """The model a reference names, loading it on first use."""
+        """The model a reference names, loading it on first use (once, however many requests ask)."""
         info = self.resolve(ref)
         key = (info.name, info.version)
+        model = self._cached(key)
+        if model is not None:
+            return info, model
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            model = self._cached(key)
+            if model is not None:
+                return info, model
+            model = self._load(info)
+            with self._lock:
+                self._loaded[key] = model
+                self._versions[key] = info
+                self._loading.pop(key, None)
+                self.loads += 1
+                MODEL_LOADS.inc()
+                while len(self._loaded) > self.size:
+                    self._loaded.popitem(last=False)
+        return info, model
+
+    def _cached(self, key: tuple[str, str]) -> LoadedModel | None:
         with self._lock:
             model = self._loaded.get(key)
             if model is not None:
                 self._loaded.move_to_end(key)
                 self.hits += 1
                 CACHE_HITS.inc()
-                return info, model
-        model = self._load(info)
-        with self._lock:
-            self._loaded[key] = model
-            self._versions[key] = info
-            self.loads += 1
-            MODEL_LOADS.inc()
-            while len(self._loaded) > self.size:
-                self._loaded.popitem(last=False)
-        return info, model
+            return model
 
     def resolve(self, ref: str | None) -> ModelInfo:
         """Turn a reference into a registered version; 404 when there is none."""
@@ -106,14 +106,18 @@ class ModelRegistry:
             if problem.status != 503 or cached is None or not self._is_loaded(cached[1]):
                 raise
             log.warning("MLflow unavailable; %s still names %s: %s", ref or "latest", cached[1].uri, problem.detail)
-            self._resolved[key] = (time.monotonic(), cached[1])
+            self._remember(key, time.monotonic(), cached[1])
             return cached[1]
         # Versions are immutable; aliases and 'latest' move, so only they expire.
-        if ref is None or ALIAS_URI.match(ref):
-            self._resolved[key] = (time.monotonic(), info)
-        else:
-            self._resolved[key] = (float("inf"), info)
+        self._remember(key, time.monotonic() if ref is None or ALIAS_URI.match(ref) else float("inf"), info)
         return info
+
+    def _remember(self, key: str, since: float, info: ModelInfo) -> None:
+        with self._lock:
+            self._resolved.pop(key, None)
+            self._resolved[key] = (since, info)
+            while len(self._resolved) > RESOLVED_REFS:  # the oldest entry goes first
+                self._resolved.pop(next(iter(self._resolved)))
 
     def _is_loaded(self, info: ModelInfo) -> bool:
         with self._lock:
@@ -175,6 +179,7 @@ class ModelRegistry:
             return mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=self.client.tracking_uri)
 
         local = self.call_mlflow(download)
+        configure_tensorflow(self.tensorflow_threads)
         return LoadedModel(local)
 
     @staticmethod

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     registered_model: str = "echo-rnn"
     job_key_prefix: str = "echo-rnn"
     model_cache_size: int = Field(8, ge=1, description="Models kept loaded per API process.")
+    tensorflow_threads: int = Field(1, ge=1, le=64, description="TensorFlow threads per API process (one process per core).")
     alias_ttl_s: float = Field(5.0, ge=0, description="How long a resolved alias or 'latest' is trusted.")
     prometheus_multiproc_dir: str | None = Field(None, description="Set under gunicorn: metrics of all workers.")
     log_level: str = "INFO"

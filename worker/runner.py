@@ -94,10 +94,9 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
         tracker.end("KILLED")
         return "cancelled"
     redis.call(lambda: store.update(job.id, device=result.device), "recording the device")
-    tracker.flush()
-    tracker.log_artifacts(
-        {"echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)}
-    )
+    # The final figure, the model and the last metric points go to MLflow side by side.
+    tracker.log_artifacts_later(lambda: {
+        "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)})
     model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage)
     tracker.end("FINISHED")
     redis.call(lambda: store.transition(job.id, {"running"}, status="succeeded", finished_at=now(), model=model),

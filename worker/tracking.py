@@ -13,7 +13,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -254,10 +255,15 @@ class RunLogger:
     def flush(self) -> None:
         """Wait until every queued point and figure is on the server; raises if MLflow stayed unreachable."""
         self.check()  # given up already: nothing queued will get through
-        wait(self._figure_jobs)
-        self._figure_jobs.clear()
+        jobs, self._figure_jobs = self._figure_jobs, []
+        for job in jobs:
+            job.result()  # snapshots swallow their own errors; the final artifacts' errors count
         self.check()
         self.sender.drain()
+
+    def log_artifacts_later(self, make_files: Callable[[], dict[str, bytes]]) -> None:
+        """Make and upload files off this thread (beside the model's logging); flush and end wait for it."""
+        self._figure_jobs.append(self._figures.submit(lambda: self.log_artifacts(make_files())))
 
     def log_artifacts(self, files: dict[str, bytes]) -> None:
         """Upload small files as run artifacts."""

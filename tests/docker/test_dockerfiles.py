@@ -96,6 +96,8 @@ def test_runs_the_procfile_script(role):
     assert ("docker/bin/", "docker/bin/") in copied, "docker/bin must land in /app/docker/bin"
     assert ("docker/healthcheck.py", "docker/") in copied
     script = ROOT / procfile()[role]
+    for needed in re.findall(r'\$here/\.\./([\w.-]+)', script.read_text()):  # files the script names beside it
+        assert (f"docker/{needed}", "docker/") in copied, f"the {role} image lacks docker/{needed}"
     assert script.is_file() and os.access(script, os.X_OK), f"{script} must be executable (git keeps the mode)"
     env = {k for i in final.all("ENV") for k in env_keys(i)}
     assert "PATH" in env and "/opt/venv/bin" in " ".join(i.args for i in final.all("ENV"))

@@ -6,6 +6,7 @@ import tensorflow as tf
 from worker.engine.model import WEIGHT_NAMES, make_forward
 
 MIN_BUCKET = 16
+SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")
 
 
 def bucket(n: tf.Tensor) -> tf.Tensor:
@@ -15,21 +16,28 @@ def bucket(n: tf.Tensor) -> tf.Tensor:
 
 
 class EchoModel(tf.Module):
-    """Serving module; the RNN is causal, so right-padding to a bucket leaves earlier outputs exact."""
+    """Serving module; the RNN is causal, so right-padding to a bucket leaves earlier outputs exact.
+
+    `__call__` takes any batch and length (MLflow's pyfunc and `mlflow models serve` call it).
+    `forward` is the bare compiled pass: XLA compiles it once per input shape, so a caller that
+    pads to buckets itself (the API does, in NumPy) skips the padding ops and their overhead.
+    """
 
     def __init__(self, weights: dict[str, np.ndarray], echo_step: int):
         super().__init__(name="echo_rnn")
         self.weights = [tf.Variable(weights[n], trainable=False, name=n) for n in WEIGHT_NAMES]
         self.echo_step = tf.Variable(echo_step, trainable=False, name="echo_step")
-        self._forward = make_forward(self.weights)
+        probabilities = make_forward(self.weights)
+        self.forward = tf.function(
+            lambda sequences: probabilities(sequences)[:, :, 1], input_signature=[SEQUENCES], jit_compile=True
+        )
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="sequences")])
-    def __call__(self, sequences: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Per position of each sequence, from a zero state: P(bit = 1) and the class probabilities."""
+    @tf.function(input_signature=[SEQUENCES])
+    def __call__(self, sequences: tf.Tensor) -> tf.Tensor:
+        """P(bit = 1) at each position of each sequence, from a zero state: [batch, length]."""
         rows, length = tf.shape(sequences)[0], tf.shape(sequences)[1]
         padded = tf.pad(sequences, [[0, bucket(rows) - rows], [0, bucket(length) - length]])
-        probabilities = self._forward(padded)[:rows, :length]
-        return {"p_one": probabilities[:, :, 1], "probabilities": probabilities}
+        return self.forward(padded)[:rows, :length]
 
 
 def build(weights: dict[str, np.ndarray], echo_step: int) -> EchoModel:

@@ -16,9 +16,10 @@ def serve(trained, tmp_path_factory):
     loaded = tf.saved_model.load(path)
     signature = loaded.signatures["serving_default"]
 
-    def call(sequences: np.ndarray) -> dict[str, np.ndarray]:
+    def call(sequences: np.ndarray) -> np.ndarray:
         out = signature(sequences=tf.constant(sequences, tf.int32))
-        return {k: v.numpy() for k, v in out.items()}
+        assert list(out) == ["output_0"]
+        return out["output_0"].numpy()
 
     call.loaded = loaded
     return call
@@ -37,13 +38,18 @@ def bits(seed: int, rows: int, length: int) -> np.ndarray:
 
 def test_round_trip_matches_the_training_forward_pass(trained, serve):
     x = bits(0, 4, 50)
-    out = serve(x)
-    want = training_forward(trained.weights, x)
-    assert set(out) == {"p_one", "probabilities"}
-    assert out["probabilities"].shape == (4, 50, 2) and out["p_one"].shape == (4, 50)
-    np.testing.assert_allclose(out["probabilities"], want, atol=1e-5)
-    np.testing.assert_allclose(out["p_one"], want[:, :, 1], atol=1e-5)
-    assert ((out["p_one"][:, 3:] > 0.5) == x[:, :-3]).mean() >= 0.999  # it echoes
+    p_one = serve(x)
+    assert p_one.shape == (4, 50) and p_one.dtype == np.float32
+    np.testing.assert_allclose(p_one, training_forward(trained.weights, x)[:, :, 1], atol=1e-5)
+    assert ((p_one[:, 3:] > 0.5) == x[:, :-3]).mean() >= 0.999  # it echoes
+
+
+@pytest.mark.parametrize("rows, length", [(16, 16), (16, 128), (32, 64), (3, 7)])
+def test_the_bare_forward_pass_equals_the_padding_call(serve, rows, length):
+    """forward, which callers feed bucket shapes, gives what __call__ gives."""
+    x = bits(rows + length, rows, length)
+    forward = serve.loaded.forward.get_concrete_function()
+    np.testing.assert_allclose(forward(tf.constant(x)).numpy(), serve(x), rtol=0, atol=1e-6)
 
 
 def test_the_module_keeps_the_weights_and_echo_step(trained, serve):
@@ -55,18 +61,17 @@ def test_the_module_keeps_the_weights_and_echo_step(trained, serve):
 @pytest.mark.parametrize("rows, length", [(1, 1), (3, 1), (1, 16), (1, 17), (7, 33), (20, 5), (2, 1000)])
 def test_any_batch_and_length(trained, serve, rows, length):
     x = bits(rows * 1000 + length, rows, length)
-    out = serve(x)
-    assert out["p_one"].shape == (rows, length) and out["probabilities"].shape == (rows, length, 2)
-    np.testing.assert_allclose(out["probabilities"].sum(-1), 1, rtol=1e-5)
+    p_one = serve(x)
+    assert p_one.shape == (rows, length) and ((0 <= p_one) & (p_one <= 1)).all()
     if length <= 100:  # the training forward pass unrolls in the graph: keep it short
-        np.testing.assert_allclose(out["probabilities"], training_forward(trained.weights, x), atol=1e-5)
+        np.testing.assert_allclose(p_one, training_forward(trained.weights, x)[:, :, 1], atol=1e-5)
 
 
 def test_padding_on_the_right_changes_nothing(serve):
     """The RNN is causal: a sequence's outputs equal its prefix's outputs in a longer sequence."""
     x = bits(1, 1, 40)
-    alone = serve(x[:, :23])["probabilities"]  # bucket 32
-    longer = serve(x)["probabilities"][:, :23]  # bucket 64, other bits after position 23
+    alone = serve(x[:, :23])  # bucket 32
+    longer = serve(x)[:, :23]  # bucket 64, other bits after position 23
     np.testing.assert_allclose(alone, longer, rtol=0, atol=1e-6)
 
 
@@ -74,9 +79,9 @@ def test_batching_with_longer_sequences_changes_nothing(serve):
     short, long_ = bits(2, 1, 5)[0], bits(3, 1, 300)[0]
     batch = np.zeros((2, 300), np.int32)
     batch[0, :5], batch[1] = short, long_
-    together = serve(batch)["probabilities"]
-    np.testing.assert_allclose(serve(short[None])["probabilities"][0], together[0, :5], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(serve(long_[None])["probabilities"][0], together[1], rtol=0, atol=1e-6)
+    together = serve(batch)
+    np.testing.assert_allclose(serve(short[None])[0], together[0, :5], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(serve(long_[None])[0], together[1], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(

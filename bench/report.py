@@ -1,0 +1,74 @@
+"""The serving benchmark's results as Markdown, with the machine they were measured on."""
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+from importlib.metadata import version
+
+from wrk import Load
+
+
+def machine() -> str:
+    """CPU, cores, memory, OS and the versions that matter, one line each."""
+    cpu = re.search(r"model name\s*:\s*(.+)", open("/proc/cpuinfo").read())
+    memory_kib = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read())[1])
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0].strip()
+    return "\n".join([
+        f"- CPU: {cpu[1] if cpu else platform.processor()}, {len(os.sched_getaffinity(0))} cores usable",
+        f"- memory: {memory_kib / 2**20:.0f} GiB; {platform.platform()}; Python {platform.python_version()}",
+        f"- tensorflow-cpu {version('tensorflow-cpu')}, mlflow {version('mlflow')}, granian {version('granian')}, "
+        f"flask {version('flask')}, {wrk_version or 'wrk'}",
+    ])
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _load_row(name: str, load: Load) -> str:
+    return f"| {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} | {load.errors} |"
+
+
+def markdown(r: dict) -> str:
+    """Every part of the run, as tables."""
+    lines = ["## Machine", "", machine(), ""]
+    lines += ["## Predictions: one 100-bit sequence per request (wrk, keep-alive, loopback)", "",
+              f"Both servers run {r['workers']} worker processes and serve the same registered model "
+              f"(largest difference between their answers: {r['max_difference']:.1e}).", ""]
+    for connections, pair in r["predict"]["one"].items():
+        lines += [f"{connections} connections:", "", "| server | requests/s | p50 ms | p99 ms | errors |",
+                  "|---|---:|---:|---:|---:|", _load_row("our API, GET /predict", pair["ours"]),
+                  _load_row("mlflow models serve, POST /invocations", pair["mlflow"]),
+                  "", f"ratio: **{pair['ours'].rps / pair['mlflow'].rps:.1f}x**", ""]
+    batch = r["predict"]["batch"]
+    lines += ["## Batch: 1,000 sequences of 100 bits per request (2 connections)", "",
+              "| server | sequences/s | p50 ms per batch | p99 ms | errors |", "|---|---:|---:|---:|---:|",
+              f"| our API, POST /predict | {batch['ours'].rps * 1000:,.0f} | {batch['ours'].p50_ms:.1f} | "
+              f"{batch['ours'].p99_ms:.1f} | {batch['ours'].errors} |",
+              f"| mlflow models serve | {batch['mlflow'].rps * 1000:,.0f} | {batch['mlflow'].p50_ms:.1f} | "
+              f"{batch['mlflow'].p99_ms:.1f} | {batch['mlflow'].errors} |",
+              "", f"ratio: **{batch['ours'].rps / batch['mlflow'].rps:.1f}x**", ""]
+    q = r["queue"]
+    lines += ["## Queue (a warm, idle worker; small jobs one after another)", "",
+              "| interval | median ms | max ms | jobs |", "|---|---:|---:|---:|",
+              f"| POST /jobs returned → running | {_median(q['to_running_ms']):.0f} | {max(q['to_running_ms']):.0f} | "
+              f"{len(q['to_running_ms'])} |",
+              f"| last epoch → succeeded, model registered | {_median(q['to_succeeded_ms']):.0f} | "
+              f"{max(q['to_succeeded_ms']):.0f} | {len(q['to_succeeded_ms'])} |", ""]
+    p = r["params"]
+    lines += ["## Whole job", "",
+              f"{p['num_epochs']} epochs of {p['total_series_length']:,} bits (the tutorial's other settings), seed {p['seed']}.", "",
+              "| | wall s |", "|---|---:|",
+              f"| job through the API: POST → succeeded, MLflow run and model registered | {r['job_s']:.1f} |",
+              f"| the tutorial's own program (TF1 session), same settings | {r['tutorial_s']:.1f} |",
+              "", f"ratio: **{r['tutorial_s'] / r['job_s']:.1f}x**", ""]
+    m = r["loading"]
+    lines += ["## Model loading", "",
+              "| | value |", "|---|---:|",
+              f"| first request for a version no API process holds (median of {len(m['first_ms'])}) | {_median(m['first_ms']):.0f} ms |",
+              f"| the next request for it | {_median(m['next_ms']):.1f} ms |",
+              f"| API process resident memory with TensorFlow and one model | {m['first_mib']:.0f} MiB |",
+              f"| memory per further cached model | {m['per_model_mib']:.1f} MiB |", ""]
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""make bench runs end to end on a tiny configuration (a check that it runs, not a timing assertion)."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ratio(lines: list[str], prefix: str) -> float:
+    """The N.N of the line 'prefix N.Nx'."""
+    found = [line for line in lines if line.startswith(prefix)]
+    assert found, f"no line starts with {prefix!r}"
+    return float(found[-1].removeprefix(prefix).removesuffix("x"))
+
+
+def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    done = subprocess.run(["make", "bench", "BENCH_ARGS=--quick"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    # Training: the three contestants, serving in process, the ratios.
+    for contestant in ("(a) tutorial TF1 session", "(b) Keras SimpleRNN fit", "(c) engine"):
+        assert any(line.startswith(contestant) for line in lines), done.stdout
+    for length in (20, 100, 1000):
+        assert any(line.strip().startswith(f"length {length:>5}:") for line in lines), done.stdout
+    assert ratio(lines, "train speedup vs seed reference: ") > 0
+    # Serving: both servers loaded at 8 and 64 connections without an error, batches, queue, job, loading.
+    text = done.stdout
+    assert "largest difference between their answers" in text
+    for connections in (8, 64):
+        table = text.split(f"{connections} connections:")[1].split("ratio:")[0]
+        rows = re.findall(r"^\| (our API, GET /predict|mlflow models serve, POST /invocations) \| ([\d,]+) \|.* \| (\d+) \|$",
+                          table, re.M)
+        assert [name for name, _, _ in rows] == ["our API, GET /predict", "mlflow models serve, POST /invocations"], table
+        assert all(int(rps.replace(",", "")) > 0 and errors == "0" for _, rps, errors in rows), table
+    for heading in ("## Batch", "## Queue", "## Whole job", "## Model loading", "## Machine"):
+        assert heading in text
+    assert "POST /jobs returned → running" in text and "memory per further cached model" in text
+    assert lines[-1].startswith("predict speedup vs mlflow serve: ") and ratio(lines, "predict speedup vs mlflow serve: ") > 0
