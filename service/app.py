@@ -7,7 +7,7 @@ from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
 
-from service import auth, limits, metrics, problems
+from service import auth, jsonio, limits, metrics, problems
 from service.idempotency import IdempotencyStore
 from service.models import ModelRegistry
 from service.routes import docs, health, jobs, models, predict
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    jsonio.install(app)
     app.extensions["echo"] = Services(settings)
     problems.register(app)
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)

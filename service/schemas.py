@@ -10,10 +10,17 @@ from worker.jobs import Job
 # routes answer 413 past them before validating, so the document states what is accepted.
 MAX_SEQUENCE_BITS = 100_000
 MAX_SEQUENCES = 1_000
+# GET carries its sequence in the request line, which the HTTP server (granian) caps at 64 KiB.
+MAX_QUERY_BITS = 65_000
 
 Bits = Annotated[
     str,
     Field(pattern=r"^[01]+$", min_length=1, max_length=MAX_SEQUENCE_BITS, description="Bits, as a string of 0 and 1."),
+]
+QueryBits = Annotated[
+    str,
+    Field(pattern=r"^[01]+$", min_length=1, max_length=MAX_QUERY_BITS,
+          description="Bits, as a string of 0 and 1; longer sequences (up to 100,000 bits) go by POST /predict."),
 ]
 # The forms service.models resolves, spelled out so the document rejects what the API rejects.
 # ASCII classes only: pydantic's regex engine reads \d and \w as Unicode, the resolver's as well,
@@ -54,7 +61,7 @@ class PredictQuery(BaseModel):
     """Query of GET /predict."""
 
     model_config = ConfigDict(extra="forbid")
-    sequence: Bits
+    sequence: QueryBits
     model: ModelRef = None
 
 

@@ -1,5 +1,6 @@
 """A saved model in memory: its compiled forward pass, warmed, fed bucket shapes, batched."""
 
+import logging
 import threading
 
 import numpy as np
@@ -8,6 +9,7 @@ from service.batching import MIN_LENGTH, MIN_ROWS, Batcher
 
 # Shapes compiled when a model loads, so that common requests never wait for XLA.
 WARM_LENGTHS = (16, 32, 64, 128, 256)
+log = logging.getLogger(__name__)
 _configured = threading.Lock()
 _threads: list[int] = []
 
@@ -20,8 +22,11 @@ def configure_tensorflow(threads: int) -> None:
         import tensorflow as tf
 
         # One API process per core: more threads per process only contend for the same cores.
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already runs in this process (a test, an embedding app): keep its pools
+            log.info("TensorFlow was started before the API sized its threads; keeping its own")
         _threads.append(threads)
 
 

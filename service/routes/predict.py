@@ -5,7 +5,7 @@ from flask import Blueprint, Response, jsonify
 
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
-from service.schemas import PredictBody, PredictQuery
+from service.schemas import MAX_QUERY_BITS, PredictBody, PredictQuery
 
 bp = Blueprint("predict", __name__)
 
@@ -23,21 +23,21 @@ def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
     """Run the model on bit strings of any lengths in one batch; the model info and one result each."""
     info, model = services().models.get(ref)
     lengths = [len(s) for s in sequences]
-    bits = np.zeros((len(sequences), max(lengths)), np.int32)
-    for row, s in enumerate(sequences):
-        bits[row, : len(s)] = np.frombuffer(s.encode(), np.uint8) - ord("0")
+    if min(lengths) == max(lengths):
+        bits = (np.frombuffer("".join(sequences).encode(), np.uint8) - ord("0")).astype(np.int32).reshape(len(sequences), -1)
+    else:
+        bits = np.zeros((len(sequences), max(lengths)), np.int32)
+        for row, s in enumerate(sequences):
+            bits[row, : len(s)] = np.frombuffer(s.encode(), np.uint8) - ord("0")
     p_one = model.predict(bits)
-    results = []
-    for row, (s, n) in enumerate(zip(sequences, lengths)):
-        p = p_one[row, :n]
-        results.append(
-            {
-                "sequence": s,
-                "echo": ((p > 0.5).astype(np.uint8) + ord("0")).tobytes().decode(),
-                "probabilities": np.round(p.astype(float), 6).tolist(),
-                "echo_step": model.echo_step,
-            }
-        )
+    # Whole-batch NumPy; each result holds views that the JSON provider writes without lists.
+    echoes = np.where(p_one > 0.5, ord("1"), ord("0")).astype(np.uint8)
+    rounded = np.round(p_one.astype(np.float64), 6)
+    results = [
+        {"sequence": s, "echo": echoes[row, :n].tobytes().decode(), "probabilities": rounded[row, :n],
+         "echo_step": model.echo_step}
+        for row, (s, n) in enumerate(zip(sequences, lengths))
+    ]
     return info.as_dict(), results
 
 
@@ -47,6 +47,9 @@ def predict_one() -> Response:
     args = query_args()
     if len(args.get("sequence", "")) > services().settings.max_sequence_bits:
         _too_large([args["sequence"]])
+    if len(args.get("sequence", "")) > MAX_QUERY_BITS:
+        raise Problem(413, "Content Too Large", f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; "
+                      "send longer sequences with POST /predict")
     query = parse(PredictQuery, args, "query")
     model, results = echo([query.sequence], query.model)
     return jsonify(model=model, **results[0])

@@ -54,6 +54,7 @@ def test_non_object_bad_json_and_wrong_type(client):
 def test_oversize_body_and_inputs(client):
     problem(client.post("/jobs", data=json.dumps({"x": "1" * (1024 * 1024 + 10)}), content_type="application/json"), 413)
     problem(client.get("/predict", query_string={"sequence": "1" * 100_001}), 413)
+    problem(client.get("/predict", query_string={"sequence": "1" * 65_001}), 413)  # the query's own limit
     problem(client.post("/predict", json={"sequences": ["1"] * 1001}), 413)
     problem(client.post("/predict", json={"sequences": ["1" * 100_001]}), 413)
 

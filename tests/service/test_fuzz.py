@@ -44,7 +44,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
 from service.app import create_app
-from service.schemas import MAX_SEQUENCE_BITS
+from service.schemas import MAX_QUERY_BITS, MAX_SEQUENCE_BITS
 from service.settings import Settings
 from tests.support import problem
 
@@ -264,13 +264,20 @@ def test_malformed_model_references_name_the_field(client, ref):
         assert _fields(body) == {"model"} and body["errors"][0]["location"] == location
 
 
-def test_the_longest_sequence_passes_the_http_server(stack, trained_job):
-    """100,000 bits in a query string: gunicorn must not refuse the request line before the app."""
+def test_the_longest_sequences_pass_the_http_server(stack, trained_job):
+    """GET's longest query and POST's longest sequence reach the app; one bit more is a 413 problem."""
     bits = ("0110" * (MAX_SEQUENCE_BITS // 4 + 1))[:MAX_SEQUENCE_BITS]
-    resp = requests.get(f"{stack.api}/predict", params={"sequence": bits, "model": trained_job["id"]}, timeout=60)
+    resp = requests.get(f"{stack.api}/predict", params={"sequence": bits[:MAX_QUERY_BITS], "model": trained_job["id"]},
+                        timeout=60)
     assert resp.status_code == 200, resp.text[:300]
     body = resp.json()
-    assert body["sequence"] == bits and len(body["echo"]) == MAX_SEQUENCE_BITS
+    assert body["sequence"] == bits[:MAX_QUERY_BITS] and len(body["echo"]) == MAX_QUERY_BITS
     assert all(0 <= p <= 1 and math.isfinite(p) for p in body["probabilities"])
-    resp = requests.get(f"{stack.api}/predict", params={"sequence": bits + "1"}, timeout=60)
+    resp = requests.get(f"{stack.api}/predict", params={"sequence": bits[: MAX_QUERY_BITS + 1], "model": trained_job["id"]},
+                        timeout=60)
+    assert resp.status_code == 413 and resp.headers["Content-Type"].startswith(PROBLEM), resp.text[:300]
+    assert "POST /predict" in resp.json()["detail"]
+    resp = requests.post(f"{stack.api}/predict", json={"sequences": [bits], "model": trained_job["id"]}, timeout=60)
+    assert resp.status_code == 200 and len(resp.json()["results"][0]["echo"]) == MAX_SEQUENCE_BITS, resp.text[:300]
+    resp = requests.post(f"{stack.api}/predict", json={"sequences": [bits + "1"]}, timeout=60)
     assert resp.status_code == 413 and resp.headers["Content-Type"].startswith(PROBLEM), resp.text[:300]
