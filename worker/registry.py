@@ -6,7 +6,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
-from worker.engine.export import build
+from worker.engine.export import EchoModel, build
 from worker.engine.train import TrainingResult
 from worker.retry import Outage
 from worker.tracking import mlflow_outage
@@ -18,18 +18,20 @@ SIGNATURE = ModelSignature(
 
 
 def log_and_register(
-    client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, name: str, outage: Outage | None = None
+    client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, name: str, outage: Outage | None = None,
+    module: EchoModel | None = None,
 ) -> dict:
     """Log the model into the run, register it under name; returns uri, name and version.
 
     Each MLflow step is retried through outage (the job's RunLogger.outage) while MLflow is
     unreachable; without one, a step gets a single try. Registering is idempotent: a run that
     already has a version of name (a retry after a lost answer, a resumed job) keeps that one.
+    A module from export.traced(params) skips tracing; without one, the module is built here.
     """
     import tensorflow as tf
 
     outage = outage or mlflow_outage(client.tracking_uri, 0)
-    module = build(result.weights, result.params.echo_step)
+    module = module.set_weights(result.weights) if module is not None else build(result.weights, result.params.echo_step)
     # MLflow's model logging goes through the global tracking URI; point it at this run's server.
     mlflow.set_tracking_uri(client.tracking_uri)
 

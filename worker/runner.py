@@ -4,6 +4,7 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from worker.checkpoints import CheckpointStore
@@ -70,6 +71,7 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
 def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettings, job: Job,
            training: TrainingParams, tracker: RunLogger, resuming: bool, redis: Outage) -> str:
     # TensorFlow is imported here, in the child process that runs the job, never before fork.
+    from worker.engine import export
     from worker.engine.figure import render
     from worker.engine.train import TrainingCancelled, train
     from worker.registry import log_and_register
@@ -83,6 +85,9 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
         progress.catch_up(checkpoint)
         redis.call(lambda: store.add_resume(job.id, checkpoint.step if checkpoint else 0), "recording the resume")
     should_stop = _stop_check(store, settings, job, training, best_effort)
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
+    serving_module = ahead.submit(export.traced, training)  # traced while the job trains
+    ahead.shutdown(wait=False)
     try:
         result = train(training, on_progress=progress, should_stop=should_stop, resume=checkpoint,
                        on_checkpoint=lambda c: best_effort.call(lambda: checkpoints.save(job.id, c), "saving a checkpoint"))
@@ -97,7 +102,8 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
     # The final figure, the model and the last metric points go to MLflow side by side.
     tracker.log_artifacts_later(lambda: {
         "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)})
-    model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage)
+    model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage,
+                             serving_module.result())
     tracker.end("FINISHED")
     redis.call(lambda: store.transition(job.id, {"running"}, status="succeeded", finished_at=now(), model=model),
                "recording the success")

@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from worker.engine.model import WEIGHT_NAMES, make_forward
+from worker.engine.model import WEIGHT_NAMES, initial_weights, make_forward
+from worker.params import TrainingParams
 
 MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")
@@ -40,9 +41,28 @@ class EchoModel(tf.Module):
         return self.forward(padded)[:rows, :length]
 
 
+    def set_weights(self, weights: dict[str, np.ndarray]) -> "EchoModel":
+        """Take trained weights into this (already traced) module."""
+        for variable, name in zip(self.weights, WEIGHT_NAMES):
+            variable.assign(weights[name])
+        return self
+
+
 def build(weights: dict[str, np.ndarray], echo_step: int) -> EchoModel:
     """A serving module holding copies of the trained weights."""
     return EchoModel(weights, echo_step)
+
+
+def traced(params: TrainingParams) -> EchoModel:
+    """A module of the job's shapes with its functions traced, for set_weights once training ends.
+
+    Tracing is most of the time a SavedModel takes to write; done while the job trains, it is not
+    part of the wait between the last epoch and the registered model.
+    """
+    module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
+    module.__call__.get_concrete_function()
+    module.forward.get_concrete_function()
+    return module
 
 
 def save(model: EchoModel, path: str) -> None:

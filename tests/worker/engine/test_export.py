@@ -97,3 +97,12 @@ def test_bucket_is_the_next_power_of_two_everywhere():
     n = np.arange(1, 70_000)
     want = np.maximum(export.MIN_BUCKET, 2 ** np.ceil(np.log2(n)).astype(np.int64))
     np.testing.assert_array_equal(export.bucket(tf.constant(n, tf.int32)).numpy(), want)
+
+
+def test_a_module_traced_ahead_then_given_the_weights_saves_the_same_model(trained, serve, tmp_path):
+    """export.traced builds and traces while the job trains; set_weights then makes it the trained model."""
+    module = export.traced(trained.params).set_weights(trained.weights)
+    export.save(module, str(tmp_path / "ahead"))
+    loaded = tf.saved_model.load(str(tmp_path / "ahead"))
+    x = bits(9, 5, 70)
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](sequences=tf.constant(x))["output_0"].numpy(), serve(x))
