@@ -59,7 +59,6 @@ class LoadedModel:
             self._module = module
             self.predict = self._legacy
             self.predict(np.zeros((1, MIN_LENGTH), np.int32))
-        self.module = module
 
     def _forward(self, bits: np.ndarray) -> np.ndarray:
         return self._flat(self._tf.constant(bits)).numpy()
