@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 
 def build(params: TrainingParams, seed: int) -> keras.Model:

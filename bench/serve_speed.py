@@ -34,7 +34,7 @@ import report  # noqa: E402
 import wrk  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tests.support import RedisServer, Stack, free_port, submit, wait_for, wait_status  # noqa: E402
-from worker.params import TrainingParams  # noqa: E402
+from contract.params import TrainingParams  # noqa: E402
 
 DONE = {"succeeded", "failed", "cancelled"}
 
@@ -75,7 +75,7 @@ def tutorial_program(params: TrainingParams) -> float:
         "t0 = time.perf_counter()\n"
         "import numpy as np, tutorial_tf1\n"
         "from worker.engine.model import initial_weights\n"
-        "from worker.params import TrainingParams\n"
+        "from contract.params import TrainingParams\n"
         "p = TrainingParams.model_validate_json(sys.argv[2]); rng = np.random.default_rng(p.seed)\n"
         "program = tutorial_tf1.build(p, initial_weights(rng, p))\n"
         "for _ in range(p.num_epochs): tutorial_tf1.run_epoch(program, *tutorial_tf1.generate_data(rng, p))\n"

@@ -29,8 +29,8 @@ import tutorial_tf1  # noqa: E402
 from worker.engine import export  # noqa: E402
 from worker.engine.data import generate_epoch  # noqa: E402
 from worker.engine.model import initial_weights  # noqa: E402
-from worker.engine.train import train  # noqa: E402
-from worker.params import TrainingParams  # noqa: E402
+from worker.engine.train import train_model  # noqa: E402
+from contract.params import TrainingParams  # noqa: E402
 
 SERVING_LENGTHS = (20, 100, 1000)
 
@@ -88,7 +88,7 @@ def time_keras(params: TrainingParams, epochs: int) -> Timing:
 
 def time_engine(params: TrainingParams, epochs: int) -> tuple[Timing, dict[str, np.ndarray]]:
     """(c) Our engine; its own compile and per-epoch timings. Also returns the trained weights."""
-    result = train(params.model_copy(update={"num_epochs": epochs}))
+    result = train_model(params.model_copy(update={"num_epochs": epochs}))
     timing = Timing(
         "(c) engine (XLA while-loop)", epochs, result.compile_seconds, result.epoch_seconds[0],
         result.epoch_seconds, result.epoch_losses[-1],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 
 @dataclass

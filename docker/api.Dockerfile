@@ -14,8 +14,8 @@ COPY requirements/ requirements/
 # make install and CI use (make lock writes both from pyproject.toml: one resolution).
 RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra cpu \
         --constraint requirements/lock.txt --constraint requirements/gpu.txt
+COPY contract/ contract/
 COPY service/ service/
-COPY worker/ worker/
 RUN uv pip install --python /opt/venv/bin/python --no-deps --build-constraint requirements/lock.txt .
 
 FROM python:3.11-slim-bookworm

@@ -20,7 +20,7 @@ ARG TENSORFLOW=gpu
 RUN case "$TENSORFLOW" in cpu|gpu) ;; *) echo "TENSORFLOW must be gpu or cpu, not '$TENSORFLOW'" >&2; exit 1 ;; esac \
     && uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra "$TENSORFLOW" \
         --constraint requirements/lock.txt --constraint requirements/gpu.txt
-COPY service/ service/
+COPY contract/ contract/
 COPY worker/ worker/
 RUN uv pip install --python /opt/venv/bin/python --no-deps --build-constraint requirements/lock.txt .
 

@@ -1,7 +1,5 @@
 """The Flask application factory: each call builds an app from the settings it is given."""
 
-import os
-
 import redis
 from celery import Celery
 from flask import Flask
@@ -9,10 +7,11 @@ from mlflow.tracking import MlflowClient
 
 from service import auth, jsonio, limits, metrics, problems
 from service.idempotency import IdempotencyStore
-from service.models import ModelRegistry
+from service.model_cache import ModelCache
+from service.model_resolver import ModelResolver
 from service.routes import docs, health, jobs, models, predict
 from service.settings import Settings
-from worker.jobs import JobStore
+from contract.job_store import JobStore
 
 
 class Services:
@@ -20,17 +19,15 @@ class Services:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        os.environ.update(settings.mlflow_client_environment())  # MLflow's client reads only these
+        settings.configure_mlflow_client()
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.jobs = JobStore(self.redis, settings.job_key_prefix)
         # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-        self.models = ModelRegistry(
-            self.mlflow, self.jobs, settings.registered_model, settings.model_cache_size, settings.alias_ttl_s,
-            settings.tensorflow_threads,
-        )
+        resolver = ModelResolver(self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s)
+        self.models = ModelCache(self.mlflow, resolver, settings.model_cache_size, settings.tensorflow_threads)
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 
@@ -42,9 +39,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     jsonio.install(app)
     app.extensions["echo"] = Services(settings)
     problems.register(app)
-    metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
-    auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
-    limits.install(app, settings, app.extensions["echo"].redis)
     for blueprint in (health.bp, jobs.bp, predict.bp, models.bp, docs.bp):
         app.register_blueprint(blueprint)
+    metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
+    auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
+    limits.install(app, settings, app.extensions["echo"].redis)  # reads the declarations of the views above
     return app

@@ -1,8 +1,9 @@
 """API tokens: 'Authorization: Bearer <token>' on the endpoints that need one.
 
-With API_TOKENS set, the job endpoints (submit, list, read one, cancel) need a token, and with
-PREDICT_REQUIRES_TOKEN the model endpoints (/predict, /models) too; /healthz, /readyz,
-/openapi.json, /docs and /metrics never do. Without tokens nothing asks for one.
+With API_TOKENS set, the endpoints declared with access "jobs" (submit, list, read one, cancel)
+need a token, and with PREDICT_REQUIRES_TOKEN those with access "models" (/predict, /models) too;
+public ones (/healthz, /readyz, /openapi.json, /docs, /metrics) never do. Without tokens nothing
+asks for one.
 
 A presented token is compared with every configured one, in constant time: both sides are hashed
 (SHA-256) first, so the comparisons take the same time whatever the lengths, and all of them run
@@ -15,19 +16,19 @@ import hmac
 
 from flask import Flask, g, request
 
+from service import endpoints
+from service.endpoints import Endpoint
 from service.problems import Problem
 from service.settings import Settings
 
-JOB_ENDPOINTS = frozenset({"jobs.submit", "jobs.index", "jobs.show", "jobs.cancel"})
-MODEL_ENDPOINTS = frozenset({"predict.predict_one", "predict.predict_many", "models.index"})
 REALM = "echo-rnn"
 
 
-def protected_endpoints(settings: Settings) -> frozenset[str]:
-    """The endpoints that answer 401 without a valid token under these settings."""
-    if not settings.api_tokens:
-        return frozenset()
-    return JOB_ENDPOINTS | (MODEL_ENDPOINTS if settings.predict_requires_token else frozenset())
+def needs_token(endpoint: Endpoint | None, settings: Settings) -> bool:
+    """Whether the endpoint answers 401 without a valid token under these settings."""
+    if endpoint is None or not settings.api_tokens:
+        return False
+    return endpoint.access == "jobs" or (endpoint.access == "models" and settings.predict_requires_token)
 
 
 class Tokens:
@@ -64,7 +65,6 @@ def client_id() -> str | None:
 def install(app: Flask, settings: Settings) -> None:
     """Check tokens before the protected views run (and identify any client that sends a valid one)."""
     tokens = Tokens([t.get_secret_value() for t in settings.api_tokens])
-    protected = protected_endpoints(settings)
 
     @app.before_request
     def _authenticate() -> None:
@@ -74,7 +74,7 @@ def install(app: Flask, settings: Settings) -> None:
         presented = bearer_token()
         if presented is not None:
             g.client = tokens.match(presented)
-        if request.endpoint not in protected or g.client is not None:
+        if g.client is not None or not needs_token(endpoints.of(app, request.endpoint), settings):
             return
         if presented is None:
             raise Problem(401, "Unauthorized", "this endpoint needs a token: send 'Authorization: Bearer <token>'",

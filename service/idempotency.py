@@ -29,6 +29,13 @@ from service.problems import Problem
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 MAX_KEY_CHARS = 255
+# The header as the OpenAPI document describes it.
+PARAMETER = {
+    "name": HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
+    "description": "Any unique string (a UUID): the same key with the same body answers the job the first request made "
+                   "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
+}
 PENDING_TTL_S = 30
 WAIT_S = 5.0
 POLL_S = 0.02

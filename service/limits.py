@@ -19,8 +19,8 @@ import redis
 from flask import Flask, Response, request
 from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 
-from service import auth, problems
-from service.routes import jobs, predict
+from service import auth, endpoints, problems
+from service.endpoints import Endpoint
 from service.settings import Settings
 
 LIMITER_RETRY_AFTER = "X-Limiter-Retry-After"
@@ -31,18 +31,15 @@ def client_key() -> str:
     return auth.client_id() or f"addr:{request.remote_addr or 'unknown'}"
 
 
-def limited_endpoints(settings: Settings) -> dict[str, str]:
-    """Endpoint → the limit it has under these settings."""
-    out = {}
-    if settings.rate_limit_jobs:
-        out["jobs.submit"] = settings.rate_limit_jobs
-    if settings.rate_limit_predict:
-        out |= {"predict.predict_one": settings.rate_limit_predict, "predict.predict_many": settings.rate_limit_predict}
-    return out
+def limit_of(endpoint: Endpoint | None, settings: Settings) -> str | None:
+    """The rate limit the endpoint has under these settings ('30/minute'), or None."""
+    if endpoint is None or endpoint.rate_limit is None:
+        return None
+    return {"jobs": settings.rate_limit_jobs, "predict": settings.rate_limit_predict}[endpoint.rate_limit] or None
 
 
 def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter:
-    """Rate-limit the app's job submissions and predictions; the limiter counts in store's Redis."""
+    """Rate-limit the app's declared endpoints (its views are registered by now); counts in store's Redis."""
 
     # Flask-Limiter writes its Retry-After on every answer of a limited endpoint (and over the one a
     # 409 or 503 already has); it is renamed here and dropped, and 429s get theirs from _too_many.
@@ -63,17 +60,19 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter:
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
-    limited = limited_endpoints(settings)
+    limited = {name: limit for name, e in endpoints.declared(app).items() if (limit := limit_of(e, settings))}
 
     @limiter.request_filter
     def _unlimited() -> bool:
         # Endpoints without a limit skip the limiter's bookkeeping, which costs more than a prediction.
         return request.endpoint not in limited
 
-    if settings.rate_limit_jobs:
-        limiter.limit(settings.rate_limit_jobs, methods=["POST"], deduct_when=lambda r: r.status_code == 202)(jobs.bp)
-    if settings.rate_limit_predict:
-        limiter.shared_limit(settings.rate_limit_predict, scope="predict")(predict.bp)
+    for name, limit in limited.items():
+        if endpoints.of(app, name).rate_limit == "jobs":  # only accepted jobs count
+            wrap = limiter.limit(limit, deduct_when=lambda r: r.status_code == 202)
+        else:  # every prediction request counts, GET and POST in one budget
+            wrap = limiter.shared_limit(limit, scope="predict")
+        app.view_functions[name] = wrap(app.view_functions[name])
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded) -> Response:

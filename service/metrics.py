@@ -9,8 +9,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
-from worker.jobs import JobStore
-from worker.logs import job_id_var
+from contract.job_store import JobStore
+from service.endpoints import Answer, Endpoint, route
+from contract.logs import job_id_var
 
 log = logging.getLogger("service.requests")
 
@@ -61,7 +62,7 @@ def instrument(app: Flask, jobs: JobStore, multiprocess_dir: str | None) -> None
                  extra={"status": response.status_code, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint})
         return response
 
-    @app.get("/metrics")
+    @route(app, Endpoint("get", "/metrics", (Answer(200, {"type": "string"}, media="text/plain"),)))
     def metrics() -> Response:
         """Prometheus metrics of this API."""
         if multiprocess_dir:  # under gunicorn, every worker process writes its samples there

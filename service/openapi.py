@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document, generated from the same pydantic schemas that validate requests."""
+"""The OpenAPI 3.1 document, generated from the endpoint declarations and the pydantic schemas that validate requests."""
 
 from typing import Any
 
@@ -6,8 +6,8 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service import auth, idempotency, limits, schemas
-from worker.params import TrainingParams
+from service import auth, endpoints, limits, schemas
+from service.endpoints import Answer, Endpoint
 
 REF = "#/components/schemas/{model}"
 PROBLEM = "application/problem+json"
@@ -23,120 +23,80 @@ ERRORS = {
     429: "Over this client's rate limit; retry after Retry-After seconds",
     503: "Redis or MLflow is not answering",
 }
-# What an error means on one operation, where it differs from ERRORS.
-ERRORS_OF = {
-    "jobs.submit": {
-        409: f"A request with the same {idempotency.HEADER} is still being processed; retry after Retry-After",
-        422: f"Invalid parameters (errors names each field), a malformed {idempotency.HEADER}, "
-             f"or an {idempotency.HEADER} already used with a different body",
-    },
-}
 BEARER = "bearerAuth"
-
-# (method, path, view endpoint, body schema, query schema, success status, success schema, error statuses)
-OPERATIONS: list[tuple[str, str, str, type | None, type | None, int, type, list[int]]] = [
-    ("post", "/jobs", "jobs.submit", TrainingParams, None, 202, schemas.Job, [400, 409, 413, 415, 422, 503]),
-    ("get", "/jobs", "jobs.index", None, schemas.JobListQuery, 200, schemas.JobList, [400, 422, 503]),
-    ("get", "/jobs/{job_id}", "jobs.show", None, None, 200, schemas.Job, [404, 503]),
-    ("delete", "/jobs/{job_id}", "jobs.cancel", None, None, 200, schemas.Job, [404, 409, 503]),
-    ("get", "/predict", "predict.predict_one", None, schemas.PredictQuery, 200, schemas.PredictOne, [400, 404, 413, 422, 503]),
-    ("post", "/predict", "predict.predict_many", schemas.PredictBody, None, 200, schemas.PredictMany, [400, 404, 413, 415, 422, 503]),
-    ("get", "/models", "models.index", None, None, 200, schemas.ModelList, [503]),
-    ("get", "/healthz", "health.healthz", None, None, 200, schemas.Health, []),
-    ("get", "/readyz", "health.readyz", None, None, 200, schemas.Ready, [503]),
-]
-
-# Endpoints that answer documents rather than JSON resources: (path, endpoint, media type, schema).
-RAW = [
-    ("/openapi.json", "docs.openapi", "application/json", {"type": "object"}),
-    ("/docs", "docs.swagger_ui", "text/html", {"type": "string"}),
-    ("/metrics", "metrics", "text/plain", {"type": "string"}),
-]
+SECURITY_SCHEME = {
+    "type": "http", "scheme": "bearer",
+    "description": "One of the API's tokens (API_TOKENS). Operations that list this scheme need one here.",
+}
 
 
 def document(app: Flask) -> dict[str, Any]:
-    """Build the document; summaries are the views' docstrings."""
-    models = {op[i] for op in OPERATIONS for i in (3, 4, 6) if op[i] is not None} | {schemas.ProblemDoc}
+    """Build the document for the app's declared endpoints under its settings; summaries are the views' docstrings."""
+    declared = endpoints.declared(app)
+    models = {m for e in declared.values() for m in _models(e)} | {schemas.ProblemDoc}
     _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF)
     components = defs.get("$defs", {})
     settings = app.extensions["echo"].settings
-    protected, limited = auth.protected_endpoints(settings), limits.limited_endpoints(settings)
     paths: dict[str, dict] = {}
-    for method, path, endpoint, body, query, status, result, errors in OPERATIONS:
-        view = app.view_functions[endpoint]
-        op: dict[str, Any] = {
-            "operationId": endpoint.replace(".", "_"),
-            "summary": (view.__doc__ or "").strip().splitlines()[0],
-            "parameters": _path_params(path) + (_query_params(query, components) if query else []),
-            "responses": {str(status): _content("application/json", result, _describe(status, method))},
-        }
-        if endpoint == "jobs.cancel":
-            op["responses"]["202"] = _content("application/json", schemas.Job, "Cancellation requested for a running job")
-        if endpoint == "jobs.submit":
-            op["parameters"].append(IDEMPOTENCY_KEY)
-            op["responses"]["202"]["headers"] = {"Location": {"schema": {"type": "string"}, "description": "The job's URL"}}
-            op["responses"]["200"] = _content(
-                "application/json", schemas.Job,
-                f"The job an earlier request with the same {idempotency.HEADER} and body made, as it is now; "
-                "nothing new was queued")
-            op["responses"]["200"]["headers"] = {
-                "Location": {"schema": {"type": "string"}, "description": "The job's URL"},
-                idempotency.REPLAYED: {"schema": {"type": "string", "const": "true"},
-                                       "description": "This answer replays an earlier submission"},
-            }
-        if body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=body.__name__)}}}}
-        codes = list(errors)
-        if endpoint in protected:
+    for name, endpoint in sorted(declared.items(), key=lambda item: item[1].path):
+        summary = (app.view_functions[name].__doc__ or "").strip().splitlines()[0]
+        op = _operation(name, endpoint, summary, components)
+        protected, limit = auth.needs_token(endpoint, settings), limits.limit_of(endpoint, settings)
+        codes = {*endpoint.errors, 405} | ({401} if protected else set()) | ({429} if limit else set())
+        for code in sorted(codes):
+            op["responses"][str(code)] = _content(PROBLEM, schemas.ProblemDoc, endpoint.error_notes.get(code, ERRORS[code]))
+        if protected:
             op["security"] = [{BEARER: []}]
-            codes.append(401)
-        if endpoint in limited:
-            codes.append(429)
-            op["description"] = f"Rate limit per client: {limited[endpoint]}."
-        for code in sorted(set(codes)) + [405]:
-            op["responses"][str(code)] = _content(PROBLEM, schemas.ProblemDoc, ERRORS_OF.get(endpoint, {}).get(code, ERRORS[code]))
-        if endpoint in protected:
             op["responses"]["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
-        if endpoint in limited:
+        if limit:
+            op["description"] = f"Rate limit per client: {limit}."
             op["responses"]["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}
         op["responses"] = dict(sorted(op["responses"].items()))
-        paths.setdefault(path, {})[method] = op
-    for path, endpoint, mime, schema in RAW:
-        view = app.view_functions[endpoint]
-        paths[path] = {"get": {
-            "operationId": endpoint.replace(".", "_"), "summary": (view.__doc__ or "").strip().splitlines()[0],
-            "responses": {"200": {"description": "OK", "content": {mime: {"schema": schema}}}},
-        }}
+        paths.setdefault(endpoint.openapi_path, {})[endpoint.method] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "echo-rnn-service", "version": "0.1.0",
                  "description": "Train and serve the echo RNN of Erik Hallström's TensorFlow tutorial."},
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {BEARER: {
-            "type": "http", "scheme": "bearer",
-            "description": "One of the API's tokens (API_TOKENS). Operations that list this scheme need one here.",
-        }}},
+        "components": {"schemas": components, "securitySchemes": {BEARER: SECURITY_SCHEME}},
     }
 
 
-IDEMPOTENCY_KEY = {
-    "name": idempotency.HEADER, "in": "header", "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
-    "description": "Any unique string (a UUID): the same key with the same body answers the job the first request made "
-                   "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
-}
+def _models(endpoint: Endpoint) -> list[type[BaseModel]]:
+    schemas_used = [endpoint.body, endpoint.query, *(a.schema for a in endpoint.answers)]
+    return [s for s in schemas_used if isinstance(s, type) and issubclass(s, BaseModel)]
 
 
-def _describe(status: int, method: str) -> str:
-    return {202: "Accepted: the job is queued"}.get(status, "OK")
+def _operation(name: str, endpoint: Endpoint, summary: str, components: dict) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": name.replace(".", "_"),
+        "summary": summary,
+        "parameters": _path_params(endpoint) + (_query_params(endpoint.query, components) if endpoint.query else [])
+        + list(endpoint.headers),
+        "responses": {str(a.status): _answer(a) for a in endpoint.answers},
+    }
+    if not op["parameters"]:
+        del op["parameters"]
+    if endpoint.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=endpoint.body.__name__)}}}}
+    return op
 
 
-def _content(mime: str, model: type[BaseModel], description: str) -> dict:
-    return {"description": description, "content": {mime: {"schema": {"$ref": REF.format(model=model.__name__)}}}}
+def _answer(answer: Answer) -> dict[str, Any]:
+    out = _content(answer.media, answer.schema, answer.description)
+    if answer.headers:
+        out["headers"] = answer.headers
+    return out
 
 
-def _path_params(path: str) -> list[dict]:
-    return [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}] if "{job_id}" in path else []
+def _content(mime: str, schema: type[BaseModel] | dict, description: str) -> dict:
+    body = schema if isinstance(schema, dict) else {"$ref": REF.format(model=schema.__name__)}
+    return {"description": description, "content": {mime: {"schema": body}}}
+
+
+def _path_params(endpoint: Endpoint) -> list[dict]:
+    names = [part[1:-1] for part in endpoint.openapi_path.split("/") if part.startswith("{")]
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
 
 
 def _query_params(model: type[BaseModel], components: dict) -> list[dict]:

@@ -4,7 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.jobs import Job
+from contract.job import Job
+from service import model_refs
 
 # The documented limits (Settings.max_sequence_bits and max_sequences default to them): the
 # routes answer 413 past them before validating, so the document states what is accepted.
@@ -22,26 +23,17 @@ QueryBits = Annotated[
     Field(pattern=r"^[01]+$", min_length=1, max_length=MAX_QUERY_BITS,
           description="Bits, as a string of 0 and 1; longer sequences (up to 100,000 bits) go by POST /predict."),
 ]
-# The forms service.models resolves, spelled out so the document rejects what the API rejects.
-# ASCII classes only: pydantic's regex engine reads \d and \w as Unicode, the resolver's as well,
-# and MLflow stores versions as 64-bit integers (hence at most 18 digits).
-MODEL_REF_PATTERN = (
-    r"^(?:[0-9a-f]{32}"  # an MLflow run id
-    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # a job id
-    r"|models:/[^/@]+/[0-9]{1,18}"  # a version
-    r"|models:/[^/@]+@[A-Za-z0-9_-]+)$"  # an alias
-)
 # What a 422 says instead of pydantic's "String should match pattern '…'".
 PATTERN_MESSAGES = {
     r"^[01]+$": "must be bits: a string of 0 and 1",
-    MODEL_REF_PATTERN: "not a model reference: a job id, an MLflow run id, models:/NAME/VERSION or models:/NAME@ALIAS",
+    model_refs.PATTERN: model_refs.MESSAGE,
 }
 ModelRef = Annotated[
     str | None,
     Field(
         min_length=1,
         max_length=200,
-        pattern=MODEL_REF_PATTERN,
+        pattern=model_refs.PATTERN,
         description="A job id, an MLflow run id, models:/echo-rnn/VERSION or models:/echo-rnn@ALIAS; "
         "by default the newest registered version.",
     ),

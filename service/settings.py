@@ -6,7 +6,9 @@ from typing import Annotated
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from contract.settings import CommonSettings
 
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -14,30 +16,19 @@ MIN_TOKEN_CHARS = 32
 GENERATE = """python -c "import secrets; print(secrets.token_urlsafe(32))\""""
 
 
-class Settings(BaseSettings):
+class Settings(CommonSettings):
     """What the API process needs; tests build one directly."""
 
-    # A bad value is never repeated in the error (it may be a token or a URL with a password).
-    model_config = SettingsConfigDict(hide_input_in_errors=True)
-
-    redis_url: str = Field(description="Broker and job records.")
-    mlflow_tracking_uri: str = Field(description="The MLflow tracking server.")
-    mlflow_ui_url: str | None = Field(None, description="Public base URL of the MLflow UI.")
-    registered_model: str = "echo-rnn"
-    job_key_prefix: str = "echo-rnn"
     model_cache_size: int = Field(8, ge=1, description="Models kept loaded per API process.")
     tensorflow_threads: int = Field(1, ge=1, le=64, description="TensorFlow threads per API process (one process per core).")
     alias_ttl_s: float = Field(5.0, ge=0, description="How long a resolved alias or 'latest' is trusted.")
-    prometheus_multiproc_dir: str | None = Field(None, description="Set under gunicorn: metrics of all workers.")
-    log_level: str = "INFO"
-    # MLflow's client takes these from the environment only; its defaults (7 retries, 120 s timeout)
-    # would hold a request for minutes while MLflow is down, where the API should answer 503 at once.
+    prometheus_multiproc_dir: str | None = Field(None, description="Where every API process writes its metric samples (set by docker/bin/api).")
+    # A request waiting on a stopped MLflow should get its 503 soon, not after the worker's patience.
     mlflow_http_request_max_retries: int = Field(1, ge=0, le=10, description="MLflow client retries per HTTP request.")
-    mlflow_http_request_backoff_factor: int = Field(1, ge=0, le=120, description="MLflow client backoff factor (s).")
-    mlflow_http_request_timeout: int = Field(20, ge=1, description="MLflow client timeout per request (s).")
-    max_body_bytes: int = 1024 * 1024
-    max_sequence_bits: int = 100_000
-    max_sequences: int = 1_000
+    mlflow_http_request_timeout: int = Field(20, ge=1, description="MLflow client connect/read timeout per request (s).")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body (bytes); larger ones get a 413.")
+    max_sequence_bits: int = Field(100_000, ge=1, description="Longest sequence /predict takes (bits).")
+    max_sequences: int = Field(1_000, ge=1, description="Most sequences in one POST /predict.")
     # Who may do what (README, "Tokens and limits").
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -80,10 +71,3 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a rate limit like '30/minute' or '5/second;100/hour': {value!r}") from exc
         return value
 
-    def mlflow_client_environment(self) -> dict[str, str]:
-        """The variables through which MLflow's own client takes the HTTP settings above."""
-        return {
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_http_request_max_retries),
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.mlflow_http_request_backoff_factor),
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_http_request_timeout),
-        }

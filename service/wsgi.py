@@ -5,7 +5,7 @@ import threading
 from service.app import create_app
 from service.serving import configure_tensorflow
 from service.settings import Settings
-from worker import logs
+from contract import logs
 
 settings = Settings()
 logs.configure(settings.log_level)

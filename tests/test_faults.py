@@ -22,7 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.faults_support import Api, MlflowServer, Worker
 from worker.retry import BestEffort, Outage, redis_transient
-from worker.tracking import MetricSender, MlflowUnavailable, mlflow_outage, transient
+from worker.metric_sender import MetricSender
+from worker.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 from tests.support import ROOT, RedisServer, submit, wait_for, wait_status
 
 ARTIFACTS = ROOT / "test-artifacts" / "faults"
@@ -104,10 +105,10 @@ def wait_end(service: Service, job_id: str, timeout: float = 300) -> dict:
         current = job(service.api.url, job_id)
         if current["status"] in FINISHED:
             return current
-        if ended_at is None and re.search(rf"job {job_id} (succeeded|failed)", service.worker.logs()):
+        if ended_at is None and re.search(rf"job {job_id} (succeeded|failed)", service.contract.logs()):
             ended_at = time.monotonic()
         assert ended_at is None or time.monotonic() - ended_at < 30, (
-            f"the worker ended job {job_id} but its record still says {current['status']}:\n{service.worker.logs()[-5000:]}"
+            f"the worker ended job {job_id} but its record still says {current['status']}:\n{service.contract.logs()[-5000:]}"
         )
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} did not finish within {timeout} s:\n{service.logs()}")

@@ -1,17 +1,12 @@
 """The Celery application of the workers: long jobs, late acks, one job per child process."""
 
-import os
-
 from celery import Celery
-from celery.signals import setup_logging, task_postrun, task_prerun
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
 
-from worker import logs
+from contract import logs
 from worker.settings import WorkerSettings
 
 settings = WorkerSettings()
-# MLflow's client takes its HTTP retries and timeout only from the environment: bound them here,
-# before any child process forks, so a stopped tracking server never hangs a call for minutes.
-os.environ.update(settings.mlflow_client_environment())
 
 app = Celery("echo_rnn", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"])
 app.conf.update(
@@ -29,6 +24,13 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
+
+
+@worker_init.connect
+def _bound_mlflow_calls(**_) -> None:
+    # Before the pool forks: every child's MLflow client then gives up on a stopped server in
+    # seconds, where its defaults would hang a call for minutes.
+    settings.configure_mlflow_client()
 
 
 @setup_logging.connect

@@ -1,14 +1,15 @@
-"""Celery tasks: thin, like web views; the work lives in worker.runner."""
+"""Celery tasks: thin, like web views; the work lives in worker.job_runner."""
 
 import redis
 
+from contract import tasks
+from contract.job_store import JobStore
 from worker.celery_app import app, settings
-from worker.jobs import TASK_NAME, JobStore
-from worker.runner import run_job
+from worker.job_runner import run_job
 
 
-@app.task(name=TASK_NAME)
-def train(job_id: str, params: dict) -> str:
+@app.task(name=tasks.TRAIN)
+def train_job(job_id: str, params: dict) -> str:
     """Train the echo RNN for one job."""
     store = JobStore(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30), settings.job_key_prefix)
     return run_job(store, settings, job_id, params)

@@ -5,8 +5,8 @@ from typing import Annotated
 import typer
 
 from service.cli.api import Api
-from service.cli.jobs import cancel, jobs, show
-from service.cli.predict import models, predict
+from service.cli.job_commands import cancel, jobs, show
+from service.cli.model_commands import models, predict
 from service.cli.train import train
 
 DEFAULT_API = "http://127.0.0.1:8000"

@@ -7,7 +7,7 @@ import typer
 from service.cli.api import Api, handled
 from service.cli.follow import follow
 from service.cli.output import out
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 # Each option of the command and the training parameter it sets.
 OPTIONS = {

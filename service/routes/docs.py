@@ -5,6 +5,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
+from service.endpoints import Answer, Endpoint, route
 from service.openapi import document
 
 # Swagger UI 5 (OpenAPI 3.1) as packaged on PyPI; found without importing its Flask plugin.
@@ -21,14 +22,14 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
-@bp.get("/openapi.json")
+@route(bp, Endpoint("get", "/openapi.json", (Answer(200, {"type": "object"}),)))
 def openapi() -> Response:
     """The OpenAPI 3.1 document of this API."""
     cached = current_app.extensions.setdefault("openapi", document(current_app))
     return jsonify(cached)
 
 
-@bp.get("/docs")
+@route(bp, Endpoint("get", "/docs", (Answer(200, {"type": "string"}, media="text/html"),)))
 def swagger_ui() -> Response:
     """Swagger UI on the OpenAPI document."""
     return Response(PAGE, mimetype="text/html")

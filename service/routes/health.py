@@ -4,19 +4,21 @@ import requests
 from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 
+from service.endpoints import Answer, Endpoint, route
 from service.problems import response
 from service.routes import services
+from service.schemas import Health, Ready
 
 bp = Blueprint("health", __name__)
 
 
-@bp.get("/healthz")
+@route(bp, Endpoint("get", "/healthz", (Answer(200, Health),)))
 def healthz() -> Response:
     """The process is alive."""
     return jsonify(status="ok")
 
 
-@bp.get("/readyz")
+@route(bp, Endpoint("get", "/readyz", (Answer(200, Ready),), (503,)))
 def readyz() -> Response:
     """200 when Redis and MLflow answer; 503 naming those that do not."""
     s = services()

@@ -7,14 +7,33 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from service import auth, idempotency
+from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
-from service.schemas import JobListQuery
-from worker.jobs import FINISHED, TASK_NAME, Job, now
-from worker.params import TrainingParams
+from service.schemas import JobList, JobListQuery
+from contract import tasks
+from contract.clock import now
+from contract.job import FINISHED, Job
+from contract.params import TrainingParams
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
+LOCATION = {"Location": {"schema": {"type": "string"}, "description": "The job's URL"}}
+SUBMIT = Endpoint(
+    "post", "/jobs", body=TrainingParams, access="jobs", rate_limit="jobs",
+    answers=(
+        Answer(202, Job, "Accepted: the job is queued", LOCATION),
+        Answer(200, Job, f"The job an earlier request with the same {idempotency.HEADER} and body made, as it is now; "
+               "nothing new was queued", {**LOCATION, idempotency.REPLAYED: {
+                   "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}}),
+    ),
+    errors=(400, 409, 413, 415, 422, 503), headers=(idempotency.PARAMETER,),
+    error_notes={
+        409: f"A request with the same {idempotency.HEADER} is still being processed; retry after Retry-After",
+        422: f"Invalid parameters (errors names each field), a malformed {idempotency.HEADER}, "
+             f"or an {idempotency.HEADER} already used with a different body",
+    },
+)
 
 
 def _job(job: Job) -> dict:
@@ -28,7 +47,7 @@ def _get(job_id: str) -> Job:
     return job
 
 
-@bp.post("/jobs")
+@route(bp, SUBMIT)
 def submit() -> Response:
     """Queue a training job; the body holds training parameters, all optional."""
     key = idempotency.header_key()
@@ -47,9 +66,9 @@ def submit() -> Response:
             _release(claim)
         raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
     try:
-        s.celery.send_task(TASK_NAME, args=[job.id, params.model_dump()], task_id=job.id)
+        s.celery.send_task(tasks.TRAIN, args=[job.id, params.model_dump()], task_id=job.id)
     except (OperationalError, RedisError) as exc:
-        s.jobs.transition(job.id, {"queued"}, status="failed", finished_at=now(), error="the queue was unavailable")
+        s.jobs.move(job.id, "failed", only_from={"queued"}, finished_at=now(), error="the queue was unavailable")
         if claim is not None:
             _release(claim)  # a retry with the same key makes a new job, rather than replaying this failure
         raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; the job was not queued") from exc
@@ -90,13 +109,13 @@ def _release(claim: idempotency.Claim) -> None:
         pass  # the reservation lapses by itself (idempotency.PENDING_TTL_S)
 
 
-@bp.get("/jobs/<job_id>")
+@route(bp, Endpoint("get", "/jobs/<job_id>", (Answer(200, Job),), (404, 503), access="jobs"))
 def show(job_id: str) -> Response:
     """One job: status, progress, metrics, MLflow run and model."""
     return jsonify(_job(_get(job_id)))
 
 
-@bp.get("/jobs")
+@route(bp, Endpoint("get", "/jobs", (Answer(200, JobList),), (400, 422, 503), query=JobListQuery, access="jobs"))
 def index() -> Response:
     """Jobs, newest first; ?status=, ?limit= and ?cursor= for the next page."""
     query = parse(JobListQuery, query_args(), "query")
@@ -104,12 +123,15 @@ def index() -> Response:
     return jsonify(jobs=[_job(j) for j in jobs], next_cursor=cursor)
 
 
-@bp.delete("/jobs/<job_id>")
+@route(bp, Endpoint("delete", "/jobs/<job_id>", (
+    Answer(200, Job, "Cancelled: the queued job will never run"),
+    Answer(202, Job, "Cancellation requested for a running job"),
+), (404, 409, 503), access="jobs"))
 def cancel(job_id: str) -> Response:
     """Cancel a queued job (it never runs) or ask a running one to stop at its next check."""
     s = services()
     job = _get(job_id)
-    if job.status == "queued" and s.jobs.transition(job_id, {"queued"}, status="cancelled", finished_at=now()):
+    if job.status == "queued" and s.jobs.move(job_id, "cancelled", only_from={"queued"}, finished_at=now()):
         return jsonify(_job(_get(job_id)))
     if s.jobs.request_cancel(job_id):
         resp = jsonify(_job(_get(job_id)))

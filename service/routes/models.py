@@ -2,35 +2,17 @@
 
 from flask import Blueprint, Response, jsonify
 
+from service.mlflow_errors import call_mlflow
+from service.model_versions import list_versions
+from service.endpoints import Answer, Endpoint, route
 from service.routes import services
-from worker.jobs import iso
+from service.schemas import ModelList
 
 bp = Blueprint("models", __name__)
 
 
-@bp.get("/models")
+@route(bp, Endpoint("get", "/models", (Answer(200, ModelList),), (503,), access="models"))
 def index() -> Response:
     """Registered versions, newest first, with their run, job and final metrics."""
     s = services()
-    registry = s.models
-
-    def listing() -> list[dict]:
-        versions = s.mlflow.search_model_versions(f"name = '{registry.name}'", order_by=["version_number DESC"])
-        out = []
-        for v in versions:
-            metrics = s.mlflow.get_run(v.run_id).data.metrics if v.run_id else {}
-            out.append(
-                {
-                    "name": v.name,
-                    "version": str(v.version),
-                    "uri": f"models:/{v.name}/{v.version}",
-                    "aliases": list(v.aliases or []),
-                    "run_id": v.run_id,
-                    "job_id": (v.tags or {}).get("job_id"),
-                    "created_at": iso(v.creation_timestamp),
-                    "metrics": {k: metrics.get(k) for k in ("loss", "epoch_loss", "echo_accuracy")},
-                }
-            )
-        return out
-
-    return jsonify(models=registry.call_mlflow(listing))
+    return jsonify(models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model)))

@@ -3,9 +3,10 @@
 import numpy as np
 from flask import Blueprint, Response, jsonify
 
+from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
-from service.schemas import MAX_QUERY_BITS, PredictBody, PredictQuery
+from service.schemas import MAX_QUERY_BITS, PredictBody, PredictMany, PredictOne, PredictQuery
 
 bp = Blueprint("predict", __name__)
 
@@ -41,7 +42,8 @@ def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
     return info.as_dict(), results
 
 
-@bp.get("/predict")
+@route(bp, Endpoint("get", "/predict", (Answer(200, PredictOne),), (400, 404, 413, 422, 503), query=PredictQuery,
+                    access="models", rate_limit="predict"))
 def predict_one() -> Response:
     """Echo one bit sequence: ?sequence=0110…&model=REF."""
     args = query_args()
@@ -55,7 +57,8 @@ def predict_one() -> Response:
     return jsonify(model=model, **results[0])
 
 
-@bp.post("/predict")
+@route(bp, Endpoint("post", "/predict", (Answer(200, PredictMany),), (400, 404, 413, 415, 422, 503), body=PredictBody,
+                    access="models", rate_limit="predict"))
 def predict_many() -> Response:
     """Echo a batch: {"sequences": [...], "model": REF}."""
     data = json_body()

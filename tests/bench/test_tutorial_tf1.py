@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from worker.engine.model import initial_weights
-from worker.engine.train import train
-from worker.params import TrainingParams
+from worker.engine.train import train_model
+from contract.params import TrainingParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import tutorial_tf1  # noqa: E402
@@ -19,8 +19,8 @@ def test_engine_loss_curve_equals_the_tutorials(seed):
     # Two epochs of 100 steps: the state resets and fresh data. Longer, float32 rounding grows
     # chaotically on a learning seed and the curves part by a few 1e-2 after ~300 steps.
     params = TrainingParams(num_epochs=2, total_series_length=7_500, seed=seed)
-    result = train(params)
-    rng = np.random.default_rng(seed)  # train() draws the weights, then each epoch's series
+    result = train_model(params)
+    rng = np.random.default_rng(seed)  # train_model() draws the weights, then each epoch's series
     program = tutorial_tf1.build(params, initial_weights(rng, params))
     try:
         losses = []

@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.settings import Settings
-from worker.jobs import JobStore, now
+from contract.clock import now
+from contract.job_store import JobStore
 from tests.support import problem
-from worker.logs import formatter
+from contract.logs import formatter
 
 TOKEN = secrets.token_urlsafe(32)
 OTHER = secrets.token_urlsafe(32)
@@ -39,7 +40,7 @@ def created(jobs):
     ids: list[str] = []
     yield ids
     for job_id in ids:
-        jobs.transition(job_id, {"queued"}, status="cancelled", finished_at=now())
+        jobs.move(job_id, "cancelled", only_from={"queued"}, finished_at=now())
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from service.app import create_app
 from service.idempotency import HEADER, REPLAYED, IdempotencyStore
 from service.problems import Problem
 from tests.service.test_auth import OTHER, TINY, TOKEN, bearer, derive, problem
-from worker.jobs import JobStore, now
+from contract.clock import now
+from contract.job_store import JobStore
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def created(jobs):
     ids: set[str] = set()
     yield ids
     for job_id in ids:
-        jobs.transition(job_id, {"queued"}, status="cancelled", finished_at=now())
+        jobs.move(job_id, "cancelled", only_from={"queued"}, finished_at=now())
 
 
 def count(jobs: JobStore) -> int:

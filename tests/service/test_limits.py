@@ -7,7 +7,8 @@ import pytest
 from service.app import create_app
 from tests.service.test_auth import OTHER, TINY, TOKEN, bearer, client_at, derive, problem
 from tests.support import free_port
-from worker.jobs import JobStore, now
+from contract.clock import now
+from contract.job_store import JobStore
 
 
 def address() -> str:
@@ -21,7 +22,7 @@ def created(redis_client):
     yield ids
     jobs = JobStore(redis_client)
     for job_id in ids:
-        jobs.transition(job_id, {"queued"}, status="cancelled", finished_at=now())
+        jobs.move(job_id, "cancelled", only_from={"queued"}, finished_at=now())
 
 
 def accepted(resp, created: list[str]) -> dict:

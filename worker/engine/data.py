@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 
 def generate_series(rng: np.random.Generator, length: int, echo_step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from worker.engine.model import WEIGHT_NAMES, initial_weights, make_forward
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")

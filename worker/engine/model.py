@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 ADAGRAD_INITIAL_ACCUMULATOR = 0.1
 WEIGHT_NAMES = ("W", "b", "W2", "b2")

@@ -11,7 +11,7 @@ from worker.engine.checkpoint import Checkpoint
 from worker.engine.data import generate_epoch
 from worker.engine.device import select_device
 from worker.engine.model import Trainer, initial_weights, make_forward
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 PROGRESS_INTERVAL_S = 2.0
 CHUNK_TARGET_S = 0.5  # a chunk this long keeps progress well inside PROGRESS_INTERVAL_S
@@ -23,7 +23,7 @@ class TrainingCancelled(Exception):
 
 
 @dataclass
-class Progress:
+class StepReport:
     """Where training stands; losses holds the step losses since the previous report."""
 
     epoch: int  # epochs completed, or the one under way (1-based)
@@ -69,9 +69,9 @@ def snapshot_epochs(num_epochs: int, count: int = 10) -> set[int]:
     return {max(1, round(num_epochs * k / count)) for k in range(1, count + 1)}
 
 
-def train(
+def train_model(
     params: TrainingParams,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[StepReport], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
@@ -177,7 +177,7 @@ class _Loop:
     def _report(self, epoch: int, step: int, epoch_loss=None, accuracy=None, window=None) -> None:
         if self.on_progress is not None:
             self.on_progress(
-                Progress(
+                StepReport(
                     epoch=epoch + 1, epochs=self.params.num_epochs, step=step, steps=self.params.total_steps,
                     loss=float(self.all_losses[step - 1]), first_step=self.reported,
                     losses=self.all_losses[self.reported : step].copy(), epoch_done=epoch_loss is not None,

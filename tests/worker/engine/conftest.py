@@ -2,8 +2,8 @@
 
 import pytest
 
-from worker.engine.train import TrainingResult, train
-from worker.params import TrainingParams
+from worker.engine.train import TrainingResult, train_model
+from contract.params import TrainingParams
 
 # Five epochs at the tutorial's defaults. The seed is one that leaves the ln 2 plateau early: with
 # the tutorial's uniform [0, 1) weights some seeds sit there for many epochs (see test_train.py).
@@ -15,10 +15,10 @@ SMALL = TrainingParams(num_epochs=2, total_series_length=7_500, device="cpu")
 @pytest.fixture(scope="session")
 def trained() -> TrainingResult:
     """The tutorial's network after five epochs with a fixed seed."""
-    return train(TRAINED)
+    return train_model(TRAINED)
 
 
 @pytest.fixture(scope="session")
 def small() -> TrainingResult:
     """A small job trained on device="cpu" with a seed drawn by the engine."""
-    return train(SMALL)
+    return train_model(SMALL)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from worker.engine.checkpoint import Checkpoint
-from worker.engine.train import train
-from worker.params import TrainingParams
+from worker.engine.train import train_model
+from contract.params import TrainingParams
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def runs():
     # Epochs of 1.3 s: checkpoints fall both between and inside epochs.
     params = TrainingParams(num_epochs=3, seed=3, total_series_length=2_000_000)
     taken: list[bytes] = []
-    full = train(params, on_checkpoint=lambda c: taken.append(c.to_bytes()), checkpoint_every_s=0)
+    full = train_model(params, on_checkpoint=lambda c: taken.append(c.to_bytes()), checkpoint_every_s=0)
     return params, full, [Checkpoint.from_bytes(b) for b in taken]
 
 
@@ -27,7 +27,7 @@ def test_checkpoints_are_offered_inside_and_between_epochs(runs):
 def test_resuming_reproduces_the_uninterrupted_run(runs):
     params, full, taken = runs
     for checkpoint in (taken[1], taken[len(taken) // 2], taken[-1]):
-        resumed = train(params, resume=checkpoint)
+        resumed = train_model(params, resume=checkpoint)
         assert np.array_equal(resumed.losses, full.losses), checkpoint.step
         assert resumed.epoch_losses == full.epoch_losses and resumed.echo_accuracy == full.echo_accuracy
         for name, value in full.weights.items():
@@ -48,4 +48,4 @@ def test_without_the_carried_state_a_resume_differs(runs):
     params, full, taken = runs
     broken = next(c for c in taken if c.done > 0)
     broken.state = np.zeros_like(broken.state)
-    assert not np.array_equal(train(params, resume=broken).losses, full.losses)
+    assert not np.array_equal(train_model(params, resume=broken).losses, full.losses)

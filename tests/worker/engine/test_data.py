@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from worker.engine.data import generate_epoch, generate_series, to_windows
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 
 @pytest.mark.parametrize("echo_step", [0, 1, 3, 7])

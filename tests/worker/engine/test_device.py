@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from worker.engine.device import DeviceUnavailable, select_device
-from worker.engine.train import train
-from worker.params import TrainingParams
+from worker.engine.train import train_model
+from contract.params import TrainingParams
 
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
 
@@ -34,7 +34,7 @@ def test_train_refuses_a_missing_gpu_before_training():
     reports = []
     start = time.monotonic()
     with pytest.raises(DeviceUnavailable, match="use device=auto or device=cpu"):
-        train(TrainingParams(num_epochs=100, device="gpu", seed=1), on_progress=reports.append)
+        train_model(TrainingParams(num_epochs=100, device="gpu", seed=1), on_progress=reports.append)
     assert reports == [] and time.monotonic() - start < 1.0
 
 

@@ -12,7 +12,7 @@ from worker.engine.model import (
     logits_of,
     make_forward,
 )
-from worker.params import TrainingParams
+from contract.params import TrainingParams
 
 # Not the defaults, so a mixed-up axis shows: 3 rows, windows of 6, 4 units, 3 classes.
 PARAMS = TrainingParams(total_series_length=36, batch_size=3, truncated_backprop_length=6,

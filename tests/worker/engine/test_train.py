@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from worker.engine.data import generate_epoch
 from worker.engine.model import Trainer, initial_weights, make_forward
-from worker.engine.train import Progress, TrainingCancelled, echo_accuracy, train
-from worker.params import TrainingParams
+from worker.engine.train import StepReport, TrainingCancelled, echo_accuracy, train_model
+from contract.params import TrainingParams
 
 from .conftest import SMALL, TRAINED
 
@@ -20,7 +20,7 @@ FLOOR = TRAINED.echo_step / TRAINED.truncated_backprop_length * math.log(2)  # â
 
 def train_resetting_state_each_window(params: TrainingParams) -> list[float]:
     """The engine's training, except that every window starts from a zero state: epoch mean losses."""
-    rng = np.random.default_rng(params.seed)  # the same draws as train(): weights, then epochs
+    rng = np.random.default_rng(params.seed)  # the same draws as train_model(): weights, then epochs
     trainer = Trainer.create(params, initial_weights(rng, params))
     zero = tf.zeros([params.batch_size, params.state_size])
     epoch_losses = []
@@ -70,13 +70,13 @@ def test_converges_for_nearly_every_seed():
     The tutorial's own TF1 program does the same on the same weights and data:
     tests/bench/test_tutorial_tf1.py checks the engine's loss curve against it.
     """
-    finals = {s: train(TrainingParams(num_epochs=20, seed=s)).epoch_losses[-1] for s in range(10)}
+    finals = {s: train_model(TrainingParams(num_epochs=20, seed=s)).epoch_losses[-1] for s in range(10)}
     assert sum(loss <= 0.01 for loss in finals.values()) >= 9, finals
 
 
 def test_a_seed_is_drawn_and_the_same_seed_replays_the_same_curve(small):
     assert small.params.seed is not None and small.params.model_copy(update={"seed": None}) == SMALL
-    again = train(small.params)
+    again = train_model(small.params)
     np.testing.assert_array_equal(again.losses, small.losses)
     assert again.epoch_losses == small.epoch_losses
     for name, value in small.weights.items():
@@ -84,7 +84,7 @@ def test_a_seed_is_drawn_and_the_same_seed_replays_the_same_curve(small):
 
 
 def test_another_seed_gives_another_curve(small):
-    other = train(small.params.model_copy(update={"seed": (small.params.seed + 1) % 2**32}))
+    other = train_model(small.params.model_copy(update={"seed": (small.params.seed + 1) % 2**32}))
     assert not np.allclose(other.losses, small.losses)
     assert not np.allclose(other.weights["W"], small.weights["W"])
 
@@ -92,8 +92,8 @@ def test_another_seed_gives_another_curve(small):
 def test_progress_reports_every_loss_once_in_order():
     # Long epochs (13 333 steps, about a second each) so reports also arrive mid-epoch.
     params = TrainingParams(num_epochs=2, total_series_length=1_000_000, seed=3)
-    reports: list[Progress] = []
-    result = train(params, on_progress=reports.append)
+    reports: list[StepReport] = []
+    result = train_model(params, on_progress=reports.append)
     steps = [r.step for r in reports]
     assert steps == sorted(set(steps)) and steps[-1] == params.total_steps
     assert [r.first_step for r in reports] == [0] + steps[:-1]
@@ -115,7 +115,7 @@ def test_progress_reports_every_loss_once_in_order():
 
 def test_cancellation_stops_mid_epoch_promptly():
     params = TrainingParams(num_epochs=3, total_series_length=2_000_000, seed=3)  # ~2 s per epoch
-    reports: list[Progress] = []
+    reports: list[StepReport] = []
     asked_at: list[float] = []
 
     def should_stop() -> bool:
@@ -124,7 +124,7 @@ def test_cancellation_stops_mid_epoch_promptly():
         return bool(asked_at)
 
     with pytest.raises(TrainingCancelled):
-        train(params, on_progress=reports.append, should_stop=should_stop)
+        train_model(params, on_progress=reports.append, should_stop=should_stop)
     stopped = time.monotonic()
     assert asked_at and stopped - asked_at[0] < 2.0
     assert not any(r.epoch_done for r in reports)
@@ -133,9 +133,9 @@ def test_cancellation_stops_mid_epoch_promptly():
 
 def test_cancellation_between_short_epochs():
     """Epochs shorter than a report interval: the check after each epoch still stops the run."""
-    reports: list[Progress] = []
+    reports: list[StepReport] = []
     with pytest.raises(TrainingCancelled):
-        train(SMALL.model_copy(update={"num_epochs": 50, "seed": 1}), on_progress=reports.append,
+        train_model(SMALL.model_copy(update={"num_epochs": 50, "seed": 1}), on_progress=reports.append,
               should_stop=lambda: any(r.epoch_done for r in reports))
     assert reports[-1].epoch_done and reports[-1].epoch == 1
     assert max(r.step for r in reports) == SMALL.steps_per_epoch

@@ -3,9 +3,9 @@
 import numpy as np
 
 from worker.engine.checkpoint import Checkpoint
-from worker.jobs import JobStore
+from contract.job_store import JobStore
 from worker.retry import BestEffort, redis_transient
-from worker.tracking import RunLogger
+from worker.run_logger import RunLogger
 
 
 class ProgressWriter:

@@ -9,7 +9,7 @@ from mlflow.types.schema import Schema, TensorSpec
 from worker.engine.export import EchoModel, build
 from worker.engine.train import TrainingResult
 from worker.retry import Outage
-from worker.tracking import mlflow_outage
+from worker.mlflow_retry import mlflow_outage
 
 SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1))]),  # unnamed: pyfunc passes a plain array

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from worker.params import MAX_EPOCH_BITS, MAX_TOTAL_STEPS, TrainingParams
+from contract.params import MAX_EPOCH_BITS, MAX_TOTAL_STEPS, TrainingParams
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +96,6 @@ def test_params_are_frozen():
 
 
 def test_importing_params_does_not_import_tensorflow():
-    code = "import worker.params, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    code = "import contract.params, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -1,106 +1,40 @@
-"""Job records in Redis, shared by the API and the workers (no TensorFlow, no Celery)."""
+"""Job records in Redis: one hash per job (a JSON value per field) and a newest-first index.
+
+Every status change goes through move(), which the state machine in contract.job allows or refuses.
+"""
 
 import json
 import uuid
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from redis import Redis
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-TASK_NAME = "echo_rnn.train"
+from contract.clock import now
+from contract.job import Job, JobProgress, sources
 
-# Compare-and-set on the status, so a cancel and a start can never both win.
-_TRANSITION = """
+# Compare-and-set on the status, so a cancel and a start can never both win: sets the fields
+# when the status is one of ARGV[2:], and answers the status it found (nil: no such job).
+_SET_IF_STATUS = """
 local raw = redis.call('HGET', KEYS[1], 'status')
-if not raw then return -1 end
+if not raw then return nil end
 local status = cjson.decode(raw)
 for i = 2, #ARGV do if ARGV[i] == status then
   local fields = cjson.decode(ARGV[1])
   for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
-  return 1
+  return {1, raw}
 end end
-return 0
+return {0, raw}
 """
 
 
-def now() -> str:
-    """The current time, ISO 8601 UTC."""
-    return iso(None)
-
-
-def iso(millis: int | None) -> str:
-    """A time in milliseconds since the epoch (now when None) as ISO 8601 UTC."""
-    moment = datetime.now(UTC) if millis is None else datetime.fromtimestamp(millis / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class Progress(BaseModel):
-    epoch: int = 0
-    epochs: int
-    step: int = 0
-    steps: int
-    fraction: float = 0.0
-
-
-class Metrics(BaseModel):
-    loss: float | None = None
-    epoch_loss: float | None = None
-    echo_accuracy: float | None = None
-
-
-class MlflowLink(BaseModel):
-    experiment_id: str
-    run_id: str
-    url: str
-
-
-class ModelRef(BaseModel):
-    uri: str
-    name: str
-    version: str
-
-
-class WorkerInfo(BaseModel):
-    host: str
-    pid: int
-
-
-class Resume(BaseModel):
-    at: str
-    step: int = Field(description="The training step it resumed from.")
-
-
-class Job(BaseModel):
-    """A training job as the API shows it."""
-
-    id: str
-    status: Status
-    params: dict[str, Any]
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    progress: Progress
-    metrics: Metrics = Field(default_factory=Metrics)
-    error: str | None = None
-    device: str | None = None
-    mlflow: MlflowLink | None = None
-    model: ModelRef | None = None
-    cancel_requested: bool = False
-    attempts: int = Field(0, description="How many times a worker started this job.")
-    worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
-    resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")
-
-
 class JobStore:
-    """Job records as Redis hashes (one JSON value per field) plus a newest-first index."""
+    """The job records under one key prefix."""
 
     def __init__(self, redis: Redis, prefix: str = "echo-rnn"):
         self.redis = redis
         self.prefix = prefix
-        self._transition = redis.register_script(_TRANSITION)
+        self._set_if_status = redis.register_script(_SET_IF_STATUS)
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -116,7 +50,7 @@ class JobStore:
             status="queued",
             params=params,
             created_at=now(),
-            progress=Progress(epochs=params["num_epochs"], steps=steps),
+            progress=JobProgress(epochs=params["num_epochs"], steps=steps),
         )
         seq = self.redis.incr(f"{self.prefix}:seq")
         pipe = self.redis.pipeline()
@@ -163,13 +97,27 @@ class JobStore:
         return counts
 
     def update(self, job_id: str, **fields: Any) -> None:
-        """Overwrite some fields of a job."""
+        """Overwrite some fields of a job other than its status."""
+        assert "status" not in fields, "status changes go through move()"
         self.redis.hset(self._key(job_id), mapping=_encode(fields))
 
-    def transition(self, job_id: str, allowed: set[str] | frozenset[str], **fields: Any) -> bool:
-        """Set fields (usually a new status) only if the job's status is one of allowed."""
-        result = self._transition(keys=[self._key(job_id)], args=[json.dumps(_encode(fields)), *allowed])
-        return result == 1
+    def move(self, job_id: str, status: str, only_from: set[str] | None = None, **fields: Any) -> str | None:
+        """Move the job to status (setting fields too) if the state machine allows it from the status it has.
+
+        only_from narrows the statuses it may leave. Returns the status it left, or None when it
+        stayed (no such job, or a move not allowed from where it is).
+        """
+        allowed = sources(status)
+        if only_from is not None:
+            assert only_from <= allowed, f"{only_from} → {status} is not in the state machine"
+            allowed = frozenset(only_from)
+        return self._set_where(job_id, allowed, status=status, **fields)
+
+    def _set_where(self, job_id: str, statuses: frozenset[str], **fields: Any) -> str | None:
+        result = self._set_if_status(keys=[self._key(job_id)], args=[json.dumps(_encode(fields)), *statuses])
+        if not result or result[0] != 1:
+            return None
+        return json.loads(result[1])
 
     def add_attempt(self, job_id: str) -> int:
         """Count one more start of the job; returns the count."""
@@ -183,7 +131,7 @@ class JobStore:
 
     def request_cancel(self, job_id: str) -> bool:
         """Flag a running job for cooperative cancellation; False if it is not running."""
-        return self.transition(job_id, {"running"}, cancel_requested=True)
+        return self._set_where(job_id, frozenset({"running"}), cancel_requested=True) is not None
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked this job to stop."""

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from worker.jobs import JobStore
+from contract.job_store import JobStore
 
 
 @pytest.fixture
@@ -22,12 +22,31 @@ def test_create_and_get_round_trip(store):
     assert store.get(str(uuid.uuid4())) is None
 
 
-def test_transitions_are_compare_and_set(store):
+def test_moves_are_compare_and_set(store):
     job = store.create({"num_epochs": 1}, steps=1)
-    assert store.transition(job.id, {"queued"}, status="running")
-    assert not store.transition(job.id, {"queued"}, status="cancelled")
+    assert store.move(job.id, "running", only_from={"queued"}) == "queued"
+    assert store.move(job.id, "cancelled", only_from={"queued"}) is None
     assert store.get(job.id).status == "running"
-    assert not store.transition("missing", {"queued"}, status="running")
+    assert store.move("missing", "running") is None
+
+
+def test_the_state_machine_refuses_moves_out_of_a_final_status(store):
+    job = store.create({"num_epochs": 1}, steps=1)
+    assert store.move(job.id, "running", started_at="t") == "queued"
+    assert store.move(job.id, "running") == "running"  # a resume after a lost worker
+    assert store.move(job.id, "succeeded", finished_at="t2") == "running"
+    for status in ("queued", "running", "failed", "cancelled", "succeeded"):
+        assert store.move(job.id, status, error="late") is None
+    got = store.get(job.id)
+    assert got.status == "succeeded" and got.error is None and got.finished_at == "t2"
+
+
+def test_narrowing_a_move_beyond_the_state_machine_is_a_bug(store):
+    job = store.create({"num_epochs": 1}, steps=1)
+    with pytest.raises(AssertionError):
+        store.move(job.id, "queued", only_from={"running"})
+    with pytest.raises(AssertionError):
+        store.update(job.id, status="running")
 
 
 def test_a_start_and_a_cancel_never_both_win(store):
@@ -38,7 +57,7 @@ def test_a_start_and_a_cancel_never_both_win(store):
 
         def attempt(status):
             go.wait()
-            if store.transition(job.id, {"queued"}, status=status):
+            if store.move(job.id, status, only_from={"queued"}):
                 wins.append(status)
 
         threads = [threading.Thread(target=attempt, args=(s,)) for s in ("running", "cancelled")]
@@ -52,14 +71,14 @@ def test_a_start_and_a_cancel_never_both_win(store):
 def test_cancel_requests_only_reach_running_jobs(store):
     job = store.create({"num_epochs": 1}, steps=1)
     assert not store.request_cancel(job.id) and not store.cancel_requested(job.id)
-    store.transition(job.id, {"queued"}, status="running")
+    store.move(job.id, "running")
     assert store.request_cancel(job.id) and store.cancel_requested(job.id)
 
 
 def test_listing_newest_first_with_filter_and_cursor(store):
     jobs = [store.create({"num_epochs": 1}, steps=1) for _ in range(7)]
     for job in jobs[::2]:
-        store.transition(job.id, {"queued"}, status="running")
+        store.move(job.id, "running")
     page, cursor = store.list(None, 3, None)
     assert [j.id for j in page] == [j.id for j in jobs[::-1][:3]]
     rest, end = store.list(None, 10, cursor)

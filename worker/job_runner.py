@@ -5,15 +5,17 @@ import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
-from worker.checkpoints import CheckpointStore
-from worker.jobs import Job, JobStore, now
-from worker.params import TrainingParams
-from worker.progress import ProgressWriter
+from contract import clock
+from contract.clock import now
+from contract.job import Job
+from contract.job_store import JobStore
+from contract.params import TrainingParams
+from worker.checkpoint_store import CheckpointStore
+from worker.progress_writer import ProgressWriter
 from worker.retry import BestEffort, Outage, redis_outage, redis_transient
 from worker.settings import WorkerSettings
-from worker.tracking import RunLogger, loss_history_csv
+from worker.run_logger import RunLogger, loss_history_csv
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +35,27 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
     is down (up to settings.redis_retry_s); progress, cancel checks and checkpoints are skipped
     while it is away, and training goes on.
     """
-    redis = redis_outage(settings.redis_url, settings.redis_retry_s)
-    if redis.call(lambda: store.transition(job_id, {"queued"}, status="running", started_at=now()), "claiming the job"):
+    redis_retry = redis_outage(settings.redis_url, settings.redis_retry_s)
+    if redis_retry.call(lambda: store.move(job_id, "running", only_from={"queued"}, started_at=now()), "claiming the job"):
         resuming = False
-    elif redis.call(lambda: store.transition(job_id, {"running"}), "claiming the job"):  # redelivered: its worker was lost
+    elif redis_retry.call(lambda: store.move(job_id, "running", only_from={"running"}), "claiming the job"):  # redelivered: its worker was lost
         resuming = True
     else:
         log.info("job %s is no longer queued; not running it", job_id)
         return "skipped"
-    attempts = redis.call(lambda: store.add_attempt(job_id), "counting the attempt")
-    redis.call(lambda: store.update(job_id, worker={"host": socket.gethostname(), "pid": os.getpid()}), "recording the worker")
-    job = redis.call(lambda: store.get(job_id), "reading the job")
+    attempts = redis_retry.call(lambda: store.add_attempt(job_id), "counting the attempt")
+    redis_retry.call(lambda: store.update(job_id, worker={"host": socket.gethostname(), "pid": os.getpid()}), "recording the worker")
+    job = redis_retry.call(lambda: store.get(job_id), "reading the job")
     log.info("job %s %s (attempt %d)", job_id, "resuming" if resuming else "started", attempts)
     checkpoints = CheckpointStore(store.redis, store.prefix)
     tracker = None
     try:
         tracker = RunLogger(settings, job_id, params, run_id=job.mlflow.run_id if job.mlflow else None)
         link = {"experiment_id": tracker.experiment_id, "run_id": tracker.run_id, "url": tracker.url}
-        redis.call(lambda: store.update(job_id, mlflow=link), "recording the MLflow run")
+        redis_retry.call(lambda: store.update(job_id, mlflow=link), "recording the MLflow run")
         if attempts - 1 >= settings.max_worker_losses:  # rejecting on worker loss must not loop forever
             raise WorkerLost(f"the worker running this job was lost {attempts - 1} times; giving up")
-        return _train(store, checkpoints, settings, job, TrainingParams.model_validate(params), tracker, resuming, redis)
+        return _train(store, checkpoints, settings, job, TrainingParams.model_validate(params), tracker, resuming, redis_retry)
     except Exception as exc:  # any failure ends the job with a readable reason
         log.exception("job %s failed", job_id)
         if tracker is not None:
@@ -62,50 +64,50 @@ def run_job(store: JobStore, settings: WorkerSettings, job_id: str, params: dict
             except Exception:
                 log.exception("could not close the MLflow run of job %s", job_id)
         error = f"{type(exc).__name__}: {exc}"
-        redis.call(lambda: store.transition(job_id, {"running"}, status="failed", finished_at=now(), error=error),
+        redis_retry.call(lambda: store.move(job_id, "failed", finished_at=now(), error=error),
                    "recording the failure")
         BestEffort("Redis", redis_transient).call(lambda: checkpoints.delete(job_id), "deleting the checkpoint")
         return "failed"
 
 
 def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettings, job: Job,
-           training: TrainingParams, tracker: RunLogger, resuming: bool, redis: Outage) -> str:
+           training: TrainingParams, tracker: RunLogger, resuming: bool, redis_retry: Outage) -> str:
     # TensorFlow is imported here, in the child process that runs the job, never before fork.
     from worker.engine import export
     from worker.engine.figure import render
-    from worker.engine.train import TrainingCancelled, train
-    from worker.registry import log_and_register
+    from worker.engine.train import TrainingCancelled, train_model
+    from worker.model_logging import log_and_register
 
     best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
     progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort)
     checkpoint = None
     if resuming:
-        checkpoint = redis.call(lambda: checkpoints.load(job.id), "loading the checkpoint")
+        checkpoint = redis_retry.call(lambda: checkpoints.load(job.id), "loading the checkpoint")
         progress.fraction = job.progress.fraction
         progress.catch_up(checkpoint)
-        redis.call(lambda: store.add_resume(job.id, checkpoint.step if checkpoint else 0), "recording the resume")
+        redis_retry.call(lambda: store.add_resume(job.id, checkpoint.step if checkpoint else 0), "recording the resume")
     should_stop = _stop_check(store, settings, job, training, best_effort)
     ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
     serving_module = ahead.submit(export.traced, training)  # traced while the job trains
     ahead.shutdown(wait=False)
     try:
-        result = train(training, on_progress=progress, should_stop=should_stop, resume=checkpoint,
+        result = train_model(training, on_progress=progress, should_stop=should_stop, resume=checkpoint,
                        on_checkpoint=lambda c: best_effort.call(lambda: checkpoints.save(job.id, c), "saving a checkpoint"))
     except TrainingCancelled:
         # The job is over for its user now; its run closes once the queued points are sent.
-        redis.call(lambda: store.transition(job.id, {"running"}, status="cancelled", finished_at=now()),
+        redis_retry.call(lambda: store.move(job.id, "cancelled", finished_at=now()),
                    "recording the cancellation")
         best_effort.call(lambda: checkpoints.delete(job.id), "deleting the checkpoint")
         tracker.end("KILLED")
         return "cancelled"
-    redis.call(lambda: store.update(job.id, device=result.device), "recording the device")
+    redis_retry.call(lambda: store.update(job.id, device=result.device), "recording the device")
     # The final figure, the model and the last metric points go to MLflow side by side.
     tracker.log_artifacts_later(lambda: {
         "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)})
     model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage,
                              serving_module.result())
     tracker.end("FINISHED")
-    redis.call(lambda: store.transition(job.id, {"running"}, status="succeeded", finished_at=now(), model=model),
+    redis_retry.call(lambda: store.move(job.id, "succeeded", finished_at=now(), model=model),
                "recording the success")
     best_effort.call(lambda: checkpoints.delete(job.id), "deleting the checkpoint")
     log.info("job %s succeeded: %s", job.id, model["uri"])
@@ -115,7 +117,7 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
 def _stop_check(store: JobStore, settings: WorkerSettings, job: Job, training: TrainingParams, best_effort: BestEffort):
     """The engine's cancel check: a user's cancel request, or the job's time limit passed."""
     limit = min(training.time_limit_s or settings.max_job_seconds, settings.max_job_seconds)
-    started = datetime.fromisoformat((job.started_at or now()).replace("Z", "+00:00")).timestamp()
+    started = clock.parse(job.started_at or now())
 
     def should_stop() -> bool:
         if time.time() - started > limit:

@@ -1,0 +1,79 @@
+"""The job record as the API shows it, and the state machine of its status."""
+
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, Field
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+STATUSES: tuple[str, ...] = get_args(Status)
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+# Every status change a job may make; JobStore.move refuses any other. running → running is a
+# worker resuming the job after the one running it was lost; queued → failed, a queue that
+# did not take the job.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "cancelled", "failed"}),
+    "running": frozenset({"running", "succeeded", "failed", "cancelled"}),
+}
+
+
+def sources(status: str) -> frozenset[str]:
+    """The statuses from which a job may move to status."""
+    return frozenset(old for old, new in TRANSITIONS.items() if status in new)
+
+
+class JobProgress(BaseModel):
+    epoch: int = 0
+    epochs: int
+    step: int = 0
+    steps: int
+    fraction: float = 0.0
+
+
+class Metrics(BaseModel):
+    loss: float | None = None
+    epoch_loss: float | None = None
+    echo_accuracy: float | None = None
+
+
+class MlflowLink(BaseModel):
+    experiment_id: str
+    run_id: str
+    url: str
+
+
+class SavedModel(BaseModel):
+    uri: str
+    name: str
+    version: str
+
+
+class WorkerInfo(BaseModel):
+    host: str
+    pid: int
+
+
+class Resume(BaseModel):
+    at: str
+    step: int = Field(description="The training step it resumed from.")
+
+
+class Job(BaseModel):
+    """A training job as the API shows it."""
+
+    id: str
+    status: Status
+    params: dict[str, Any]
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: JobProgress
+    metrics: Metrics = Field(default_factory=Metrics)
+    error: str | None = None
+    device: str | None = None
+    mlflow: MlflowLink | None = None
+    model: SavedModel | None = None
+    cancel_requested: bool = False
+    attempts: int = Field(0, description="How many times a worker started this job.")
+    worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
+    resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")

@@ -1,0 +1,3 @@
+"""The Celery task names: the API enqueues by name (send_task), the workers register under them."""
+
+TRAIN = "echo_rnn.train"

@@ -1,0 +1,36 @@
+"""Failures of MLflow (and of the job store behind job references) as the API's problems."""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from mlflow.exceptions import MlflowException
+from redis.exceptions import RedisError
+
+from service.problems import Problem
+
+T = TypeVar("T")
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def call_mlflow(call: Callable[[], T]) -> T:
+    """Run an MLflow call; its failures (and the job store's, for job references) become a 503 problem."""
+    try:
+        return call()
+    except Problem:
+        raise
+    except RedisError as exc:
+        raise Problem(503, "Redis unavailable", f"the job store cannot be reached: {exc}"[:250]) from exc
+    except MlflowException as exc:
+        raise Problem(503, "MLflow unavailable", f"the model store failed: {exc.message[:200]}") from exc
+    except OSError as exc:
+        raise Problem(503, "MLflow unavailable", f"the model store cannot be reached: {exc}") from exc
+
+
+def or_not_found(call: Callable[[], T], ref: str) -> T:
+    """Run an MLflow lookup; 'no such thing' becomes a 404 problem naming ref."""
+    try:
+        return call()
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            raise Problem(404, "Unknown model", f"no model {ref}") from exc
+        raise

@@ -1,0 +1,81 @@
+"""Turning a model reference into a registered version, remembering moving references for a short while."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from mlflow.tracking import MlflowClient
+
+from contract.job_store import JobStore
+from service import model_refs
+from service.mlflow_errors import call_mlflow, or_not_found
+from service.model_versions import ModelInfo
+from service.problems import Problem
+
+RESOLVED_REFS = 4096  # references remembered per process
+log = logging.getLogger(__name__)
+
+
+class ModelResolver:
+    """Resolves references through MLflow; 'latest' and aliases are trusted for ttl_s, versions for good."""
+
+    def __init__(self, client: MlflowClient, jobs: JobStore, name: str, ttl_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.client, self.jobs, self.name, self.ttl_s, self.clock = client, jobs, name, ttl_s, clock
+        self._resolved: dict[str, tuple[float, ModelInfo]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, ref: str | None, still_usable: Callable[[ModelInfo], bool] = lambda _: False) -> ModelInfo:
+        """The version ref names; 404 when there is none.
+
+        While MLflow is down, a moving reference keeps naming the version it named if
+        still_usable(that version) (it is loaded here), and is asked again only after another TTL.
+        """
+        parsed = model_refs.parse(ref)
+        if parsed is None:
+            raise Problem(422, "Invalid model reference", model_refs.MESSAGE,
+                          [{"field": "model", "message": "not a model reference", "location": "query"}])
+        key = ref or ""
+        with self._lock:
+            cached = self._resolved.get(key)
+        if cached and (not parsed.moves or self.clock() - cached[0] < self.ttl_s):
+            return cached[1]
+        try:
+            info = call_mlflow(lambda: self._ask(parsed, ref or "latest"))
+        except Problem as problem:
+            if problem.status != 503 or cached is None or not still_usable(cached[1]):
+                raise
+            log.warning("MLflow unavailable; %s still names %s: %s", ref or "latest", cached[1].uri, problem.detail)
+            info = cached[1]
+        self._remember(key, info)
+        return info
+
+    def _remember(self, key: str, info: ModelInfo) -> None:
+        with self._lock:
+            self._resolved.pop(key, None)
+            self._resolved[key] = (self.clock(), info)
+            while len(self._resolved) > RESOLVED_REFS:  # the oldest entry goes first
+                self._resolved.pop(next(iter(self._resolved)))
+
+    def _ask(self, ref: model_refs.ModelRef, text: str) -> ModelInfo:
+        if ref.kind == "latest":
+            versions = self.client.search_model_versions(f"name = '{self.name}'", order_by=["version_number DESC"], max_results=1)
+            if not versions:
+                raise Problem(404, "No model", "no model is registered yet: train one with POST /jobs")
+            return ModelInfo.of(versions[0])
+        if ref.kind == "version":
+            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(ref.name, ref.version), text))
+        if ref.kind == "alias":
+            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version_by_alias(ref.name, ref.alias), text))
+        if ref.kind == "job":
+            job = self.jobs.get(ref.job_id)
+            if job is None:
+                raise Problem(404, "Unknown job", f"no job {ref.job_id}")
+            if job.model is None:
+                raise Problem(404, "No model yet", f"job {ref.job_id} is {job.status} and has no saved model")
+            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(job.model.name, job.model.version), text))
+        versions = self.client.search_model_versions(f"run_id = '{ref.run_id}'")
+        if not versions:
+            raise Problem(404, "Unknown model", f"no registered model comes from MLflow run {ref.run_id}")
+        return ModelInfo.of(max(versions, key=lambda v: int(v.version)))

@@ -1,0 +1,59 @@
+"""Registered model versions as the API shows them: one shape for /predict's answers and /models."""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from contract.clock import iso
+
+FINAL_METRICS = ("loss", "epoch_loss", "echo_accuracy")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model version as predictions report it."""
+
+    name: str
+    version: str
+    uri: str
+    run_id: str | None
+    job_id: str | None
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> "ModelInfo":
+        """The info of an MLflow model version."""
+        return cls(name=version.name, version=str(version.version), uri=f"models:/{version.name}/{version.version}",
+                   run_id=version.run_id, job_id=(version.tags or {}).get("job_id"))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of this reference."""
+        return asdict(self)
+
+
+def list_versions(client: MlflowClient, name: str) -> list[dict[str, Any]]:
+    """Every version of name, newest first, with aliases, creation time and its run's final metrics.
+
+    Three requests whatever the number of versions: the versions, the experiments, their runs.
+    """
+    versions = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
+    metrics = _run_metrics(client, {v.run_id for v in versions if v.run_id})
+    return [
+        {
+            **ModelInfo.of(v).as_dict(),
+            "aliases": list(v.aliases or []),
+            "created_at": iso(v.creation_timestamp),
+            "metrics": {k: metrics.get(v.run_id, {}).get(k) for k in FINAL_METRICS},
+        }
+        for v in versions
+    ]
+
+
+def _run_metrics(client: MlflowClient, run_ids: set[str]) -> dict[str, dict[str, float]]:
+    if not run_ids:
+        return {}
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    quoted = ", ".join(f"'{r}'" for r in sorted(run_ids))
+    runs = client.search_runs(experiments, f"attributes.run_id IN ({quoted})", max_results=len(run_ids))
+    return {run.info.run_id: run.data.metrics for run in runs}

@@ -1,0 +1,27 @@
+"""Which MLflow failures are worth retrying, and the retrying wrapper of one MLflow server."""
+
+import requests
+import urllib3
+from mlflow.exceptions import MlflowException
+
+from worker.retry import Outage, Unreachable
+
+
+class MlflowUnavailable(Unreachable):
+    """MLflow did not take the job's data within the retry limit."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether an MLflow call failed because the server is down or overloaded (worth retrying)."""
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()  # 500 for connection errors and exhausted HTTP retries
+        return not 400 <= status < 500 or status in (408, 429)
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        return status >= 500 or status in (408, 429)
+    return isinstance(exc, (OSError, requests.RequestException, urllib3.exceptions.HTTPError))
+
+
+def mlflow_outage(tracking_uri: str, limit_s: float) -> Outage:
+    """Retrying calls to one MLflow server for at most limit_s of unavailability."""
+    return Outage(f"MLflow at {tracking_uri}", limit_s, transient, MlflowUnavailable)
