@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run test bench bench-train bench-serve lock clean
+.PHONY: install system-deps run test bench bench-train bench-serve lock docs clean
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ bench-train: install
 
 bench-serve: install system-deps
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
+
+# docs/settings.md, from the settings classes' field descriptions (tests/test_docs.py checks it is current).
+docs: install
+	$(BIN)/python docs/settings_table.py
 
 clean:
 	rm -rf $(VENV) .data

@@ -74,6 +74,8 @@ class Job(BaseModel):
     mlflow: MlflowLink | None = None
     model: SavedModel | None = None
     cancel_requested: bool = False
+    phase: Literal["training", "saving"] | None = Field(
+        None, description="While running: training, or saving its model (from then on it can no longer be cancelled).")
     attempts: int = Field(0, description="How many times a worker started this job.")
     worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
     resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")

@@ -1,77 +1,84 @@
-"""Job records in Redis: one hash per job (a JSON value per field) and a newest-first index.
+"""Job records in Redis: one hash per job (a JSON value per field), a newest-first index, an index
+per status, counts per status, and finished jobs pruned after a retention.
 
 Every status change goes through move(), which the state machine in contract.job allows or refuses.
 """
 
 import json
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 from redis import Redis
 
+from contract import job_scripts
 from contract.clock import now
-from contract.job import Job, JobProgress, sources
+from contract.job import FINISHED, STATUSES, Job, JobProgress, sources
 
-# Compare-and-set on the status, so a cancel and a start can never both win: sets the fields
-# when the status is one of ARGV[2:], and answers the status it found (nil: no such job).
-_SET_IF_STATUS = """
-local raw = redis.call('HGET', KEYS[1], 'status')
-if not raw then return nil end
-local status = cjson.decode(raw)
-for i = 2, #ARGV do if ARGV[i] == status then
-  local fields = cjson.decode(ARGV[1])
-  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
-  return {1, raw}
-end end
-return {0, raw}
-"""
+DEFAULT_RETENTION_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a running job: the move that starts or resumes it takes the lease too."""
+
+    owner: str
+    ttl_ms: int
+
+
+class LeaseHeld(Exception):
+    """The job's lease is held by another owner."""
 
 
 class JobStore:
     """The job records under one key prefix."""
 
-    def __init__(self, redis: Redis, prefix: str = "echo-rnn"):
-        self.redis = redis
-        self.prefix = prefix
-        self._set_if_status = redis.register_script(_SET_IF_STATUS)
+    def __init__(self, redis: Redis, prefix: str = "echo-rnn", retention_s: int = DEFAULT_RETENTION_S):
+        self.redis, self.prefix, self.retention_s = redis, prefix, retention_s
+        self._move = redis.register_script(job_scripts.MOVE)
+        self._set_if = redis.register_script(job_scripts.SET_IF)
 
-    def _key(self, job_id: str) -> str:
+    def key(self, job_id: str) -> str:
+        """The Redis key of the job's record."""
         return f"{self.prefix}:job:{job_id}"
 
-    @property
-    def _index(self) -> str:
-        return f"{self.prefix}:jobs"
+    def lease_key(self, job_id: str) -> str:
+        """The Redis key of the job's lease."""
+        return f"{self.prefix}:lease:{job_id}"
 
     def create(self, params: dict[str, Any], steps: int) -> Job:
         """Record a new queued job."""
-        job = Job(
-            id=str(uuid.uuid4()),
-            status="queued",
-            params=params,
-            created_at=now(),
-            progress=JobProgress(epochs=params["num_epochs"], steps=steps),
-        )
+        job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(),
+                  progress=JobProgress(epochs=params["num_epochs"], steps=steps))
         seq = self.redis.incr(f"{self.prefix}:seq")
         pipe = self.redis.pipeline()
-        pipe.hset(self._key(job.id), mapping=_encode(job.model_dump()))
-        pipe.zadd(self._index, {job.id: seq})
+        pipe.hset(self.key(job.id), mapping={**_encode(job.model_dump()), "seq": seq})
+        pipe.zadd(f"{self.prefix}:jobs", {job.id: seq})
+        pipe.zadd(f"{self.prefix}:status:queued", {job.id: seq})
+        pipe.hincrby(f"{self.prefix}:counts", "queued", 1)
         pipe.execute()
         return job
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None when there is no such job."""
-        raw = self.redis.hgetall(self._key(job_id))
+        raw = self.redis.hgetall(self.key(job_id))
         if not raw:
             return None
         return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
 
+    def ids(self, status: str) -> list[str]:
+        """The ids of every job in status."""
+        return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
+
     def list(self, status: str | None, limit: int, cursor: int | None) -> tuple[list[Job], int | None]:
         """Newest first; the cursor is the sequence number of the last job of the previous page."""
+        index = f"{self.prefix}:status:{status}" if status else f"{self.prefix}:jobs"
         top = f"({cursor}" if cursor is not None else "+inf"
         found: list[tuple[Job, int]] = []
         while len(found) <= limit:  # one more than asked: is there a next page?
-            batch = self.redis.zrevrangebyscore(self._index, top, "-inf", start=0, num=limit + 1, withscores=True)
+            batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
             if not batch:
                 break
             for member, score in batch:
@@ -80,48 +87,48 @@ class JobStore:
                 if job is not None and (status is None or job.status == status):
                     found.append((job, int(score)))
         page = found[:limit]
-        more = len(found) > limit
-        return [job for job, _ in page], (page[-1][1] if more else None)
+        return [job for job, _ in page], (page[-1][1] if len(found) > limit else None)
 
     def count_by_status(self) -> dict[str, int]:
-        """How many jobs there are in each status."""
-        ids = [m.decode() for m in self.redis.zrange(self._index, 0, -1)]
-        pipe = self.redis.pipeline()
-        for job_id in ids:
-            pipe.hget(self._key(job_id), "status")
-        counts: dict[str, int] = {}
-        for raw in pipe.execute():
-            if raw:
-                status = json.loads(raw)
-                counts[status] = counts.get(status, 0) + 1
-        return counts
+        """How many jobs there are in each status (kept as jobs move: no scan)."""
+        counts = {k.decode(): int(v) for k, v in self.redis.hgetall(f"{self.prefix}:counts").items()}
+        return {s: max(0, counts.get(s, 0)) for s in STATUSES}
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Overwrite some fields of a job other than its status."""
         assert "status" not in fields, "status changes go through move()"
-        self.redis.hset(self._key(job_id), mapping=_encode(fields))
+        self.redis.hset(self.key(job_id), mapping=_encode(fields))
 
-    def move(self, job_id: str, status: str, only_from: set[str] | None = None, **fields: Any) -> str | None:
+    def move(self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None,
+             **fields: Any) -> str | None:
         """Move the job to status (setting fields too) if the state machine allows it from the status it has.
 
-        only_from narrows the statuses it may leave. Returns the status it left, or None when it
-        stayed (no such job, or a move not allowed from where it is).
+        only_from narrows the statuses it may leave. With a lease, the move also takes the job's
+        lease and raises LeaseHeld when another owner holds it. Returns the status it left, or
+        None when it stayed (no such job, or a move not allowed from where it is).
         """
         allowed = sources(status)
         if only_from is not None:
             assert only_from <= allowed, f"{only_from} → {status} is not in the state machine"
             allowed = frozenset(only_from)
-        return self._set_where(job_id, allowed, status=status, **fields)
-
-    def _set_where(self, job_id: str, statuses: frozenset[str], **fields: Any) -> str | None:
-        result = self._set_if_status(keys=[self._key(job_id)], args=[json.dumps(_encode(fields)), *statuses])
-        if not result or result[0] != 1:
+        args = [json.dumps(_encode({"status": status, **fields})), self.prefix, job_id, status,
+                "1" if status in FINISHED else "0", self.retention_s, int(time.time()),
+                lease.owner if lease else "", lease.ttl_ms if lease else 0, *allowed]
+        result = self._move(keys=[self.key(job_id), self.lease_key(job_id) if lease else ""], args=args)
+        if not result or result[0] == 0:
             return None
+        if result[0] == 2:
+            raise LeaseHeld(job_id)
         return json.loads(result[1])
+
+    def set_if(self, job_id: str, statuses: set[str], unless: tuple[str, Any] | None = None, **fields: Any) -> bool:
+        """Set fields if the job's status is one of statuses and (unless given) that field does not hold that value."""
+        field, value = (unless[0], json.dumps(unless[1])) if unless else ("", "")
+        return self._set_if(keys=[self.key(job_id)], args=[json.dumps(_encode(fields)), field, value, *statuses]) == 1
 
     def add_attempt(self, job_id: str) -> int:
         """Count one more start of the job; returns the count."""
-        return self.redis.hincrby(self._key(job_id), "attempts", 1)
+        return self.redis.hincrby(self.key(job_id), "attempts", 1)
 
     def add_resume(self, job_id: str, step: int) -> None:
         """Record that the job resumed from a checkpoint at this step."""
@@ -130,13 +137,39 @@ class JobStore:
         self.update(job_id, resumed=[*resumed, {"at": now(), "step": step}])
 
     def request_cancel(self, job_id: str) -> bool:
-        """Flag a running job for cooperative cancellation; False if it is not running."""
-        return self._set_where(job_id, frozenset({"running"}), cancel_requested=True) is not None
+        """Flag a running job for cooperative cancellation; False if it is not running or already saving its model."""
+        return self.set_if(job_id, {"running"}, unless=("phase", "saving"), cancel_requested=True)
+
+    def enter_saving(self, job_id: str) -> bool:
+        """Mark a running job as saving its model, from when on it cannot be cancelled; False if a cancel came first."""
+        return self.set_if(job_id, {"running"}, unless=("cancel_requested", True), phase="saving")
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked this job to stop."""
-        raw = self.redis.hget(self._key(job_id), "cancel_requested")
+        raw = self.redis.hget(self.key(job_id), "cancel_requested")
         return bool(raw and json.loads(raw))
+
+    def prune(self, batch: int = 500) -> int:
+        """Forget finished jobs past the retention: their records and index entries; returns how many."""
+        cutoff = time.time() - self.retention_s
+        ids = [m.decode() for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)]
+        if not ids:
+            return 0
+        reading = self.redis.pipeline()
+        for job_id in ids:
+            reading.hget(self.key(job_id), "status")
+        found = dict(zip(ids, reading.execute()))
+        pipe = self.redis.pipeline()
+        for job_id, raw in found.items():
+            pipe.delete(self.key(job_id), f"{self.prefix}:checkpoint:{job_id}")
+            pipe.zrem(f"{self.prefix}:jobs", job_id)
+            pipe.zrem(f"{self.prefix}:finished", job_id)
+            for status in FINISHED:
+                pipe.zrem(f"{self.prefix}:status:{status}", job_id)
+            if raw is not None:
+                pipe.hincrby(f"{self.prefix}:counts", json.loads(raw), -1)
+        pipe.execute()
+        return len(ids)
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:

@@ -18,6 +18,7 @@ class CommonSettings(BaseSettings):
     registered_model: str = Field("echo-rnn", description="The registered model each job adds a version to.")
     job_key_prefix: str = Field("echo-rnn", description="Prefix of every Redis key of the service.")
     log_level: str = Field("INFO", description="Level of the JSON log lines.")
+    job_retention_s: int = Field(30 * 24 * 3600, ge=60, description="How long a finished job's record is kept in Redis (s).")
     # MLflow's client takes these from the environment only; its defaults (7 retries, 120 s timeout)
     # hold a call to a stopped server for minutes. Subclasses choose their own defaults.
     mlflow_http_request_max_retries: int = Field(2, ge=0, le=10, description="MLflow client retries per HTTP request.")

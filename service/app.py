@@ -21,7 +21,7 @@ class Services:
         self.settings = settings
         settings.configure_mlflow_client()
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        self.jobs = JobStore(self.redis, settings.job_key_prefix)
+        self.jobs = JobStore(self.redis, settings.job_key_prefix, settings.job_retention_s)
         # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)

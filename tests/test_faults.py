@@ -105,10 +105,10 @@ def wait_end(service: Service, job_id: str, timeout: float = 300) -> dict:
         current = job(service.api.url, job_id)
         if current["status"] in FINISHED:
             return current
-        if ended_at is None and re.search(rf"job {job_id} (succeeded|failed)", service.contract.logs()):
+        if ended_at is None and re.search(rf"job {job_id} (succeeded|failed)", service.worker.logs()):
             ended_at = time.monotonic()
         assert ended_at is None or time.monotonic() - ended_at < 30, (
-            f"the worker ended job {job_id} but its record still says {current['status']}:\n{service.contract.logs()[-5000:]}"
+            f"the worker ended job {job_id} but its record still says {current['status']}:\n{service.worker.logs()[-5000:]}"
         )
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} did not finish within {timeout} s:\n{service.logs()}")

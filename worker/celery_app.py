@@ -1,12 +1,13 @@
 """The Celery application of the workers: long jobs, late acks, one job per child process."""
 
 from celery import Celery
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 
-from contract import logs
+from contract import logs, tasks
 from worker.settings import WorkerSettings
 
 settings = WorkerSettings()
+_watchdogs: list = []  # the node's watchdog, once it is ready
 
 app = Celery("echo_rnn", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"])
 app.conf.update(
@@ -31,6 +32,24 @@ def _bound_mlflow_calls(**_) -> None:
     # Before the pool forks: every child's MLflow client then gives up on a stopped server in
     # seconds, where its defaults would hang a call for minutes.
     settings.configure_mlflow_client()
+
+
+@worker_ready.connect
+def _watch_for_lost_jobs(**_) -> None:
+    # In the main process: it lives as long as the node, whatever its children do.
+    from worker.tasks import job_store
+    from worker.watchdog import Watchdog
+
+    def send(job_id: str, params: dict) -> None:
+        app.send_task(tasks.TRAIN, args=[job_id, params], task_id=job_id)
+
+    _watchdogs.append(Watchdog(job_store(), send, settings.watchdog_interval_s).start())
+
+
+@worker_shutdown.connect
+def _stop_watching(**_) -> None:
+    for watchdog in _watchdogs:
+        watchdog.stop()
 
 
 @setup_logging.connect

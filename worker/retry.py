@@ -19,6 +19,10 @@ class Unreachable(RuntimeError):
     """The server stayed unreachable past the limit."""
 
 
+class RedisUnavailable(Unreachable):
+    """Redis stayed unreachable past the limit."""
+
+
 class Outage:
     """Retries the calls to one server and gives up once it has been unreachable for limit_s.
 
@@ -125,4 +129,4 @@ def redis_transient(exc: BaseException) -> bool:
 def redis_outage(url: str, limit_s: float) -> Outage:
     """Retrying calls to the Redis at url (named without its password) for at most limit_s of unavailability."""
     parts = urlparse(url)
-    return Outage(f"Redis at {parts.hostname}:{parts.port or 6379}", limit_s, redis_transient)
+    return Outage(f"Redis at {parts.hostname}:{parts.port or 6379}", limit_s, redis_transient, RedisUnavailable)

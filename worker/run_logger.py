@@ -42,6 +42,7 @@ class RunLogger:
             run = self.outage.call(lambda: self.client.get_run(run_id), "reopening the job's run")
             self.experiment_id = run.info.experiment_id
         self.run_id = run.info.run_id
+        self.ended: str | None = None  # the status the run was closed with, once it is
         self._figures = ThreadPoolExecutor(1, thread_name_prefix="figures")
         self._figure_jobs: list[Future] = []
         self._figure_error: str | None = None
@@ -156,6 +157,12 @@ class RunLogger:
             self._figures.shutdown(wait=False, cancel_futures=True)
             final = RunStatus.to_string(getattr(RunStatus, status))
             self.outage.call(lambda: self.client.set_terminated(self.run_id, status=final), "closing the run")
+            self.ended = status
+
+    def abandon(self) -> None:
+        """Stop sending without closing the run: another worker carries the job on in it."""
+        self.sender.stop()
+        self._figures.shutdown(wait=False, cancel_futures=True)
 
 
 def loss_history_csv(losses: np.ndarray) -> bytes:

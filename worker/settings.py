@@ -22,6 +22,11 @@ class WorkerSettings(CommonSettings):
     redis_retry_s: float = Field(
         600.0, ge=0, description="How long a job waits for an unreachable Redis to record its start or end.")
 
+    lease_ttl_s: float = Field(
+        30.0, ge=3, le=30, description="A running job's lease lapses this long after its worker stops renewing it (s).")
+    watchdog_interval_s: float = Field(
+        10.0, gt=0, le=30, description="How often a worker looks for jobs whose lease lapsed, to take them over (s).")
+
     @model_validator(mode="after")
     def _redelivery_after_the_longest_job(self) -> "WorkerSettings":
         if self.visibility_timeout_s <= self.max_job_seconds:

@@ -11,5 +11,10 @@ from worker.job_runner import run_job
 @app.task(name=tasks.TRAIN)
 def train_job(job_id: str, params: dict) -> str:
     """Train the echo RNN for one job."""
-    store = JobStore(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30), settings.job_key_prefix)
-    return run_job(store, settings, job_id, params)
+    return run_job(job_store(), settings, job_id, params)
+
+
+def job_store() -> JobStore:
+    """The job records, through a client of this process's own."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+    return JobStore(client, settings.job_key_prefix, settings.job_retention_s)

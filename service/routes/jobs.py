@@ -126,7 +126,8 @@ def index() -> Response:
 @route(bp, Endpoint("delete", "/jobs/<job_id>", (
     Answer(200, Job, "Cancelled: the queued job will never run"),
     Answer(202, Job, "Cancellation requested for a running job"),
-), (404, 409, 503), access="jobs"))
+), (404, 409, 503), access="jobs",
+    error_notes={409: "The job has already finished, or has finished training and is saving its model"}))
 def cancel(job_id: str) -> Response:
     """Cancel a queued job (it never runs) or ask a running one to stop at its next check."""
     s = services()
@@ -140,4 +141,7 @@ def cancel(job_id: str) -> Response:
     job = _get(job_id)
     if job.status in FINISHED:
         raise Problem(409, "Conflict", f"job {job_id} has already {job.status}")
-    raise Problem(409, "Conflict", f"job {job_id} is {job.status}; try again")
+    if job.phase == "saving":
+        raise Problem(409, "Conflict", f"job {job_id} has finished training and is saving its model; "
+                      "it can no longer be cancelled")
+    raise Problem(409, "Conflict", f"job {job_id} is {job.status}; try again", headers={"Retry-After": "1"})

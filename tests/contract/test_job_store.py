@@ -1,11 +1,12 @@
 """The job store against a real Redis."""
 
 import threading
+import time
 import uuid
 
 import pytest
 
-from contract.job_store import JobStore
+from contract.job_store import JobStore, Lease, LeaseHeld
 
 
 @pytest.fixture
@@ -95,3 +96,58 @@ def test_updates_keep_other_fields(store):
     store.update(job.id, progress={"epoch": 1, "epochs": 2, "step": 10, "steps": 20, "fraction": 0.5}, device="/CPU:0")
     got = store.get(job.id)
     assert got.progress.fraction == 0.5 and got.device == "/CPU:0" and got.params == {"num_epochs": 2}
+
+
+def test_counts_and_status_indexes_follow_every_move(store):
+    jobs = [store.create({"num_epochs": 1}, steps=1) for _ in range(4)]
+    store.move(jobs[0].id, "running")
+    store.move(jobs[1].id, "running")
+    store.move(jobs[1].id, "succeeded")
+    store.move(jobs[2].id, "cancelled")
+    assert store.count_by_status() == {"queued": 1, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 1}
+    assert store.ids("running") == [jobs[0].id] and store.ids("queued") == [jobs[3].id]
+    assert [j.id for j in store.list("succeeded", 10, None)[0]] == [jobs[1].id]
+
+
+def test_finished_jobs_are_forgotten_after_their_retention(redis_client):
+    store = JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=1)
+    old, kept = store.create({"num_epochs": 1}, steps=1), store.create({"num_epochs": 1}, steps=1)
+    store.move(old.id, "cancelled")
+    assert redis_client.ttl(store.key(old.id)) > 0 and redis_client.ttl(store.key(kept.id)) == -1
+    time.sleep(2.1)
+    assert store.prune() == 1
+    assert store.get(old.id) is None and store.get(kept.id) is not None
+    assert [j.id for j in store.list(None, 10, None)[0]] == [kept.id]
+    assert store.count_by_status()["cancelled"] == 0 and store.ids("cancelled") == []
+    assert not redis_client.zcard(f"{store.prefix}:finished")
+
+
+def test_a_move_with_a_lease_fails_while_another_owner_holds_it(store):
+    job = store.create({"num_epochs": 1}, steps=1)
+    assert store.move(job.id, "running", lease=Lease("a", 10_000)) == "queued"
+    with pytest.raises(LeaseHeld):
+        store.move(job.id, "running", only_from={"running"}, lease=Lease("b", 10_000))
+    store.redis.delete(store.lease_key(job.id))  # lapsed
+    assert store.move(job.id, "running", only_from={"running"}, lease=Lease("b", 10_000)) == "running"
+    assert store.redis.get(store.lease_key(job.id)) == b"b" and 0 < store.redis.pttl(store.lease_key(job.id)) <= 10_000
+
+
+def test_a_cancel_and_the_saving_phase_never_both_win(store):
+    for _ in range(20):
+        job = store.create({"num_epochs": 1}, steps=1)
+        store.move(job.id, "running")
+        go, wins = threading.Barrier(2), []
+
+        def attempt(name, call):
+            go.wait()
+            if call(job.id):
+                wins.append(name)
+
+        threads = [threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", store.enter_saving))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(wins) == 1
+        got = store.get(job.id)
+        assert (got.cancel_requested, got.phase == "saving") == ((True, False) if wins == ["cancel"] else (False, True))

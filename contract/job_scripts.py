@@ -1,0 +1,48 @@
+"""The Lua scripts behind JobStore: each status change and guarded update is one atomic step in Redis."""
+
+MOVE = """
+-- Move a job to a new status if it is in one of the allowed ones, keeping the indexes and counts.
+-- KEYS: the job's hash, its lease key ('' for none). ARGV: fields (JSON of JSON-encoded values),
+-- key prefix, job id, new status, 1 if the new status is final, retention (s), now (s),
+-- lease owner, lease ttl (ms), then the allowed statuses.
+-- Answers {1, old status} when moved, {0, old status} when not allowed, {2, old status} when the
+-- lease is held by another owner, nil when there is no such job.
+local raw = redis.call('HGET', KEYS[1], 'status')
+if not raw then return nil end
+local old = cjson.decode(raw)
+local allowed = false
+for i = 10, #ARGV do if ARGV[i] == old then allowed = true end end
+if not allowed then return {0, raw} end
+if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], ARGV[8], 'NX', 'PX', ARGV[9]) then return {2, raw} end
+local prefix, id, new = ARGV[2], ARGV[3], ARGV[4]
+for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+if new ~= old then
+  local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+  redis.call('ZREM', prefix .. ':status:' .. old, id)
+  redis.call('ZADD', prefix .. ':status:' .. new, seq, id)
+  redis.call('HINCRBY', prefix .. ':counts', old, -1)
+  redis.call('HINCRBY', prefix .. ':counts', new, 1)
+end
+if ARGV[5] == '1' then
+  redis.call('ZADD', prefix .. ':finished', tonumber(ARGV[7]), id)
+  -- A safety net only: prune() removes finished jobs at their retention, with their index entries.
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]) + 86400)
+end
+return {1, raw}
+"""
+
+SET_IF = """
+-- Set fields of a job when its status is one of the allowed ones and a condition holds.
+-- KEYS: the job's hash. ARGV: fields (JSON of JSON-encoded values), a field that must not hold
+-- the JSON value given next ('' for no such condition), that value, then the allowed statuses.
+-- Answers 1 when set, 0 when not, nil when there is no such job.
+local raw = redis.call('HGET', KEYS[1], 'status')
+if not raw then return nil end
+local status = cjson.decode(raw)
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[3] then return 0 end
+for i = 4, #ARGV do if ARGV[i] == status then
+  for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+  return 1
+end end
+return 0
+"""
