@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,7 @@ import report  # noqa: E402
 import wrk  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tests.support import RedisServer, Stack, free_port, submit, wait_for, wait_status  # noqa: E402
+from contract import provenance  # noqa: E402
 from contract.params import TrainingParams  # noqa: E402
 
 DONE = {"succeeded", "failed", "cancelled"}
@@ -147,6 +149,9 @@ def model_loading(stack: Stack, source_version: str, versions: int) -> dict:
     source = client.get_model_version("echo-rnn", source_version)
     fresh = [client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
                                          model_id=source.source.rsplit("/", 1)[-1]).version for _ in range(versions)]
+    store = redis.Redis.from_url(stack.env["REDIS_URL"])  # the copies hold the same files: the API may serve them
+    for version in fresh:
+        provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", source_version), version)
     first, next_ = [], []
     for version in fresh:
         session = requests.Session()  # one keep-alive connection: both requests reach the same API process

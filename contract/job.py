@@ -73,6 +73,7 @@ class Job(BaseModel):
     device: str | None = None
     mlflow: MlflowLink | None = None
     model: SavedModel | None = None
+    owner: str | None = Field(None, description="The client that submitted it (its token's fingerprint), when tokens are on.")
     cancel_requested: bool = False
     phase: Literal["training", "saving"] | None = Field(
         None, description="While running: training, or saving its model (from then on it can no longer be cancelled).")

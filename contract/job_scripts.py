@@ -25,6 +25,8 @@ if new ~= old then
 end
 if ARGV[5] == '1' then
   redis.call('ZADD', prefix .. ':finished', tonumber(ARGV[7]), id)
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner and owner ~= 'null' then redis.call('SREM', prefix .. ':active:' .. cjson.decode(owner), id) end
   -- A safety net only: prune() removes finished jobs at their retention, with their index entries.
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]) + 86400)
 end
@@ -45,4 +47,23 @@ for i = 4, #ARGV do if ARGV[i] == status then
   return 1
 end end
 return 0
+"""
+
+CREATE = """
+-- Record a new queued job, within its owner's quota of queued and running jobs.
+-- KEYS: the job's hash. ARGV: fields (JSON of JSON-encoded values), key prefix, job id, owner ('' for
+-- none), the owner's quota (0 for none). Answers the job's sequence number, or 0 over the quota.
+local prefix, id, owner, quota = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if owner ~= '' and quota > 0 and redis.call('SCARD', prefix .. ':active:' .. owner) >= quota then return 0 end
+local seq = redis.call('INCR', prefix .. ':seq')
+for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('HSET', KEYS[1], 'seq', seq)
+redis.call('ZADD', prefix .. ':jobs', seq, id)
+redis.call('ZADD', prefix .. ':status:queued', seq, id)
+redis.call('HINCRBY', prefix .. ':counts', 'queued', 1)
+if owner ~= '' then
+  redis.call('ZADD', prefix .. ':owner:' .. owner, seq, id)
+  redis.call('SADD', prefix .. ':active:' .. owner, id)
+end
+return seq
 """

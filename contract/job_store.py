@@ -32,6 +32,10 @@ class LeaseHeld(Exception):
     """The job's lease is held by another owner."""
 
 
+class QuotaExceeded(Exception):
+    """The client already has as many queued and running jobs as it may."""
+
+
 class JobStore:
     """The job records under one key prefix."""
 
@@ -39,6 +43,7 @@ class JobStore:
         self.redis, self.prefix, self.retention_s = redis, prefix, retention_s
         self._move = redis.register_script(job_scripts.MOVE)
         self._set_if = redis.register_script(job_scripts.SET_IF)
+        self._create = redis.register_script(job_scripts.CREATE)
 
     def key(self, job_id: str) -> str:
         """The Redis key of the job's record."""
@@ -48,17 +53,13 @@ class JobStore:
         """The Redis key of the job's lease."""
         return f"{self.prefix}:lease:{job_id}"
 
-    def create(self, params: dict[str, Any], steps: int) -> Job:
-        """Record a new queued job."""
-        job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(),
+    def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0) -> Job:
+        """Record a new queued job of owner (a client id); QuotaExceeded when owner has quota jobs queued or running."""
+        job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(), owner=owner,
                   progress=JobProgress(epochs=params["num_epochs"], steps=steps))
-        seq = self.redis.incr(f"{self.prefix}:seq")
-        pipe = self.redis.pipeline()
-        pipe.hset(self.key(job.id), mapping={**_encode(job.model_dump()), "seq": seq})
-        pipe.zadd(f"{self.prefix}:jobs", {job.id: seq})
-        pipe.zadd(f"{self.prefix}:status:queued", {job.id: seq})
-        pipe.hincrby(f"{self.prefix}:counts", "queued", 1)
-        pipe.execute()
+        fields = json.dumps(_encode(job.model_dump()))
+        if not self._create(keys=[self.key(job.id)], args=[fields, self.prefix, job.id, owner or "", quota]):
+            raise QuotaExceeded(f"{quota} jobs queued or running")
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -72,9 +73,12 @@ class JobStore:
         """The ids of every job in status."""
         return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
 
-    def list(self, status: str | None, limit: int, cursor: int | None) -> tuple[list[Job], int | None]:
-        """Newest first; the cursor is the sequence number of the last job of the previous page."""
-        index = f"{self.prefix}:status:{status}" if status else f"{self.prefix}:jobs"
+    def list(self, status: str | None, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Job], int | None]:
+        """Newest first (owner's jobs only, when given); the cursor is the sequence number of the last job of the previous page."""
+        if owner is not None:
+            index = f"{self.prefix}:owner:{owner}"
+        else:
+            index = f"{self.prefix}:status:{status}" if status else f"{self.prefix}:jobs"
         top = f"({cursor}" if cursor is not None else "+inf"
         found: list[tuple[Job, int]] = []
         while len(found) <= limit:  # one more than asked: is there a next page?
@@ -157,10 +161,12 @@ class JobStore:
             return 0
         reading = self.redis.pipeline()
         for job_id in ids:
-            reading.hget(self.key(job_id), "status")
+            reading.hmget(self.key(job_id), "status", "owner")
         found = dict(zip(ids, reading.execute()))
         pipe = self.redis.pipeline()
-        for job_id, raw in found.items():
+        for job_id, (raw, owner) in found.items():
+            if owner and json.loads(owner):
+                pipe.zrem(f"{self.prefix}:owner:{json.loads(owner)}", job_id)
             pipe.delete(self.key(job_id), f"{self.prefix}:checkpoint:{job_id}")
             pipe.zrem(f"{self.prefix}:jobs", job_id)
             pipe.zrem(f"{self.prefix}:finished", job_id)

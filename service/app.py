@@ -27,7 +27,8 @@ class Services:
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         resolver = ModelResolver(self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s)
-        self.models = ModelCache(self.mlflow, resolver, settings.model_cache_size, settings.tensorflow_threads)
+        self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
+                                 settings.tensorflow_threads)
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 

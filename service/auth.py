@@ -1,6 +1,6 @@
 """API tokens: 'Authorization: Bearer <token>' on the endpoints that need one.
 
-With API_TOKENS set, the endpoints declared with access "jobs" (submit, list, read one, cancel)
+With API_TOKENS (or API_ADMIN_TOKENS) set, the endpoints declared with access "jobs" (submit, list, read one, cancel)
 need a token, and with PREDICT_REQUIRES_TOKEN those with access "models" (/predict, /models) too;
 public ones (/healthz, /readyz, /openapi.json, /docs, /metrics) never do. Without tokens nothing
 asks for one.
@@ -26,7 +26,7 @@ REALM = "echo-rnn"
 
 def needs_token(endpoint: Endpoint | None, settings: Settings) -> bool:
     """Whether the endpoint answers 401 without a valid token under these settings."""
-    if endpoint is None or not settings.api_tokens:
+    if endpoint is None or not settings.tokens_on:
         return False
     return endpoint.access == "jobs" or (endpoint.access == "models" and settings.predict_requires_token)
 
@@ -50,6 +50,11 @@ class Tokens:
         return None if found is None else f"token:{found.hex()[:16]}"
 
 
+def client_of(token: str) -> str:
+    """The client id of a token: 'token:' and the first 16 hex digits of its SHA-256."""
+    return f"token:{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+
+
 def bearer_token() -> str | None:
     """The token of the request's 'Authorization: Bearer ...' header, or None."""
     scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
@@ -62,18 +67,30 @@ def client_id() -> str | None:
     return g.get("client")
 
 
+def sees_everything() -> bool:
+    """Whether this request may see every client's jobs: tokens are off, or it carries an admin token."""
+    return not g.get("tokens_on") or bool(g.get("admin"))
+
+
+def can_see(owner: str | None) -> bool:
+    """Whether this request may see (and cancel) a job submitted by owner."""
+    return sees_everything() or (owner is not None and owner == client_id())
+
+
 def install(app: Flask, settings: Settings) -> None:
     """Check tokens before the protected views run (and identify any client that sends a valid one)."""
-    tokens = Tokens([t.get_secret_value() for t in settings.api_tokens])
+    tokens = Tokens([t.get_secret_value() for t in settings.api_tokens + settings.api_admin_tokens])
+    admins = {client_of(t.get_secret_value()) for t in settings.api_admin_tokens}
 
     @app.before_request
     def _authenticate() -> None:
-        g.client = None
+        g.client, g.admin, g.tokens_on = None, False, bool(tokens)
         if not tokens:
             return
         presented = bearer_token()
         if presented is not None:
             g.client = tokens.match(presented)
+            g.admin = g.client in admins
         if g.client is not None or not needs_token(endpoints.of(app, request.endpoint), settings):
             return
         if presented is None:

@@ -1,33 +1,43 @@
 """Loaded models kept per process: each loaded once, however many requests ask, the least used evicted."""
 
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from mlflow.tracking import MlflowClient
+from redis import Redis
 
+from contract import provenance
+from service import model_trust
 from service.metrics import CACHE_HITS, MODEL_LOADS
 from service.mlflow_errors import call_mlflow
 from service.model_download import download
 from service.model_resolver import ModelResolver
 from service.model_versions import ModelInfo
+from service.problems import Problem
 from service.serving import LoadedModel, configure_tensorflow
 
 Key = tuple[str, str]
+REFUSALS = 1024  # refused versions remembered per process
 
 
 class ModelCache:
     """The models a reference names, loaded on first use and kept in an LRU of size entries."""
 
-    def __init__(self, client: MlflowClient, resolver: ModelResolver, size: int, tensorflow_threads: int = 1):
-        self.client, self.resolver, self.size, self.tensorflow_threads = client, resolver, size, tensorflow_threads
+    def __init__(self, client: MlflowClient, redis: Redis, prefix: str, resolver: ModelResolver, size: int,
+                 tensorflow_threads: int = 1):
+        self.client, self.redis, self.prefix = client, redis, prefix
+        self.resolver, self.size, self.tensorflow_threads = resolver, size, tensorflow_threads
         self._loaded: OrderedDict[Key, LoadedModel] = OrderedDict()
+        self._refused: OrderedDict[Key, Problem] = OrderedDict()
         self._loading: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
         self.hits = self.loads = 0
 
-    def get(self, ref: str | None) -> tuple[ModelInfo, LoadedModel]:
-        """The model a reference names and its version."""
-        info = self.resolver.resolve(ref, still_usable=self.is_loaded)
+    def get(self, ref: str | None, can_see: Callable[[str | None], bool] = lambda _: True) -> tuple[ModelInfo, LoadedModel]:
+        """The model a reference names and its version; can_see(owner) says whose jobs' models the caller may use."""
+        info = self.resolver.resolve(ref, still_usable=self.is_loaded, can_see=can_see)
         key = (info.name, info.version)
         model = self._cached(key)
         if model is not None:
@@ -63,6 +73,25 @@ class ModelCache:
             return model
 
     def _load(self, info: ModelInfo) -> LoadedModel:
-        local = call_mlflow(lambda: download(self.client, info))
-        configure_tensorflow(self.tensorflow_threads)
-        return LoadedModel(local)
+        key = (info.name, info.version)
+        if key in self._refused:
+            raise self._refused[key]
+        try:
+            record = call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version))
+            model_trust.check_origin(info, self.resolver.name, record)
+            # Read, checked and loaded into memory, then deleted: no directory is left per load.
+            with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
+                local = call_mlflow(lambda: download(self.client, info, into))
+                model_trust.check_files(info, local, record)
+                configure_tensorflow(self.tensorflow_threads)
+                try:
+                    return LoadedModel(local)
+                except Exception as exc:  # ours, checked, and still unloadable: the server's fault, said so
+                    raise Problem(503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}") from exc
+        except Problem as problem:
+            if problem.status == 403:
+                with self._lock:
+                    self._refused[key] = problem
+                    while len(self._refused) > REFUSALS:
+                        self._refused.popitem(last=False)
+            raise

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from mlflow.tracking import MlflowClient
 
+from contract import provenance
 from contract.job_store import JobStore
 from service import model_refs
 from service.mlflow_errors import call_mlflow, or_not_found
@@ -14,6 +15,7 @@ from service.model_versions import ModelInfo
 from service.problems import Problem
 
 RESOLVED_REFS = 4096  # references remembered per process
+LATEST_WINDOW = 50  # the newest versions searched for the newest one the service produced
 log = logging.getLogger(__name__)
 
 
@@ -23,11 +25,12 @@ class ModelResolver:
     def __init__(self, client: MlflowClient, jobs: JobStore, name: str, ttl_s: float,
                  clock: Callable[[], float] = time.monotonic):
         self.client, self.jobs, self.name, self.ttl_s, self.clock = client, jobs, name, ttl_s, clock
-        self._resolved: dict[str, tuple[float, ModelInfo]] = {}
+        self._resolved: dict[str, tuple[float, ModelInfo, str | None]] = {}  # when, what, the job's owner
         self._lock = threading.Lock()
 
-    def resolve(self, ref: str | None, still_usable: Callable[[ModelInfo], bool] = lambda _: False) -> ModelInfo:
-        """The version ref names; 404 when there is none.
+    def resolve(self, ref: str | None, still_usable: Callable[[ModelInfo], bool] = lambda _: False,
+                can_see: Callable[[str | None], bool] = lambda _: True) -> ModelInfo:
+        """The version ref names; 404 when there is none, or when it names a job the caller may not see.
 
         While MLflow is down, a moving reference keeps naming the version it named if
         still_usable(that version) (it is loaded here), and is asked again only after another TTL.
@@ -40,42 +43,55 @@ class ModelResolver:
         with self._lock:
             cached = self._resolved.get(key)
         if cached and (not parsed.moves or self.clock() - cached[0] < self.ttl_s):
+            if parsed.kind == "job" and not can_see(cached[2]):
+                raise Problem(404, "Unknown job", f"no job {parsed.job_id}")
             return cached[1]
+        owner = None
         try:
-            info = call_mlflow(lambda: self._ask(parsed, ref or "latest"))
+            if parsed.kind == "job":
+                info, owner = call_mlflow(lambda: self._ask_job(parsed, ref, can_see))
+            else:
+                info = call_mlflow(lambda: self._ask(parsed, ref or "latest"))
         except Problem as problem:
             if problem.status != 503 or cached is None or not still_usable(cached[1]):
                 raise
             log.warning("MLflow unavailable; %s still names %s: %s", ref or "latest", cached[1].uri, problem.detail)
-            info = cached[1]
-        self._remember(key, info)
+            info, owner = cached[1], cached[2]
+        self._remember(key, info, owner)
         return info
 
-    def _remember(self, key: str, info: ModelInfo) -> None:
+    def _remember(self, key: str, info: ModelInfo, owner: str | None) -> None:
         with self._lock:
             self._resolved.pop(key, None)
-            self._resolved[key] = (self.clock(), info)
+            self._resolved[key] = (self.clock(), info, owner)
             while len(self._resolved) > RESOLVED_REFS:  # the oldest entry goes first
                 self._resolved.pop(next(iter(self._resolved)))
 
+    def _ask_job(self, ref: model_refs.ModelRef, text: str, can_see: Callable[[str | None], bool]) -> tuple[ModelInfo, str | None]:
+        job = self.jobs.get(ref.job_id)
+        if job is None or not can_see(job.owner):
+            raise Problem(404, "Unknown job", f"no job {ref.job_id}")
+        if job.model is None:
+            raise Problem(404, "No model yet", f"job {ref.job_id} is {job.status} and has no saved model")
+        version = or_not_found(lambda: self.client.get_model_version(job.model.name, job.model.version), text)
+        return ModelInfo.of(version), job.owner
+
     def _ask(self, ref: model_refs.ModelRef, text: str) -> ModelInfo:
         if ref.kind == "latest":
-            versions = self.client.search_model_versions(f"name = '{self.name}'", order_by=["version_number DESC"], max_results=1)
-            if not versions:
-                raise Problem(404, "No model", "no model is registered yet: train one with POST /jobs")
-            return ModelInfo.of(versions[0])
+            versions = self.client.search_model_versions(f"name = '{self.name}'", order_by=["version_number DESC"],
+                                                         max_results=LATEST_WINDOW)
+            # The newest the service produced: versions registered through MLflow alone are skipped.
+            ours = [v for v in versions if provenance.lookup(self.jobs.redis, self.jobs.prefix, v.name, str(v.version))]
+            if not ours:
+                raise Problem(404, "No model", "no model of this service is registered yet: train one with POST /jobs")
+            return ModelInfo.of(ours[0])
         if ref.kind == "version":
             return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(ref.name, ref.version), text))
         if ref.kind == "alias":
             return ModelInfo.of(or_not_found(lambda: self.client.get_model_version_by_alias(ref.name, ref.alias), text))
-        if ref.kind == "job":
-            job = self.jobs.get(ref.job_id)
-            if job is None:
-                raise Problem(404, "Unknown job", f"no job {ref.job_id}")
-            if job.model is None:
-                raise Problem(404, "No model yet", f"job {ref.job_id} is {job.status} and has no saved model")
-            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(job.model.name, job.model.version), text))
-        versions = self.client.search_model_versions(f"run_id = '{ref.run_id}'")
+        versions = sorted(self.client.search_model_versions(f"run_id = '{ref.run_id}'"), key=lambda v: -int(v.version))
         if not versions:
             raise Problem(404, "Unknown model", f"no registered model comes from MLflow run {ref.run_id}")
-        return ModelInfo.of(max(versions, key=lambda v: int(v.version)))
+        # The version the service's job registered from the run, not one added to it through MLflow later.
+        ours = [v for v in versions if provenance.lookup(self.jobs.redis, self.jobs.prefix, v.name, str(v.version))]
+        return ModelInfo.of((ours or versions)[0])

@@ -14,6 +14,7 @@ PROBLEM = "application/problem+json"
 ERRORS = {
     400: "Bad JSON or a repeated query parameter",
     401: "No bearer token, or not a valid one (WWW-Authenticate: Bearer)",
+    403: "A model this service did not produce, or whose files changed (detail says which); never loaded",
     404: "Unknown job or model",
     405: "Method not allowed",
     409: "The job has already finished",

@@ -2,12 +2,14 @@
 
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from service.schemas import PATTERN_MESSAGES
+
+DRAIN_BYTES = 64 * 1024 * 1024  # read at most this much of a refused body before answering
 
 
 class Problem(Exception):
@@ -52,6 +54,16 @@ def invalid(exc: ValidationError, location: str) -> Problem:
     return Problem(422, "Invalid request", f"invalid {location}: {fields}", errors)
 
 
+def _drain() -> None:
+    """Read and drop the rest of a refused body (up to a bound), so a client that sends it whole reads our 413, not a broken pipe."""
+    stream, left = request.environ.get("wsgi.input"), min(request.content_length or 0, DRAIN_BYTES)
+    while stream is not None and left > 0:
+        chunk = stream.read(min(1 << 16, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
 def register(app: Flask) -> None:
     """Turn every error, ours or Werkzeug's, into a problem document; never leak a traceback."""
 
@@ -61,6 +73,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            _drain()
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return response(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
 

@@ -3,8 +3,11 @@
 import logging
 import threading
 
+from pathlib import Path
+
 import numpy as np
 
+from contract.provenance import SAVED_MODEL_DIR
 from service.batching import MIN_LENGTH, MIN_ROWS, Batcher
 
 # Shapes compiled when a model loads, so that common requests never wait for XLA.
@@ -31,15 +34,18 @@ def configure_tensorflow(threads: int) -> None:
 
 
 class LoadedModel:
-    """A SavedModel loaded once through MLflow and warmed; predictions never call MLflow."""
+    """A saved model's TensorFlow SavedModel loaded once and warmed; predictions never call MLflow."""
 
     def __init__(self, path: str, max_batch_rows: int = 1024):
-        import mlflow.tensorflow
         import tensorflow as tf
 
         self._tf = tf
-        module = mlflow.tensorflow.load_model(path)
+        # The SavedModel itself, not MLflow's loader: no flavor module imported, nothing unpickled.
+        module = tf.saved_model.load(str(Path(path) / SAVED_MODEL_DIR))
         self.echo_step = int(module.echo_step.numpy())
+        # Work per padded cell grows with the state (and the classes): what a request's cost counts.
+        weights = getattr(module, "weights", None)
+        self.state_size = int(weights[0].shape[-1]) if weights else 1
         if hasattr(module, "forward"):
             concrete = module.forward.get_concrete_function()
             # The flat call skips binding arguments to the Python signature (inspect), which costs

@@ -33,6 +33,14 @@ class Settings(CommonSettings):
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens (API_TOKENS: comma-separated or a JSON list); none: no token is asked for.")
+    api_admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Admin bearer tokens (API_ADMIN_TOKENS, as API_TOKENS): they see and cancel every client's jobs.")
+    max_active_jobs_per_token: int = Field(
+        10, ge=1, description="Jobs one token may have queued or running at once; the next submission is a 429.")
+    predict_budget: int = Field(
+        2**26, ge=1024, description="Most work one /predict request may ask for, in padded cells × state size; "
+                                    "past it the answer is a 413 before anything is allocated.")
     predict_requires_token: bool = Field(False, description="With tokens: /predict and /models need one too.")
     rate_limit_jobs: str = Field(
         "120/minute", description="Jobs one client may submit (accepted ones count); empty: no limit.")
@@ -40,7 +48,16 @@ class Settings(CommonSettings):
         "3000/minute", description="Requests to /predict (GET and POST together) per client; empty: no limit.")
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs is kept.")
 
-    @field_validator("api_tokens", mode="before")
+    def mlflow_client_environment(self) -> dict[str, str]:
+        """The MLflow client settings, and no pickle deserialization in the API: a second wall behind model_trust."""
+        return {**super().mlflow_client_environment(), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+
+    @property
+    def tokens_on(self) -> bool:
+        """Whether the API asks for tokens."""
+        return bool(self.api_tokens or self.api_admin_tokens)
+
+    @field_validator("api_tokens", "api_admin_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value):
         if isinstance(value, str):

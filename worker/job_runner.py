@@ -4,7 +4,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from contract import clock
+from contract import clock, provenance
 from contract.clock import now
 from contract.job import Job
 from contract.job_store import JobStore
@@ -92,7 +92,7 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
     from worker.engine import export
     from worker.engine.figure import render
     from worker.engine.train import TrainingCancelled, train_model
-    from worker.model_logging import log_and_register
+    from worker.model_logging import files_digest, log_and_register
 
     best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
     progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort)
@@ -124,6 +124,9 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
         "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)})
     model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage,
                              serving_module.result())
+    digest = files_digest(tracker.client, model["name"], model["version"], tracker.outage)
+    redis_retry.call(lambda: provenance.record(store.redis, store.prefix, provenance.Provenance(
+        model["name"], model["version"], job.id, tracker.run_id, digest)), "recording the model's provenance")
     keeper.check()
     tracker.end("FINISHED")
     # MLflow first, then Redis: should Redis stay away past its limit, the record stays running and

@@ -1,11 +1,14 @@
 """Logging the trained network as an MLflow TensorFlow model and registering a version."""
 
+import tempfile
+
 import numpy as np
 import mlflow.tensorflow
 from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
+from contract import provenance
 from worker.engine.export import EchoModel, build
 from worker.engine.train import TrainingResult
 from worker.retry import Outage
@@ -65,6 +68,21 @@ def log_and_register(
 
         version = outage.call(create_version, "registering the model version")
     return {"uri": f"models:/{name}/{version.version}", "name": name, "version": str(version.version)}
+
+
+def files_digest(client: MlflowClient, name: str, version: str, outage: Outage) -> str:
+    """The digest of a registered version's files as the artifact store holds them (what the API will check)."""
+    import mlflow.artifacts
+
+    def fetch() -> str:
+        found = client.get_model_version(name, version)  # located as the API locates it (service/model_download.py)
+        location = (client.get_logged_model(found.model_id).artifact_location if found.model_id
+                    else client.get_model_version_download_uri(name, version))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri)
+            return provenance.digest(path)
+
+    return outage.call(fetch, "reading back the model's files")
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:

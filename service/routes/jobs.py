@@ -14,6 +14,7 @@ from service.schemas import JobList, JobListQuery
 from contract import tasks
 from contract.clock import now
 from contract.job import FINISHED, Job
+from contract.job_store import QuotaExceeded
 from contract.params import TrainingParams
 
 bp = Blueprint("jobs", __name__)
@@ -27,8 +28,10 @@ SUBMIT = Endpoint(
                "nothing new was queued", {**LOCATION, idempotency.REPLAYED: {
                    "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}}),
     ),
-    errors=(400, 409, 413, 415, 422, 503), headers=(idempotency.PARAMETER,),
+    errors=(400, 409, 413, 415, 422, 429, 503), headers=(idempotency.PARAMETER,),
     error_notes={
+        429: "Over this client's rate limit, or (with tokens) the token already has MAX_ACTIVE_JOBS_PER_TOKEN jobs "
+             "queued or running; retry after Retry-After seconds",
         409: f"A request with the same {idempotency.HEADER} is still being processed; retry after Retry-After",
         422: f"Invalid parameters (errors names each field), a malformed {idempotency.HEADER}, "
              f"or an {idempotency.HEADER} already used with a different body",
@@ -42,7 +45,7 @@ def _job(job: Job) -> dict:
 
 def _get(job_id: str) -> Job:
     job = services().jobs.get(job_id)
-    if job is None:
+    if job is None or not auth.can_see(job.owner):  # another client's job is not there for this one
         raise Problem(404, "Not Found", f"no job {job_id}")
     return job
 
@@ -60,7 +63,15 @@ def submit() -> Response:
             if claim.job_id is not None:
                 return _replay(claim.job_id)
         params = validated.resolved()
-        job = s.jobs.create(params.model_dump(), params.total_steps)
+        owner = auth.client_id() if s.settings.tokens_on else None
+        quota = s.settings.max_active_jobs_per_token if owner else 0
+        job = s.jobs.create(params.model_dump(), params.total_steps, owner=owner, quota=quota)
+    except QuotaExceeded as exc:
+        if claim is not None:
+            _release(claim)
+        raise Problem(429, "Too Many Requests",
+                      f"this token already has {quota} jobs queued or running (MAX_ACTIVE_JOBS_PER_TOKEN); "
+                      "submit more once some have finished", headers={"Retry-After": "30"}) from exc
     except RedisError as exc:
         if claim is not None:
             _release(claim)
@@ -117,9 +128,10 @@ def show(job_id: str) -> Response:
 
 @route(bp, Endpoint("get", "/jobs", (Answer(200, JobList),), (400, 422, 503), query=JobListQuery, access="jobs"))
 def index() -> Response:
-    """Jobs, newest first; ?status=, ?limit= and ?cursor= for the next page."""
+    """Jobs, newest first (a token's own; every job for an admin token); ?status=, ?limit=, ?cursor=."""
     query = parse(JobListQuery, query_args(), "query")
-    jobs, cursor = services().jobs.list(query.status, query.limit, query.cursor)
+    owner = None if auth.sees_everything() else auth.client_id()
+    jobs, cursor = services().jobs.list(query.status, query.limit, query.cursor, owner=owner)
     return jsonify(jobs=[_job(j) for j in jobs], next_cursor=cursor)
 
 

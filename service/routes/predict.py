@@ -3,6 +3,8 @@
 import numpy as np
 from flask import Blueprint, Response, jsonify
 
+from service import auth
+from service.batching import MIN_LENGTH, MIN_ROWS, bucket
 from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
@@ -21,8 +23,31 @@ def _too_large(sequences: list[str]) -> None:
 
 
 def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
-    """Run the model on bit strings of any lengths in one batch; the model info and one result each."""
-    info, model = services().models.get(ref)
+    """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each."""
+    info, model = services().models.get(ref, can_see=auth.can_see)
+    groups = _by_bucket([len(s) for s in sequences])
+    cost = sum(bucket(len(rows), MIN_ROWS) * length for length, rows in groups.items()) * model.state_size
+    budget = services().settings.predict_budget
+    if cost > budget:
+        raise Problem(413, "Content Too Large", f"the request asks for {cost:,} cells × state size of work, over the "
+                      f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request")
+    results: list[dict | None] = [None] * len(sequences)
+    for rows in groups.values():
+        group = [sequences[r] for r in rows]
+        for r, result in zip(rows, _run(model, group)):
+            results[r] = result
+    return info.as_dict(), results
+
+
+def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
+    """Row indices grouped by their length's power-of-two bucket: one padded rectangle per group, not one for all."""
+    groups: dict[int, list[int]] = {}
+    for row, n in enumerate(lengths):
+        groups.setdefault(bucket(n, MIN_LENGTH), []).append(row)
+    return groups
+
+
+def _run(model, sequences: list[str]) -> list[dict]:
     lengths = [len(s) for s in sequences]
     if min(lengths) == max(lengths):
         bits = (np.frombuffer("".join(sequences).encode(), np.uint8) - ord("0")).astype(np.int32).reshape(len(sequences), -1)
@@ -31,18 +56,17 @@ def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
         for row, s in enumerate(sequences):
             bits[row, : len(s)] = np.frombuffer(s.encode(), np.uint8) - ord("0")
     p_one = model.predict(bits)
-    # Whole-batch NumPy; each result holds views that the JSON provider writes without lists.
+    # Whole-group NumPy; each result holds views that the JSON provider writes without lists.
     echoes = np.where(p_one > 0.5, ord("1"), ord("0")).astype(np.uint8)
     rounded = np.round(p_one.astype(np.float64), 6)
-    results = [
+    return [
         {"sequence": s, "echo": echoes[row, :n].tobytes().decode(), "probabilities": rounded[row, :n],
          "echo_step": model.echo_step}
         for row, (s, n) in enumerate(zip(sequences, lengths))
     ]
-    return info.as_dict(), results
 
 
-@route(bp, Endpoint("get", "/predict", (Answer(200, PredictOne),), (400, 404, 413, 422, 503), query=PredictQuery,
+@route(bp, Endpoint("get", "/predict", (Answer(200, PredictOne),), (400, 403, 404, 413, 422, 503), query=PredictQuery,
                     access="models", rate_limit="predict"))
 def predict_one() -> Response:
     """Echo one bit sequence: ?sequence=0110…&model=REF."""
@@ -57,7 +81,7 @@ def predict_one() -> Response:
     return jsonify(model=model, **results[0])
 
 
-@route(bp, Endpoint("post", "/predict", (Answer(200, PredictMany),), (400, 404, 413, 415, 422, 503), body=PredictBody,
+@route(bp, Endpoint("post", "/predict", (Answer(200, PredictMany),), (400, 403, 404, 413, 415, 422, 503), body=PredictBody,
                     access="models", rate_limit="predict"))
 def predict_many() -> Response:
     """Echo a batch: {"sequences": [...], "model": REF}."""

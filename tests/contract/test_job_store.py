@@ -151,3 +151,12 @@ def test_a_cancel_and_the_saving_phase_never_both_win(store):
         assert len(wins) == 1
         got = store.get(job.id)
         assert (got.cancel_requested, got.phase == "saving") == ((True, False) if wins == ["cancel"] else (False, True))
+
+
+def test_an_owners_listing_holds_only_its_jobs_with_the_status_filter_too(store):
+    mine = [store.create({"num_epochs": 1}, steps=1, owner="token:a") for _ in range(3)]
+    store.create({"num_epochs": 1}, steps=1, owner="token:b")
+    store.move(mine[1].id, "running")
+    assert [j.id for j in store.list(None, 10, None, owner="token:a")[0]] == [j.id for j in mine[::-1]]
+    assert [j.id for j in store.list("running", 10, None, owner="token:a")[0]] == [mine[1].id]
+    assert store.list("running", 10, None, owner="token:b")[0] == []

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from contract import provenance
 from service.app import create_app
 from service.problems import Problem
 
@@ -37,13 +38,15 @@ def test_a_model_is_loaded_once_and_kept(cache, trained_job):
 
 def test_the_cache_is_bounded(cache, stack, trained_job):
     client = MlflowClient(tracking_uri=stack.mlflow)
-    versions = sorted(int(v.version) for v in client.search_model_versions("name = 'echo-rnn'"))
-    if len(versions) < 3:  # register the same model twice more, so there are three versions to load
-        source = client.get_model_version("echo-rnn", trained_job["model"]["version"])
-        for _ in range(3 - len(versions)):
-            client.create_model_version("echo-rnn", source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1])
-        versions = sorted(int(v.version) for v in client.search_model_versions("name = 'echo-rnn'"))
-    for v in versions[-3:]:
+    source = client.get_model_version("echo-rnn", trained_job["model"]["version"])
+    record = provenance.lookup(cache.redis, cache.prefix, "echo-rnn", source.version)
+    versions = []
+    for _ in range(3):  # the same model registered three more times: three versions to load
+        copy = client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
+                                           model_id=source.source.rsplit("/", 1)[-1])
+        provenance.copy(cache.redis, cache.prefix, record, copy.version)  # the same files: served
+        versions.append(copy.version)
+    for v in versions:
         cache.get(f"models:/echo-rnn/{v}")
     assert cache.loads == 3 and len(cache._loaded) == cache.size == 2
 

@@ -1,0 +1,58 @@
+"""Which registered models this service produced: a record per version, written by the worker that
+registered it, kept in Redis (which MLflow's users cannot write), and the digest of its files.
+
+The API serves a version only if its record names the version's run and the downloaded files
+have the recorded digest: a model registered or altered through MLflow alone is never loaded.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from redis import Redis
+
+# Where our workers' models keep the TensorFlow SavedModel inside the MLflow model directory.
+SAVED_MODEL_DIR = "tf2model"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """A registered version this service produced."""
+
+    name: str
+    version: str
+    job_id: str
+    run_id: str
+    digest: str  # sha256 over the SavedModel's files
+
+
+def key(prefix: str, name: str, version: str) -> str:
+    """The Redis key of a version's record."""
+    return f"{prefix}:model:{name}:{version}"
+
+
+def record(redis: Redis, prefix: str, provenance: Provenance) -> None:
+    """Write the record of a version this service registered (kept for good: versions are too)."""
+    redis.set(key(prefix, provenance.name, provenance.version), json.dumps(asdict(provenance)))
+
+
+def lookup(redis: Redis, prefix: str, name: str, version: str) -> Provenance | None:
+    """The record of a version, or None when this service did not produce it."""
+    raw = redis.get(key(prefix, name, version))
+    return Provenance(**json.loads(raw)) if raw else None
+
+
+def copy(redis: Redis, prefix: str, source: Provenance, version: str) -> None:
+    """Record another version registered from the same run and files (benchmarks and tests load copies)."""
+    record(redis, prefix, Provenance(source.name, version, source.job_id, source.run_id, source.digest))
+
+
+def digest(model_dir: str | Path) -> str:
+    """sha256 over every file of the model's SavedModel directory, names included, in a fixed order."""
+    root = Path(model_dir) / SAVED_MODEL_DIR
+    sha = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(root)).encode() + b"\0")
+        sha.update(hashlib.sha256(path.read_bytes()).digest())
+    return sha.hexdigest()
