@@ -116,6 +116,15 @@ def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) 
     return p50
 
 
+def learning_rate(seeds: int, epochs: int, series: int) -> dict[str, int]:
+    """Per init: how many of seeds 0..seeds-1 reach a loss ≤ 0.01 within the epochs (defaults otherwise)."""
+    return {
+        init: sum(min(train_model(TrainingParams(num_epochs=epochs, total_series_length=series, seed=seed, init=init,
+                                                 device="cpu")).epoch_losses) <= 0.01 for seed in range(seeds))
+        for init in ("tutorial", "glorot")
+    }
+
+
 def print_table(params: TrainingParams, timings: list[Timing]) -> None:
     """The side-by-side table."""
     steps = params.steps_per_epoch
@@ -165,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nserving (SavedModel signature, in process, one sequence per call, p50):")
     for length, ms in p50.items():
         print(f"  length {length:>5}: {ms:.3f} ms {'(target ≤ 1 ms)' if ms <= 1.0 else '(over 1 ms target)'}")
+    seeds, epochs = (2, 1) if args.quick else (20, 5)
+    learned = learning_rate(seeds, epochs, series)
+    print(f"\nlearns the echo (an epoch's loss ≤ 0.01) within {epochs} epochs, seeds 0–{seeds - 1}: "
+          + ", ".join(f"init={init} {count}/{seeds}" for init, count in learned.items()))
     print(f"\nKeras speedup vs seed reference: {tutorial.steady_s / keras_timing.steady_s:.1f}x")
     print(f"engine speedup vs Keras: {keras_timing.steady_s / engine.steady_s:.1f}x")
     print(f"train speedup vs seed reference: {tutorial.steady_s / engine.steady_s:.1f}x")

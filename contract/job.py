@@ -46,6 +46,21 @@ class SavedModel(BaseModel):
     uri: str
     name: str
     version: str
+    promoted: bool | None = Field(None, description="Whether this version became the champion GET /predict serves by default.")
+    promotion: str | None = Field(None, description="Why it was promoted or not.")
+
+
+class LengthScore(BaseModel):
+    echo_accuracy: float
+    loss: float
+
+
+class Evaluation(BaseModel):
+    """Held-out evaluation at the end of the job: fresh sequences from a seed apart from training's."""
+
+    echo_accuracy: float = Field(description="Share of echoed bits right, at positions ≥ echo_step.")
+    loss: float = Field(description="Mean cross-entropy at those positions.")
+    by_length: dict[str, LengthScore] = Field(default_factory=dict, description="The same per sequence length.")
 
 
 class WorkerInfo(BaseModel):
@@ -73,6 +88,8 @@ class Job(BaseModel):
     device: str | None = None
     mlflow: MlflowLink | None = None
     model: SavedModel | None = None
+    evaluation: Evaluation | None = None
+    stopped_early: int | None = Field(None, description="The epoch whose mean loss reached target_loss, ending the job early.")
     owner: str | None = Field(None, description="The client that submitted it (its token's fingerprint), when tokens are on.")
     cancel_requested: bool = False
     phase: Literal["training", "saving"] | None = Field(

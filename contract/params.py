@@ -40,6 +40,12 @@ class TrainingParams(BaseModel):
         None, ge=0, le=2**32 - 1, description="Random seed; same seed, same loss curve on the CPU."
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="Where to train.")
+    init: Literal["tutorial", "glorot"] = Field(
+        "tutorial", description="Initial weights: the tutorial's (W, W2 uniform in [0, 1): some seeds sit at ln 2 "
+                                "for epochs), or Glorot-uniform (learns the echo from almost every seed).")
+    target_loss: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        description="Stop early, succeeded, once an epoch's mean loss is at or below this; none: every epoch.")
     time_limit_s: int | None = Field(
         None, ge=1, le=7 * 24 * 3600,
         description="Fail the job past this many seconds of running; workers cap it (6 h by default).",

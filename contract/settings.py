@@ -16,6 +16,7 @@ class CommonSettings(BaseSettings):
     mlflow_tracking_uri: str = Field(description="The MLflow tracking server.")
     mlflow_ui_url: str | None = Field(None, description="Public base URL of the MLflow UI (run links); defaults to the tracking URI.")
     registered_model: str = Field("echo-rnn", description="The registered model each job adds a version to.")
+    champion_alias: str = Field("champion", description="The registered model's alias GET /predict serves by default.")
     job_key_prefix: str = Field("echo-rnn", description="Prefix of every Redis key of the service.")
     log_level: str = Field("INFO", description="Level of the JSON log lines.")
     job_retention_s: int = Field(30 * 24 * 3600, ge=60, description="How long a finished job's record is kept in Redis (s).")

@@ -22,7 +22,7 @@ MESSAGE = "not a model reference: a job id, an MLflow run id, models:/NAME/VERSI
 class ModelRef:
     """A parsed reference; the fields its kind names are set."""
 
-    kind: Literal["latest", "run", "job", "version", "alias"]
+    kind: Literal["default", "run", "job", "version", "alias"]
     run_id: str | None = None
     job_id: str | None = None
     name: str | None = None
@@ -31,14 +31,14 @@ class ModelRef:
 
     @property
     def moves(self) -> bool:
-        """Whether what it names can change (latest, an alias); versions, runs and jobs never do."""
-        return self.kind in ("latest", "alias")
+        """Whether what it names can change (the default, an alias); versions, runs and jobs never do."""
+        return self.kind in ("default", "alias")
 
 
 def parse(ref: str | None) -> ModelRef | None:
-    """The reference's parts (kind 'latest' for None), or None when it is no reference."""
+    """The reference's parts (kind 'default', the champion, for None), or None when it is no reference."""
     if ref is None:
-        return ModelRef("latest")
+        return ModelRef("default")
     for kind, matcher in _MATCHERS.items():
         if m := matcher.match(ref):
             return ModelRef(kind, **m.groupdict())

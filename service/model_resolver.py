@@ -5,26 +5,27 @@ import threading
 import time
 from collections.abc import Callable
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from contract import provenance
 from contract.job_store import JobStore
 from service import model_refs
-from service.mlflow_errors import call_mlflow, or_not_found
+from service.mlflow_errors import NOT_FOUND, call_mlflow, or_not_found
 from service.model_versions import ModelInfo
 from service.problems import Problem
 
 RESOLVED_REFS = 4096  # references remembered per process
-LATEST_WINDOW = 50  # the newest versions searched for the newest one the service produced
 log = logging.getLogger(__name__)
 
 
 class ModelResolver:
-    """Resolves references through MLflow; 'latest' and aliases are trusted for ttl_s, versions for good."""
+    """Resolves references through MLflow; the default (the champion) and aliases are trusted for ttl_s, versions for good."""
 
-    def __init__(self, client: MlflowClient, jobs: JobStore, name: str, ttl_s: float,
+    def __init__(self, client: MlflowClient, jobs: JobStore, name: str, ttl_s: float, alias: str = "champion",
                  clock: Callable[[], float] = time.monotonic):
         self.client, self.jobs, self.name, self.ttl_s, self.clock = client, jobs, name, ttl_s, clock
+        self.alias = alias
         self._resolved: dict[str, tuple[float, ModelInfo, str | None]] = {}  # when, what, the job's owner
         self._lock = threading.Lock()
 
@@ -51,11 +52,11 @@ class ModelResolver:
             if parsed.kind == "job":
                 info, owner = call_mlflow(lambda: self._ask_job(parsed, ref, can_see))
             else:
-                info = call_mlflow(lambda: self._ask(parsed, ref or "latest"))
+                info = call_mlflow(lambda: self._ask(parsed, ref or "the champion"))
         except Problem as problem:
             if problem.status != 503 or cached is None or not still_usable(cached[1]):
                 raise
-            log.warning("MLflow unavailable; %s still names %s: %s", ref or "latest", cached[1].uri, problem.detail)
+            log.warning("MLflow unavailable; %s still names %s: %s", ref or "the champion", cached[1].uri, problem.detail)
             info, owner = cached[1], cached[2]
         self._remember(key, info, owner)
         return info
@@ -77,14 +78,15 @@ class ModelResolver:
         return ModelInfo.of(version), job.owner
 
     def _ask(self, ref: model_refs.ModelRef, text: str) -> ModelInfo:
-        if ref.kind == "latest":
-            versions = self.client.search_model_versions(f"name = '{self.name}'", order_by=["version_number DESC"],
-                                                         max_results=LATEST_WINDOW)
-            # The newest the service produced: versions registered through MLflow alone are skipped.
-            ours = [v for v in versions if provenance.lookup(self.jobs.redis, self.jobs.prefix, v.name, str(v.version))]
-            if not ours:
-                raise Problem(404, "No model", "no model of this service is registered yet: train one with POST /jobs")
-            return ModelInfo.of(ours[0])
+        if ref.kind == "default":
+            try:
+                return ModelInfo.of(self.client.get_model_version_by_alias(self.name, self.alias))
+            except MlflowException as exc:
+                if exc.error_code not in NOT_FOUND:
+                    raise
+                raise Problem(404, "No champion", f"no version of {self.name} is champion yet (models:/{self.name}@"
+                              f"{self.alias}): a job's model becomes champion once its held-out echo accuracy passes "
+                              "the gate; name a version with model=") from exc
         if ref.kind == "version":
             return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(ref.name, ref.version), text))
         if ref.kind == "alias":

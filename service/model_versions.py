@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from contract.clock import iso
 
-FINAL_METRICS = ("loss", "epoch_loss", "echo_accuracy")
+FINAL_METRICS = ("loss", "epoch_loss", "echo_accuracy", "eval_echo_accuracy", "eval_loss")
 
 
 @dataclass(frozen=True)
@@ -32,17 +32,23 @@ class ModelInfo:
         return asdict(self)
 
 
-def list_versions(client: MlflowClient, name: str) -> list[dict[str, Any]]:
-    """Every version of name, newest first, with aliases, creation time and its run's final metrics.
+def list_versions(client: MlflowClient, name: str, champion: str) -> list[dict[str, Any]]:
+    """Every version of name, newest first, with aliases (champion among them), the gate's verdict, creation time and its run's final metrics.
 
-    Three requests whatever the number of versions: the versions, the experiments, their runs.
+    Four requests whatever the number of versions: the versions, their aliases, the experiments, their runs.
     """
     versions = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
+    aliases: dict[str, list[str]] = {}  # a search leaves versions' aliases out: the registered model has them
+    for alias, version in (client.get_registered_model(name).aliases if versions else {}).items():
+        aliases.setdefault(str(version), []).append(alias)
     metrics = _run_metrics(client, {v.run_id for v in versions if v.run_id})
     return [
         {
             **ModelInfo.of(v).as_dict(),
-            "aliases": list(v.aliases or []),
+            "aliases": sorted(aliases.get(str(v.version), [])),
+            "champion": champion in aliases.get(str(v.version), []),
+            "promoted": {"true": True, "false": False}.get((v.tags or {}).get("promoted", "")),
+            "promotion": (v.tags or {}).get("promotion_reason"),
             "created_at": iso(v.creation_timestamp),
             "metrics": {k: metrics.get(v.run_id, {}).get(k) for k in FINAL_METRICS},
         }

@@ -35,7 +35,7 @@ ModelRef = Annotated[
         max_length=200,
         pattern=model_refs.PATTERN,
         description="A job id, an MLflow run id, models:/echo-rnn/VERSION or models:/echo-rnn@ALIAS; "
-        "by default the newest registered version.",
+        "by default the champion (models:/echo-rnn@champion), which only moves to a better version.",
     ),
 ]
 
@@ -110,12 +110,17 @@ class VersionMetrics(BaseModel):
     loss: float | None
     epoch_loss: float | None
     echo_accuracy: float | None
+    eval_echo_accuracy: float | None = Field(description="Held-out echo accuracy, the champion gate's measure.")
+    eval_loss: float | None
 
 
 class ModelVersion(ModelOut):
     """A registered version with its final metrics."""
 
     aliases: list[str]
+    champion: bool = Field(description="Whether GET /predict serves this version by default.")
+    promoted: bool | None = Field(description="Whether the champion gate promoted it when its job ended.")
+    promotion: str | None = Field(description="Why it was promoted or not.")
     created_at: str
     metrics: VersionMetrics
 

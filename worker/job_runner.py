@@ -2,6 +2,7 @@
 
 import logging
 import time
+from dataclasses import asdict
 from concurrent.futures import ThreadPoolExecutor
 
 from contract import clock, provenance
@@ -9,6 +10,7 @@ from contract.clock import now
 from contract.job import Job
 from contract.job_store import JobStore
 from contract.params import TrainingParams
+from worker import champion
 from worker.checkpoint_store import CheckpointStore
 from worker.job_claim import claim
 from worker.lease import LeaseKeeper, LeaseLost
@@ -118,7 +120,11 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
         best_effort.call(lambda: checkpoints.delete(job.id), "deleting the checkpoint")
         tracker.end("KILLED")
         return "cancelled"
-    redis_retry.call(lambda: store.update(job.id, device=result.device), "recording the device")
+    evaluation = asdict(result.evaluation)
+    tracker.add("eval_echo_accuracy", [evaluation["echo_accuracy"]], len(result.losses))
+    tracker.add("eval_loss", [evaluation["loss"]], len(result.losses))
+    redis_retry.call(lambda: store.update(job.id, device=result.device, evaluation=evaluation,
+                                          stopped_early=result.stopped_early), "recording the device and evaluation")
     # The final figure, the model and the last metric points go to MLflow side by side.
     tracker.log_artifacts_later(lambda: {
         "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)})
@@ -127,6 +133,10 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
     digest = files_digest(tracker.client, model["name"], model["version"], tracker.outage)
     redis_retry.call(lambda: provenance.record(store.redis, store.prefix, provenance.Provenance(
         model["name"], model["version"], job.id, tracker.run_id, digest)), "recording the model's provenance")
+    promotion = champion.gate(tracker.client, store.redis, f"{store.prefix}:champion-lock", model["name"], model["version"],
+                              evaluation["echo_accuracy"], evaluation["loss"], settings.champion_min_accuracy,
+                              settings.champion_alias, tracker.outage)
+    model = {**model, "promoted": promotion.promoted, "promotion": promotion.reason}
     keeper.check()
     tracker.end("FINISHED")
     # MLflow first, then Redis: should Redis stay away past its limit, the record stays running and

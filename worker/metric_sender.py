@@ -57,13 +57,16 @@ class MetricSender:
             raise MlflowUnavailable(self.error)
 
     def drain(self) -> None:
-        """Block until everything queued has been sent (or the sender gave up)."""
+        """Block until everything queued has been sent (or the sender gave up, or was stopped)."""
         with self._cond:
             self._flushing = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: (not self._count and not self._sending) or self.error)
+            self._cond.wait_for(lambda: (not self._count and not self._sending) or self.error or self._stopped)
             self._flushing = False
+            unsent = self._count
         self.check()
+        if unsent:
+            raise MlflowUnavailable(f"the sender was stopped with {unsent} metric points unsent")
 
     def stop(self) -> None:
         """End the sending thread."""

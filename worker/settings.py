@@ -22,6 +22,8 @@ class WorkerSettings(CommonSettings):
     redis_retry_s: float = Field(
         600.0, ge=0, description="How long a job waits for an unreachable Redis to record its start or end.")
 
+    champion_min_accuracy: float = Field(
+        0.99, ge=0, le=1, description="Held-out echo accuracy a version needs to become champion (and no lower than the champion's).")
     lease_ttl_s: float = Field(
         30.0, ge=3, le=30, description="A running job's lease lapses this long after its worker stops renewing it (s).")
     watchdog_interval_s: float = Field(

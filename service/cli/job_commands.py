@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from service.cli.api import Api, handled
-from service.cli.output import dump, err, num, out, percent, when
+from service.cli.output import champion_line, dump, err, evaluation_line, num, out, percent, when
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")]
 JobId = Annotated[str, typer.Argument(help="The job's id (echo-rnn jobs lists them).", show_default=False)]
@@ -59,8 +59,12 @@ def show(ctx: typer.Context, job_id: JobId, json: Json = False) -> None:
                    f"echo_accuracy {num(m.get('echo_accuracy'))}",
         "params": "  ".join(f"{k}={v}" for k, v in job["params"].items()),
         "model": (job.get("model") or {}).get("uri", "-"),
+        "evaluation": evaluation_line(job),
+        "champion": champion_line(job),
         "mlflow run": (job.get("mlflow") or {}).get("url", "-"),
     }
+    if job.get("stopped_early"):
+        rows["progress"] += f"  (stopped early at epoch {job['stopped_early']}: target_loss reached)"
     if job.get("error"):
         rows["error"] = job["error"]
     for key, value in rows.items():

@@ -37,3 +37,20 @@ def num(value: float | None, digits: int = 4) -> str:
 def percent(job: dict) -> str:
     """How far a job is, e.g. '42%'."""
     return f"{100 * (job.get('progress') or {}).get('fraction', 0.0):.0f}%"
+
+
+def evaluation_line(job: dict) -> str:
+    """The held-out evaluation of a job, one line ('-' before it has one)."""
+    ev = job.get("evaluation")
+    if not ev:
+        return "-"
+    lengths = "  ".join(f"{n} bits {num(v['echo_accuracy'])}" for n, v in ev["by_length"].items())
+    return f"echo accuracy {num(ev['echo_accuracy'])}  loss {num(ev['loss'])}  ({lengths})"
+
+
+def champion_line(job: dict) -> str:
+    """Whether the job's model became the champion, and why ('-' before it has a model)."""
+    model = job.get("model") or {}
+    if model.get("promoted") is None:
+        return "-"
+    return ("promoted: " if model["promoted"] else "not promoted: ") + (model.get("promotion") or "")

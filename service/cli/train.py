@@ -21,6 +21,8 @@ OPTIONS = {
     "--learning-rate": "learning_rate",
     "--seed": "seed",
     "--device": "device",
+    "--init": "init",
+    "--target-loss": "target_loss",
 }
 LABELS = {field: f"{field} ({option})" for option, field in OPTIONS.items()}
 
@@ -48,6 +50,8 @@ def train(
     learning_rate: Annotated[float | None, _opt("--learning-rate")] = None,
     seed: Annotated[int | None, _opt("--seed")] = None,
     device: Annotated[str | None, _opt("--device")] = None,
+    init: Annotated[str | None, _opt("--init")] = None,
+    target_loss: Annotated[float | None, _opt("--target-loss")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the job with a progress bar until it ends.")] = False,
 ) -> None:
     """Submit a training job (only the options given are sent); --wait follows it to its end."""

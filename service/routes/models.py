@@ -15,4 +15,4 @@ bp = Blueprint("models", __name__)
 def index() -> Response:
     """Registered versions, newest first, with their run, job and final metrics."""
     s = services()
-    return jsonify(models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model)))
+    return jsonify(models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model, s.settings.champion_alias)))

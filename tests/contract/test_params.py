@@ -99,3 +99,15 @@ def test_importing_params_does_not_import_tensorflow():
     code = "import contract.params, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("field, value", [("init", "xavier"), ("init", 1), ("target_loss", 0), ("target_loss", 1.5),
+                                          ("target_loss", "0.1")])
+def test_init_and_target_loss_are_validated_by_the_same_schema(field, value):
+    assert [e["loc"] for e in errors_of(**{field: value})] == [(field,)]
+
+
+def test_the_tutorials_init_and_every_epoch_are_the_defaults():
+    params = TrainingParams()
+    assert params.init == "tutorial" and params.target_loss is None
+    assert TrainingParams(init="glorot", target_loss=0.01).target_loss == 0.01

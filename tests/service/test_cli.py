@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, wait_status
+from tests.support import ROOT, free_port, submit, wait_status
 
 ECHO_RNN = Path(sys.executable).parent / "echo-rnn"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -49,6 +49,8 @@ def test_train_wait_shows_progress_then_model_and_run(stack):
     assert job["status"] == "succeeded" and job["params"]["num_epochs"] == 2 and job["params"]["seed"] == 1
     assert job["model"]["uri"].startswith("models:/echo-rnn/") and f"model       {job['model']['uri']}" in stdout
     assert f"mlflow run  {job['mlflow']['url']}" in stdout
+    assert f"evaluation  echo accuracy {job['evaluation']['echo_accuracy']:.4g}" in stdout and "1000 bits" in stdout
+    assert "champion    promoted: " in stdout or "champion    not promoted: " in stdout
     assert "epoch 2/2" in result.stderr and "ETA" in result.stderr and "loss" in result.stderr
 
 
@@ -91,6 +93,59 @@ def test_ctrl_c_while_waiting_leaves_the_job_running(stack):
     assert f"job {job_id} keeps running" in stderr and f"cancel {job_id}" in stderr and "Traceback" not in stderr
     assert wait_status(stack.api, job_id, FINISHED | {"running"}, timeout=5)["status"] == "running"
     assert "cancel requested" in ok(cli(stack.api, "cancel", job_id))
+    assert wait_status(stack.api, job_id, FINISHED, timeout=120)["status"] == "cancelled"
+
+
+# Follows a job again and again, pressing Ctrl-C (a real SIGINT) the moment the k-th lock taken by a call
+# returns: its caller holds it and is not yet inside a with or try. A KeyboardInterrupt there leaves it held
+# (urllib3's pool queue, in Condition.__enter__, is one), and the follower must still stop at once.
+SWEEP = """
+import _thread, faulthandler, signal, sys
+import typer
+from service.cli import follow
+from service.cli.api import Api
+
+api, job_id, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+follow.POLL_S = 0.05  # several polls within the locks swept
+for k in range(1, trials + 1):
+    left = [k]
+
+    def hook(frame, event, arg):
+        if (event == "c_return" and getattr(arg, "__name__", "") in ("acquire", "__enter__")
+                and isinstance(getattr(arg, "__self__", None), (_thread.LockType, _thread.RLock))):
+            left[0] -= 1
+            if not left[0]:
+                sys.setprofile(None)
+                signal.raise_signal(signal.SIGINT)
+
+    client = Api(api)
+    job = client.call("GET", f"/jobs/{job_id}")
+    faulthandler.dump_traceback_later(10, exit=True)  # a hang: every thread's stack on stderr, exit 1
+    sys.setprofile(hook)
+    try:
+        follow.follow(client, job)
+        code = "returned"
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = "KeyboardInterrupt"
+    sys.setprofile(None)
+    faulthandler.cancel_dump_traceback_later()
+    print(k, code, left[0], flush=True)
+"""
+
+
+def test_ctrl_c_while_a_lock_is_held_still_stops_following_at_once(stack):
+    job_id = submit(stack.api, num_epochs=2000, seed=6)["id"]
+    try:
+        sweep = subprocess.run([sys.executable, "-c", SWEEP, stack.api, job_id, "40"], capture_output=True,
+                               text=True, timeout=300, env=env(), cwd=ROOT)
+    finally:
+        ok(cli(stack.api, "cancel", job_id))
+    assert sweep.returncode == 0, (sweep.stdout, sweep.stderr[-4000:])
+    rows = [line.split() for line in sweep.stdout.splitlines()]
+    assert rows == [[str(k), "130", "0"] for k in range(1, 41)], sweep.stdout
+    assert sweep.stderr.count(f"job {job_id} keeps running") == 40 and "Traceback" not in sweep.stderr
     assert wait_status(stack.api, job_id, FINISHED, timeout=120)["status"] == "cancelled"
 
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 from worker.engine.checkpoint import Checkpoint
 from worker.engine.data import generate_epoch
 from worker.engine.device import select_device
+from worker.engine.evaluate import Evaluation, evaluate
 from worker.engine.model import Trainer, initial_weights, make_forward
 from contract.params import TrainingParams
 
@@ -53,6 +54,8 @@ class TrainingResult:
     last_window: tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, probabilities
     compile_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+    stopped_early: int | None = None  # the epoch whose mean loss reached params.target_loss, if it ended the run
 
 
 def echo_accuracy(forward, rng: np.random.Generator, echo_step: int) -> float:
@@ -105,6 +108,7 @@ class _Loop:
         self.reported = 0  # global steps already handed to on_progress
         self.last_checkpoint = time.monotonic()
         self.snapshots = snapshot_epochs(params.num_epochs)
+        self.stopped_early: int | None = None
         self.chunk = 1  # the first call compiles; one window keeps its timing to the compilation
 
     def run(self, resume: Checkpoint | None) -> None:
@@ -119,8 +123,18 @@ class _Loop:
             self.reported = resume.step
             first_epoch, done, state = resume.epoch, resume.done, resume.state
         for epoch in range(first_epoch, self.params.num_epochs):
+            if self._reached_target():
+                break
             self._epoch(epoch, done, state)
             done, state = 0, None
+
+    def _reached_target(self) -> bool:
+        """Whether the last epoch's mean loss reached target_loss (an early stop, when epochs were left)."""
+        target, trained = self.params.target_loss, len(self.epoch_losses)
+        if target is None or not trained or self.epoch_losses[-1] > target or trained == self.params.num_epochs:
+            return False
+        self.stopped_early = trained
+        return True
 
     def _epoch(self, epoch: int, done: int, state: np.ndarray | None) -> None:
         params, steps = self.params, self.params.steps_per_epoch
@@ -150,7 +164,8 @@ class _Loop:
         window = (self.xs_np[-1], self.ys_np[-1], self.probs.numpy()) if epoch + 1 in self.snapshots else None
         self._report(epoch, base + done, self.epoch_losses[-1], self.accuracies[-1], window)
         _check(self.should_stop)
-        self._maybe_checkpoint(epoch + 1, 0, base + done, self.rng.bit_generator.state, None)
+        if not self._reached_target():  # stopping here: nothing left to resume
+            self._maybe_checkpoint(epoch + 1, 0, base + done, self.rng.bit_generator.state, None)
 
     def _size_chunks(self, count: int, elapsed: float) -> None:
         if self.compile_seconds == 0.0:
@@ -192,12 +207,14 @@ class _Loop:
             params=self.params,
             device=device,
             weights=self.trainer.weight_values(),
-            losses=self.all_losses,
+            losses=self.all_losses[: len(self.epoch_losses) * self.params.steps_per_epoch],
             epoch_losses=self.epoch_losses,
             echo_accuracy=self.accuracies,
             last_window=(self.xs_np[-1], self.ys_np[-1], self.probs.numpy()),
             compile_seconds=self.compile_seconds,
             epoch_seconds=self.epoch_seconds,
+            evaluation=evaluate(self.forward, self.params),
+            stopped_early=self.stopped_early,
         )
 
 

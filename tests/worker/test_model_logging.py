@@ -1,0 +1,81 @@
+"""log_and_register on the real MLflow server: the model logged into the job's run, one version per run, and it echoes."""
+
+import uuid
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from worker.mlflow_retry import MlflowUnavailable, mlflow_outage
+from worker.model_logging import log_and_register
+
+pytestmark = pytest.mark.usefixtures("restore_tracking_uri")
+
+
+@pytest.fixture
+def name() -> str:
+    """A registered model of the test's own (the service's echo-rnn is left alone)."""
+    return f"worker-test-{uuid.uuid4().hex[:8]}"
+
+
+def test_the_model_is_logged_into_the_run_and_registered_with_the_job_id(client, run_id, name, echoing):
+    job_id = str(uuid.uuid4())
+    model = log_and_register(client, run_id, job_id, echoing, name, mlflow_outage(client.tracking_uri, 10))
+    assert model == {"uri": f"models:/{name}/1", "name": name, "version": "1"}
+    version = client.get_model_version(name, "1")
+    assert version.run_id == run_id and version.tags["job_id"] == job_id
+    [logged] = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    assert version.source == logged.model_uri and logged.name == "model" and logged.tags["job_id"] == job_id
+
+
+def test_registering_the_same_run_again_returns_its_version(client, run_id, name, echoing):
+    job_id = str(uuid.uuid4())
+    first = log_and_register(client, run_id, job_id, echoing, name)
+    again = log_and_register(client, run_id, job_id, echoing, name)
+    assert again == first
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert len(mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")) == 1
+
+
+def test_another_run_adds_a_version(client, run_id, name, echoing):
+    first = log_and_register(client, run_id, str(uuid.uuid4()), echoing, name)
+    other_run = client.create_run(client.get_run(run_id).info.experiment_id).info.run_id
+    second = log_and_register(client, other_run, str(uuid.uuid4()), echoing, name)
+    assert (first["version"], second["version"]) == ("1", "2")
+    assert client.get_model_version(name, "2").run_id == other_run
+
+
+def test_the_registered_model_loads_with_pyfunc_and_echoes(client, run_id, name, echoing):
+    model = log_and_register(client, run_id, str(uuid.uuid4()), echoing, name)
+    loaded = mlflow.pyfunc.load_model(model["uri"])
+    x = np.random.default_rng(7).integers(0, 2, (4, 40), dtype=np.int32)
+    p_one = np.asarray(loaded.predict(x))
+    assert p_one.shape == (4, 40) and ((0 <= p_one) & (p_one <= 1)).all()
+    echo = echoing.params.echo_step
+    assert ((p_one[:, echo:] > 0.5) == x[:, :-echo]).mean() >= 0.99
+
+
+def test_a_module_traced_ahead_is_given_the_trained_weights(client, run_id, name, echoing):
+    from worker.engine import export
+
+    module = export.traced(echoing.params)  # untrained weights until log_and_register sets them
+    model = log_and_register(client, run_id, str(uuid.uuid4()), echoing, name, module=module)
+    for variable, key in zip(module.weights, ("W", "b", "W2", "b2")):
+        np.testing.assert_array_equal(variable.numpy(), echoing.weights[key])
+    x = np.random.default_rng(8).integers(0, 2, (2, 30), dtype=np.int32)
+    p_one = np.asarray(mlflow.pyfunc.load_model(model["uri"]).predict(x))
+    echo = echoing.params.echo_step
+    assert ((p_one[:, echo:] > 0.5) == x[:, :-echo]).mean() >= 0.99
+
+
+def test_an_unreachable_server_fails_with_mlflow_unavailable_past_the_limit(fail_fast_mlflow, closed_port, echoing, name):
+    uri = f"http://127.0.0.1:{closed_port}"
+    with pytest.raises(MlflowUnavailable, match=rf"^MLflow at {uri} unreachable .* while logging the model"):
+        log_and_register(MlflowClient(tracking_uri=uri), "0" * 32, "job", echoing, name, mlflow_outage(uri, 0.3))
+
+
+def test_without_an_outage_each_step_gets_a_single_try(fail_fast_mlflow, closed_port, echoing, name):
+    uri = f"http://127.0.0.1:{closed_port}"
+    with pytest.raises(MlflowUnavailable, match=r"\(limit 0 s\) while logging the model"):
+        log_and_register(MlflowClient(tracking_uri=uri), "0" * 32, "job", echoing, name)

@@ -1,0 +1,69 @@
+"""The champion gate: the alias that GET /predict serves by default moves only forward.
+
+A new version becomes champion when its held-out echo accuracy reaches the threshold and is not
+below the current champion's. The decision is taken under a Redis lock, so two jobs ending at
+once cannot both read the old champion and the worse one win; it is written on the version as
+tags (and returned for the job's record). People may still move the alias by hand in MLflow.
+"""
+
+from dataclasses import dataclass
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from redis import Redis
+
+from worker.retry import Outage
+
+ACCURACY_TAG = "eval_echo_accuracy"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Whether the version became champion, and why."""
+
+    promoted: bool
+    reason: str
+
+
+def decide(accuracy: float, threshold: float, champion: tuple[str, float] | None) -> Promotion:
+    """The gate itself: champion is (version, its held-out echo accuracy), or None while there is none."""
+    if accuracy < threshold:
+        return Promotion(False, f"eval_echo_accuracy {accuracy:.3f} < {threshold:g}")
+    if champion is not None and champion[1] > accuracy:
+        return Promotion(False, f"champion v{champion[0]} scores higher ({champion[1]:.4f} > {accuracy:.4f})")
+    before = f"over champion v{champion[0]} ({champion[1]:.4f})" if champion else "the first champion"
+    return Promotion(True, f"eval_echo_accuracy {accuracy:.4f} ≥ {threshold:g}, {before}")
+
+
+def gate(client: MlflowClient, redis: Redis, lock_key: str, name: str, version: str, accuracy: float, loss: float,
+         threshold: float, alias: str, outage: Outage) -> Promotion:
+    """Decide and record whether version becomes the alias's version; idempotent for a version already decided."""
+    with redis.lock(lock_key, timeout=120, blocking_timeout=300):
+        tags = outage.call(lambda: client.get_model_version(name, version).tags or {}, "reading the version")
+        if "promoted" in tags:  # decided before this worker was lost: the same answer
+            return Promotion(tags["promoted"] == "true", tags.get("promotion_reason", ""))
+        current = outage.call(lambda: _champion(client, name, alias), "reading the champion")
+        promotion = decide(accuracy, threshold, current if current and current[0] != version else None)
+        outage.call(lambda: _record(client, name, version, accuracy, loss, promotion, alias), "recording the promotion")
+        return promotion
+
+
+def _champion(client: MlflowClient, name: str, alias: str) -> tuple[str, float] | None:
+    try:
+        found = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+    score = (found.tags or {}).get(ACCURACY_TAG)
+    return str(found.version), float(score) if score is not None else 0.0
+
+
+def _record(client: MlflowClient, name: str, version: str, accuracy: float, loss: float, promotion: Promotion,
+            alias: str) -> None:
+    client.set_model_version_tag(name, version, ACCURACY_TAG, f"{accuracy:.6f}")
+    client.set_model_version_tag(name, version, "eval_loss", f"{loss:.6f}")
+    if promotion.promoted:
+        client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
+    client.set_model_version_tag(name, version, "promoted", "true" if promotion.promoted else "false")
