@@ -49,6 +49,7 @@ test: install system-deps
 bench: install system-deps
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
 
 bench-train: install
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)

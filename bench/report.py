@@ -23,6 +23,11 @@ def machine() -> str:
     ])
 
 
+def ratio(ours: float, theirs: float) -> str:
+    """ours / theirs as 'N.Nx'; 'n/a' when the competitor completed no request in the time given (a loaded machine)."""
+    return f"{ours / theirs:.1f}x" if theirs > 0 else "n/a (the competitor completed no request)"
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -47,14 +52,14 @@ def markdown(r: dict) -> str:
         lines += [f"{connections} connections:", "", "| server | requests/s | p50 ms | p99 ms | errors |",
                   "|---|---:|---:|---:|---:|", _load_row("our API, GET /predict", group["ours"])]
         lines += [_load_row(f"mlflow models serve ({label}), POST /invocations", load) for label, load in mlflow.items()]
-        lines += ["", f"ratio: **{group['ours'].rps / _best(mlflow).rps:.1f}x**", ""]
+        lines += ["", f"ratio: **{ratio(group['ours'].rps, _best(mlflow).rps)}**", ""]
     batch = r["predict"]["batch"]
     lines += ["## Batch: 1,000 sequences of 100 bits per request (2 connections)", "",
               "| server | sequences/s | p50 ms per batch | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
     for name, load in [("our API, POST /predict", batch["ours"])] + [
             (f"mlflow models serve ({label})", load) for label, load in batch["mlflow"].items()]:
         lines.append(f"| {name} | {load.rps * 1000:,.0f} | {load.p50_ms:.1f} | {load.p99_ms:.1f} | {load.errors} |")
-    lines += ["", f"ratio: **{batch['ours'].rps / _best(batch['mlflow']).rps:.1f}x**", ""]
+    lines += ["", f"ratio: **{ratio(batch['ours'].rps, _best(batch['mlflow']).rps)}**", ""]
     q = r["queue"]
     lines += ["## Queue (a warm, idle worker; small jobs one after another)", "",
               "| interval | median ms | max ms | jobs |", "|---|---:|---:|---:|",
@@ -62,6 +67,15 @@ def markdown(r: dict) -> str:
               f"{len(q['to_running_ms'])} |",
               f"| last epoch → succeeded, model registered | {_median(q['to_succeeded_ms']):.0f} | "
               f"{max(q['to_succeeded_ms']):.0f} | {len(q['to_succeeded_ms'])} |", ""]
+    small = r["small"]
+    lines += [f"## A small job ({small['params']['num_epochs']} epochs of {small['params']['total_series_length']:,} bits), "
+              "median of each", "",
+              "| | median s | max s | jobs |", "|---|---:|---:|---:|",
+              f"| POST /jobs → succeeded, model registered, on a warm worker | {_median(small['job_s']):.2f} | "
+              f"{max(small['job_s']):.2f} | {len(small['job_s'])} |",
+              f"| the engine alone training it, in a warm process (compilation included) | {_median(small['engine_s']):.2f} | "
+              f"{max(small['engine_s']):.2f} | {len(small['engine_s'])} |",
+              "", f"overhead of the service: **{_median(small['job_s']) - _median(small['engine_s']):.2f} s**", ""]
     p = r["params"]
     lines += ["## Whole job", "",
               f"{p['num_epochs']} epochs of {p['total_series_length']:,} bits (the tutorial's other settings), seed {p['seed']}.", "",

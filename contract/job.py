@@ -92,8 +92,9 @@ class Job(BaseModel):
     stopped_early: int | None = Field(None, description="The epoch whose mean loss reached target_loss, ending the job early.")
     owner: str | None = Field(None, description="The client that submitted it (its token's fingerprint), when tokens are on.")
     cancel_requested: bool = False
-    phase: Literal["training", "saving"] | None = Field(
-        None, description="While running: training, or saving its model (from then on it can no longer be cancelled).")
+    phase: Literal["starting", "training", "saving"] | None = Field(
+        None, description="While running: starting (its MLflow run, compiling), training, or saving its model "
+                          "(from then on it can no longer be cancelled).")
     attempts: int = Field(0, description="How many times a worker started this job.")
     worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
     resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")

@@ -5,6 +5,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,3 +159,23 @@ def problem(resp, status: int) -> dict:
     body = resp.get_json(force=True)
     assert body["status"] == status and body["title"] and body["detail"] and body["type"]
     return body
+
+
+def loss_steps(total: int, max_points: int = 2000) -> list[int]:
+    """The steps of a run's `loss` points: every step, or each bucket's last step (a partial bucket's last one too)."""
+    k = max(1, -(-total // max_points))
+    return [*range(k - 1, total - total % k, k), *([total - 1] if total % k else [])]
+
+
+def loss_history_artifact(mlflow_url: str, run_id: str) -> list[tuple[int, float]]:
+    """Every step's loss as the run's loss_history.csv.gz holds it."""
+    import gzip
+
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="loss_history.csv.gz", dst_path=tmp,
+                                                   tracking_uri=mlflow_url)
+        lines = gzip.decompress(Path(path).read_bytes()).decode().splitlines()
+    assert lines[0] == "step,loss"
+    return [(int(step), float(value)) for step, value in (line.split(",") for line in lines[1:])]

@@ -41,7 +41,7 @@ def test_a_job_trains_logs_registers_and_predicts(stack, trained_job):
     assert sorted(m.step for m in history) == list(range(params["num_epochs"] * steps_per_epoch))
     assert len(client.get_metric_history(run.info.run_id, "epoch_loss")) == params["num_epochs"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"echo_figure.png", "loss_history.csv"} <= artifacts
+    assert {"echo_figure.png", "loss_history.csv.gz"} <= artifacts
     snapshots = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
     assert len(snapshots) >= params["num_epochs"], "the figure is logged during training too"
     figure = client.download_artifacts(run.info.run_id, "echo_figure.png")
@@ -135,7 +135,7 @@ def test_listing_is_newest_first_with_filter_and_cursor(stack, trained_job):
 
 def test_models_lists_registered_versions(stack, trained_job):
     models = requests.get(f"{stack.api}/models", timeout=10).json()["models"]
-    mine = [m for m in models if m["job_id"] == trained_job["id"]]
+    mine = [m for m in models if m["version"] == trained_job["model"]["version"]]
     assert len(mine) == 1 and mine[0]["run_id"] == trained_job["mlflow"]["run_id"]
     assert mine[0]["metrics"]["echo_accuracy"] >= 0.99
     versions = [int(m["version"]) for m in models]

@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from mlflow.tracking import MlflowClient
 
 from mlflow.exceptions import MlflowException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from contract import provenance
 from tests.faults_support import Api, MlflowServer, Worker
 from worker.retry import BestEffort, Outage, redis_transient
 from worker.metric_sender import MetricSender
 from worker.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
-from tests.support import ROOT, RedisServer, submit, wait_for, wait_status
+from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
 
 ARTIFACTS = ROOT / "test-artifacts" / "faults"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -119,12 +121,15 @@ def readyz(api: str) -> requests.Response:
 
 
 def assert_full_history(client: MlflowClient, done: dict) -> None:
-    """Every step's loss once (no gap, no duplicate) and every epoch's metrics once."""
+    """Every bucket of steps once in the loss chart, every step once in the full history, every epoch's metrics once."""
     params = done["params"]
     steps_per_epoch = params["total_series_length"] // params["batch_size"] // params["truncated_backprop_length"]
     run_id = done["mlflow"]["run_id"]
     steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
-    assert steps == list(range(params["num_epochs"] * steps_per_epoch)), (len(steps), steps[:3], steps[-3:])
+    total = params["num_epochs"] * steps_per_epoch
+    assert steps == loss_steps(total), (len(steps), steps[:3], steps[-3:])
+    full = [s for s, _ in loss_history_artifact(client.tracking_uri, run_id)]
+    assert full == list(range(total))
     epochs = sorted(m.step for m in client.get_metric_history(run_id, "epoch_loss"))
     assert epochs == list(range(1, params["num_epochs"] + 1))
 
@@ -236,6 +241,8 @@ def test_predict_serves_cached_models_while_mlflow_is_down(up):
     other = client.create_model_version(
         model["name"], source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1]
     )
+    store = redis.Redis.from_url(up.redis.url)  # the same files as the job's version: the API may serve it
+    provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", model["name"], model["version"]), other.version)
     served = {}
     for ref in (trained["id"], model["uri"]):
         resp = requests.get(f"{api}/predict", params={"sequence": "0110100111", "model": ref}, timeout=60)
@@ -291,7 +298,7 @@ def test_training_goes_on_while_mlflow_restarts_and_loses_no_point(up):
     assert version.run_id == run.info.run_id and version.tags["job_id"] == done["id"]
     assert len(client.search_runs([run.info.experiment_id], f"tags.job_id = '{done['id']}'")) == 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"echo_figure.png", "loss_history.csv"} <= artifacts
+    assert {"echo_figure.png", "loss_history.csv.gz"} <= artifacts
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     snapshots = {int(m[1]) for path in images if (m := re.search(r"[%+]step[%+](\d+)[%+]", path))}
     assert len(snapshots) == 10, f"a figure at every tenth of the run, none lost: {sorted(snapshots)}"

@@ -38,10 +38,10 @@ def claim(store: JobStore, job_id: str, ttl_s: float, redis_retry: Outage) -> Cl
     for _ in range(2):  # a second try once a dead holder's stale lease is cleared
         try:
             if redis_retry.call(lambda: store.move(job_id, "running", only_from={"queued"}, lease=held,
-                                                   started_at=now(), phase="training", worker=worker), "claiming the job"):
+                                                   started_at=now(), phase="starting", worker=worker), "claiming the job"):
                 return _claimed(store, job_id, "started", held, redis_retry)
             if redis_retry.call(lambda: store.move(job_id, "running", only_from={"running"}, lease=held,
-                                                   phase="training", worker=worker), "claiming the job"):
+                                                   phase="starting", worker=worker), "claiming the job"):
                 return _claimed(store, job_id, "resumed", held, redis_retry)
             return Claim("skipped")
         except LeaseHeld:

@@ -97,7 +97,7 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
     from worker.model_logging import files_digest, log_and_register
 
     best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
-    progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort)
+    progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort, settings.loss_points_max)
     checkpoint = None
     if resuming:
         checkpoint = redis_retry.call(lambda: checkpoints.load(job.id), "loading the checkpoint")
@@ -120,6 +120,7 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
         best_effort.call(lambda: checkpoints.delete(job.id), "deleting the checkpoint")
         tracker.end("KILLED")
         return "cancelled"
+    progress.finish(len(result.losses))
     evaluation = asdict(result.evaluation)
     tracker.add("eval_echo_accuracy", [evaluation["echo_accuracy"]], len(result.losses))
     tracker.add("eval_loss", [evaluation["loss"]], len(result.losses))
@@ -127,7 +128,7 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
                                           stopped_early=result.stopped_early), "recording the device and evaluation")
     # The final figure, the model and the last metric points go to MLflow side by side.
     tracker.log_artifacts_later(lambda: {
-        "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv": loss_history_csv(result.losses)})
+        "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv.gz": loss_history_csv(result.losses)})
     model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage,
                              serving_module.result())
     digest = files_digest(tracker.client, model["name"], model["version"], tracker.outage)

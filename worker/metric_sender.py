@@ -23,7 +23,7 @@ class MetricSender:
 
     def __init__(self, client: MlflowClient, run_id: str, interval_s: float, outage: Outage):
         self.client, self.run_id, self.interval_s, self.outage = client, run_id, interval_s, outage
-        self._chunks: deque[list] = deque()  # [key, timestamp, first step, values]
+        self._chunks: deque[list] = deque()  # [key, timestamp, first step, values, stride]
         self._count = 0
         self._sending = False
         self._flushing = False
@@ -39,14 +39,14 @@ class MetricSender:
         with self._cond:
             return self._count
 
-    def put(self, key: str, values, first_step: int, timestamp: int) -> None:
-        """Queue one point per value at steps first_step, first_step + 1, …; raises once the sender has given up."""
+    def put(self, key: str, values, first_step: int, timestamp: int, stride: int = 1) -> None:
+        """Queue one point per value at steps first_step, first_step + stride, …; raises once the sender has given up."""
         self.check()
         values = np.array(values, dtype=np.float64).ravel()
         if not len(values):
             return
         with self._cond:
-            self._chunks.append([key, timestamp, first_step, values])
+            self._chunks.append([key, timestamp, first_step, values, stride])
             self._count += len(values)
             if self._count >= MAX_METRICS_PER_BATCH:
                 self._cond.notify_all()
@@ -80,13 +80,13 @@ class MetricSender:
         batch: list[Metric] = []
         while self._chunks and len(batch) < MAX_METRICS_PER_BATCH:
             chunk = self._chunks[0]
-            key, stamp, first, values = chunk
+            key, stamp, first, values, stride = chunk
             n = min(len(values), MAX_METRICS_PER_BATCH - len(batch))
-            batch.extend(Metric(key, float(v), stamp, first + i) for i, v in enumerate(values[:n]))
+            batch.extend(Metric(key, float(v), stamp, first + i * stride) for i, v in enumerate(values[:n]))
             if n == len(values):
                 self._chunks.popleft()
             else:
-                chunk[2], chunk[3] = first + n, values[n:]
+                chunk[2], chunk[3] = first + n * stride, values[n:]
         self._count -= len(batch)
         return batch
 

@@ -1,4 +1,13 @@
-"""The engine's progress callback: the job record, and each metric point to MLflow exactly once."""
+"""The engine's progress callback: the job record, and each metric point to MLflow exactly once.
+
+The run's `loss` holds at most max_points points: each the mean of a bucket of consecutive steps,
+stamped with the bucket's last step (with `loss_min` and `loss_max` of the bucket beside it once
+steps are bucketed), so a chart of any job looks the same and the tracking server stores
+thousands of rows, not hundreds of thousands. A job with no more steps than that logs every step.
+Every step's loss goes to the run's artifact loss_history.csv.gz at the end.
+"""
+
+import math
 
 import numpy as np
 
@@ -11,39 +20,66 @@ from worker.run_logger import RunLogger
 class ProgressWriter:
     """Updates the job record and streams losses, epoch metrics and figures to the job's run.
 
-    A resumed job replays steps its run may already hold; points below what the run holds are
-    not sent again, so the run's history has every step once.
+    A resumed job replays steps its run may already hold; buckets the run holds are not sent
+    again, so the run's history has every bucket once.
     """
 
-    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int, best_effort: BestEffort | None = None):
+    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int, best_effort: BestEffort | None = None,
+                 max_points: int = 2000):
         self.store, self.job_id, self.tracker = store, job_id, tracker
         # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
         self.best_effort = best_effort or BestEffort("Redis", redis_transient)
         self.fraction = 0.0
         self.metrics: dict = {}
         self.losses = np.zeros(steps, np.float32)
-        self.loss_from = self.epochs_from = 0
+        self.bucket = max(1, math.ceil(steps / max_points))
+        self.buckets_sent = self.epochs_from = 0
 
     def catch_up(self, checkpoint: Checkpoint | None) -> None:
         """On resume: send what the checkpoint has and the run lacks; skip what the run has."""
-        logged_losses = self.tracker.logged_count("loss")
+        self.buckets_sent = self.tracker.logged_count("loss")
         logged_epochs = self.tracker.logged_count("epoch_loss")
         if checkpoint is not None:
             self.losses[: checkpoint.step] = checkpoint.losses[: checkpoint.step]
-            if logged_losses < checkpoint.step:
-                self.tracker.add("loss", checkpoint.losses[logged_losses : checkpoint.step], logged_losses)
+            self._send_buckets(checkpoint.step)
             for i in range(logged_epochs, len(checkpoint.epoch_losses)):
                 self.tracker.add("epoch_loss", [checkpoint.epoch_losses[i]], i + 1)
                 self.tracker.add("echo_accuracy", [checkpoint.echo_accuracy[i]], i + 1)
-            logged_losses = max(logged_losses, checkpoint.step)
             logged_epochs = max(logged_epochs, len(checkpoint.epoch_losses))
-        self.loss_from, self.epochs_from = logged_losses, logged_epochs
+        self.epochs_from = logged_epochs
+
+    def _send_buckets(self, known: int, final: bool = False) -> None:
+        """Send the buckets whose steps all lie below known (and, when final, the last partial one)."""
+        k = self.bucket
+        end = math.ceil(known / k) if final else known // k
+        if end <= self.buckets_sent:
+            return
+        first, last = self.buckets_sent * k, min(end * k, known)
+        spans = self.losses[first:last]
+        if k == 1:
+            self.tracker.add("loss", spans, first)
+        else:
+            padded = np.full((end - self.buckets_sent) * k, np.nan, np.float32)
+            padded[: len(spans)] = spans
+            rows = padded.reshape(-1, k)
+            # The last partial bucket is stamped with the last step trained, not its full bucket's end.
+            steps = np.minimum(np.arange(self.buckets_sent + 1, end + 1) * k, known) - 1
+            for key, values in (("loss", np.nanmean(rows, 1)), ("loss_min", np.nanmin(rows, 1)),
+                                ("loss_max", np.nanmax(rows, 1))):
+                full = values[: len(values) - (steps[-1] != end * k - 1)]
+                if len(full):
+                    self.tracker.add(key, full, int(steps[0]), k)
+                if len(full) < len(values):
+                    self.tracker.add(key, values[-1:], int(steps[-1]))
+        self.buckets_sent = end
+
+    def finish(self, trained: int) -> None:
+        """The training's end: send the last, partial bucket of the trained steps."""
+        self._send_buckets(trained, final=True)
 
     def __call__(self, p) -> None:
         self.losses[p.first_step : p.first_step + len(p.losses)] = p.losses
-        skip = max(0, self.loss_from - p.first_step)
-        if skip < len(p.losses):
-            self.tracker.add("loss", p.losses[skip:], p.first_step + skip)
+        self._send_buckets(p.step)
         if p.epoch_done:
             if p.epoch > self.epochs_from:
                 self.tracker.add("epoch_loss", [p.epoch_loss], p.epoch)
@@ -57,4 +93,5 @@ class ProgressWriter:
             return
         self.fraction = p.step / p.steps
         progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
-        self.best_effort.call(lambda: self.store.update(self.job_id, progress=progress, metrics=self.metrics), "recording progress")
+        self.best_effort.call(lambda: self.store.update(self.job_id, progress=progress, metrics=self.metrics, phase="training"),
+                              "recording progress")

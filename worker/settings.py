@@ -22,6 +22,8 @@ class WorkerSettings(CommonSettings):
     redis_retry_s: float = Field(
         600.0, ge=0, description="How long a job waits for an unreachable Redis to record its start or end.")
 
+    loss_points_max: int = Field(
+        2000, ge=10, description="Most points of a run's loss chart in MLflow: past it, each point is the mean of a bucket of steps.")
     champion_min_accuracy: float = Field(
         0.99, ge=0, le=1, description="Held-out echo accuracy a version needs to become champion (and no lower than the champion's).")
     lease_ttl_s: float = Field(

@@ -16,6 +16,7 @@ from service.cli.output import champion_line, err, error_line, evaluation_line, 
 FINISHED = {"succeeded", "failed", "cancelled"}
 POLL_S = 0.5
 TICK_S = 0.05  # how soon Ctrl-C is noticed
+SAVING_SHARE = 0.1  # of the bar: a job's model is saved, registered and evaluated after its last step
 
 
 # A KeyboardInterrupt raised between two bytecodes can leave a lock held (urllib3's pool queue, taken in
@@ -72,7 +73,7 @@ def _bar() -> Progress:
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("step {task.fields[step]}/{task.fields[steps]}"),
         TextColumn("loss {task.fields[loss]}"),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -82,23 +83,37 @@ def _bar() -> Progress:
 
 def _fields(job: dict) -> dict:
     p, m = job["progress"], job.get("metrics") or {}
-    return {"status": job["status"], "epoch": p["epoch"], "epochs": p["epochs"], "loss": num(m.get("loss"))}
+    # A running job shows what it is doing: starting (MLflow run, compiling), training, saving its model.
+    status = (job.get("phase") or job["status"]) if job["status"] == "running" else job["status"]
+    return {"status": status, "epoch": p["epoch"], "epochs": p["epochs"], "loss": num(m.get("loss")),
+            "step": p["step"], "steps": p["steps"]}
+
+
+def _total(job: dict) -> float:
+    """The bar's length: the training steps, and a share after them for saving and registering the model."""
+    return job["progress"]["steps"] / (1 - SAVING_SHARE)
+
+
+def _done(job: dict) -> float:
+    """How much of the bar the job has done: full only once it has ended."""
+    return _total(job) if job["status"] in FINISHED else job["progress"]["step"]
 
 
 def _watch(api: Api, job: dict, ctrl_c: CtrlC) -> dict:
     """Poll the job, updating the bar, until it has finished or Ctrl-C is pressed; the last job seen."""
     with _bar() as bar:
-        task = bar.add_task("train", total=job["progress"]["steps"], **_fields(job))
-        status = job["status"]
+        task = bar.add_task("train", total=_total(job), completed=_done(job), **_fields(job))
+        status = (job["status"], job.get("phase"))
         while job["status"] not in FINISHED and not ctrl_c.nap(POLL_S):
             answer = ctrl_c.result(_ask(api, f"/jobs/{job['id']}"))
             if answer is None:
                 break
             job = answer
-            if job["status"] != status:
-                status = job["status"]
-                bar.console.print(f"job {job['id']}: {status}" + (f" on {job['device']}" if job.get("device") else ""))
-            bar.update(task, completed=job["progress"]["step"], **_fields(job))
+            if (job["status"], job.get("phase")) != status:
+                status = (job["status"], job.get("phase"))
+                phase = f" ({job['phase']})" if job.get("phase") else ""
+                bar.console.print(f"job {job['id']}: {job['status']}{phase}" + (f" on {job['device']}" if job.get("device") else ""))
+            bar.update(task, completed=_done(job), **_fields(job))
     return job
 
 

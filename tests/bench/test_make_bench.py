@@ -27,6 +27,8 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
     for length in (20, 100, 1000):
         assert any(line.strip().startswith(f"length {length:>5}:") for line in lines), done.stdout
     assert ratio(lines, "train speedup vs seed reference: ") > 0
+    assert any(line.startswith("learns the echo (an epoch's loss ≤ 0.01) within") and "init=glorot" in line for line in lines)
+    assert any(line.startswith("redis memory per 10,000 finished jobs: ") for line in lines), done.stdout
     # Serving: both servers loaded at 8 and 64 connections without an error, batches, queue, job, loading.
     text = done.stdout
     assert "largest difference between their answers" in text
@@ -37,7 +39,8 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
         assert rows[0][0] == "our API, GET /predict" and len(rows) >= 2, table
         assert "mlflow models serve (1 worker), POST /invocations" in [name for name, _, _ in rows], table
         assert all(int(rps.replace(",", "")) > 0 and errors == "0" for _, rps, errors in rows), table
-    for heading in ("## Batch", "## Queue", "## Whole job", "## Model loading", "## Machine"):
+    assert ratio(lines, "job speedup vs seed reference: ") > 0 and "overhead of the service" in text
+    for heading in ("## Batch", "## Queue", "## A small job", "## Whole job", "## Model loading", "## Machine"):
         assert heading in text
     assert "POST /jobs returned → running" in text and "memory per further cached model" in text
     assert lines[-1].startswith("predict speedup vs mlflow serve: ") and ratio(lines, "predict speedup vs mlflow serve: ") > 0

@@ -32,5 +32,5 @@ def test_what_is_no_reference_is_refused_by_both(ref):
 
 
 def test_none_is_the_latest_version_and_only_latest_and_aliases_move():
-    assert model_refs.parse(None).kind == "latest"
+    assert model_refs.parse(None).kind == "default"
     assert [model_refs.parse(r).moves for r in (None, "models:/m@a", "models:/m/1", RUN, JOB)] == [True, True, False, False, False]

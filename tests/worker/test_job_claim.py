@@ -33,7 +33,7 @@ def test_a_queued_job_starts_and_takes_its_lease(store, retry):
     claimed = claim(store, job.id, 30, retry)
     assert claimed.outcome == "started" and claimed.attempts == 1
     got = store.get(job.id)
-    assert got.status == "running" and got.phase == "training" and got.worker.pid == os.getpid()
+    assert got.status == "running" and got.phase == "starting" and got.worker.pid == os.getpid()
     assert store.redis.get(store.lease_key(job.id)).decode() == claimed.lease.owner
     assert 29_000 < store.redis.pttl(store.lease_key(job.id)) <= 30_000
 

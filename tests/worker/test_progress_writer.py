@@ -127,7 +127,7 @@ def test_catch_up_sends_what_the_checkpoint_has_and_the_run_lacks(store, job_id,
     tracker.flush()
     writer = resumed()
     writer.catch_up(checkpoint_at(60))  # the run holds 30 steps; the checkpoint 60 and the first epoch
-    assert (writer.loss_from, writer.epochs_from) == (60, 1)
+    assert (writer.buckets_sent, writer.epochs_from) == (60, 1)
     train(writer, 60, STEPS)
     writer.tracker.flush()
     assert steps_of(client, tracker.run_id, "loss") == list(range(STEPS))
@@ -141,7 +141,7 @@ def test_a_resume_from_behind_what_the_run_holds_sends_only_the_missing_points(s
     tracker.flush()
     writer = resumed()
     writer.catch_up(checkpoint_at(40))  # its last checkpoint was at step 40
-    assert (writer.loss_from, writer.epochs_from) == (80, 1)
+    assert (writer.buckets_sent, writer.epochs_from) == (80, 1)
     train(writer, 40, STEPS)
     writer.tracker.flush()
     assert steps_of(client, tracker.run_id, "loss") == list(range(STEPS))
@@ -155,7 +155,7 @@ def test_a_resume_without_a_checkpoint_replays_from_the_start_and_sends_only_the
     tracker.flush()
     writer = resumed()
     writer.catch_up(None)
-    assert (writer.loss_from, writer.epochs_from) == (70, 1)
+    assert (writer.buckets_sent, writer.epochs_from) == (70, 1)
     train(writer, 0, STEPS)
     writer.tracker.flush()
     assert steps_of(client, tracker.run_id, "loss") == list(range(STEPS))
@@ -183,3 +183,31 @@ def test_while_redis_does_not_answer_progress_is_skipped_and_training_does_not_w
     assert time.monotonic() - started < 2  # ten timeouts: 3 s
     tracker.flush()
     assert steps_of(client, tracker.run_id, "loss") == list(range(STEPS))
+
+
+def test_a_long_job_sends_bucket_means_stamped_with_each_buckets_last_step(store, job_id, tracker, client):
+    writer = ProgressWriter(store, job_id, tracker, STEPS, max_points=12)  # buckets of 9 steps: 11 full, 1 step left
+    train(writer, 0, STEPS)
+    writer.finish(STEPS)
+    tracker.flush()
+    ends = [*range(8, 99, 9), 99]
+    history = sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "loss"))
+    assert [s for s, _ in history] == ends
+    starts = [0, *[e + 1 for e in ends[:-1]]]
+    np.testing.assert_allclose([v for _, v in history], [LOSSES[a:b + 1].mean() for a, b in zip(starts, ends)], rtol=1e-6)
+    lows = sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "loss_min"))
+    assert [s for s, _ in lows] == ends and lows[0][1] == pytest.approx(float(LOSSES[:9].min()))
+
+
+def test_a_resumed_long_job_sends_every_bucket_once(store, job_id, tracker, client, resumed):
+    first = ProgressWriter(store, job_id, tracker, STEPS, max_points=12)
+    train(first, 0, 50)  # buckets 0–4 sent (steps 0–44); lost after step 50
+    tracker.flush()
+    writer = resumed()
+    writer.bucket = first.bucket
+    writer.catch_up(checkpoint_at(30))
+    assert writer.buckets_sent == 5
+    train(writer, 30, STEPS)
+    writer.finish(STEPS)
+    writer.tracker.flush()
+    assert steps_of(client, tracker.run_id, "loss") == [*range(8, 99, 9), 99]

@@ -1,5 +1,6 @@
 """RunLogger: one job's MLflow run on the real server, opened, reopened, written and closed."""
 
+import gzip
 import re
 import uuid
 from collections.abc import Iterator
@@ -149,7 +150,7 @@ def test_once_mlflow_refused_the_points_flush_and_add_raise(logger, client):
         logger.check()
 
 
-def test_loss_history_csv_has_a_row_per_step():
-    assert loss_history_csv(np.array([0.693147, 0.5, 1e-7], np.float32)) == b"step,loss\n0,0.693147\n1,0.5\n2,1e-07\n"
-    assert loss_history_csv(np.array([])) == b"step,loss\n"
+def test_loss_history_csv_has_a_row_per_step_gzipped():
+    assert gzip.decompress(loss_history_csv(np.array([0.693147, 0.5, 1e-7], np.float32))) == b"step,loss\n0,0.693147\n1,0.5\n2,1e-07\n"
+    assert gzip.decompress(loss_history_csv(np.array([]))) == b"step,loss\n"
 

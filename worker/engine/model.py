@@ -45,6 +45,10 @@ def logits_of(W2: tf.Tensor, b2: tf.Tensor, states: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bts,sc->btc", states, W2) + b2
 
 
+TRAINERS_KEPT = 4  # compiled trainers a process keeps for its next jobs
+_TRAINERS: dict[tuple, "Trainer"] = {}
+
+
 @dataclass
 class Trainer:
     """Variables of one job and the compiled function that trains a run of windows."""
@@ -54,15 +58,26 @@ class Trainer:
     accumulators: list[tf.Variable]
 
     @classmethod
-    def create(cls, params: TrainingParams, init: dict[str, np.ndarray]) -> "Trainer":
-        """Variables from initial weights, Adagrad accumulators at their initial value."""
-        weights = [tf.Variable(init[n], name=n) for n in WEIGHT_NAMES]
-        accumulators = [
-            tf.Variable(tf.fill(w.shape, ADAGRAD_INITIAL_ACCUMULATOR), name=f"{n}_accum")
-            for n, w in zip(WEIGHT_NAMES, weights)
-        ]
-        trainer = cls(params, weights, accumulators)
-        trainer.run_windows = tf.function(trainer._run_windows, jit_compile=True)
+    def create(cls, params: TrainingParams, init: dict[str, np.ndarray], device: str = "") -> "Trainer":
+        """Variables from initial weights, Adagrad accumulators at their initial value.
+
+        A worker process runs job after job: a trainer of the same shapes (and learning rate) is
+        reused with new values in its variables, so its functions are compiled once per process.
+        """
+        key = (device, params.state_size, params.num_classes, params.batch_size, params.truncated_backprop_length,
+               params.steps_per_epoch, params.learning_rate)
+        trainer = _TRAINERS.pop(key, None)
+        if trainer is None:
+            weights = [tf.Variable(init[n], name=n) for n in WEIGHT_NAMES]
+            accumulators = [tf.Variable(tf.zeros(w.shape), name=f"{n}_accum") for n, w in zip(WEIGHT_NAMES, weights)]
+            trainer = cls(params, weights, accumulators)
+            trainer.run_windows = tf.function(trainer._run_windows, jit_compile=True)
+            trainer.forward = make_forward(trainer.weights)
+        trainer.params = params
+        trainer.restore(init, {n: np.full(init[n].shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32) for n in WEIGHT_NAMES})
+        _TRAINERS[key] = trainer
+        while len(_TRAINERS) > TRAINERS_KEPT:
+            _TRAINERS.pop(next(iter(_TRAINERS)))
         return trainer
 
     def weight_values(self) -> dict[str, np.ndarray]:

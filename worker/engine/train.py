@@ -11,7 +11,7 @@ from worker.engine.checkpoint import Checkpoint
 from worker.engine.data import generate_epoch
 from worker.engine.device import select_device
 from worker.engine.evaluate import Evaluation, evaluate
-from worker.engine.model import Trainer, initial_weights, make_forward
+from worker.engine.model import Trainer, initial_weights
 from contract.params import TrainingParams
 
 PROGRESS_INTERVAL_S = 2.0
@@ -85,7 +85,7 @@ def train_model(
     params = params.resolved()
     device = select_device(params.device)
     with tf.device(device):
-        loop = _Loop(params, on_progress, should_stop, on_checkpoint, checkpoint_every_s)
+        loop = _Loop(params, on_progress, should_stop, on_checkpoint, checkpoint_every_s, device)
         loop.run(resume)
     return loop.result(device)
 
@@ -93,13 +93,13 @@ def train_model(
 class _Loop:
     """The state of one training run between compiled window runs."""
 
-    def __init__(self, params, on_progress, should_stop, on_checkpoint, checkpoint_every_s):
+    def __init__(self, params, on_progress, should_stop, on_checkpoint, checkpoint_every_s, device=""):
         self.params, self.on_progress, self.should_stop = params, on_progress, should_stop
         self.on_checkpoint, self.checkpoint_every_s = on_checkpoint, checkpoint_every_s
         self.rng = np.random.default_rng(params.seed)
         self.eval_rng = np.random.default_rng([params.seed, 1])
-        self.trainer = Trainer.create(params, initial_weights(self.rng, params))
-        self.forward = make_forward(self.trainer.weights)
+        self.trainer = Trainer.create(params, initial_weights(self.rng, params), device)
+        self.forward = self.trainer.forward
         self.all_losses = np.zeros(params.total_steps, np.float32)
         self.epoch_losses: list[float] = []
         self.accuracies: list[float] = []
