@@ -48,8 +48,8 @@ test: install system-deps
 # make bench BENCH_ARGS=--quick: a tiny configuration that only checks that everything runs.
 bench: install system-deps
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
-	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
+	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 bench-train: install
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
