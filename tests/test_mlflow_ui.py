@@ -32,7 +32,8 @@ def test_a_finished_jobs_run_page_shows_params_loss_chart_and_figure(page, train
 
     page.get_by_role("tab", name="Model metrics").click()
     expect(page.get_by_text(f"{run_name} (loss)")).to_be_visible(timeout=30_000)
-    expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=30_000)  # loss, epoch_loss, echo_accuracy drawn
+    # loss, epoch_loss, echo_accuracy and the held-out eval_echo_accuracy and eval_loss drawn
+    expect(page.locator(".js-plotly-plot")).to_have_count(5, timeout=30_000)
     page.screenshot(path=ARTIFACTS / "mlflow-run-metrics.png", full_page=True)
 
     page.get_by_role("tab", name="Artifacts").click()
@@ -59,7 +60,7 @@ def test_the_run_page_shows_the_last_figure_beside_the_loss_chart(page, trained_
     last_step = trained_job["progress"]["steps"]
     page.goto(trained_job["mlflow"]["url"])
     page.get_by_role("tab", name="Model metrics").click()
-    expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=30_000)
+    expect(page.locator(".js-plotly-plot")).to_have_count(5, timeout=30_000)
     assistant = page.get_by_role("button", name="Close", exact=True)  # the MLflow Assistant side panel
     if assistant.is_visible():
         assistant.click()
