@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run test bench bench-train bench-serve lock docs clean
+.PHONY: install system-deps run test test-containers bench bench-train bench-sweep bench-serve lock docs clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev $(LOCK_TARGET) -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev --extra server $(LOCK_TARGET) -o requirements/lock.txt
 	$(BIN)/uv pip compile pyproject.toml --extra gpu --constraint requirements/lock.txt $(LOCK_TARGET) \
 		-o requirements/gpu.txt
 
@@ -45,14 +45,30 @@ run: install
 test: install system-deps
 	$(BIN)/python -m pytest -ra
 
+# The containers built and run (tests/containers): a Docker engine that answers (on these machines,
+# ../shared/containers/docker-up.sh installs and starts one, and stand-in-images.sh builds the public
+# base images they cannot pull; elsewhere, an engine that already runs), then the three images, the
+# compose stack (CPU variant) under a project name of its own, a job through it, a worker container
+# killed mid-job, Redis restarted; down -v at the end.
+SHARED_CONTAINERS := ../shared/containers
+test-containers: install
+	@if [ -x $(SHARED_CONTAINERS)/docker-up.sh ]; then $(SHARED_CONTAINERS)/docker-up.sh; \
+	else docker info >/dev/null || { echo "no Docker engine answers" >&2; exit 1; }; fi
+	@if [ -x $(SHARED_CONTAINERS)/stand-in-images.sh ]; then $(SHARED_CONTAINERS)/stand-in-images.sh; fi
+	$(BIN)/python -m pytest -ra -m containers tests/containers $(PYTEST_ARGS)
+
 # make bench BENCH_ARGS=--quick: a tiny configuration that only checks that everything runs.
 bench: install system-deps
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 bench-train: install
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
+
+bench-sweep: install system-deps
+	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
 
 bench-serve: install system-deps
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)

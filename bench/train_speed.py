@@ -7,6 +7,9 @@ Each contestant trains on the same seed; (a) and (c) also start from the same in
 see the same data. "setup" is graph/session construction (a), model build and compile (b), or the
 first compiled window call, XLA compilation included (c); the first epoch is reported apart from the
 steady state (the mean of the epochs after the first). Data generation is outside every timing.
+"Engine alone" trains K models of the tutorial's shapes in one compiled loop (worker.engine.group):
+steps/s counts windows per second of the loop, model-steps/s those times K, and the last column is
+what a model costs there against training it alone (K = 1, which reuses the compiled loop of (c)).
 The last part times the exported SavedModel's serving signature in process, one sequence per call.
 """
 
@@ -28,11 +31,13 @@ import keras_rnn  # noqa: E402
 import tutorial_tf1  # noqa: E402
 from worker.engine import export  # noqa: E402
 from worker.engine.data import generate_epoch  # noqa: E402
+from worker.engine.group import train_group  # noqa: E402
 from worker.engine.model import initial_weights  # noqa: E402
 from worker.engine.train import train_model  # noqa: E402
 from contract.params import TrainingParams  # noqa: E402
 
 SERVING_LENGTHS = (20, 100, 1000)
+GROUP_SIZES, QUICK_GROUP_SIZES = (1, 8, 32, 128), (1, 8)
 
 
 @dataclass
@@ -94,6 +99,30 @@ def time_engine(params: TrainingParams, epochs: int) -> tuple[Timing, dict[str, 
         result.epoch_seconds, result.epoch_losses[-1],
     )
     return timing, result.weights
+
+
+def time_groups(params: TrainingParams, sizes: tuple[int, ...], epochs: int) -> list[tuple[int, Timing]]:
+    """The engine alone: K models (seeds seed..seed+K-1) in one compiled loop, for each K of sizes."""
+    timings = []
+    for models in sizes:
+        group = [params.model_copy(update={"num_epochs": epochs, "seed": params.seed + k}) for k in range(models)]
+        first = train_group(group)[0]
+        timings.append((models, Timing(f"K={models}", epochs, first.compile_seconds, first.epoch_seconds[0],
+                                       first.epoch_seconds, first.epoch_losses[-1])))
+    return timings
+
+
+def print_groups(params: TrainingParams, timings: list[tuple[int, Timing]]) -> None:
+    """The engine-alone table: one model against K models in one loop."""
+    steps = params.steps_per_epoch
+    print(f"\nengine alone, K models in one compiled loop ({steps} steps/epoch, the shapes above):\n")
+    print(f"{'models':>7}{'setup s':>10}{'steady s/epoch':>16}{'steps/s':>11}{'model-steps/s':>15}"
+          f"{'per model vs K=1':>18}")
+    single = steps / timings[0][1].steady_s
+    for models, t in timings:
+        rate = steps / t.steady_s
+        print(f"{models:>7}{t.setup_s:>10.3f}{t.steady_s:>16.4f}{rate:>11.0f}{models * rate:>15.0f}"
+              f"{models * rate / single:>17.1f}x")
 
 
 def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) -> dict[int, float]:
@@ -170,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     keras_timing = time_keras(params, args.epochs)
     engine, weights = time_engine(params, args.engine_epochs)
     print_table(params, [tutorial, keras_timing, engine])
+    print_groups(params, time_groups(params, QUICK_GROUP_SIZES if args.quick else GROUP_SIZES, args.engine_epochs))
     p50 = serving_latency(weights, params.echo_step, args.serving_calls)
     print("\nserving (SavedModel signature, in process, one sequence per call, p50):")
     for length, ms in p50.items():

@@ -73,6 +73,14 @@ class Resume(BaseModel):
     step: int = Field(description="The training step it resumed from.")
 
 
+class TrialOf(BaseModel):
+    """Where a job stands in a sweep."""
+
+    sweep_id: str
+    trial: int = Field(description="The trial's index in the sweep.")
+    group: int = Field(description="The group of trials it trains with, as one program.")
+
+
 class Job(BaseModel):
     """A training job as the API shows it."""
 
@@ -98,3 +106,4 @@ class Job(BaseModel):
     attempts: int = Field(0, description="How many times a worker started this job.")
     worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
     resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")
+    sweep: TrialOf | None = Field(None, description="The sweep this job is a trial of, if any.")

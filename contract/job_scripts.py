@@ -52,7 +52,8 @@ return 0
 CREATE = """
 -- Record a new queued job, within its owner's quota of queued and running jobs.
 -- KEYS: the job's hash. ARGV: fields (JSON of JSON-encoded values), key prefix, job id, owner ('' for
--- none), the owner's quota (0 for none). Answers the job's sequence number, or 0 over the quota.
+-- none), the owner's quota (0 for none), 1 if the job counts towards it. Answers the job's sequence
+-- number, or 0 over the quota.
 local prefix, id, owner, quota = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 if owner ~= '' and quota > 0 and redis.call('SCARD', prefix .. ':active:' .. owner) >= quota then return 0 end
 local seq = redis.call('INCR', prefix .. ':seq')
@@ -63,7 +64,7 @@ redis.call('ZADD', prefix .. ':status:queued', seq, id)
 redis.call('HINCRBY', prefix .. ':counts', 'queued', 1)
 if owner ~= '' then
   redis.call('ZADD', prefix .. ':owner:' .. owner, seq, id)
-  redis.call('SADD', prefix .. ':active:' .. owner, id)
+  if ARGV[6] == '1' then redis.call('SADD', prefix .. ':active:' .. owner, id) end
 end
 return seq
 """

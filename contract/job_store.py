@@ -53,12 +53,17 @@ class JobStore:
         """The Redis key of the job's lease."""
         return f"{self.prefix}:lease:{job_id}"
 
-    def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0) -> Job:
-        """Record a new queued job of owner (a client id); QuotaExceeded when owner has quota jobs queued or running."""
+    def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0,
+               **fields: Any) -> Job:
+        """Record a new queued job of owner (a client id); QuotaExceeded when owner has quota jobs queued or running.
+
+        A sweep's trials (fields holding sweep) do not count towards their owner's quota.
+        """
         job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(), owner=owner,
-                  progress=JobProgress(epochs=params["num_epochs"], steps=steps))
-        fields = json.dumps(_encode(job.model_dump()))
-        if not self._create(keys=[self.key(job.id)], args=[fields, self.prefix, job.id, owner or "", quota]):
+                  progress=JobProgress(epochs=params["num_epochs"], steps=steps), **fields)
+        encoded = json.dumps(_encode(job.model_dump()))
+        active = "0" if job.sweep else "1"
+        if not self._create(keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active]):
             raise QuotaExceeded(f"{quota} jobs queued or running")
         return job
 

@@ -1,5 +1,5 @@
-# The MLflow image: the tracking server with proxied artifacts (docker/bin/mlflow, as in the
-# Procfile) and the PostgreSQL driver of its backend store; no TensorFlow.
+# The MLflow image: the tracking server with proxied artifacts and its login (docker/bin/mlflow, as in
+# the Procfile) and the PostgreSQL driver of its backend store; no TensorFlow, no project code.
 # Build context: the repository root (docker build -f docker/mlflow.Dockerfile .).
 
 FROM python:3.11-slim-bookworm AS builder
@@ -10,9 +10,11 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
 WORKDIR /src
 COPY pyproject.toml ./
 COPY requirements/ requirements/
-# The project's dependencies without TensorFlow (mlflow, psycopg2-binary, ...), every version pinned
-# by the locks that make install and CI use.
-RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml \
+# pyproject.toml's server extra only (mlflow[auth], its login included, and psycopg2-binary), every
+# version pinned by the locks that make install and CI use; none of the API's or workers' packages.
+RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["server"], sep="\n")' \
+        > server.txt \
+    && uv pip install --python /opt/venv/bin/python -r server.txt \
         --constraint requirements/lock.txt --constraint requirements/gpu.txt
 
 FROM python:3.11-slim-bookworm
@@ -30,6 +32,6 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 MLFLOW_PORT=5000 \
     MLFLOW_ARTIFACTS_DESTINATION=/mlflow/artifacts
 USER 10001:10001
 EXPOSE 5000
-HEALTHCHECK --interval=30s --timeout=10s --start-period=90s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
     CMD ["python", "docker/healthcheck.py", "mlflow"]
 CMD ["docker/bin/mlflow"]

@@ -9,9 +9,10 @@ from service import auth, jsonio, limits, metrics, problems
 from service.idempotency import IdempotencyStore
 from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
-from service.routes import docs, health, jobs, models, predict
+from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
 from contract.job_store import JobStore
+from contract.sweep_store import SweepStore
 
 
 class Services:
@@ -22,6 +23,7 @@ class Services:
         settings.configure_mlflow_client()
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.jobs = JobStore(self.redis, settings.job_key_prefix, settings.job_retention_s)
+        self.sweeps = SweepStore(self.jobs)
         # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     jsonio.install(app)
     app.extensions["echo"] = Services(settings)
     problems.register(app)
-    for blueprint in (health.bp, jobs.bp, predict.bp, models.bp, docs.bp):
+    for blueprint in (health.bp, jobs.bp, sweeps.bp, predict.bp, models.bp, docs.bp):
         app.register_blueprint(blueprint)
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
     auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget

@@ -49,6 +49,14 @@ class JobListQuery(BaseModel):
     cursor: int | None = Field(None, ge=0, description="next_cursor of the previous page")
 
 
+class SweepListQuery(BaseModel):
+    """Query of GET /sweeps."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: int | None = Field(None, ge=0, description="next_cursor of the previous page")
+
+
 class PredictQuery(BaseModel):
     """Query of GET /predict."""
 

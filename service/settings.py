@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from contract.settings import CommonSettings
+from contract.sweep import MAX_TRIALS
 
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -47,6 +48,11 @@ class Settings(CommonSettings):
     rate_limit_predict: str = Field(
         "3000/minute", description="Requests to /predict (GET and POST together) per client; empty: no limit.")
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs is kept.")
+    max_sweep_trials: int = Field(
+        MAX_TRIALS, ge=1, le=MAX_TRIALS,
+        description=f"Most trials one POST /sweeps may make (at most {MAX_TRIALS}); a larger grid or search is a 422.")
+    sweep_group_size: int = Field(
+        32, ge=1, le=256, description="Most trials of the same shapes a worker trains together, as one task.")
 
     def mlflow_client_environment(self) -> dict[str, str]:
         """The MLflow client settings, and no pickle deserialization in the API: a second wall behind model_trust."""

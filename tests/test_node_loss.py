@@ -190,3 +190,34 @@ def test_redis_down_at_the_end_of_a_job_leaves_one_outcome_in_both(up):
     run = up.client.get_run(done["mlflow"]["run_id"])
     assert run.info.status == "FINISHED" and len(runs_of(up, done)) == 1
     assert len(versions_of(up, done["id"])) == 1
+
+
+def test_a_sweep_group_whose_node_dies_resumes_every_trial_from_the_groups_checkpoint(up):
+    doomed = up.worker("group-doomed")
+    resp = requests.post(f"{up.api.url}/sweeps", json={
+        "params": {k: v for k, v in RESUMABLE.items() if k != "seed"}, "grid": {"seed": [31, 32, 33]}}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    sweep = resp.json()
+    checkpoint = f"echo-rnn:checkpoint:group:{sweep['id']}:0"
+    redis = Redis.from_url(up.redis.url)
+
+    def sweep_now() -> dict:
+        return requests.get(f"{up.api.url}/sweeps/{sweep['id']}", timeout=10).json()
+
+    wait_for(lambda: sweep_now()["status"] == "running", 120, "the doomed node starting the group")
+    up.worker("group-survivor")
+    wait_for(lambda: sweep_now()["progress"]["fraction"] >= 0.4 and redis.exists(checkpoint), 180, "40 %", 0.05)
+    doomed.kill()
+    died = time.time()
+    done = wait_for(lambda: (s := sweep_now())["status"] in FINISHED and s, 300, "the sweep ending")
+    assert done["status"] == "succeeded", (done, up.logs())
+    steps = RESUMABLE["num_epochs"] * (RESUMABLE["total_series_length"] // 5 // 64)
+    for trial in done["trials"]:
+        record = job(up, trial["job_id"])
+        assert record["status"] == "succeeded" and record["attempts"] == 2 and len(record["resumed"]) == 1
+        assert clock.parse(record["resumed"][0]["at"]) - died < 60
+        every_step = loss_history_artifact(up.mlflow.url, record["mlflow"]["run_id"])
+        assert [s for s, _ in every_step] == list(range(steps)), "each step exactly once in the full history"
+        assert [s for s, _ in loss_history(up, record["mlflow"]["run_id"])] == loss_steps(steps, 200)
+    registered = [v for t in done["trials"] for v in versions_of(up, t["job_id"])]
+    assert [v.version for v in registered] == [done["best"]["model"]["version"]]

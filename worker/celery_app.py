@@ -40,10 +40,20 @@ def _watch_for_lost_jobs(**_) -> None:
     from worker.tasks import job_store
     from worker.watchdog import Watchdog
 
-    def send(job_id: str, params: dict) -> None:
-        app.send_task(tasks.TRAIN, args=[job_id, params], task_id=job_id)
+    store = job_store()
 
-    _watchdogs.append(Watchdog(job_store(), send, settings.watchdog_interval_s).start())
+    def send(job) -> list[str]:
+        if job.sweep is None:
+            app.send_task(tasks.TRAIN, args=[job.id, job.params], task_id=job.id)
+            return [job.id]
+        from contract.sweep_store import SweepStore
+
+        group = SweepStore(store).group_jobs(job.sweep.sweep_id, job.sweep.group)
+        app.send_task(tasks.TRAIN_GROUP, args=[job.sweep.sweep_id, job.sweep.group, group],
+                      task_id=f"{job.sweep.sweep_id}-g{job.sweep.group}")
+        return group
+
+    _watchdogs.append(Watchdog(store, send, settings.watchdog_interval_s).start())
 
 
 @worker_shutdown.connect

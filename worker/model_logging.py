@@ -31,18 +31,28 @@ def log_and_register(
     already has a version of name (a retry after a lost answer, a resumed job) keeps that one.
     A module from export.traced(params) skips tracing; without one, the module is built here.
     """
+    outage = outage or mlflow_outage(client.tracking_uri, 0)
+    existing = outage.call(lambda: _version_of_run(client, name, run_id), "logging the model")
+    if existing is None:
+        logged = log_model(client, run_id, job_id, result, outage, module)
+        return register(client, run_id, job_id, logged, name, outage)
+    return {"uri": f"models:/{name}/{existing.version}", "name": name, "version": str(existing.version)}
+
+
+def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, outage: Outage,
+              module: EchoModel | None = None) -> dict:
+    """Log the trained network into the run as an MLflow TensorFlow model; returns its model_uri and model_id."""
     import tensorflow as tf
 
-    outage = outage or mlflow_outage(client.tracking_uri, 0)
     module = module.set_weights(result.weights) if module is not None else build(result.weights, result.params.echo_step)
     # MLflow's model logging goes through the global tracking URI; point it at this run's server.
     mlflow.set_tracking_uri(client.tracking_uri)
 
-    def log_model():
-        existing = _version_of_run(client, name, run_id)
-        if existing is not None:
-            return existing, None
-        info = Model.log(
+    def log():
+        # MLflow files a logged model under the active experiment (Default, id 0, when none is set): the
+        # run's own, where the service account may write when MLflow asks for logins.
+        mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+        return Model.log(
             artifact_path=None,
             name="model",
             flavor=mlflow.tensorflow,
@@ -55,18 +65,20 @@ def log_and_register(
             pip_requirements=[f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"],
             tags={"job_id": job_id},
         )
-        return None, info
 
-    version, info = outage.call(log_model, "logging the model")
-    if version is None:
-        outage.call(lambda: _ensure_registered_model(client, name), "registering the model")
+    info = outage.call(log, "logging the model")
+    return {"model_uri": info.model_uri, "model_id": info.model_id}
 
-        def create_version():
-            return _version_of_run(client, name, run_id) or client.create_model_version(
-                name, source=info.model_uri, run_id=run_id, tags={"job_id": job_id}, model_id=info.model_id
-            )
 
-        version = outage.call(create_version, "registering the model version")
+def register(client: MlflowClient, run_id: str, job_id: str, logged: dict, name: str, outage: Outage) -> dict:
+    """Register a model logged by log_model as a version of name (the run's version if it has one already)."""
+    outage.call(lambda: _ensure_registered_model(client, name), "registering the model")
+
+    def create_version():
+        return _version_of_run(client, name, run_id) or client.create_model_version(
+            name, source=logged["model_uri"], run_id=run_id, tags={"job_id": job_id}, model_id=logged["model_id"])
+
+    version = outage.call(create_version, "registering the model version")
     return {"uri": f"models:/{name}/{version.version}", "name": name, "version": str(version.version)}
 
 

@@ -31,14 +31,15 @@ log = logging.getLogger(__name__)
 class RunLogger:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
-    def __init__(self, settings: WorkerSettings, job_id: str, params: dict, run_id: str | None = None):
-        """Open the job's run: a new one, or (resuming a job) the run it already has."""
+    def __init__(self, settings: WorkerSettings, job_id: str, params: dict, run_id: str | None = None,
+                 tags: dict[str, str] | None = None):
+        """Open the job's run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming a job) the run it already has."""
         self.settings = settings
         self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         self.outage = mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s)
         if run_id is None:
             self.experiment_id = self.outage.call(self._experiment, "finding the experiment")
-            run = self._create_run(job_id)
+            run = self._create_run(job_id, tags or {})
         else:
             run = self.outage.call(lambda: self.client.get_run(run_id), "reopening the job's run")
             self.experiment_id = run.info.experiment_id
@@ -52,7 +53,7 @@ class RunLogger:
             logged = [Param(k, str(v)) for k, v in params.items()]
             self.outage.call(lambda: self.client.log_batch(self.run_id, params=logged), "logging the parameters")
 
-    def _create_run(self, job_id: str):
+    def _create_run(self, job_id: str, tags: dict[str, str]):
         """A new run for the job; a retry after a lost answer finds the run the lost call created."""
         attempt, tried = uuid.uuid4().hex, []
 
@@ -62,10 +63,10 @@ class RunLogger:
                 if found:
                     return found[0]
             tried.append(True)
+            name = tags.get("mlflow.runName", f"job-{job_id[:8]}")
             return self.client.create_run(
-                self.experiment_id,
-                tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": f"job-{job_id[:8]}"},
-                run_name=f"job-{job_id[:8]}",
+                self.experiment_id, tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
+                run_name=name,
             )
 
         return self.outage.call(create, "creating the job's run")

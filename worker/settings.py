@@ -24,6 +24,8 @@ class WorkerSettings(CommonSettings):
 
     loss_points_max: int = Field(
         2000, ge=10, description="Most points of a run's loss chart in MLflow: past it, each point is the mean of a bucket of steps.")
+    trial_loss_points_max: int = Field(
+        200, ge=10, description="The same for each trial of a sweep (every step is in its loss_history.csv.gz).")
     champion_min_accuracy: float = Field(
         0.99, ge=0, le=1, description="Held-out echo accuracy a version needs to become champion (and no lower than the champion's).")
     lease_ttl_s: float = Field(

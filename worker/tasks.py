@@ -5,6 +5,8 @@ import redis
 from contract import tasks
 from contract.job_store import JobStore
 from worker.celery_app import app, settings
+from contract.sweep_store import SweepStore
+from worker.group_runner import run_group
 from worker.job_runner import run_job
 
 
@@ -12,6 +14,12 @@ from worker.job_runner import run_job
 def train_job(job_id: str, params: dict) -> str:
     """Train the echo RNN for one job."""
     return run_job(job_store(), settings, job_id, params)
+
+
+@app.task(name=tasks.TRAIN_GROUP)
+def train_group(sweep_id: str, group: int, job_ids: list[str]) -> str:
+    """Train one group of a sweep's trials together."""
+    return run_group(SweepStore(job_store()), settings, sweep_id, group, job_ids)
 
 
 def job_store() -> JobStore:

@@ -1,8 +1,8 @@
 """Taking over jobs whose worker died: every worker watches, one at a time under a Redis lock.
 
 A job whose lease lapsed (its node was lost whole: nothing is left to requeue its message) is
-sent to the queue again, where any free worker resumes it from its last checkpoint. Each round
-also forgets finished jobs past their retention.
+sent to the queue again, where any free worker resumes it from its last checkpoint; a sweep's trial
+is sent again with its whole group. Each round also forgets finished jobs and sweeps past their retention.
 """
 
 import logging
@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
+from contract.job import Job
 from contract.job_store import JobStore
+from contract.sweep_store import SweepStore
 
 log = logging.getLogger(__name__)
 TAKEOVER_GUARD_S = 300  # a job sent again is not sent again before its new worker claims it, or this long
@@ -21,7 +23,8 @@ TAKEOVER_GUARD_S = 300  # a job sent again is not sent again before its new work
 class Watchdog:
     """A periodic check in the worker's main process."""
 
-    def __init__(self, store: JobStore, send: Callable[[str, dict], None], interval_s: float):
+    def __init__(self, store: JobStore, send: Callable[[Job], list[str]], interval_s: float):
+        """send queues a job again (a trial: its group) and returns the ids of the jobs it covers."""
         self.store, self.send, self.interval_s = store, send, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
@@ -58,9 +61,11 @@ class Watchdog:
                 continue
             log.warning("job %s lost its worker (%s): sending it to the queue again", job_id,
                         job.worker.host if job.worker else "unknown")
-            self.send(job_id, job.params)
+            covered = self.send(job)
+            for other in covered:  # a group's other trials are covered by this sending
+                redis.set(takeover_key(self.store, other), 1, ex=TAKEOVER_GUARD_S)
             taken.append(job_id)
-        pruned = self.store.prune()
+        pruned = self.store.prune() + SweepStore(self.store).prune()
         if pruned:
             log.info("forgot %d finished jobs past their retention", pruned)
         return taken

@@ -7,6 +7,7 @@ import typer
 from service.cli.api import Api
 from service.cli.job_commands import cancel, jobs, show
 from service.cli.model_commands import models, predict
+from service.cli.sweep_commands import sweep
 from service.cli.train import train
 
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -36,14 +37,15 @@ def main(
 
     Exit codes:
     0 success;
-    1 the API refused the request (its error and each bad field are printed) or the job failed;
+    1 the API refused the request (its error and each bad field are printed) or the job (sweep) failed;
     2 bad usage;
     3 the API cannot be reached;
-    4 the job was cancelled (train --wait);
-    130 Ctrl-C while following a job (the job keeps running).
+    4 the job (sweep) was cancelled (train --wait, sweep start --wait);
+    130 Ctrl-C while following a job or sweep (it keeps running).
     """
     ctx.obj = Api(api, token)
 
 
 for command in (train, jobs, show, cancel, predict, models):
     app.command()(command)
+app.add_typer(sweep)

@@ -17,6 +17,7 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = {role: DOCKER / f"{role}.Dockerfile" for role in ("api", "worker", "mlflow")}
 COMPOSE = ROOT / "compose.yaml"
 COMPOSE_CPU = ROOT / "compose.cpu.yaml"
+COMPOSE_GPU = ROOT / "compose.gpu.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 

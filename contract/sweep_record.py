@@ -1,0 +1,88 @@
+"""A sweep as the API shows it: its trials, their progress and the leaderboard."""
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from contract.job import Evaluation, Job, MlflowLink, SavedModel, Status
+
+
+class Trial(BaseModel):
+    """One configuration of the sweep, trained as a job of its own (GET /jobs/{job_id})."""
+
+    trial: int
+    job_id: str
+    group: int
+    values: dict[str, Any] = Field(description="The searched parameters' values of this trial.")
+    status: Status
+    fraction: float = 0.0
+    epoch: int = 0
+    loss: float | None = None
+    evaluation: Evaluation | None = None
+    stopped_early: int | None = None
+    error: str | None = None
+
+
+class Ranked(BaseModel):
+    """A place on the leaderboard: held-out echo accuracy first, then held-out loss."""
+
+    rank: int
+    trial: int
+    job_id: str
+    values: dict[str, Any]
+    echo_accuracy: float
+    loss: float
+
+
+class SweepProgress(BaseModel):
+    trials: int
+    finished: int = 0
+    succeeded: int = 0
+    fraction: float = 0.0
+
+
+class Best(BaseModel):
+    trial: int
+    job_id: str
+    model: SavedModel | None = Field(None, description="Its registered version (only the best trial's model is registered).")
+
+
+class Sweep(BaseModel):
+    """A sweep: many trials from one request, trained in groups of the same shapes."""
+
+    id: str
+    name: str | None = None
+    status: Status
+    owner: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    request: dict[str, Any] = Field(description="The request as validated (params and grid or random).")
+    groups: list[list[int]] = Field(description="The trials of each group, trained together as one program.")
+    progress: SweepProgress
+    trials: list[Trial]
+    leaderboard: list[Ranked] = Field(default_factory=list, description="Finished trials, best first.")
+    best: Best | None = None
+    mlflow: MlflowLink | None = Field(None, description="The parent run; each trial is a child run of it.")
+    cancel_requested: bool = False
+    error: str | None = None
+
+
+class SweepList(BaseModel):
+    sweeps: list[Sweep]
+    next_cursor: int | None = None
+
+
+def trial_of(job: Job, values: dict[str, Any]) -> Trial:
+    """A trial's line from its job record."""
+    return Trial(trial=job.sweep.trial, job_id=job.id, group=job.sweep.group, values=values, status=job.status,
+                 fraction=job.progress.fraction, epoch=job.progress.epoch, loss=job.metrics.loss,
+                 evaluation=job.evaluation, stopped_early=job.stopped_early, error=job.error)
+
+
+def leaderboard(trials: list[Trial]) -> list[Ranked]:
+    """Succeeded trials by held-out echo accuracy (highest first), then held-out loss (lowest first)."""
+    done = sorted((t for t in trials if t.status == "succeeded" and t.evaluation),
+                  key=lambda t: (-t.evaluation.echo_accuracy, t.evaluation.loss, t.trial))
+    return [Ranked(rank=i + 1, trial=t.trial, job_id=t.job_id, values=t.values, echo_accuracy=t.evaluation.echo_accuracy,
+                   loss=t.evaluation.loss) for i, t in enumerate(done)]

@@ -1,0 +1,133 @@
+"""Sweep records in Redis: one hash per sweep beside its trials' job records, and a count of groups left.
+
+A sweep's status moves as a job's does (contract.job.TRANSITIONS); its trials' progress is read from
+their job records. The group that brings the count to zero finishes the sweep: a counter rather than a
+Celery chord, because a group sent again after its worker was lost (or delivered twice) must count once,
+and a chord needs every header task to succeed under a result backend and to be sent only once.
+"""
+
+import json
+import time
+import uuid
+from typing import Any
+
+from redis import Redis
+
+from contract import clock, job_scripts
+from contract.clock import now
+from contract.job import FINISHED, TrialOf, sources
+from contract.job_store import JobStore, _encode
+from contract.params import TrainingParams
+from contract.sweep import SweepRequest
+from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
+
+
+class SweepStore:
+    """The sweeps under the job store's key prefix."""
+
+    def __init__(self, jobs: JobStore):
+        self.jobs, self.redis, self.prefix = jobs, jobs.redis, jobs.prefix
+        self._set_if = self.redis.register_script(job_scripts.SET_IF)
+
+    def key(self, sweep_id: str) -> str:
+        """The Redis key of the sweep's record."""
+        return f"{self.prefix}:sweep:{sweep_id}"
+
+    def create(self, request: SweepRequest, trials: list[TrainingParams], groups: list[list[int]],
+               owner: str | None = None) -> Sweep:
+        """Record a queued sweep and a queued job per trial."""
+        sweep_id = str(uuid.uuid4())
+        group_of = {t: g for g, members in enumerate(groups) for t in members}
+        configs = request.configurations()
+        job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner,
+                                    sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i])).id
+                   for i, p in enumerate(trials)]
+        seq = self.redis.incr(f"{self.prefix}:sweep-seq")
+        record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
+                  "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
+                  "values": configs, "seq": seq, "cancel_requested": False}
+        pipe = self.redis.pipeline()
+        pipe.hset(self.key(sweep_id), mapping={**_encode(record), "groups_left": len(groups)})
+        pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
+        if owner:
+            pipe.zadd(f"{self.prefix}:sweeps:owner:{owner}", {sweep_id: seq})
+        pipe.execute()
+        return self.get(sweep_id)
+
+    def raw(self, sweep_id: str) -> dict[str, Any] | None:
+        """The sweep's stored fields, decoded."""
+        raw = self.redis.hgetall(self.key(sweep_id))
+        return {k.decode(): json.loads(v) for k, v in raw.items()} or None
+
+    def get(self, sweep_id: str) -> Sweep | None:
+        """The sweep with its trials as their job records say, or None."""
+        record = self.raw(sweep_id)
+        if record is None:
+            return None
+        jobs = [self.jobs.get(job_id) for job_id in record["job_ids"]]
+        trials = [trial_of(job, values) for job, values in zip(jobs, record["values"]) if job is not None]
+        finished = [t for t in trials if t.status in FINISHED]
+        steps = sum(j.progress.steps for j in jobs if j) or 1
+        progress = SweepProgress(
+            trials=len(record["job_ids"]), finished=len(finished),
+            succeeded=sum(t.status == "succeeded" for t in trials),
+            fraction=round(sum(t.fraction * j.progress.steps for t, j in zip(trials, filter(None, jobs))) / steps, 4))
+        fields = {k: v for k, v in record.items() if k in Sweep.model_fields}
+        return Sweep(**fields, progress=progress, trials=trials, leaderboard=leaderboard(trials))
+
+    def group_jobs(self, sweep_id: str, group: int) -> list[str]:
+        """The job ids of a group's trials, in order (what its task is sent with)."""
+        record = self.raw(sweep_id)
+        return [record["job_ids"][t] for t in record["groups"][group]] if record else []
+
+    def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Sweep], int | None]:
+        """Newest first (owner's only, when given); the cursor is the sequence number of the last sweep shown."""
+        index = f"{self.prefix}:sweeps:owner:{owner}" if owner else f"{self.prefix}:sweeps"
+        top = f"({cursor}" if cursor is not None else "+inf"
+        batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
+        sweeps = [(s, int(score)) for member, score in batch[:limit] if (s := self.get(member.decode()))]
+        return [s for s, _ in sweeps], (int(batch[limit - 1][1]) if len(batch) > limit else None)
+
+    def update(self, sweep_id: str, **fields: Any) -> None:
+        """Overwrite fields other than the status."""
+        assert "status" not in fields, "status changes go through move()"
+        self.redis.hset(self.key(sweep_id), mapping=_encode(fields))
+
+    def move(self, sweep_id: str, status: str, **fields: Any) -> bool:
+        """Move the sweep to status if the job state machine allows it from where it is (and set fields)."""
+        allowed = sources(status) - {status}
+        if status in FINISHED:
+            fields.setdefault("finished_at", now())
+        args = [json.dumps(_encode({"status": status, **fields})), "", "", *allowed]
+        return self._set_if(keys=[self.key(sweep_id)], args=args) == 1
+
+    def request_cancel(self, sweep_id: str) -> None:
+        """Flag the sweep as cancelled by its user (its trials are cancelled one by one)."""
+        self.update(sweep_id, cancel_requested=True)
+
+    def group_finished(self, sweep_id: str, group: int) -> bool:
+        """Count a group as finished, once however often it is reported; True for the one that finished the sweep."""
+        done = f"{self.key(sweep_id)}:groups-done"
+        pipe = self.redis.pipeline()
+        pipe.sadd(done, group)
+        pipe.expire(done, self.jobs.retention_s + 86400)
+        added, _ = pipe.execute()
+        if not added:
+            return False
+        return self.redis.hincrby(self.key(sweep_id), "groups_left", -1) == 0
+
+    def prune(self, batch: int = 500) -> int:
+        """Forget finished sweeps past the jobs' retention (their trials go with the jobs); returns how many."""
+        cutoff = time.time() - self.jobs.retention_s
+        gone = 0
+        for member in self.redis.zrange(f"{self.prefix}:sweeps", 0, batch - 1):
+            sweep_id = member.decode()
+            record = self.raw(sweep_id) or {}
+            if record and not (record.get("finished_at") and clock.parse(record["finished_at"]) < cutoff):
+                continue
+            self.redis.delete(self.key(sweep_id), f"{self.key(sweep_id)}:groups-done")
+            self.redis.zrem(f"{self.prefix}:sweeps", sweep_id)
+            if record.get("owner"):
+                self.redis.zrem(f"{self.prefix}:sweeps:owner:{record['owner']}", sweep_id)
+            gone += 1
+        return gone

@@ -1,0 +1,95 @@
+"""Sweeps: many training jobs from one request, a grid or a random search; submit, follow, list, cancel."""
+
+from flask import Blueprint, Response, jsonify, url_for
+
+from contract.job import FINISHED
+from contract.sweep import SweepRequest, group
+from contract.sweep_record import Sweep, SweepList
+from service import auth, sweep_actions
+from service.endpoints import Answer, Endpoint, route
+from service.problems import Problem
+from service.routes import json_body, parse, query_args, services
+from service.schemas import SweepListQuery
+
+bp = Blueprint("sweeps", __name__)
+LOCATION = {"Location": {"schema": {"type": "string"}, "description": "The sweep's URL"}}
+NOT_FOUND = {404: "Unknown sweep (or another token's)"}
+SUBMIT = Endpoint(
+    "post", "/sweeps", body=SweepRequest, access="jobs", rate_limit="jobs",
+    answers=(Answer(202, Sweep, "Accepted: every trial is a queued job, its group queued as one task", LOCATION),),
+    errors=(400, 413, 415, 422, 429, 503),
+    error_notes={
+        422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
+             "grid.state_size), or more trials than MAX_SWEEP_TRIALS",
+        429: "Over this client's rate limit (a sweep counts as one submission); retry after Retry-After seconds",
+    },
+)
+
+
+def _sweep(sweep: Sweep) -> dict:
+    return sweep.model_dump(mode="json")
+
+
+def _get(sweep_id: str) -> Sweep:
+    sweep = services().sweeps.get(sweep_id)
+    if sweep is None or not auth.can_see(sweep.owner):  # another client's sweep is not there for this one
+        raise Problem(404, "Not Found", f"no sweep {sweep_id}")
+    return sweep
+
+
+def _bounded(request: SweepRequest, most: int) -> None:
+    """A 422 on the search's field when it makes more than most trials."""
+    count = len(request.configurations())
+    if count > most:
+        field = "grid" if request.grid is not None else "random.trials"
+        message = f"the sweep makes {count} trials; this service takes at most {most} (MAX_SWEEP_TRIALS)"
+        raise Problem(422, "Invalid request", f"invalid body: {field}",
+                      [{"field": field, "message": message, "location": "body"}])
+
+
+@route(bp, SUBMIT)
+def submit() -> Response:
+    """Queue a sweep: base training parameters and a grid or a random search over some of them."""
+    request = parse(SweepRequest, json_body(), "body")
+    s = services()
+    _bounded(request, s.settings.max_sweep_trials)
+    trials = request.trials()
+    owner = auth.client_id() if s.settings.tokens_on else None
+    sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner)
+    sweep_actions.enqueue(s, sweep)
+    resp = jsonify(_sweep(sweep))
+    resp.status_code = 202
+    resp.headers["Location"] = url_for("sweeps.show", sweep_id=sweep.id)
+    return resp
+
+
+@route(bp, Endpoint("get", "/sweeps/<sweep_id>", (Answer(200, Sweep),), (404, 503), access="jobs",
+                    error_notes=NOT_FOUND))
+def show(sweep_id: str) -> Response:
+    """One sweep: status, progress over all trials, each trial, the leaderboard and the best model."""
+    return jsonify(_sweep(_get(sweep_id)))
+
+
+@route(bp, Endpoint("get", "/sweeps", (Answer(200, SweepList),), (400, 422, 503), query=SweepListQuery,
+                    access="jobs"))
+def index() -> Response:
+    """Sweeps, newest first (a token's own; every sweep for an admin token); ?limit=, ?cursor=."""
+    query = parse(SweepListQuery, query_args(), "query")
+    owner = None if auth.sees_everything() else auth.client_id()
+    sweeps, cursor = services().sweeps.list(query.limit, query.cursor, owner=owner)
+    return jsonify(sweeps=[_sweep(s) for s in sweeps], next_cursor=cursor)
+
+
+@route(bp, Endpoint("delete", "/sweeps/<sweep_id>", (
+    Answer(200, Sweep, "Cancelled: no trial is left running (queued ones never run)"),
+    Answer(202, Sweep, "Queued trials cancelled; the running ones were asked to stop"),
+), (404, 409, 503), access="jobs", error_notes={**NOT_FOUND, 409: "The sweep has already finished"}))
+def cancel(sweep_id: str) -> Response:
+    """Cancel a sweep: every queued trial never runs, every running one stops at its next check."""
+    sweep = _get(sweep_id)
+    if sweep.status in FINISHED:
+        raise Problem(409, "Conflict", f"sweep {sweep_id} has already {sweep.status}")
+    running = sweep_actions.cancel(services(), sweep)
+    resp = jsonify(_sweep(_get(sweep_id)))
+    resp.status_code = 202 if running else 200
+    return resp

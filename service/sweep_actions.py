@@ -1,0 +1,48 @@
+"""What POST and DELETE /sweeps do to a sweep's trials: queue their groups, or cancel them."""
+
+from typing import TYPE_CHECKING
+
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from contract import tasks
+from contract.clock import now
+from contract.job import FINISHED
+from contract.sweep_record import Sweep
+from service.problems import Problem
+
+if TYPE_CHECKING:
+    from service.app import Services
+
+QUEUE_DOWN = "the queue was unavailable"
+
+
+def enqueue(s: "Services", sweep: Sweep) -> None:
+    """Send one group task per group; if the queue refuses one, fail every trial and the sweep (a 503)."""
+    job_of = {t.trial: t.job_id for t in sweep.trials}
+    try:
+        for g, members in enumerate(sweep.groups):
+            job_ids = [job_of[t] for t in members]
+            s.celery.send_task(tasks.TRAIN_GROUP, args=[sweep.id, g, job_ids], task_id=f"{sweep.id}-g{g}")
+    except (OperationalError, RedisError) as exc:
+        # Groups already sent find their trials failed and train nothing.
+        for trial in sweep.trials:
+            s.jobs.move(trial.job_id, "failed", only_from={"queued"}, finished_at=now(), error=QUEUE_DOWN)
+        s.sweeps.move(sweep.id, "failed", error=QUEUE_DOWN)
+        raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; the sweep was not queued") from exc
+
+
+def cancel(s: "Services", sweep: Sweep) -> bool:
+    """Cancel every queued trial, ask every running one to stop; whether some trial is still running."""
+    s.sweeps.request_cancel(sweep.id)
+    for trial in sweep.trials:
+        if trial.status in FINISHED:
+            continue
+        # A trial that started since it was read is not queued any more: ask it to stop instead.
+        if not s.jobs.move(trial.job_id, "cancelled", only_from={"queued"}, finished_at=now()):
+            s.jobs.request_cancel(trial.job_id)
+    after = s.sweeps.get(sweep.id)
+    running = any(t.status not in FINISHED for t in after.trials)
+    if not running:
+        s.sweeps.move(sweep.id, "cancelled")
+    return running

@@ -1,0 +1,88 @@
+"""The sweep store against a real Redis: trials as jobs, progress from their records, groups counted once."""
+
+import uuid
+
+import pytest
+
+from contract.job_store import JobStore, QuotaExceeded
+from contract.sweep import SweepRequest, group
+from contract.sweep_store import SweepStore
+
+REQUEST = SweepRequest.model_validate({"params": {"num_epochs": 2, "total_series_length": 750},
+                                       "grid": {"state_size": [4, 8], "seed": [0, 1]}})
+
+
+@pytest.fixture
+def sweeps(redis_client) -> SweepStore:
+    return SweepStore(JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60))
+
+
+def create(sweeps: SweepStore, owner: str | None = None):
+    trials = REQUEST.trials()
+    return sweeps.create(REQUEST, trials, group(trials, 32), owner=owner)
+
+
+def test_each_trial_is_a_queued_job_of_its_sweep_and_group(sweeps):
+    sweep = create(sweeps)
+    assert sweep.status == "queued" and sweep.groups == [[0, 1], [2, 3]]
+    assert [t.values for t in sweep.trials] == REQUEST.configurations()
+    for trial in sweep.trials:
+        job = sweeps.jobs.get(trial.job_id)
+        assert job.status == "queued" and job.sweep.sweep_id == sweep.id
+        assert (job.sweep.trial, job.sweep.group) == (trial.trial, trial.group)
+    assert sweeps.group_jobs(sweep.id, 1) == [sweep.trials[2].job_id, sweep.trials[3].job_id]
+    assert sweep.progress.model_dump() == {"trials": 4, "finished": 0, "succeeded": 0, "fraction": 0.0}
+
+
+def test_trials_do_not_count_towards_the_owners_job_quota(sweeps):
+    create(sweeps, owner="alice")
+    sweeps.jobs.create({"num_epochs": 1}, steps=1, owner="alice", quota=1)
+    with pytest.raises(QuotaExceeded):
+        sweeps.jobs.create({"num_epochs": 1}, steps=1, owner="alice", quota=1)
+
+
+def test_progress_and_leaderboard_follow_the_trials_records(sweeps):
+    sweep = create(sweeps)
+    first, second = sweep.trials[0].job_id, sweep.trials[1].job_id
+    for job_id, accuracy in ((first, 0.9), (second, 0.99)):
+        sweeps.jobs.move(job_id, "running")
+        sweeps.jobs.update(job_id, evaluation={"echo_accuracy": accuracy, "loss": 0.1},
+                           progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0})
+        sweeps.jobs.move(job_id, "succeeded")
+    got = sweeps.get(sweep.id)
+    assert got.progress.finished == 2 and got.progress.succeeded == 2 and got.progress.fraction == 0.5
+    assert [(r.rank, r.trial) for r in got.leaderboard] == [(1, 1), (2, 0)]
+
+
+def test_a_group_counts_once_and_the_last_one_finishes_the_sweep(sweeps):
+    sweep = create(sweeps)
+    assert sweeps.group_finished(sweep.id, 0) is False
+    assert sweeps.group_finished(sweep.id, 0) is False, "a group delivered again counts once"
+    assert sweeps.group_finished(sweep.id, 1) is True
+    assert sweeps.group_finished(sweep.id, 1) is False
+
+
+def test_the_status_moves_as_a_jobs_does(sweeps):
+    sweep = create(sweeps)
+    assert sweeps.move(sweep.id, "succeeded") is False, "queued → succeeded is not a move"
+    assert sweeps.move(sweep.id, "running") is True and sweeps.move(sweep.id, "running") is False
+    assert sweeps.move(sweep.id, "succeeded") is True
+    assert sweeps.get(sweep.id).finished_at is not None
+    assert sweeps.move(sweep.id, "cancelled") is False
+
+
+def test_listing_is_newest_first_with_a_cursor_and_per_owner(sweeps):
+    made = [create(sweeps, owner="bob" if i % 2 else None).id for i in range(5)]
+    page, cursor = sweeps.list(2, None)
+    assert [s.id for s in page] == made[::-1][:2] and cursor is not None
+    rest, end = sweeps.list(10, cursor)
+    assert [s.id for s in rest] == made[::-1][2:] and end is None
+    assert [s.id for s in sweeps.list(10, None, owner="bob")[0]] == [made[3], made[1]]
+
+
+def test_finished_sweeps_past_the_retention_are_pruned(sweeps):
+    old, running = create(sweeps), create(sweeps)
+    sweeps.move(old.id, "running")
+    sweeps.move(old.id, "failed", finished_at="2000-01-01T00:00:00.000Z")
+    assert sweeps.prune() == 1
+    assert sweeps.get(old.id) is None and sweeps.get(running.id) is not None

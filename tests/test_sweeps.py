@@ -1,0 +1,100 @@
+"""Sweeps through the whole service: trials trained in groups, nested MLflow runs, only the best model registered."""
+
+import numpy as np
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from tests.support import loss_history_artifact, submit, wait_for, wait_status
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+BASE = {"num_epochs": 3, "total_series_length": 6000, "init": "glorot"}  # 80 steps an epoch
+
+
+def start(api: str, body: dict) -> dict:
+    resp = requests.post(f"{api}/sweeps", json=body, timeout=10)
+    assert resp.status_code == 202, resp.text
+    return resp.json()
+
+
+def wait_sweep(api: str, sweep_id: str, statuses: set[str], timeout: float = 300) -> dict:
+    def check():
+        sweep = requests.get(f"{api}/sweeps/{sweep_id}", timeout=5).json()
+        return sweep if sweep["status"] in statuses else None
+    return wait_for(check, timeout, f"sweep {sweep_id} reaching {statuses}", interval=0.2)
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(stack) -> dict:
+    """Two shapes (state_size 4 and 6) × two seeds: two groups of two trials, on the stack's two workers."""
+    sweep = start(stack.api, {"name": "grid test", "params": BASE, "grid": {"state_size": [4, 6], "seed": [1, 2]}})
+    assert sweep["status"] == "queued" and sweep["groups"] == [[0, 1], [2, 3]]
+    done = wait_sweep(stack.api, sweep["id"], FINISHED)
+    assert done["status"] == "succeeded", (done, stack.logs()[-4000:])
+    return done
+
+
+def test_every_trial_is_a_job_that_succeeded_and_the_leaderboard_ranks_them(stack, grid_sweep):
+    assert [t["status"] for t in grid_sweep["trials"]] == ["succeeded"] * 4
+    assert grid_sweep["progress"] == {"trials": 4, "finished": 4, "succeeded": 4, "fraction": 1.0}
+    board = grid_sweep["leaderboard"]
+    assert [r["rank"] for r in board] == [1, 2, 3, 4]
+    keys = [(-r["echo_accuracy"], r["loss"]) for r in board]
+    assert keys == sorted(keys)
+    for trial in grid_sweep["trials"]:
+        job = requests.get(f"{stack.api}/jobs/{trial['job_id']}", timeout=5).json()
+        assert job["sweep"] == {"sweep_id": grid_sweep["id"], "trial": trial["trial"], "group": trial["group"]}
+        assert job["params"]["state_size"] == trial["values"]["state_size"] and job["evaluation"]
+
+
+def test_only_the_best_trial_is_registered_and_gated(stack, grid_sweep):
+    client = MlflowClient(stack.mlflow)
+    best = grid_sweep["best"]
+    assert best["trial"] == grid_sweep["leaderboard"][0]["trial"]
+    model = best["model"]
+    assert model["promoted"] is not None and model["promotion"]
+    job = requests.get(f"{stack.api}/jobs/{best['job_id']}", timeout=5).json()
+    assert job["model"] == model
+    run_ids = {requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["mlflow"]["run_id"]
+               for t in grid_sweep["trials"]}
+    versions = [v for v in client.search_model_versions(f"name = '{model['name']}'") if v.run_id in run_ids]
+    assert [v.version for v in versions] == [model["version"]]
+
+
+def test_mlflow_holds_a_parent_run_with_a_child_run_per_trial(stack, grid_sweep):
+    client = MlflowClient(stack.mlflow)
+    parent = grid_sweep["mlflow"]["run_id"]
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert client.get_run(parent).info.run_name == "grid test"
+    artifacts = {a.path for a in client.list_artifacts(parent)}
+    assert {"leaderboard.json", "leaderboard.csv", "loss_curves.png"} <= artifacts
+    for trial in grid_sweep["trials"]:
+        job = requests.get(f"{stack.api}/jobs/{trial['job_id']}", timeout=5).json()
+        run = client.get_run(job["mlflow"]["run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == parent and run.info.status == "FINISHED"
+        assert run.data.params["state_size"] == str(trial["values"]["state_size"])
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 120  # 240 steps in buckets of 2 (≤ 200 points)
+
+
+def test_a_trial_trains_exactly_as_the_same_job_would(stack, grid_sweep):
+    trial = grid_sweep["trials"][3]
+    params = {**BASE, **trial["values"]}
+    job = wait_status(stack.api, submit(stack.api, **params)["id"], FINISHED, timeout=240)
+    assert job["status"] == "succeeded", job
+    trial_job = requests.get(f"{stack.api}/jobs/{trial['job_id']}", timeout=5).json()
+    as_trial = np.array([v for _, v in loss_history_artifact(stack.mlflow, trial_job["mlflow"]["run_id"])])
+    as_job = np.array([v for _, v in loss_history_artifact(stack.mlflow, job["mlflow"]["run_id"])])
+    assert len(as_trial) == len(as_job) == 240
+    np.testing.assert_allclose(as_trial[:80], as_job[:80], atol=1e-5)
+    assert trial_job["evaluation"]["echo_accuracy"] == pytest.approx(job["evaluation"]["echo_accuracy"], abs=0.01)
+
+
+def test_cancelling_a_sweep_cancels_every_trial(stack):
+    sweep = start(stack.api, {"params": {"num_epochs": 300}, "grid": {"seed": [1, 2, 3]}})
+    wait_for(lambda: requests.get(f"{stack.api}/sweeps/{sweep['id']}", timeout=5).json()["progress"]["fraction"] > 0,
+             120, "the sweep training")
+    resp = requests.delete(f"{stack.api}/sweeps/{sweep['id']}", timeout=10)
+    assert resp.status_code in (200, 202), resp.text
+    done = wait_sweep(stack.api, sweep["id"], FINISHED, timeout=60)
+    assert done["status"] == "cancelled" and {t["status"] for t in done["trials"]} == {"cancelled"}
+    assert done["best"] is None
