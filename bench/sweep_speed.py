@@ -16,27 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.support import RedisServer, Stack, submit, wait_for, wait_status  # noqa: E402
+from tests.support import RedisServer, Stack, submit, submit_sweep, wait_status, wait_sweep  # noqa: E402
 
 DONE = {"succeeded", "failed", "cancelled"}
 
 
 def sweep(api: str, params: dict, seeds: list[int]) -> dict:
     """POST /sweeps over seeds and wait for its end."""
-    resp = requests.post(f"{api}/sweeps", json={"params": params, "grid": {"seed": seeds}}, timeout=30)
-    assert resp.status_code == 202, resp.text
-    sweep_id = resp.json()["id"]
-
-    def finished():
-        found = requests.get(f"{api}/sweeps/{sweep_id}", timeout=10).json()
-        return found if found["status"] in DONE else None
-
-    done = wait_for(finished, 1800, f"sweep {sweep_id}", interval=0.1)
+    done = wait_sweep(api, submit_sweep(api, {"params": params, "grid": {"seed": seeds}})["id"], DONE, timeout=1800)
     assert done["status"] == "succeeded", done
     return done
 

@@ -74,6 +74,14 @@ class JobStore:
             return None
         return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
 
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """Several jobs in one round trip, in order (None for one that is gone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.key(job_id))
+        return [Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()}) if raw else None
+                for raw in pipe.execute()]
+
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
         return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]

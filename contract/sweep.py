@@ -49,7 +49,7 @@ class Choice(BaseModel):
 
 
 class RandomSearch(BaseModel):
-    """trials configurations drawn from space with seed: the same request, the same trials."""
+    """trials configurations drawn from space with seed: the same request, the same configurations."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     trials: int = Field(ge=1, le=MAX_TRIALS, description="How many configurations to draw.")
@@ -105,9 +105,9 @@ class SweepRequest(BaseModel):
                 for _ in range(self.random.trials)]
 
     def trials(self) -> list[TrainingParams]:
-        """Every trial's training parameters, with a concrete seed (derived from the trial's index when unset)."""
+        """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""
         out = []
-        for index, trial in enumerate(self.configurations()):
+        for trial in self.configurations():
             params = TrainingParams.model_validate({**self.params, **trial})
             out.append(params if params.seed is not None else params.resolved())
         return out

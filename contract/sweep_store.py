@@ -11,8 +11,6 @@ import time
 import uuid
 from typing import Any
 
-from redis import Redis
-
 from contract import clock, job_scripts
 from contract.clock import now
 from contract.job import FINISHED, TrialOf, sources
@@ -22,12 +20,22 @@ from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
 
 
+# One step: a group is added to the finished set and the count goes down together, or neither.
+GROUP_FINISHED = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if redis.call('HINCRBY', KEYS[1], 'groups_left', -1) == 0 then return 1 end
+return 0
+"""
+
+
 class SweepStore:
     """The sweeps under the job store's key prefix."""
 
     def __init__(self, jobs: JobStore):
         self.jobs, self.redis, self.prefix = jobs, jobs.redis, jobs.prefix
         self._set_if = self.redis.register_script(job_scripts.SET_IF)
+        self._group_finished = self.redis.register_script(GROUP_FINISHED)
 
     def key(self, sweep_id: str) -> str:
         """The Redis key of the sweep's record."""
@@ -54,9 +62,9 @@ class SweepStore:
         pipe.execute()
         return self.get(sweep_id)
 
-    def raw(self, sweep_id: str) -> dict[str, Any] | None:
-        """The sweep's stored fields, decoded."""
-        raw = self.redis.hgetall(self.key(sweep_id))
+    def raw(self, sweep_id: str, curves: bool = False) -> dict[str, Any] | None:
+        """The sweep's stored fields, decoded (the trials' loss curves only when asked for)."""
+        raw = {k: v for k, v in self.redis.hgetall(self.key(sweep_id)).items() if curves or not k.startswith(b"curves_")}
         return {k.decode(): json.loads(v) for k, v in raw.items()} or None
 
     def get(self, sweep_id: str) -> Sweep | None:
@@ -64,14 +72,14 @@ class SweepStore:
         record = self.raw(sweep_id)
         if record is None:
             return None
-        jobs = [self.jobs.get(job_id) for job_id in record["job_ids"]]
+        jobs = self.jobs.get_many(record["job_ids"])
         trials = [trial_of(job, values) for job, values in zip(jobs, record["values"]) if job is not None]
         finished = [t for t in trials if t.status in FINISHED]
         steps = sum(j.progress.steps for j in jobs if j) or 1
-        progress = SweepProgress(
-            trials=len(record["job_ids"]), finished=len(finished),
-            succeeded=sum(t.status == "succeeded" for t in trials),
-            fraction=round(sum(t.fraction * j.progress.steps for t, j in zip(trials, filter(None, jobs))) / steps, 4))
+        done = sum((1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
+                   for t, j in zip(trials, filter(None, jobs)))
+        progress = SweepProgress(trials=len(record["job_ids"]), finished=len(finished),
+                                 succeeded=sum(t.status == "succeeded" for t in trials), fraction=round(done / steps, 4))
         fields = {k: v for k, v in record.items() if k in Sweep.model_fields}
         return Sweep(**fields, progress=progress, trials=trials, leaderboard=leaderboard(trials))
 
@@ -79,6 +87,13 @@ class SweepStore:
         """The job ids of a group's trials, in order (what its task is sent with)."""
         record = self.raw(sweep_id)
         return [record["job_ids"][t] for t in record["groups"][group]] if record else []
+
+    def active(self, owner: str, newest: int = 100) -> int:
+        """How many of owner's newest sweeps are queued or running."""
+        pipe = self.redis.pipeline()
+        for member in self.redis.zrevrange(f"{self.prefix}:sweeps:owner:{owner}", 0, newest - 1):
+            pipe.hget(self.key(member.decode()), "status")
+        return sum(raw is not None and json.loads(raw) not in FINISHED for raw in pipe.execute())
 
     def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Sweep], int | None]:
         """Newest first (owner's only, when given); the cursor is the sequence number of the last sweep shown."""
@@ -93,9 +108,9 @@ class SweepStore:
         assert "status" not in fields, "status changes go through move()"
         self.redis.hset(self.key(sweep_id), mapping=_encode(fields))
 
-    def move(self, sweep_id: str, status: str, **fields: Any) -> bool:
-        """Move the sweep to status if the job state machine allows it from where it is (and set fields)."""
-        allowed = sources(status) - {status}
+    def move(self, sweep_id: str, status: str, only_from: set[str] | None = None, **fields: Any) -> bool:
+        """Move the sweep to status if the job state machine allows it from where it is (or only_from); sets fields."""
+        allowed = (sources(status) - {status}) & (only_from or set(sources(status)))
         if status in FINISHED:
             fields.setdefault("finished_at", now())
         args = [json.dumps(_encode({"status": status, **fields})), "", "", *allowed]
@@ -107,14 +122,8 @@ class SweepStore:
 
     def group_finished(self, sweep_id: str, group: int) -> bool:
         """Count a group as finished, once however often it is reported; True for the one that finished the sweep."""
-        done = f"{self.key(sweep_id)}:groups-done"
-        pipe = self.redis.pipeline()
-        pipe.sadd(done, group)
-        pipe.expire(done, self.jobs.retention_s + 86400)
-        added, _ = pipe.execute()
-        if not added:
-            return False
-        return self.redis.hincrby(self.key(sweep_id), "groups_left", -1) == 0
+        return self._group_finished(keys=[self.key(sweep_id), f"{self.key(sweep_id)}:groups-done"],
+                                    args=[group, self.jobs.retention_s + 86400]) == 1
 
     def prune(self, batch: int = 500) -> int:
         """Forget finished sweeps past the jobs' retention (their trials go with the jobs); returns how many."""

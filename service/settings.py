@@ -51,6 +51,9 @@ class Settings(CommonSettings):
     max_sweep_trials: int = Field(
         MAX_TRIALS, ge=1, le=MAX_TRIALS,
         description=f"Most trials one POST /sweeps may make (at most {MAX_TRIALS}); a larger grid or search is a 422.")
+    max_active_sweeps_per_token: int = Field(
+        2, ge=1, description="Sweeps one token may have queued or running at once (their trials do not count "
+                             "towards MAX_ACTIVE_JOBS_PER_TOKEN); the next is a 429.")
     sweep_group_size: int = Field(
         32, ge=1, le=256, description="Most trials of the same shapes a worker trains together, as one task.")
 

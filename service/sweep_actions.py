@@ -41,8 +41,9 @@ def cancel(s: "Services", sweep: Sweep) -> bool:
         # A trial that started since it was read is not queued any more: ask it to stop instead.
         if not s.jobs.move(trial.job_id, "cancelled", only_from={"queued"}, finished_at=now()):
             s.jobs.request_cancel(trial.job_id)
+    # A sweep that never started ends here; a started one is ended by its last group, which closes
+    # its parent run and registers nothing once it was cancelled.
     after = s.sweeps.get(sweep.id)
-    running = any(t.status not in FINISHED for t in after.trials)
-    if not running:
-        s.sweeps.move(sweep.id, "cancelled")
-    return running
+    if all(t.status in FINISHED for t in after.trials) and s.sweeps.move(sweep.id, "cancelled", only_from={"queued"}):
+        return False
+    return after.status not in FINISHED

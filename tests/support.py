@@ -149,6 +149,21 @@ def wait_status(api: str, job_id: str, statuses: set[str], timeout: float = 120)
     return wait_for(check, timeout, f"job {job_id} reaching {statuses}", interval=0.1)
 
 
+def submit_sweep(api: str, body: dict) -> dict:
+    """POST /sweeps and return the sweep."""
+    resp = requests.post(f"{api}/sweeps", json=body, timeout=30)
+    assert resp.status_code == 202, resp.text
+    return resp.json()
+
+
+def wait_sweep(api: str, sweep_id: str, statuses: set[str], timeout: float = 300) -> dict:
+    """Poll GET /sweeps/{id} until its status is one of statuses."""
+    def check():
+        sweep = requests.get(f"{api}/sweeps/{sweep_id}", timeout=10).json()
+        return sweep if sweep["status"] in statuses else None
+    return wait_for(check, timeout, f"sweep {sweep_id} reaching {statuses}", interval=0.1)
+
+
 PROBLEM = "application/problem+json"
 
 

@@ -19,7 +19,7 @@ from redis import Redis
 
 from contract import clock, tasks
 from tests.faults_support import Api, MlflowServer, Worker
-from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
+from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, submit_sweep, wait_for, wait_status, wait_sweep
 
 ARTIFACTS = ROOT / "test-artifacts" / "node-loss"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -194,10 +194,8 @@ def test_redis_down_at_the_end_of_a_job_leaves_one_outcome_in_both(up):
 
 def test_a_sweep_group_whose_node_dies_resumes_every_trial_from_the_groups_checkpoint(up):
     doomed = up.worker("group-doomed")
-    resp = requests.post(f"{up.api.url}/sweeps", json={
-        "params": {k: v for k, v in RESUMABLE.items() if k != "seed"}, "grid": {"seed": [31, 32, 33]}}, timeout=10)
-    assert resp.status_code == 202, resp.text
-    sweep = resp.json()
+    sweep = submit_sweep(up.api.url, {"params": {k: v for k, v in RESUMABLE.items() if k != "seed"},
+                                      "grid": {"seed": [31, 32, 33]}})
     checkpoint = f"echo-rnn:checkpoint:group:{sweep['id']}:0"
     redis = Redis.from_url(up.redis.url)
 
@@ -209,7 +207,7 @@ def test_a_sweep_group_whose_node_dies_resumes_every_trial_from_the_groups_check
     wait_for(lambda: sweep_now()["progress"]["fraction"] >= 0.4 and redis.exists(checkpoint), 180, "40 %", 0.05)
     doomed.kill()
     died = time.time()
-    done = wait_for(lambda: (s := sweep_now())["status"] in FINISHED and s, 300, "the sweep ending")
+    done = wait_sweep(up.api.url, sweep["id"], FINISHED, timeout=300)
     assert done["status"] == "succeeded", (done, up.logs())
     steps = RESUMABLE["num_epochs"] * (RESUMABLE["total_series_length"] // 5 // 64)
     for trial in done["trials"]:

@@ -5,29 +5,16 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.support import loss_history_artifact, submit, wait_for, wait_status
+from tests.support import loss_history_artifact, submit, submit_sweep, wait_for, wait_status, wait_sweep
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 BASE = {"num_epochs": 3, "total_series_length": 6000, "init": "glorot"}  # 80 steps an epoch
 
 
-def start(api: str, body: dict) -> dict:
-    resp = requests.post(f"{api}/sweeps", json=body, timeout=10)
-    assert resp.status_code == 202, resp.text
-    return resp.json()
-
-
-def wait_sweep(api: str, sweep_id: str, statuses: set[str], timeout: float = 300) -> dict:
-    def check():
-        sweep = requests.get(f"{api}/sweeps/{sweep_id}", timeout=5).json()
-        return sweep if sweep["status"] in statuses else None
-    return wait_for(check, timeout, f"sweep {sweep_id} reaching {statuses}", interval=0.2)
-
-
 @pytest.fixture(scope="module")
 def grid_sweep(stack) -> dict:
     """Two shapes (state_size 4 and 6) × two seeds: two groups of two trials, on the stack's two workers."""
-    sweep = start(stack.api, {"name": "grid test", "params": BASE, "grid": {"state_size": [4, 6], "seed": [1, 2]}})
+    sweep = submit_sweep(stack.api, {"name": "grid test", "params": BASE, "grid": {"state_size": [4, 6], "seed": [1, 2]}})
     assert sweep["status"] == "queued" and sweep["groups"] == [[0, 1], [2, 3]]
     done = wait_sweep(stack.api, sweep["id"], FINISHED)
     assert done["status"] == "succeeded", (done, stack.logs()[-4000:])
@@ -90,7 +77,7 @@ def test_a_trial_trains_exactly_as_the_same_job_would(stack, grid_sweep):
 
 
 def test_cancelling_a_sweep_cancels_every_trial(stack):
-    sweep = start(stack.api, {"params": {"num_epochs": 300}, "grid": {"seed": [1, 2, 3]}})
+    sweep = submit_sweep(stack.api, {"params": {"num_epochs": 300}, "grid": {"seed": [1, 2, 3]}})
     wait_for(lambda: requests.get(f"{stack.api}/sweeps/{sweep['id']}", timeout=5).json()["progress"]["fraction"] > 0,
              120, "the sweep training")
     resp = requests.delete(f"{stack.api}/sweeps/{sweep['id']}", timeout=10)

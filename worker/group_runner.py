@@ -8,6 +8,7 @@ bounded loss history, and a lost worker's group is resumed from the group's chec
 import logging
 import time
 
+from contract import clock
 from contract.clock import now
 from contract.job import FINISHED
 from contract.sweep_store import SweepStore
@@ -39,7 +40,7 @@ def run_group(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, group
         if taken.job_ids:
             redis_retry.call(lambda: sweeps.move(sweep_id, "running", started_at=now()), "starting the sweep")
             parent = redis_retry.call(lambda: sweep_run.parent_run(sweeps, settings, sweep_id), "opening the sweep's run")
-            trials = Trials(store, settings, taken.job_ids, parent["run_id"])
+            trials = Trials(store, settings, taken.job_ids, parent["run_id"], redis_retry)
             if taken.attempts - 1 >= settings.max_worker_losses:
                 raise WorkerLost(f"the worker running this group was lost {taken.attempts - 1} times; giving up")
             _train(sweeps, settings, sweep_id, group, trials, taken, checkpoints, checkpoint_id, redis_retry)
@@ -57,7 +58,10 @@ def run_group(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, group
             _fail_unstarted(sweeps, taken, f"{type(exc).__name__}: {exc}")
     BestEffort("Redis", redis_transient).call(lambda: checkpoints.delete(checkpoint_id), "deleting the checkpoint")
     taken.stop(release=True)
-    _finish_sweep(sweeps, settings, sweep_id, group, redis_retry)
+    try:
+        _finish_sweep(sweeps, settings, sweep_id, group, redis_retry)
+    except Exception:  # its trials have their outcomes; a delivery of the group again finishes the sweep
+        log.exception("sweep %s: group %d could not finish the sweep", sweep_id, group)
     return "finished"
 
 
@@ -70,7 +74,8 @@ def _train(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, group: i
     checkpoint = redis_retry.call(lambda: checkpoints.load(checkpoint_id), "loading the checkpoint") if taken.resumed else None
     if checkpoint is not None and len(checkpoint.models) != len(trials.params):
         checkpoint = None  # taken by a different set of trials: start over
-    trials.start(checkpoint)
+    if taken.resumed:
+        trials.start(checkpoint)
     should_stop = _stop_check(trials, taken, best_effort)
     try:
         results = train_group(trials.params, on_progress=trials.progress, should_stop=should_stop, resume=checkpoint,
@@ -81,7 +86,7 @@ def _train(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, group: i
         trials.cancel_all()
         return
     taken.check()
-    best = trials.finish(results)
+    best = trials.finish(results, taken.check)
     if best is not None:
         sweep_run.record_group_best(sweeps, sweep_id, group, best)
     sweep_run.record_curves(sweeps, sweep_id, group, {t: r.losses for t, r in zip(trials.indexes, results)})
@@ -90,7 +95,7 @@ def _train(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, group: i
 def _stop_check(trials: "Trials", taken: GroupClaim, best_effort: BestEffort):
     """The engine's cancel check: a lost lease, every trial's cancel requested, or the shortest time limit passed."""
     limit = min(min(p.time_limit_s or trials.settings.max_job_seconds for p in trials.params), trials.settings.max_job_seconds)
-    started = time.time()
+    started = min(clock.parse(j.started_at) if j.started_at else time.time() for j in trials.jobs)  # across deliveries
 
     def should_stop() -> bool:
         taken.check()
@@ -107,11 +112,14 @@ def _fail_unstarted(sweeps: SweepStore, taken: GroupClaim, error: str) -> None:
 
 
 def _finish_sweep(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, group: int, redis_retry) -> None:
+    """Count the group; the last one (or a group delivered again after a finisher was lost) ends the sweep."""
     last = redis_retry.call(lambda: sweeps.group_finished(sweep_id, group), "counting the group as finished")
-    record = sweeps.raw(sweep_id) or {}
+    record = redis_retry.call(lambda: sweeps.raw(sweep_id), "reading the sweep") or {}
     if last or (int(record.get("groups_left", 1)) <= 0 and record.get("status") not in FINISHED):
         try:
             sweep_run.finish(sweeps, settings, sweep_id)
+        except (LeaseLost, RedisUnavailable):
+            raise
         except Exception as exc:
             log.exception("sweep %s could not be finished", sweep_id)
             sweeps.move(sweep_id, "failed", error=f"finishing the sweep: {type(exc).__name__}: {exc}")

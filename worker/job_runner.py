@@ -20,6 +20,7 @@ from worker.run_logger import RunLogger, loss_history_csv
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+RECORD_EVERY_S = 0.1  # the engine reports every ~50 ms; the job's record needs no more than this
 
 
 class JobTimeLimit(Exception):
@@ -97,7 +98,8 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
     from worker.model_logging import files_digest, log_and_register
 
     best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
-    progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort, settings.loss_points_max)
+    progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort, settings.loss_points_max,
+                              RECORD_EVERY_S)
     checkpoint = None
     if resuming:
         checkpoint = redis_retry.call(lambda: checkpoints.load(job.id), "loading the checkpoint")
@@ -131,7 +133,8 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
         "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv.gz": loss_history_csv(result.losses)})
     model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage,
                              serving_module.result())
-    digest = files_digest(tracker.client, model["name"], model["version"], tracker.outage)
+    # Logged here: the digest of the files it wrote; logged by a lost worker: read back from the store.
+    digest = model.pop("digest", None) or files_digest(tracker.client, model["name"], model["version"], tracker.outage)
     redis_retry.call(lambda: provenance.record(store.redis, store.prefix, provenance.Provenance(
         model["name"], model["version"], job.id, tracker.run_id, digest)), "recording the model's provenance")
     promotion = champion.gate(tracker.client, store.redis, f"{store.prefix}:champion-lock", model["name"], model["version"],

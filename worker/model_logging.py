@@ -24,7 +24,7 @@ def log_and_register(
     client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, name: str, outage: Outage | None = None,
     module: EchoModel | None = None,
 ) -> dict:
-    """Log the model into the run, register it under name; returns uri, name and version.
+    """Log the model into the run, register it under name; returns uri, name, version (and digest, when logged here).
 
     Each MLflow step is retried through outage (the job's RunLogger.outage) while MLflow is
     unreachable; without one, a step gets a single try. Registering is idempotent: a run that
@@ -35,7 +35,7 @@ def log_and_register(
     existing = outage.call(lambda: _version_of_run(client, name, run_id), "logging the model")
     if existing is None:
         logged = log_model(client, run_id, job_id, result, outage, module)
-        return register(client, run_id, job_id, logged, name, outage)
+        return {**register(client, run_id, job_id, logged, name, outage), "digest": logged["digest"]}
     return {"uri": f"models:/{name}/{existing.version}", "name": name, "version": str(existing.version)}
 
 
@@ -55,7 +55,7 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
         return Model.log(
             artifact_path=None,
             name="model",
-            flavor=mlflow.tensorflow,
+            flavor=flavor,
             run_id=run_id,
             model=module,
             # No input example: MLflow would load and run the model to check it, about half a
@@ -66,8 +66,22 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
             tags={"job_id": job_id},
         )
 
+    flavor = _DigestingFlavor()
     info = outage.call(log, "logging the model")
-    return {"model_uri": info.model_uri, "model_id": info.model_id}
+    return {"model_uri": info.model_uri, "model_id": info.model_id, "digest": flavor.digest}
+
+
+class _DigestingFlavor:
+    """mlflow.tensorflow, keeping the digest of the SavedModel it wrote: the files MLflow then uploads as they are,
+    so the digest the API checks needs no download of them back."""
+
+    __name__ = mlflow.tensorflow.__name__
+    digest: str | None = None
+
+    def save_model(self, path: str, **kwargs) -> None:
+        """Save as mlflow.tensorflow does, then take the digest."""
+        mlflow.tensorflow.save_model(path=path, **kwargs)
+        self.digest = provenance.digest(path)
 
 
 def register(client: MlflowClient, run_id: str, job_id: str, logged: dict, name: str, outage: Outage) -> dict:

@@ -8,6 +8,7 @@ Every step's loss goes to the run's artifact loss_history.csv.gz at the end.
 """
 
 import math
+import time
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class ProgressWriter:
     """
 
     def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int, best_effort: BestEffort | None = None,
-                 max_points: int = 2000):
+                 max_points: int = 2000, record_every_s: float = 0.0):
         self.store, self.job_id, self.tracker = store, job_id, tracker
         # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
         self.best_effort = best_effort or BestEffort("Redis", redis_transient)
@@ -34,6 +35,9 @@ class ProgressWriter:
         self.losses = np.zeros(steps, np.float32)
         self.bucket = max(1, math.ceil(steps / max_points))
         self.buckets_sent = self.epochs_from = 0
+        self.record_every_s, self.recorded = record_every_s, 0.0  # when the record was last written (monotonic)
+        self.progress: dict | None = None
+        self.behind = False  # whether the record lags the last report
 
     def catch_up(self, checkpoint: Checkpoint | None) -> None:
         """On resume: send what the checkpoint has and the run lacks; skip what the run has."""
@@ -76,6 +80,8 @@ class ProgressWriter:
     def finish(self, trained: int) -> None:
         """The training's end: send the last, partial bucket of the trained steps."""
         self._send_buckets(trained, final=True)
+        if self.behind:
+            self._record()
 
     def __call__(self, p) -> None:
         self.losses[p.first_step : p.first_step + len(p.losses)] = p.losses
@@ -92,6 +98,14 @@ class ProgressWriter:
             self.best_effort.call(lambda: self.store.update(self.job_id, metrics=self.metrics), "recording progress")
             return
         self.fraction = p.step / p.steps
-        progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
-        self.best_effort.call(lambda: self.store.update(self.job_id, progress=progress, metrics=self.metrics, phase="training"),
-                              "recording progress")
+        self.progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
+        # The engine reports about every 50 ms (and at every epoch's end): the record is written at
+        # most every record_every_s, at the last step, and by finish().
+        self.behind = p.step < p.steps and time.monotonic() - self.recorded < self.record_every_s
+        if not self.behind:
+            self._record()
+
+    def _record(self) -> None:
+        self.recorded, self.behind = time.monotonic(), False
+        self.best_effort.call(lambda: self.store.update(self.job_id, progress=self.progress, metrics=self.metrics,
+                                                        phase="training"), "recording progress")

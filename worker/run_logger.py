@@ -169,8 +169,6 @@ class RunLogger:
 
 def loss_history_csv(losses: np.ndarray) -> bytes:
     """Every step's loss as gzip-compressed CSV (the run's full history; MLflow's loss chart holds bucket means)."""
-    buffer = io.StringIO()
-    buffer.write("step,loss\n")
-    for i, value in enumerate(losses):
-        buffer.write(f"{i},{value:.6g}\n")
-    return gzip.compress(buffer.getvalue().encode(), mtime=0)
+    lines = "".join(f"{i},{value:.6g}\n" for i, value in enumerate(np.asarray(losses, np.float32).tolist()))
+    # Level 6: a quarter of level 9's time for 1 % more bytes (level 9 took half a second per 66,600 steps).
+    return gzip.compress(("step,loss\n" + lines).encode(), compresslevel=6, mtime=0)

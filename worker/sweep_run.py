@@ -30,7 +30,8 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
     record = sweeps.raw(sweep_id)
     if record.get("mlflow"):
         return record["mlflow"]
-    with sweeps.redis.lock(f"{sweeps.key(sweep_id)}:parent-lock", timeout=120, blocking_timeout=300):
+    with sweeps.redis.lock(f"{sweeps.key(sweep_id)}:parent-lock", timeout=2 * settings.mlflow_retry_s + 120,
+                           blocking_timeout=2 * settings.mlflow_retry_s + 120):
         record = sweeps.raw(sweep_id)
         if record.get("mlflow"):
             return record["mlflow"]
@@ -66,33 +67,32 @@ def _thin(losses: np.ndarray) -> np.ndarray:
 
 def finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> str | None:
     """End the sweep once every group has: register and gate the best trial, log the leaderboard; its final status."""
-    with sweeps.redis.lock(f"{sweeps.key(sweep_id)}:finish-lock", timeout=300, blocking_timeout=600):
-        record, sweep = sweeps.raw(sweep_id), sweeps.get(sweep_id)
+    # Held as long as MLflow may be retried: a second finisher waits rather than registering again.
+    with sweeps.redis.lock(f"{sweeps.key(sweep_id)}:finish-lock", timeout=4 * settings.mlflow_retry_s + 600,
+                           blocking_timeout=4 * settings.mlflow_retry_s + 600):
+        record, sweep = sweeps.raw(sweep_id, curves=True), sweeps.get(sweep_id)
         if sweep is None or sweep.status in FINISHED:
             return None
         run = RunLogger(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"]) if record.get("mlflow") else None
-        best, model = None, None
-        if sweep.leaderboard and not sweep.cancel_requested:  # a cancelled sweep registers nothing
-            top = sweep.leaderboard[0]
-            best = next(b for g in range(len(sweep.groups)) if (b := record.get(f"group_best_{g}"))
-                        and b["trial"] == top.trial)
-            model = _register_best(sweeps, settings, run, best)
-        if run is not None:
-            _log_parent(run, sweep, record)
+        logged = {b["trial"]: b for g in range(len(sweep.groups)) if (b := record.get(f"group_best_{g}"))}
+        # The best trial with a logged model: its group logged its best one's before ending its trials.
+        best = None if sweep.cancel_requested else next((logged[r.trial] for r in sweep.leaderboard if r.trial in logged), None)
+        model = _register_best(sweeps, settings, run, best) if best else None
         status = "succeeded" if best else ("cancelled" if sweep.cancel_requested else "failed")
         if run is not None:
+            _log_parent(run, sweep, record)
             run.end({"succeeded": "FINISHED", "cancelled": "KILLED", "failed": "FAILED"}[status])
-        error = None if best else "no trial succeeded"
-        sweeps.move(sweep_id, status, best={"trial": best["trial"], "job_id": best["job_id"], "model": model} if best else None,
-                    error=error if status == "failed" else None)
-        log.info("sweep %s %s", sweep_id, status)
+        error = None if best or status == "cancelled" else "no trial succeeded"
+        moved = sweeps.move(sweep_id, status, error=error,
+                            best={"trial": best["trial"], "job_id": best["job_id"], "model": model} if best else None)
+        log.info("sweep %s %s", sweep_id, status if moved else f"already ended (would be {status})")
         return status
 
 
 def _register_best(sweeps: SweepStore, settings: WorkerSettings, run: RunLogger, best: dict) -> dict:
     client, outage, name = run.client, run.outage, settings.registered_model
     model = register(client, best["run_id"], best["job_id"], best["logged"], name, outage)
-    digest = files_digest(client, model["name"], model["version"], outage)
+    digest = best["logged"].get("digest") or files_digest(client, model["name"], model["version"], outage)
     provenance.record(sweeps.redis, sweeps.prefix, provenance.Provenance(
         model["name"], model["version"], best["job_id"], best["run_id"], digest))
     promotion = champion.gate(client, sweeps.redis, f"{sweeps.prefix}:champion-lock", model["name"], model["version"],

@@ -1,11 +1,11 @@
-"""Celery tasks: thin, like web views; the work lives in worker.job_runner."""
+"""Celery tasks: thin, like web views; the work lives in worker.job_runner and worker.group_runner."""
 
 import redis
 
 from contract import tasks
 from contract.job_store import JobStore
-from worker.celery_app import app, settings
 from contract.sweep_store import SweepStore
+from worker.celery_app import app, settings
 from worker.group_runner import run_group
 from worker.job_runner import run_job
 

@@ -21,7 +21,8 @@ SUBMIT = Endpoint(
     error_notes={
         422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
              "grid.state_size), or more trials than MAX_SWEEP_TRIALS",
-        429: "Over this client's rate limit (a sweep counts as one submission); retry after Retry-After seconds",
+        429: "Over this client's rate limit (a sweep counts as one submission), or (with tokens) the token already "
+             "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
     },
 )
 
@@ -55,6 +56,10 @@ def submit() -> Response:
     _bounded(request, s.settings.max_sweep_trials)
     trials = request.trials()
     owner = auth.client_id() if s.settings.tokens_on else None
+    if owner and s.sweeps.active(owner) >= s.settings.max_active_sweeps_per_token:
+        raise Problem(429, "Too Many Requests",
+                      f"this token already has {s.settings.max_active_sweeps_per_token} sweeps queued or running "
+                      "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished", headers={"Retry-After": "30"})
     sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner)
     sweep_actions.enqueue(s, sweep)
     resp = jsonify(_sweep(sweep))

@@ -203,3 +203,15 @@ def test_redis_down_is_a_503_not_a_500():
     problem(client.post("/sweeps", json=GRID), 503)
     problem(client.get("/sweeps"), 503)
     problem(client.delete("/sweeps/some-id"), 503)
+
+
+def test_a_token_may_have_only_so_many_sweeps_queued_or_running(settings):
+    alice, bob = (secrets.token_urlsafe(32) for _ in range(2))
+    client = create_app(derive(settings, api_tokens=[alice, bob], max_active_sweeps_per_token=2)).test_client()
+    first = client.post("/sweeps", json=GRID, headers=bearer(alice)).get_json()
+    assert client.post("/sweeps", json=GRID, headers=bearer(alice)).status_code == 202
+    refused = problem(client.post("/sweeps", json=GRID, headers=bearer(alice)), 429)
+    assert "MAX_ACTIVE_SWEEPS_PER_TOKEN" in refused["detail"]
+    assert client.post("/sweeps", json=GRID, headers=bearer(bob)).status_code == 202, "another token's own count"
+    assert client.delete(f"/sweeps/{first['id']}", headers=bearer(alice)).status_code == 200
+    assert client.post("/sweeps", json=GRID, headers=bearer(alice)).status_code == 202, "a finished sweep frees a place"

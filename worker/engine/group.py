@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract.params import TrainingParams
+from contract.sweep import SHAPE_FIELDS
 from worker.engine.device import select_device
 from worker.engine.evaluate import evaluate
 from worker.engine.forward import WEIGHT_NAMES
@@ -25,8 +26,7 @@ from worker.engine.trial import Trial
 # A compiled call this long: reports and cancel checks mid-epoch come often (an epoch of the defaults
 # takes milliseconds, a long one well under a second), and the call's own cost stays a fraction of it.
 CHUNK_TARGET_S = 0.05
-SHARED = ("state_size", "num_classes", "batch_size", "truncated_backprop_length", "total_series_length",
-          "num_epochs", "device")
+SHARED = (*SHAPE_FIELDS, "device")  # what the models of one group must share
 
 
 def train_group(

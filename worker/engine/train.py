@@ -9,10 +9,8 @@ from worker.engine.results import (
     EVAL_LENGTH, EVAL_SEQUENCES, StepReport, TrainingCancelled, TrainingResult, echo_accuracy, snapshot_epochs,
 )
 
-__all__ = ["CHUNK_TARGET_S", "EVAL_LENGTH", "EVAL_SEQUENCES", "PROGRESS_INTERVAL_S", "StepReport", "TrainingCancelled",
+__all__ = ["CHUNK_TARGET_S", "EVAL_LENGTH", "EVAL_SEQUENCES", "StepReport", "TrainingCancelled",
            "TrainingResult", "echo_accuracy", "snapshot_epochs", "train_model"]
-
-PROGRESS_INTERVAL_S = 2.0
 
 
 def train_model(
