@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,9 @@ from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 RECORD_EVERY_S = 0.5  # a trial's record is written at most this often while the group trains
+# A group's runs share this many calls to MLflow at once: 32 senders at once exhaust the tracking
+# server's database connections (SQLAlchemy's pool of 5 + 10 answers 400 after 30 s).
+MLFLOW_CALLS_AT_ONCE = 4
 
 
 class Trials:
@@ -25,6 +29,7 @@ class Trials:
                  redis_retry: Outage):
         """Open each trial's child run under the sweep's parent run (or reopen it, resuming)."""
         self.store, self.settings, self.redis_retry = store, settings, redis_retry
+        self.gate = threading.BoundedSemaphore(MLFLOW_CALLS_AT_ONCE)
         self.jobs: list[Job] = redis_retry.call(lambda: store.get_many(job_ids), "reading the trials")
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         self.indexes = [j.sweep.trial for j in self.jobs]
@@ -38,7 +43,8 @@ class Trials:
     def _open_run(self, job: Job, parent_run_id: str) -> RunLogger:
         tags = {"mlflow.parentRunId": parent_run_id, "sweep_id": job.sweep.sweep_id, "trial": str(job.sweep.trial),
                 "mlflow.runName": f"trial-{job.sweep.trial}"}
-        tracker = RunLogger(self.settings, job.id, job.params, run_id=job.mlflow.run_id if job.mlflow else None, tags=tags)
+        tracker = RunLogger(self.settings, job.id, job.params, run_id=job.mlflow.run_id if job.mlflow else None, tags=tags,
+                            gate=self.gate)
         link = {"experiment_id": tracker.experiment_id, "run_id": tracker.run_id, "url": tracker.url}
         self.redis_retry.call(lambda: self.store.update(job.id, mlflow=link), "recording the trial's run")
         return tracker

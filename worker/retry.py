@@ -39,8 +39,11 @@ class Outage:
         error: type[Exception] = Unreachable,
         first_delay_s: float = 0.5,
         max_delay_s: float = 10.0,
+        gate: threading.Semaphore | None = None,
     ):
+        """gate, shared by several Outages, bounds how many of their calls run at once."""
         self.name, self.limit_s, self.transient, self.error = name, limit_s, transient, error
+        self.gate = gate
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self._down_since: float | None = None
         self.given_up = False  # a call gave up and no call succeeded since
@@ -58,7 +61,11 @@ class Outage:
         while True:
             started = time.monotonic()
             try:
-                result = fn()
+                if self.gate is None:
+                    result = fn()
+                else:
+                    with self.gate:
+                        result = fn()
             except Exception as exc:
                 if not self.transient(exc):
                     raise

@@ -10,6 +10,7 @@ import gzip
 import io
 import logging
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,11 +33,12 @@ class RunLogger:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
     def __init__(self, settings: WorkerSettings, job_id: str, params: dict, run_id: str | None = None,
-                 tags: dict[str, str] | None = None):
-        """Open the job's run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming a job) the run it already has."""
+                 tags: dict[str, str] | None = None, gate: threading.Semaphore | None = None):
+        """Open the job's run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming a job) the run
+        it already has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once."""
         self.settings = settings
         self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-        self.outage = mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s)
+        self.outage = mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s, gate)
         if run_id is None:
             self.experiment_id = self.outage.call(self._experiment, "finding the experiment")
             run = self._create_run(job_id, tags or {})

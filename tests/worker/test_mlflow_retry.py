@@ -95,3 +95,9 @@ def test_mlflow_outage_raises_a_refusal_of_the_server_at_once(client, mlflow_url
     with pytest.raises(MlflowException, match="not found|RESOURCE_DOES_NOT_EXIST"):
         outage.call(get_missing_run, "reading the run")
     assert calls == [1] and outage.down_s == 0
+
+
+def test_a_tracking_server_out_of_database_connections_is_overloaded_not_refusing():
+    busy = MlflowException("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00",
+                           error_code=codes.BAD_REQUEST)
+    assert transient(busy) and not transient(MlflowException("bad param", error_code=codes.BAD_REQUEST))

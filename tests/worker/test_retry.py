@@ -291,3 +291,25 @@ def test_redis_outage_rides_out_a_redis_restart(tmp_path, bare_redis):
         restart.join()
     finally:
         server.stop()
+
+
+def test_a_gate_shared_by_outages_bounds_their_calls_at_once():
+    gate = threading.BoundedSemaphore(2)
+    outages = [Outage("server", 5, is_down, gate=gate) for _ in range(6)]
+    running, most, lock = [0], [0], threading.Lock()
+
+    def call() -> str:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return "ok"
+
+    threads = [threading.Thread(target=o.call, args=(call, "calling")) for o in outages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 2
