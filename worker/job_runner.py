@@ -21,7 +21,6 @@ from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 RECORD_EVERY_S = 0.1  # the engine reports every ~50 ms; the job's record needs no more than this
-FIGURE_EVERY_S = 3.0  # the tutorial's figure as a snapshot in the run: at most this often, and at the end
 
 
 class JobTimeLimit(Exception):
@@ -100,7 +99,7 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
 
     best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
     progress = ProgressWriter(store, job.id, tracker, training.total_steps, best_effort, settings.loss_points_max,
-                              RECORD_EVERY_S, FIGURE_EVERY_S)
+                              RECORD_EVERY_S)
     checkpoint = None
     if resuming:
         checkpoint = redis_retry.call(lambda: checkpoints.load(job.id), "loading the checkpoint")

@@ -26,7 +26,7 @@ class ProgressWriter:
     """
 
     def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int, best_effort: BestEffort | None = None,
-                 max_points: int = 2000, record_every_s: float = 0.0, figure_every_s: float = 0.0):
+                 max_points: int = 2000, record_every_s: float = 0.0):
         self.store, self.job_id, self.tracker = store, job_id, tracker
         # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
         self.best_effort = best_effort or BestEffort("Redis", redis_transient)
@@ -37,7 +37,6 @@ class ProgressWriter:
         self.buckets_sent = self.epochs_from = 0
         self.record_every_s, self.recorded = record_every_s, 0.0  # when the record was last written (monotonic)
         self.progress: dict | None = None
-        self.figure_every_s, self.figured = figure_every_s, time.monotonic()
         self.behind = False  # whether the record lags the last report
 
     def catch_up(self, checkpoint: Checkpoint | None) -> None:
@@ -92,10 +91,7 @@ class ProgressWriter:
                 self.tracker.add("epoch_loss", [p.epoch_loss], p.epoch)
                 self.tracker.add("echo_accuracy", [p.echo_accuracy], p.epoch)
             self.metrics.update(epoch_loss=p.epoch_loss, echo_accuracy=p.echo_accuracy)
-        # A snapshot costs a render and three uploads, which the job's end waits for: in a job of
-        # seconds, one every figure_every_s, and always the last epoch's.
-        if p.window is not None and (p.epoch == p.epochs or time.monotonic() - self.figured >= self.figure_every_s):
-            self.figured = time.monotonic()
+        if p.window is not None:
             self.tracker.add_figure(self.losses[: p.step].copy(), p.window, p.step)
         self.metrics["loss"] = p.loss
         if p.step / p.steps < self.fraction:  # replaying after a resume: progress never goes back
