@@ -17,7 +17,6 @@ from contract.clock import now
 from contract.job import FINISHED
 from contract.sweep_store import SweepStore
 from worker import champion
-from worker.model_logging import files_digest, register
 from worker.run_logger import RunLogger
 from worker.settings import WorkerSettings
 
@@ -90,6 +89,9 @@ def finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> str |
 
 
 def _register_best(sweeps: SweepStore, settings: WorkerSettings, run: RunLogger, best: dict) -> dict:
+    # TensorFlow (through MLflow's flavor) only here, in the child process that finishes the sweep, never before fork.
+    from worker.model_logging import files_digest, register
+
     client, outage, name = run.client, run.outage, settings.registered_model
     model = register(client, best["run_id"], best["job_id"], best["logged"], name, outage)
     digest = best["logged"].get("digest") or files_digest(client, model["name"], model["version"], outage)
