@@ -143,10 +143,15 @@ def submit(api: str, **params) -> dict:
 
 def wait_status(api: str, job_id: str, statuses: set[str], timeout: float = 120) -> dict:
     """Poll GET /jobs/{id} until its status is one of statuses."""
+    return _wait_record(f"{api}/jobs/{job_id}", statuses, timeout)
+
+
+def _wait_record(url: str, statuses: set[str], timeout: float) -> dict:
+    """Poll a job's or a sweep's URL until its status is one of statuses."""
     def check():
-        job = requests.get(f"{api}/jobs/{job_id}", timeout=5).json()
-        return job if job["status"] in statuses else None
-    return wait_for(check, timeout, f"job {job_id} reaching {statuses}", interval=0.1)
+        record = requests.get(url, timeout=10).json()
+        return record if record["status"] in statuses else None
+    return wait_for(check, timeout, f"{url} reaching {statuses}", interval=0.1)
 
 
 def submit_sweep(api: str, body: dict) -> dict:
@@ -158,10 +163,7 @@ def submit_sweep(api: str, body: dict) -> dict:
 
 def wait_sweep(api: str, sweep_id: str, statuses: set[str], timeout: float = 300) -> dict:
     """Poll GET /sweeps/{id} until its status is one of statuses."""
-    def check():
-        sweep = requests.get(f"{api}/sweeps/{sweep_id}", timeout=10).json()
-        return sweep if sweep["status"] in statuses else None
-    return wait_for(check, timeout, f"sweep {sweep_id} reaching {statuses}", interval=0.1)
+    return _wait_record(f"{api}/sweeps/{sweep_id}", statuses, timeout)
 
 
 PROBLEM = "application/problem+json"

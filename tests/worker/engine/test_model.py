@@ -6,13 +6,13 @@ import tensorflow as tf
 from worker.engine.model import (
     ADAGRAD_INITIAL_ACCUMULATOR,
     WEIGHT_NAMES,
-    Trainer,
     cell_states,
     initial_weights,
     logits_of,
     make_forward,
 )
 from contract.params import TrainingParams
+from tests.worker.engine.one_model import Trainer
 
 # Not the defaults, so a mixed-up axis shows: 3 rows, windows of 6, 4 units, 3 classes.
 PARAMS = TrainingParams(total_series_length=36, batch_size=3, truncated_backprop_length=6,
