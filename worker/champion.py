@@ -14,7 +14,7 @@ from redis import Redis
 
 from worker.retry import Outage
 
-ACCURACY_TAG = "eval_echo_accuracy"
+ACCURACY_TAG, LOSS_TAG = "eval_echo_accuracy", "eval_loss"  # a version's held-out scores
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,21 @@ def decide(accuracy: float, threshold: float, champion: tuple[str, float] | None
 
 
 def gate(client: MlflowClient, redis: Redis, lock_key: str, name: str, version: str, accuracy: float, loss: float,
-         threshold: float, alias: str, outage: Outage) -> Promotion:
-    """Decide and record whether version becomes the alias's version; idempotent for a version already decided."""
+         threshold: float, alias: str, outage: Outage, fresh: bool = False) -> Promotion:
+    """Decide and record whether version becomes the alias's version; idempotent for a version already decided.
+
+    fresh: the version was registered by this very attempt (with its score tags), so it cannot have been decided.
+    """
     with redis.lock(lock_key, timeout=120, blocking_timeout=300):
-        tags = outage.call(lambda: client.get_model_version(name, version).tags or {}, "reading the version")
-        if "promoted" in tags:  # decided before this worker was lost: the same answer
-            return Promotion(tags["promoted"] == "true", tags.get("promotion_reason", ""))
+        if not fresh:
+            tags = outage.call(lambda: client.get_model_version(name, version).tags or {}, "reading the version")
+            if "promoted" in tags:  # decided before this worker was lost: the same answer
+                return Promotion(tags["promoted"] == "true", tags.get("promotion_reason", ""))
+            if ACCURACY_TAG not in tags:
+                outage.call(lambda: _record_scores(client, name, version, accuracy, loss), "recording the scores")
         current = outage.call(lambda: _champion(client, name, alias), "reading the champion")
         promotion = decide(accuracy, threshold, current if current and current[0] != version else None)
-        outage.call(lambda: _record(client, name, version, accuracy, loss, promotion, alias), "recording the promotion")
+        outage.call(lambda: _record(client, name, version, promotion, alias), "recording the promotion")
         return promotion
 
 
@@ -59,10 +65,17 @@ def _champion(client: MlflowClient, name: str, alias: str) -> tuple[str, float] 
     return str(found.version), float(score) if score is not None else 0.0
 
 
-def _record(client: MlflowClient, name: str, version: str, accuracy: float, loss: float, promotion: Promotion,
-            alias: str) -> None:
-    client.set_model_version_tag(name, version, ACCURACY_TAG, f"{accuracy:.6f}")
-    client.set_model_version_tag(name, version, "eval_loss", f"{loss:.6f}")
+def score_tags(accuracy: float, loss: float) -> dict[str, str]:
+    """A version's held-out scores as its tags (set when it is registered)."""
+    return {ACCURACY_TAG: f"{accuracy:.6f}", LOSS_TAG: f"{loss:.6f}"}
+
+
+def _record_scores(client: MlflowClient, name: str, version: str, accuracy: float, loss: float) -> None:
+    for key, value in score_tags(accuracy, loss).items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def _record(client: MlflowClient, name: str, version: str, promotion: Promotion, alias: str) -> None:
     if promotion.promoted:
         client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)

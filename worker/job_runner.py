@@ -131,15 +131,16 @@ def _train(store: JobStore, checkpoints: CheckpointStore, settings: WorkerSettin
     # The final figure, the model and the last metric points go to MLflow side by side.
     tracker.log_artifacts_later(lambda: {
         "echo_figure.png": render(result.losses, *result.last_window), "loss_history.csv.gz": loss_history_csv(result.losses)})
+    # A job started from the queue (not resumed) has no version yet: no need to look for one.
     model = log_and_register(tracker.client, tracker.run_id, job.id, result, settings.registered_model, tracker.outage,
-                             serving_module.result())
+                             serving_module.result(), not resuming, tracker.experiment_id)
     # Logged here: the digest of the files it wrote; logged by a lost worker: read back from the store.
     digest = model.pop("digest", None) or files_digest(tracker.client, model["name"], model["version"], tracker.outage)
     redis_retry.call(lambda: provenance.record(store.redis, store.prefix, provenance.Provenance(
         model["name"], model["version"], job.id, tracker.run_id, digest)), "recording the model's provenance")
     promotion = champion.gate(tracker.client, store.redis, f"{store.prefix}:champion-lock", model["name"], model["version"],
                               evaluation["echo_accuracy"], evaluation["loss"], settings.champion_min_accuracy,
-                              settings.champion_alias, tracker.outage)
+                              settings.champion_alias, tracker.outage, fresh=not resuming)
     model = {**model, "promoted": promotion.promoted, "promotion": promotion.reason}
     keeper.check()
     tracker.end("FINISHED")

@@ -93,7 +93,8 @@ def _register_best(sweeps: SweepStore, settings: WorkerSettings, run: RunLogger,
     from worker.model_logging import files_digest, register
 
     client, outage, name = run.client, run.outage, settings.registered_model
-    model = register(client, best["run_id"], best["job_id"], best["logged"], name, outage)
+    model = register(client, best["run_id"], best["job_id"], best["logged"], name, outage,
+                     champion.score_tags(best["echo_accuracy"], best["loss"]))
     digest = best["logged"].get("digest") or files_digest(client, model["name"], model["version"], outage)
     provenance.record(sweeps.redis, sweeps.prefix, provenance.Provenance(
         model["name"], model["version"], best["job_id"], best["run_id"], digest))

@@ -93,9 +93,10 @@ def echoing():
 
 
 @pytest.fixture
-def restore_tracking_uri() -> Iterator[None]:
-    """log_and_register points MLflow's global tracking URI at its server: put it back afterwards."""
+def global_tracking_uri(client) -> Iterator[None]:
+    """MLflow's global tracking URI (what pyfunc.load_model of a models:/ URI reads) at the test's server, then back."""
     before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
     yield
     mlflow.set_tracking_uri(before)
 

@@ -10,9 +10,6 @@ from mlflow.tracking import MlflowClient
 from worker.mlflow_retry import MlflowUnavailable, mlflow_outage
 from worker.model_logging import files_digest, log_and_register
 
-pytestmark = pytest.mark.usefixtures("restore_tracking_uri")
-
-
 @pytest.fixture
 def name() -> str:
     """A registered model of the test's own (the service's echo-rnn is left alone)."""
@@ -29,10 +26,14 @@ def test_the_model_is_logged_into_the_run_and_registered_with_the_job_id(client,
     version = client.get_model_version(name, "1")
     assert version.run_id == run_id and version.tags["job_id"] == job_id
     experiment_id = client.get_run(run_id).info.experiment_id
-    [logged] = mlflow.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'",
-                                           output_format="list")
+    [logged] = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
     assert logged.experiment_id == experiment_id != "0"  # the run's experiment, not Default
     assert version.source == logged.model_uri and logged.name == "model" and logged.tags["job_id"] == job_id
+    assert str(logged.status) == "READY"
+    assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [logged.model_id]  # the run lists it
+    scores = echoing.evaluation
+    assert (version.tags["eval_echo_accuracy"], version.tags["eval_loss"]) == (
+        f"{scores.echo_accuracy:.6f}", f"{scores.loss:.6f}"), "registered with its held-out scores"
 
 
 def test_registering_the_same_run_again_returns_its_version(client, run_id, name, echoing):
@@ -41,7 +42,8 @@ def test_registering_the_same_run_again_returns_its_version(client, run_id, name
     again = log_and_register(client, run_id, job_id, echoing, name)
     assert again == {k: v for k, v in first.items() if k != "digest"} and "digest" not in again
     assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
-    assert len(mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")) == 1
+    experiment_id = client.get_run(run_id).info.experiment_id
+    assert len(client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")) == 1
 
 
 def test_another_run_adds_a_version(client, run_id, name, echoing):
@@ -52,6 +54,7 @@ def test_another_run_adds_a_version(client, run_id, name, echoing):
     assert client.get_model_version(name, "2").run_id == other_run
 
 
+@pytest.mark.usefixtures("global_tracking_uri")
 def test_the_registered_model_loads_with_pyfunc_and_echoes(client, run_id, name, echoing):
     model = log_and_register(client, run_id, str(uuid.uuid4()), echoing, name)
     loaded = mlflow.pyfunc.load_model(model["uri"])
@@ -62,6 +65,7 @@ def test_the_registered_model_loads_with_pyfunc_and_echoes(client, run_id, name,
     assert ((p_one[:, echo:] > 0.5) == x[:, :-echo]).mean() >= 0.99
 
 
+@pytest.mark.usefixtures("global_tracking_uri")
 def test_a_module_traced_ahead_is_given_the_trained_weights(client, run_id, name, echoing):
     from worker.engine import export
 

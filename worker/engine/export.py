@@ -8,6 +8,8 @@ from contract.params import TrainingParams
 
 MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")
+TRACED_KEPT = 4  # shapes whose traced module a worker process keeps
+_traced: dict[tuple[int, int], "EchoModel"] = {}
 
 
 def bucket(n: tf.Tensor) -> tf.Tensor:
@@ -56,12 +58,20 @@ def build(weights: dict[str, np.ndarray], echo_step: int) -> EchoModel:
 def traced(params: TrainingParams) -> EchoModel:
     """A module of the job's shapes with its functions traced, for set_weights once training ends.
 
-    Tracing is most of the time a SavedModel takes to write; done while the job trains, it is not
-    part of the wait between the last epoch and the registered model.
+    Tracing, and a module's first SavedModel, are most of the time one takes to write: done while
+    the job trains, and kept for the process's next job of the same shapes (jobs run one at a
+    time per process), they are not part of the wait between the last epoch and the registered model.
     """
-    module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
-    module.__call__.get_concrete_function()
-    module.forward.get_concrete_function()
+    key = (params.state_size, params.num_classes)
+    module = _traced.pop(key, None)
+    if module is None:
+        module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
+        module.__call__.get_concrete_function()
+        module.forward.get_concrete_function()
+    module.echo_step.assign(params.echo_step)
+    _traced[key] = module  # the most recently used last
+    while len(_traced) > TRACED_KEPT:
+        _traced.pop(next(iter(_traced)))
     return module
 
 
