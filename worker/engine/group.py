@@ -16,7 +16,7 @@ from worker.engine.device import select_device
 from worker.engine.evaluate import evaluate
 from worker.engine.forward import WEIGHT_NAMES
 from worker.engine.group_checkpoint import GroupCheckpoint
-from worker.engine.group_model import GroupTrainer
+from worker.engine.group_model import GroupTrainer, epoch_capacity
 from worker.engine.results import (
     EVAL_LENGTH, EVAL_SEQUENCES, StepReport, TrainingCancelled, TrainingResult, echo_score, echo_sequences,
     snapshot_epochs,
@@ -106,10 +106,13 @@ class _GroupLoop:
         shape = (steps, params.batch_size, params.truncated_backprop_length)
         drawn = [t.draw_epoch() if t.active else (np.zeros(shape, np.int32),) * 2 for t in trials]
         xs_np, ys_np = (np.stack([d[i] for d in drawn], axis=1) for i in (0, 1))  # [steps, K, B, T]
-        xs, ys, active = tf.constant(xs_np), tf.constant(ys_np), tf.constant([t.active for t in trials])
+        capacity = epoch_capacity(steps, len(trials), params)  # windows past steps are zeros the loop never reaches
+        xs, ys = (tf.constant(np.concatenate([a, np.zeros((capacity - steps, *a.shape[1:]), a.dtype)]))
+                  for a in (xs_np, ys_np))
+        active = tf.constant([t.active for t in trials])
         base = epoch * steps
         state = tf.zeros([len(trials), params.batch_size, params.state_size]) if state is None else tf.constant(state)
-        losses_np = np.zeros((steps, len(trials)), np.float32)
+        losses_np = np.zeros((capacity, len(trials)), np.float32)
         for k, trial in enumerate(trials):
             losses_np[:done, k] = trial.losses[base : base + done]
         losses = tf.constant(losses_np)
@@ -130,7 +133,7 @@ class _GroupLoop:
                 _check(self.should_stop)
                 self._report([t.report(epoch, base + done) if t.active else None for t in trials])
                 self._maybe_checkpoint(epoch, done, base + done, state)
-        self._end_epoch(epoch, time.monotonic() - epoch_start, xs_np, ys_np, probs.numpy(), losses_np)
+        self._end_epoch(epoch, time.monotonic() - epoch_start, xs_np, ys_np, probs.numpy(), losses_np[:steps])
         _check(self.should_stop)
         for trial in trials:
             trial.check_target()

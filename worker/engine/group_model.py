@@ -14,6 +14,8 @@ from worker.engine.forward import WEIGHT_NAMES, contract, make_forward, stacked_
 
 ADAGRAD_INITIAL_ACCUMULATOR = 0.1
 TRAINERS_KEPT = 4  # compiled trainers a process keeps for its next jobs and groups
+PADDED_WINDOWS = 1024  # an epoch's data is padded to at least this many windows (the default job has 666) …
+PADDED_BYTES = 4 << 20  # … while its bits fit in this
 _TRAINERS: dict[tuple, "GroupTrainer"] = {}
 
 
@@ -31,6 +33,17 @@ def stacked_states(W: tf.Tensor, b: tf.Tensor, x: tf.Tensor, state: tf.Tensor) -
 def _per_model(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """A [K] tensor shaped to broadcast against one of the stacked [K, ...] weights."""
     return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))
+
+
+def epoch_capacity(steps: int, models: int, params: TrainingParams) -> int:
+    """Windows an epoch's data is padded to: a power of two at or above steps, at least PADDED_WINDOWS where small.
+
+    XLA compiles the training loop once per input shape: padded, jobs whose series lengths
+    differ share a compilation (2–3 s each) instead of paying one per length.
+    """
+    window_bytes = models * params.batch_size * params.truncated_backprop_length * 4
+    fits = 1 << max(0, (PADDED_BYTES // window_bytes).bit_length() - 1)
+    return max(1 << (steps - 1).bit_length(), min(PADDED_WINDOWS, fits))
 
 
 class GroupTrainer:
@@ -54,7 +67,7 @@ class GroupTrainer:
         rates are arguments of the compiled function, so they are not part of the key.
         """
         key = (device, len(inits), params.state_size, params.num_classes, params.batch_size,
-               params.truncated_backprop_length, params.steps_per_epoch)
+               params.truncated_backprop_length, epoch_capacity(params.steps_per_epoch, len(inits), params))
         trainer = _TRAINERS.pop(key, None) or cls(inits)
         stacked = {n: np.stack([init[n] for init in inits]) for n in WEIGHT_NAMES}
         trainer.restore(stacked, {n: np.full(v.shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32)

@@ -120,6 +120,34 @@ def test_the_compiled_loop_is_reused_for_the_next_group_of_the_same_shapes():
     assert trainer.run_windows.experimental_get_tracing_count() == traced
 
 
+def test_jobs_whose_epochs_differ_in_length_share_one_compilation():
+    short, long = (BASE.model_copy(update={"total_series_length": n}) for n in (7_500, 15_000))  # 100, 200 windows
+    assert group_model.epoch_capacity(short.steps_per_epoch, 1, short) == group_model.epoch_capacity(
+        long.steps_per_epoch, 1, long) == 1024
+    capacity = 1024
+
+    def trainer() -> group_model.GroupTrainer:
+        [found] = [t for key, t in group_model._TRAINERS.items() if key[1] == 1 and key[-1] == capacity]
+        return found
+
+    train_model(short)
+    first = trainer()
+    traced = first.run_windows.experimental_get_tracing_count()
+    result = train_model(long)
+    assert trainer() is first
+    assert first.run_windows.experimental_get_tracing_count() == traced
+    assert len(result.losses) == long.total_steps and np.isfinite(result.losses).all()
+    assert result.epoch_losses == [pytest.approx(float(result.losses[e * 200:(e + 1) * 200].mean())) for e in range(2)]
+
+
+def test_padding_stays_small_for_wide_windows_and_many_models():
+    assert group_model.epoch_capacity(666, 1, BASE) == 1024  # the default job
+    assert group_model.epoch_capacity(1500, 1, BASE) == 2048  # past it: the next power of two
+    wide = BASE.model_copy(update={"batch_size": 100, "truncated_backprop_length": 50})
+    assert group_model.epoch_capacity(2, 32, wide) == 4  # 640 KB a window: padded only as far as 4 MiB hold
+    assert group_model.epoch_capacity(266, 32, BASE) == 512  # a sweep's group of 32: 4 MiB hold 436 windows
+
+
 def test_a_group_must_share_its_shapes():
     with pytest.raises(ValueError, match="state_size"):
         train_group([BASE, BASE.model_copy(update={"state_size": 6})])
