@@ -1,7 +1,7 @@
 """The tutorial's figure: the loss curve and five panels of the last window.
 
 Most of a fresh matplotlib figure's time (about 0.7 s of this one's) goes to making its axes,
-ticks and bars and laying them out. The figure is therefore made once per thread and window
+ticks and bars and laying them out. The figure is therefore made once per process and window
 shape, and each render only moves its data and draws: a job's ten snapshots cost tens of
 milliseconds each instead of seconds on the way to its end. What never changes (the bar panels'
 axes) is drawn once and copied into each render.
@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 PANELS = 5
-_templates = threading.local()  # Agg figures are not thread-safe: each drawing thread has its own
+_templates: dict[tuple[int, int], "_Template"] = {}  # kept across the process's jobs, each a thread of its own
+_drawing = threading.Lock()  # an Agg figure is drawn by one thread at a time
 
 
 class _Template:
@@ -63,8 +64,8 @@ class _Template:
 def render(losses: np.ndarray, x: np.ndarray, y: np.ndarray, probabilities: np.ndarray) -> bytes:
     """PNG of the loss and, per row of the window, input (blue), echo (red), prediction (green)."""
     rows, width = min(PANELS, x.shape[0]), x.shape[1]
-    cache = _templates.__dict__.setdefault("by_shape", {})
-    template = cache.get((rows, width)) or cache.setdefault((rows, width), _Template(rows, width))
     predicted = probabilities.argmax(-1)
     series = [(x[row], y[row] * 0.5, predicted[row] * 0.3) for row in range(rows)]
-    return template.render(np.asarray(losses, np.float64), series)
+    with _drawing:
+        template = _templates.get((rows, width)) or _templates.setdefault((rows, width), _Template(rows, width))
+        return template.render(np.asarray(losses, np.float64), series)

@@ -36,3 +36,23 @@ def test_render_any_batch_size(rows):
 def test_render_a_single_loss_point():
     x = np.ones((5, 15), np.int32)
     decode(render(np.array([0.7]), x, x, np.full((5, 15, 2), 0.5)))
+
+
+def test_a_kept_figure_draws_each_render_from_its_own_data_only():
+    """The figure is laid out once and reused: a render must not show anything of the one before it."""
+    import threading
+
+    rng = np.random.default_rng(3)
+    windows = [(rng.integers(0, 2, (5, 15)), rng.integers(0, 2, (5, 15)), rng.dirichlet([1, 1], size=(5, 15)))
+               for _ in range(2)]
+    first = render(rng.random(500), *windows[0])
+    losses = rng.random(80_000)
+    second = render(losses, *windows[1])
+    assert decode(first).shape == decode(second).shape and not np.array_equal(decode(first), decode(second))
+    again: list[bytes] = []
+    thread = threading.Thread(target=lambda: again.append(render(losses, *windows[1])))  # as a job's figure thread
+    thread.start()
+    thread.join()
+    assert np.array_equal(decode(again[0]), decode(second))
+    render(np.array([0.7]), np.ones((2, 9), np.int32), np.ones((2, 9), np.int32), np.full((2, 9, 2), 0.5))
+    assert np.array_equal(decode(render(losses, *windows[1])), decode(second))
