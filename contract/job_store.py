@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from redis import Redis
+from redis.client import Pipeline
 
 from contract import job_scripts
 from contract.clock import now
@@ -54,16 +55,21 @@ class JobStore:
         return f"{self.prefix}:lease:{job_id}"
 
     def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0,
-               **fields: Any) -> Job:
+               transaction: Pipeline | None = None, **fields: Any) -> Job:
         """Record a new queued job of owner (a client id); QuotaExceeded when owner has quota jobs queued or running.
 
-        A sweep's trials (fields holding sweep) do not count towards their owner's quota.
+        A sweep's trials (fields holding sweep) do not count towards their owner's quota. With a
+        transaction (a MULTI pipeline), the record is written when it executes: no quota then.
         """
+        if transaction is not None and quota:
+            raise ValueError("a quota cannot be checked inside a transaction")
         job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(), owner=owner,
                   progress=JobProgress(epochs=params["num_epochs"], steps=steps), **fields)
         encoded = json.dumps(_encode(job.model_dump()))
         active = "0" if job.sweep else "1"
-        if not self._create(keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active]):
+        created = self._create(keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active],
+                               client=transaction)
+        if transaction is None and not created:
             raise QuotaExceeded(f"{quota} jobs queued or running")
         return job
 

@@ -47,14 +47,14 @@ class SweepStore:
         sweep_id = str(uuid.uuid4())
         group_of = {t: g for g, members in enumerate(groups) for t in members}
         configs = request.configurations()
-        job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner,
+        seq = self.redis.incr(f"{self.prefix}:sweep-seq")
+        pipe = self.redis.pipeline(transaction=True)  # the trials and the sweep, all or none
+        job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner, transaction=pipe,
                                     sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i])).id
                    for i, p in enumerate(trials)]
-        seq = self.redis.incr(f"{self.prefix}:sweep-seq")
         record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
                   "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
                   "values": configs, "seq": seq, "cancel_requested": False}
-        pipe = self.redis.pipeline()
         pipe.hset(self.key(sweep_id), mapping={**_encode(record), "groups_left": len(groups)})
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
         if owner:

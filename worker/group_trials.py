@@ -33,8 +33,7 @@ class Trials:
         self.jobs: list[Job] = redis_retry.call(lambda: store.get_many(job_ids), "reading the trials")
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         self.indexes = [j.sweep.trial for j in self.jobs]
-        with ThreadPoolExecutor(8, thread_name_prefix="child-runs") as pool:  # a round trip or two each
-            self.trackers: list[RunLogger] = list(pool.map(self._open_run, self.jobs, [parent_run_id] * len(self.jobs)))
+        self.trackers: list[RunLogger] = _open_all(self._open_run, self.jobs, parent_run_id)
         self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
         self.writers = [ProgressWriter(store, j.id, t, p.total_steps, self.best_effort, settings.trial_loss_points_max,
                                        RECORD_EVERY_S)
@@ -133,3 +132,19 @@ class Trials:
         """Stop sending: another worker carries the trials on in the same runs."""
         for tracker in self.trackers:
             tracker.abandon()
+
+
+def _open_all(open_run: Callable[[Job, str], RunLogger], jobs: list[Job], parent_run_id: str) -> list[RunLogger]:
+    """Every trial's run, a few at once; should one fail to open, those opened are closed FAILED, not left RUNNING."""
+    with ThreadPoolExecutor(8, thread_name_prefix="child-runs") as pool:  # a round trip or two each
+        opening = [pool.submit(open_run, job, parent_run_id) for job in jobs]
+        done = [f.exception() is None for f in opening]  # waits for each
+    if all(done):
+        return [f.result() for f in opening]
+    for future, ok in zip(opening, done):
+        if ok:
+            try:
+                future.result().end("FAILED")
+            except Exception:  # the group fails with the first error below; this run stays as MLflow has it
+                log.warning("could not close a trial's run after another failed to open", exc_info=True)
+    raise next(f.exception() for f, ok in zip(opening, done) if not ok)

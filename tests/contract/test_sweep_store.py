@@ -41,6 +41,16 @@ def test_trials_do_not_count_towards_the_owners_job_quota(sweeps):
         sweeps.jobs.create({"num_epochs": 1}, steps=1, owner="alice", quota=1)
 
 
+def test_a_sweep_and_its_trials_are_written_all_or_none(sweeps):
+    trials = REQUEST.trials()
+    with pytest.raises(KeyError):  # the fourth trial is in no group: nothing may have been written before it
+        sweeps.create(REQUEST, trials, [[0, 1], [2]], owner="alice")
+    assert sweeps.redis.keys(f"{sweeps.prefix}:job:*") == [] and sweeps.jobs.count_by_status().get("queued", 0) == 0
+    assert sweeps.list(10, None, owner="alice") == ([], None)
+    sweep = create(sweeps, owner="alice")  # and a whole one goes through
+    assert {sweeps.jobs.get(t.job_id).status for t in sweep.trials} == {"queued"}
+
+
 def test_progress_and_leaderboard_follow_the_trials_records(sweeps):
     sweep = create(sweeps)
     first, second = sweep.trials[0].job_id, sweep.trials[1].job_id
