@@ -10,8 +10,10 @@ from contract.clock import now
 from contract.job import Job
 from contract.job_store import JobStore
 from contract.params import TrainingParams
+from worker.lease import LeaseLost
+from worker.mlflow_retry import MlflowUnavailable
 from worker.progress_writer import ProgressWriter
-from worker.retry import BestEffort, Outage, redis_transient
+from worker.retry import BestEffort, Outage, RedisUnavailable, redis_transient
 from worker.run_logger import RunLogger, loss_history_csv
 from worker.settings import WorkerSettings
 
@@ -45,7 +47,14 @@ class Trials:
         tracker = RunLogger(self.settings, job.id, job.params, run_id=job.mlflow.run_id if job.mlflow else None, tags=tags,
                             gate=self.gate)
         link = {"experiment_id": tracker.experiment_id, "run_id": tracker.run_id, "url": tracker.url}
-        self.redis_retry.call(lambda: self.store.update(job.id, mlflow=link), "recording the trial's run")
+        try:
+            self.redis_retry.call(lambda: self.store.update(job.id, mlflow=link), "recording the trial's run")
+        except Exception:
+            if job.mlflow is None:  # a new run no record names: nobody would reopen or close it
+                _close(tracker)
+            else:
+                tracker.abandon()
+            raise
         return tracker
 
     def start(self, checkpoint) -> None:
@@ -134,17 +143,31 @@ class Trials:
             tracker.abandon()
 
 
+
 def _open_all(open_run: Callable[[Job, str], RunLogger], jobs: list[Job], parent_run_id: str) -> list[RunLogger]:
-    """Every trial's run, a few at once; should one fail to open, those opened are closed FAILED, not left RUNNING."""
+    """Every trial's run, a few at once; should one fail to open, what becomes of those opened depends on why.
+
+    The group left to another worker (Redis away, the lease lost): they stay open for it to reopen.
+    MLflow gone past its limit: nothing can close them. Any other failure ends the group: closed FAILED.
+    """
     with ThreadPoolExecutor(8, thread_name_prefix="child-runs") as pool:  # a round trip or two each
         opening = [pool.submit(open_run, job, parent_run_id) for job in jobs]
-        done = [f.exception() is None for f in opening]  # waits for each
-    if all(done):
-        return [f.result() for f in opening]
-    for future, ok in zip(opening, done):
-        if ok:
-            try:
-                future.result().end("FAILED")
-            except Exception:  # the group fails with the first error below; this run stays as MLflow has it
-                log.warning("could not close a trial's run after another failed to open", exc_info=True)
-    raise next(f.exception() for f, ok in zip(opening, done) if not ok)
+        errors = [f.exception() for f in opening]  # waits for each
+        error = next((e for e in errors if e is not None), None)
+        if error is None:
+            return [f.result() for f in opening]
+        opened = [f.result() for f, e in zip(opening, errors) if e is None]
+        if isinstance(error, (LeaseLost, RedisUnavailable, MlflowUnavailable)):
+            for tracker in opened:
+                tracker.abandon()
+        else:
+            list(pool.map(_close, opened))
+    raise error
+
+
+def _close(tracker: RunLogger) -> None:
+    """Close a run FAILED, best effort."""
+    try:
+        tracker.end("FAILED")
+    except Exception:
+        log.warning("could not close the trial's run %s", tracker.run_id, exc_info=True)

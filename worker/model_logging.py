@@ -1,5 +1,6 @@
 """Logging the trained network as an MLflow TensorFlow model and registering a version."""
 
+import logging
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from worker.engine.train import TrainingResult
 from worker.retry import Outage
 from worker.mlflow_retry import mlflow_outage
 
+log = logging.getLogger(__name__)
 UPLOADS_AT_ONCE = 4
 _registered_names: set[tuple[str, str]] = set()  # (tracking URI, name) this process knows to exist
 
@@ -56,18 +58,33 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
               module: EchoModel | None = None, experiment_id: str | None = None) -> dict:
     """Log the trained network into the run as an MLflow TensorFlow model; returns its model_uri, model_id and digest.
 
-    What Model.log does, in fewer round trips: the model is filed under the run's experiment
-    (Model.log uses the active one: Default, where the service account may not write), its
-    files go up side by side, and the run's metrics are not copied onto it (Model.log reads
-    every metric's whole history to copy those of step 0).
+    What Model.log does, in fewer round trips: the model, with the job's parameters, is filed
+    under the run's experiment (Model.log uses the active one: Default, where the service account
+    may not write), its files go up side by side, and the run's metrics are not copied onto it
+    (Model.log reads every metric's whole history to copy those of step 0).
     """
-    import tensorflow as tf
-
     module = module.set_weights(result.weights) if module is not None else build(result.weights, result.params.echo_step)
     if experiment_id is None:
         experiment_id = outage.call(lambda: client.get_run(run_id).info.experiment_id, "reading the run")
+    params = {k: str(v) for k, v in result.params.model_dump().items()}  # as Model.log copies the run's
     model = outage.call(lambda: client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
-                                                           tags={"job_id": job_id}), "logging the model")
+                                                           tags={"job_id": job_id}, params=params), "logging the model")
+    try:
+        digest = _write(client, model, run_id, module, outage)
+    except BaseException:
+        try:  # as Model.log leaves a model it could not finish: FAILED, not PENDING for ever
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        except Exception:
+            log.warning("could not mark the logged model %s failed", model.model_id, exc_info=True)
+        raise
+    outage.call(lambda: client.finalize_logged_model(model.model_id, LoggedModelStatus.READY), "finalizing the model")
+    return {"model_uri": f"models:/{model.model_id}", "model_id": model.model_id, "digest": digest}
+
+
+def _write(client: MlflowClient, model, run_id: str, module: EchoModel, outage: Outage) -> str:
+    """Save the model's files, upload them and link the model to the run; returns the files' digest."""
+    import tensorflow as tf
+
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model")
         mlflow.tensorflow.save_model(
@@ -83,8 +100,7 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
         digest = provenance.digest(path)
         outage.call(lambda: _upload(client, model.artifact_location, path), "uploading the model")
     outage.call(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]), "linking the model")
-    outage.call(lambda: client.finalize_logged_model(model.model_id, LoggedModelStatus.READY), "finalizing the model")
-    return {"model_uri": f"models:/{model.model_id}", "model_id": model.model_id, "digest": digest}
+    return digest
 
 
 def _upload(client: MlflowClient, location: str, path: str) -> None:

@@ -29,7 +29,7 @@ def test_the_model_is_logged_into_the_run_and_registered_with_the_job_id(client,
     [logged] = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
     assert logged.experiment_id == experiment_id != "0"  # the run's experiment, not Default
     assert version.source == logged.model_uri and logged.name == "model" and logged.tags["job_id"] == job_id
-    assert str(logged.status) == "READY"
+    assert str(logged.status) == "READY" and logged.params["state_size"] == str(echoing.params.state_size)
     assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [logged.model_id]  # the run lists it
     scores = echoing.evaluation
     assert (version.tags["eval_echo_accuracy"], version.tags["eval_loss"]) == (
@@ -89,3 +89,16 @@ def test_without_an_outage_each_step_gets_a_single_try(fail_fast_mlflow, closed_
     uri = f"http://127.0.0.1:{closed_port}"
     with pytest.raises(MlflowUnavailable, match=r"\(limit 0 s\) while logging the model"):
         log_and_register(MlflowClient(tracking_uri=uri), "0" * 32, "job", echoing, name)
+
+
+def test_a_model_that_cannot_be_written_is_marked_failed_not_left_pending(client, run_id, name, echoing):
+    class Unsavable:
+        def set_weights(self, weights):
+            return object()  # not a TensorFlow module: the SavedModel export raises
+
+    with pytest.raises(Exception):
+        log_and_register(client, run_id, str(uuid.uuid4()), echoing, name, module=Unsavable())
+    experiment_id = client.get_run(run_id).info.experiment_id
+    [logged] = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert str(logged.status) == "FAILED"
+    assert client.search_model_versions(f"run_id = '{run_id}'") == []

@@ -1,5 +1,7 @@
 """The trained network as a SavedModel: variable-length bit sequences in, P(bit = 1) out."""
 
+import threading
+
 import numpy as np
 import tensorflow as tf
 
@@ -10,6 +12,7 @@ MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")
 TRACED_KEPT = 4  # shapes whose traced module a worker process keeps
 _traced: dict[tuple[int, int], "EchoModel"] = {}
+_tracing = threading.Lock()
 
 
 def bucket(n: tf.Tensor) -> tf.Tensor:
@@ -63,16 +66,17 @@ def traced(params: TrainingParams) -> EchoModel:
     time per process), they are not part of the wait between the last epoch and the registered model.
     """
     key = (params.state_size, params.num_classes)
-    module = _traced.pop(key, None)
-    if module is None:
-        module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
-        module.__call__.get_concrete_function()
-        module.forward.get_concrete_function()
-    module.echo_step.assign(params.echo_step)
-    _traced[key] = module  # the most recently used last
-    while len(_traced) > TRACED_KEPT:
-        _traced.pop(next(iter(_traced)))
-    return module
+    with _tracing:  # a failed job's tracing thread may still run beside the next job's
+        module = _traced.pop(key, None)
+        if module is None:
+            module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
+            module.__call__.get_concrete_function()
+            module.forward.get_concrete_function()
+        module.echo_step.assign(params.echo_step)
+        _traced[key] = module  # the most recently used last
+        while len(_traced) > TRACED_KEPT:
+            _traced.pop(next(iter(_traced)))
+        return module
 
 
 def save(model: EchoModel, path: str) -> None:

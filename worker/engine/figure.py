@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 PANELS = 5
+TEMPLATES_KEPT = 4  # window shapes whose laid-out figure a process keeps (a few MB each)
 _templates: dict[tuple[int, int], "_Template"] = {}  # kept across the process's jobs, each a thread of its own
 _drawing = threading.Lock()  # an Agg figure is drawn by one thread at a time
 
@@ -67,5 +68,8 @@ def render(losses: np.ndarray, x: np.ndarray, y: np.ndarray, probabilities: np.n
     predicted = probabilities.argmax(-1)
     series = [(x[row], y[row] * 0.5, predicted[row] * 0.3) for row in range(rows)]
     with _drawing:
-        template = _templates.get((rows, width)) or _templates.setdefault((rows, width), _Template(rows, width))
+        template = _templates.pop((rows, width), None) or _Template(rows, width)
+        _templates[(rows, width)] = template  # the most recently used last
+        while len(_templates) > TEMPLATES_KEPT:
+            _templates.pop(next(iter(_templates)))
         return template.render(np.asarray(losses, np.float64), series)

@@ -36,14 +36,18 @@ def _per_model(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
 
 
 def epoch_capacity(steps: int, models: int, params: TrainingParams) -> int:
-    """Windows an epoch's data is padded to: a power of two at or above steps, at least PADDED_WINDOWS where small.
+    """Windows an epoch's data is padded to: at least PADDED_WINDOWS while they fit in PADDED_BYTES, past that
+    the power of two at or above steps when the padding fits in PADDED_BYTES, else steps itself.
 
     XLA compiles the training loop once per input shape: padded, jobs whose series lengths
     differ share a compilation (2–3 s each) instead of paying one per length.
     """
     window_bytes = models * params.batch_size * params.truncated_backprop_length * 4
-    fits = 1 << max(0, (PADDED_BYTES // window_bytes).bit_length() - 1)
-    return max(1 << (steps - 1).bit_length(), min(PADDED_WINDOWS, fits))
+    floor = min(PADDED_WINDOWS, 1 << max(0, (PADDED_BYTES // window_bytes).bit_length() - 1))
+    if steps <= floor:
+        return floor
+    power = 1 << (steps - 1).bit_length()
+    return power if (power - steps) * window_bytes <= PADDED_BYTES else steps
 
 
 class GroupTrainer:
@@ -102,9 +106,9 @@ class GroupTrainer:
         return stacked_probabilities(*self.weights, tf.constant(x)).numpy()
 
     def _run_windows(self, xs, ys, start, count, state, losses, learning_rates, active):
-        """Train windows start..start+count of an epoch ([steps, K, B, T] bits and labels); models where
-        `active` is false compute but keep their weights and accumulators. Returns the carried state,
-        the [steps, K] losses and the last window's probabilities [K, B, T, C]."""
+        """Train windows start..start+count of an epoch ([capacity, K, B, T] bits and labels, zeros past its
+        steps); models where `active` is false compute but keep their weights and accumulators. Returns the
+        carried state, the [capacity, K] losses and the last window's probabilities [K, B, T, C]."""
         weights = [w.read_value() for w in self.weights]
         accumulators = [a.read_value() for a in self.accumulators]
         rates = [_per_model(learning_rates, w) for w in weights]

@@ -146,6 +146,8 @@ def test_padding_stays_small_for_wide_windows_and_many_models():
     wide = BASE.model_copy(update={"batch_size": 100, "truncated_backprop_length": 50})
     assert group_model.epoch_capacity(2, 32, wide) == 4  # 640 KB a window: padded only as far as 4 MiB hold
     assert group_model.epoch_capacity(266, 32, BASE) == 512  # a sweep's group of 32: 4 MiB hold 436 windows
+    huge = BASE.model_copy(update={"batch_size": 1024, "truncated_backprop_length": 64})
+    assert group_model.epoch_capacity(76, 32, huge) == 76  # 8 MiB a window: padding to 128 would add 416 MiB
 
 
 def test_a_group_must_share_its_shapes():
