@@ -102,6 +102,17 @@ def test_a_figure_is_logged_as_an_image_at_its_step(logger, client):
     logger.flush()
     images = [a.path for a in client.list_artifacts(logger.run_id, "images")]
     assert images and all(re.match(r"images/echo_figure[%+]step[%+]40[%+]", path) for path in images), images
+    # As MLflow's log_image writes it (its UI's image card reads these): the PNG and a 256-pixel WebP preview.
+    [png] = [p for p in images if p.endswith(".png")]
+    preview = png[: -len(".png")] + "+compressed.webp"
+    assert sorted(images) == sorted([png, preview])
+    assert client.get_run(logger.run_id).data.tags["mlflow.loggedImages"] == "True"
+    from PIL import Image
+
+    from worker.engine.figure import render
+    local = client.download_artifacts(logger.run_id, png)
+    assert open(local, "rb").read() == render(np.linspace(0.7, 0.1, 40), x, y, probabilities), "uploaded as drawn"
+    assert max(Image.open(client.download_artifacts(logger.run_id, preview)).size) == 256
 
 
 @pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
