@@ -1,4 +1,5 @@
-"""Idempotency-Key on POST /jobs: the same key with the same body gives the same job, made once.
+"""Idempotency-Key on POST /jobs and POST /sweeps: the same key with the same body gives the same job (or
+sweep), made once; each has its own keys.
 
 As Stripe's and SageMaker's job APIs do: a client that does not know whether its submission
 arrived (a timeout, a dropped connection) sends it again with the same key and gets the job the
@@ -18,11 +19,13 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import request
 from redis import Redis
+from redis.exceptions import RedisError
 
 from service.problems import Problem
 
@@ -111,7 +114,7 @@ class IdempotencyStore:
             if stored["fingerprint"] != fingerprint:
                 raise Problem(
                     422, "Idempotency-Key reused with a different body",
-                    f"this {HEADER} was already used with other parameters; use a new key for a new job",
+                    f"this {HEADER} was already used with other parameters; use a new key for a new submission",
                     [{"field": HEADER, "message": "already used with a different body", "location": "header"}],
                 )
             if stored.get("job_id"):
@@ -129,3 +132,22 @@ class IdempotencyStore:
     def release(self, claim: Claim) -> None:
         """Give the key back (the request failed, or its job is gone), if it is still this claim's."""
         self._release(keys=[claim.redis_key], args=[claim.value])
+
+
+def claim_for(store: IdempotencyStore, scope: str, key: str, fingerprint: str, exists: Callable[[str], bool]) -> Claim:
+    """Reserve key for a new submission, or the claim of what it already made (if exists(its id) still holds)."""
+    while True:
+        claim = store.claim(scope, key, fingerprint)
+        if claim.job_id is None or exists(claim.job_id):
+            return claim
+        store.release(claim)  # what it made is gone: the key starts afresh
+
+
+def release_quietly(store: IdempotencyStore, claim: Claim | None) -> None:
+    """Give a claim's key back after a failed submission; should Redis not answer, it lapses by itself."""
+    if claim is None:
+        return
+    try:
+        store.release(claim)
+    except RedisError:
+        pass  # the reservation lapses by itself (PENDING_TTL_S)

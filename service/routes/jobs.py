@@ -97,12 +97,8 @@ def submit() -> Response:
 def _claim(key: str, fingerprint: str) -> idempotency.Claim:
     """Reserve key for a new job, or the claim of the job it already made (if that job still exists)."""
     s = services()
-    scope = auth.client_id() or "anonymous"
-    while True:
-        claim = s.idempotency.claim(scope, key, fingerprint)
-        if claim.job_id is None or s.jobs.get(claim.job_id) is not None:
-            return claim
-        s.idempotency.release(claim)  # its job record is gone: the key starts afresh
+    return idempotency.claim_for(s.idempotency, auth.client_id() or "anonymous", key, fingerprint,
+                                 lambda job_id: s.jobs.get(job_id) is not None)
 
 
 def _replay(job_id: str) -> Response:
@@ -114,10 +110,7 @@ def _replay(job_id: str) -> Response:
 
 
 def _release(claim: idempotency.Claim) -> None:
-    try:
-        services().idempotency.release(claim)
-    except RedisError:
-        pass  # the reservation lapses by itself (idempotency.PENDING_TTL_S)
+    idempotency.release_quietly(services().idempotency, claim)
 
 
 @route(bp, Endpoint("get", "/jobs/<job_id>", (Answer(200, Job),), (404, 503), access="jobs"))

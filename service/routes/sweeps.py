@@ -1,26 +1,37 @@
 """Sweeps: many training jobs from one request, a grid or a random search; submit, follow, list, cancel."""
 
+import logging
+
 from flask import Blueprint, Response, jsonify, url_for
+from redis.exceptions import RedisError
 
 from contract.job import FINISHED
 from contract.sweep import SweepRequest, group
 from contract.sweep_record import Sweep, SweepList
-from service import auth, sweep_actions
+from service import auth, idempotency, sweep_actions
 from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
 from service.schemas import SweepListQuery
 
 bp = Blueprint("sweeps", __name__)
+log = logging.getLogger(__name__)
 LOCATION = {"Location": {"schema": {"type": "string"}, "description": "The sweep's URL"}}
 NOT_FOUND = {404: "Unknown sweep (or another token's)"}
 SUBMIT = Endpoint(
     "post", "/sweeps", body=SweepRequest, access="jobs", rate_limit="jobs",
-    answers=(Answer(202, Sweep, "Accepted: every trial is a queued job, its group queued as one task", LOCATION),),
-    errors=(400, 413, 415, 422, 429, 503),
+    answers=(
+        Answer(202, Sweep, "Accepted: every trial is a queued job, its group queued as one task", LOCATION),
+        Answer(200, Sweep, f"The sweep an earlier request with the same {idempotency.HEADER} and body made, as it is "
+               "now; nothing new was queued", {**LOCATION, idempotency.REPLAYED: {
+                   "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}}),
+    ),
+    errors=(400, 409, 413, 415, 422, 429, 503), headers=(idempotency.PARAMETER,),
     error_notes={
+        409: f"A request with the same {idempotency.HEADER} is still being processed; retry after Retry-After",
         422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
-             "grid.state_size), or more trials than MAX_SWEEP_TRIALS",
+             f"grid.state_size), more trials than MAX_SWEEP_TRIALS, a malformed {idempotency.HEADER}, or an "
+             f"{idempotency.HEADER} already used with a different body",
         429: "Over this client's rate limit (a sweep counts as one submission), or (with tokens) the token already "
              "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
     },
@@ -51,20 +62,52 @@ def _bounded(request: SweepRequest, most: int) -> None:
 @route(bp, SUBMIT)
 def submit() -> Response:
     """Queue a sweep: base training parameters and a grid or a random search over some of them."""
+    key = idempotency.header_key()
     request = parse(SweepRequest, json_body(), "body")
     s = services()
     _bounded(request, s.settings.max_sweep_trials)
-    trials = request.trials()
     owner = auth.client_id() if s.settings.tokens_on else None
+    claim = None
+    if key is not None:
+        claim = idempotency.claim_for(s.idempotency, f"sweeps:{auth.client_id() or 'anonymous'}", key,
+                                      idempotency.fingerprint(request.model_dump(mode="json")),
+                                      lambda sweep_id: s.sweeps.raw(sweep_id) is not None)
+        if claim.job_id is not None:
+            return _replay(claim.job_id)
+    try:
+        sweep = _create(request, owner)
+    except Exception:  # a 429 or 503: a retry with the same key may make the sweep
+        idempotency.release_quietly(s.idempotency, claim)
+        raise
+    if claim is not None:
+        try:
+            s.idempotency.complete(claim, sweep.id)
+        except RedisError:  # the sweep is queued all the same; its key's reservation lapses unrecorded
+            log.warning("sweep %s: its Idempotency-Key could not be recorded", sweep.id)
+    resp = jsonify(_sweep(sweep))
+    resp.status_code = 202
+    resp.headers["Location"] = url_for("sweeps.show", sweep_id=sweep.id)
+    return resp
+
+
+def _create(request: SweepRequest, owner: str | None) -> Sweep:
+    """Record the sweep and its trials and queue its groups (a 429 past the token's active sweeps)."""
+    s = services()
+    trials = request.trials()
     if owner and s.sweeps.active(owner) >= s.settings.max_active_sweeps_per_token:
         raise Problem(429, "Too Many Requests",
                       f"this token already has {s.settings.max_active_sweeps_per_token} sweeps queued or running "
                       "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished", headers={"Retry-After": "30"})
     sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner)
     sweep_actions.enqueue(s, sweep)
-    resp = jsonify(_sweep(sweep))
-    resp.status_code = 202
-    resp.headers["Location"] = url_for("sweeps.show", sweep_id=sweep.id)
+    return sweep
+
+
+def _replay(sweep_id: str) -> Response:
+    """The sweep an earlier request with the same Idempotency-Key made, as it is now."""
+    resp = jsonify(_sweep(_get(sweep_id)))
+    resp.headers["Location"] = url_for("sweeps.show", sweep_id=sweep_id)
+    resp.headers[idempotency.REPLAYED] = "true"
     return resp
 
 

@@ -7,6 +7,7 @@ group task a test queues stays on the queue to be read back.
 import base64
 import json
 import secrets
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from contract.job_store import JobStore
 from contract.sweep import MAX_TRIALS
 from contract.sweep_store import SweepStore
 from service.app import create_app
+from service.idempotency import HEADER, REPLAYED
 from service.settings import Settings
 from tests.service.test_auth import bearer, derive
 from tests.support import free_port, problem
@@ -215,3 +217,36 @@ def test_a_token_may_have_only_so_many_sweeps_queued_or_running(settings):
     assert client.post("/sweeps", json=GRID, headers=bearer(bob)).status_code == 202, "another token's own count"
     assert client.delete(f"/sweeps/{first['id']}", headers=bearer(alice)).status_code == 200
     assert client.post("/sweeps", json=GRID, headers=bearer(alice)).status_code == 202, "a finished sweep frees a place"
+
+
+def test_the_same_idempotency_key_and_body_give_the_same_sweep_once(client, store):
+    headers = {HEADER: str(uuid.uuid4())}
+    first = client.post("/sweeps", json=GRID, headers=headers)
+    assert first.status_code == 202 and REPLAYED not in first.headers
+    again = client.post("/sweeps", json=GRID, headers=headers)
+    assert again.status_code == 200 and again.headers[REPLAYED] == "true"
+    assert again.headers["Location"] == first.headers["Location"] and again.get_json()["id"] == first.get_json()["id"]
+    assert len(queued_tasks(store)) == 2, "its two groups were queued once"
+    refused = problem(client.post("/sweeps", json={**GRID, "name": "other"}, headers=headers), 422)
+    assert refused["title"] == "Idempotency-Key reused with a different body"
+    job = client.post("/jobs", json=TINY, headers=headers)  # the jobs' keys are their own
+    assert job.status_code == 202 and job.get_json()["sweep"] is None
+
+
+def test_a_sweep_the_queue_refused_gives_its_idempotency_key_back(settings, store):
+    app = create_app(settings)
+    live = app.extensions["echo"].celery
+    dead = Celery("dead-queue", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
+    dead.conf.update(task_publish_retry=False, broker_transport_options={"max_retries": 0})  # fail at once
+    app.extensions["echo"].celery = dead
+    headers = {HEADER: str(uuid.uuid4())}
+    problem(app.test_client().post("/sweeps", json=GRID, headers=headers), 503)
+    app.extensions["echo"].celery = live
+    retry = app.test_client().post("/sweeps", json=GRID, headers=headers)
+    assert retry.status_code == 202 and retry.get_json()["status"] == "queued", "a new sweep, not the failed one replayed"
+
+
+def test_post_sweeps_documents_its_idempotency_key(client):
+    post = client.get("/openapi.json").get_json()["paths"]["/sweeps"]["post"]
+    assert HEADER in [p["name"] for p in post["parameters"]]
+    assert {"200", "202", "409"} <= set(post["responses"]) and REPLAYED in post["responses"]["200"]["headers"]
