@@ -11,10 +11,13 @@ import time
 import uuid
 from typing import Any
 
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+
 from contract import clock, job_scripts
 from contract.clock import now
 from contract.job import FINISHED, TrialOf, sources
-from contract.job_store import JobStore, _encode
+from contract.job_store import JobStore, QuotaExceeded, _encode
 from contract.params import TrainingParams
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
@@ -42,25 +45,38 @@ class SweepStore:
         return f"{self.prefix}:sweep:{sweep_id}"
 
     def create(self, request: SweepRequest, trials: list[TrainingParams], groups: list[list[int]],
-               owner: str | None = None) -> Sweep:
-        """Record a queued sweep and a queued job per trial."""
+               owner: str | None = None, max_active: int = 0) -> Sweep:
+        """Record a queued sweep and a queued job per trial, all or none; QuotaExceeded when owner already has
+        max_active (0: no limit) sweeps queued or running, counted with the write: two at once cannot both pass."""
         sweep_id = str(uuid.uuid4())
-        group_of = {t: g for g, members in enumerate(groups) for t in members}
-        configs = request.configurations()
         seq = self.redis.incr(f"{self.prefix}:sweep-seq")
-        pipe = self.redis.pipeline(transaction=True)  # the trials and the sweep, all or none
+        while True:
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    if owner and max_active:
+                        pipe.watch(f"{self.prefix}:sweeps:owner:{owner}")  # another of owner's sweeps: count again
+                        if self.active(owner) >= max_active:
+                            raise QuotaExceeded(f"{max_active} sweeps queued or running")
+                        pipe.multi()
+                    self._write(pipe, sweep_id, seq, request, trials, groups, owner)
+                    pipe.execute()
+                    return self.get(sweep_id)
+                except WatchError:
+                    continue
+
+    def _write(self, pipe: Pipeline, sweep_id: str, seq: int, request: SweepRequest, trials: list[TrainingParams],
+               groups: list[list[int]], owner: str | None) -> None:
+        group_of = {t: g for g, members in enumerate(groups) for t in members}
         job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner, transaction=pipe,
                                     sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i])).id
                    for i, p in enumerate(trials)]
         record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
                   "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
-                  "values": configs, "seq": seq, "cancel_requested": False}
+                  "values": request.configurations(), "seq": seq, "cancel_requested": False}
         pipe.hset(self.key(sweep_id), mapping={**_encode(record), "groups_left": len(groups)})
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
         if owner:
             pipe.zadd(f"{self.prefix}:sweeps:owner:{owner}", {sweep_id: seq})
-        pipe.execute()
-        return self.get(sweep_id)
 
     def raw(self, sweep_id: str, curves: bool = False) -> dict[str, Any] | None:
         """The sweep's stored fields, decoded (the trials' loss curves only when asked for)."""

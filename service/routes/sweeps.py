@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify, url_for
 from redis.exceptions import RedisError
 
 from contract.job import FINISHED
+from contract.job_store import QuotaExceeded
 from contract.sweep import SweepRequest, group
 from contract.sweep_record import Sweep, SweepList
 from service import auth, idempotency, sweep_actions
@@ -94,11 +95,13 @@ def _create(request: SweepRequest, owner: str | None) -> Sweep:
     """Record the sweep and its trials and queue its groups (a 429 past the token's active sweeps)."""
     s = services()
     trials = request.trials()
-    if owner and s.sweeps.active(owner) >= s.settings.max_active_sweeps_per_token:
-        raise Problem(429, "Too Many Requests",
-                      f"this token already has {s.settings.max_active_sweeps_per_token} sweeps queued or running "
-                      "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished", headers={"Retry-After": "30"})
-    sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner)
+    most = s.settings.max_active_sweeps_per_token
+    try:
+        sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner, max_active=most)
+    except QuotaExceeded as exc:
+        raise Problem(429, "Too Many Requests", f"this token already has {most} sweeps queued or running "
+                      "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished",
+                      headers={"Retry-After": "30"}) from exc
     sweep_actions.enqueue(s, sweep)
     return sweep
 

@@ -51,6 +51,29 @@ def test_a_sweep_and_its_trials_are_written_all_or_none(sweeps):
     assert {sweeps.jobs.get(t.job_id).status for t in sweep.trials} == {"queued"}
 
 
+def test_an_owner_past_its_active_sweeps_is_refused_even_when_requests_arrive_together(sweeps):
+    import threading
+
+    trials = REQUEST.trials()
+    start, outcomes = threading.Barrier(8), []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            outcomes.append(sweeps.create(REQUEST, trials, group(trials, 32), owner="alice", max_active=2).id)
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes).count("refused") == 6 and sweeps.active("alice") == 2
+    assert len(sweeps.redis.keys(f"{sweeps.prefix}:job:*")) == 2 * len(trials), "a refused sweep writes no trial"
+    assert sweeps.create(REQUEST, trials, group(trials, 32), owner="bob", max_active=2).owner == "bob"
+
+
 def test_progress_and_leaderboard_follow_the_trials_records(sweeps):
     sweep = create(sweeps)
     first, second = sweep.trials[0].job_id, sweep.trials[1].job_id
