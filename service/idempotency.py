@@ -27,6 +27,7 @@ from flask import request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from service.endpoints import Answer
 from service.problems import Problem
 
 HEADER = "Idempotency-Key"
@@ -36,9 +37,18 @@ MAX_KEY_CHARS = 255
 PARAMETER = {
     "name": HEADER, "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
-    "description": "Any unique string (a UUID): the same key with the same body answers the job the first request made "
+    "description": "Any unique string (a UUID): the same key with the same body answers what the first request made "
                    "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
 }
+CONFLICT = f"A request with the same {HEADER} is still being processed; retry after Retry-After"
+REUSED = f"a malformed {HEADER}, or an {HEADER} already used with a different body"
+
+
+def replay_answer(schema: type, what: str, location: dict) -> Answer:
+    """The OpenAPI answer of a submission replayed: 200, what the first request made as it is now."""
+    return Answer(200, schema, f"The {what} an earlier request with the same {HEADER} and body made, as it is now; "
+                  "nothing new was queued", {**location, REPLAYED: {
+                      "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}})
 PENDING_TTL_S = 30
 WAIT_S = 5.0
 POLL_S = 0.02

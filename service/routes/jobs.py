@@ -24,17 +24,14 @@ SUBMIT = Endpoint(
     "post", "/jobs", body=TrainingParams, access="jobs", rate_limit="jobs",
     answers=(
         Answer(202, Job, "Accepted: the job is queued", LOCATION),
-        Answer(200, Job, f"The job an earlier request with the same {idempotency.HEADER} and body made, as it is now; "
-               "nothing new was queued", {**LOCATION, idempotency.REPLAYED: {
-                   "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}}),
+        idempotency.replay_answer(Job, "job", LOCATION),
     ),
     errors=(400, 409, 413, 415, 422, 429, 503), headers=(idempotency.PARAMETER,),
     error_notes={
         429: "Over this client's rate limit, or (with tokens) the token already has MAX_ACTIVE_JOBS_PER_TOKEN jobs "
              "queued or running; retry after Retry-After seconds",
-        409: f"A request with the same {idempotency.HEADER} is still being processed; retry after Retry-After",
-        422: f"Invalid parameters (errors names each field), a malformed {idempotency.HEADER}, "
-             f"or an {idempotency.HEADER} already used with a different body",
+        409: idempotency.CONFLICT,
+        422: f"Invalid parameters (errors names each field), {idempotency.REUSED}",
     },
 )
 

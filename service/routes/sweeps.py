@@ -23,16 +23,13 @@ SUBMIT = Endpoint(
     "post", "/sweeps", body=SweepRequest, access="jobs", rate_limit="jobs",
     answers=(
         Answer(202, Sweep, "Accepted: every trial is a queued job, its group queued as one task", LOCATION),
-        Answer(200, Sweep, f"The sweep an earlier request with the same {idempotency.HEADER} and body made, as it is "
-               "now; nothing new was queued", {**LOCATION, idempotency.REPLAYED: {
-                   "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}}),
+        idempotency.replay_answer(Sweep, "sweep", LOCATION),
     ),
     errors=(400, 409, 413, 415, 422, 429, 503), headers=(idempotency.PARAMETER,),
     error_notes={
-        409: f"A request with the same {idempotency.HEADER} is still being processed; retry after Retry-After",
+        409: idempotency.CONFLICT,
         422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
-             f"grid.state_size), more trials than MAX_SWEEP_TRIALS, a malformed {idempotency.HEADER}, or an "
-             f"{idempotency.HEADER} already used with a different body",
+             f"grid.state_size), more trials than MAX_SWEEP_TRIALS, {idempotency.REUSED}",
         429: "Over this client's rate limit (a sweep counts as one submission), or (with tokens) the token already "
              "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
     },

@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from worker.engine.kept import kept
 from worker.engine.model import WEIGHT_NAMES, initial_weights, make_forward
 from contract.params import TrainingParams
 
@@ -67,16 +68,16 @@ def traced(params: TrainingParams) -> EchoModel:
     """
     key = (params.state_size, params.num_classes)
     with _tracing:  # a failed job's tracing thread may still run beside the next job's
-        module = _traced.pop(key, None)
-        if module is None:
-            module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
-            module.__call__.get_concrete_function()
-            module.forward.get_concrete_function()
+        module = kept(_traced, key, lambda: _trace(params), TRACED_KEPT)
         module.echo_step.assign(params.echo_step)
-        _traced[key] = module  # the most recently used last
-        while len(_traced) > TRACED_KEPT:
-            _traced.pop(next(iter(_traced)))
         return module
+
+
+def _trace(params: TrainingParams) -> EchoModel:
+    module = build(initial_weights(np.random.default_rng(0), params), params.echo_step)
+    module.__call__.get_concrete_function()
+    module.forward.get_concrete_function()
+    return module
 
 
 def save(model: EchoModel, path: str) -> None:

@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from worker.engine.kept import kept
+
 PANELS = 5
 TEMPLATES_KEPT = 4  # window shapes whose laid-out figure a process keeps (a few MB each)
 _templates: dict[tuple[int, int], "_Template"] = {}  # kept across the process's jobs, each a thread of its own
@@ -68,8 +70,5 @@ def render(losses: np.ndarray, x: np.ndarray, y: np.ndarray, probabilities: np.n
     predicted = probabilities.argmax(-1)
     series = [(x[row], y[row] * 0.5, predicted[row] * 0.3) for row in range(rows)]
     with _drawing:
-        template = _templates.pop((rows, width), None) or _Template(rows, width)
-        _templates[(rows, width)] = template  # the most recently used last
-        while len(_templates) > TEMPLATES_KEPT:
-            _templates.pop(next(iter(_templates)))
+        template = kept(_templates, (rows, width), lambda: _Template(rows, width), TEMPLATES_KEPT)
         return template.render(np.asarray(losses, np.float64), series)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from contract.params import TrainingParams
 from worker.engine.forward import WEIGHT_NAMES, contract, make_forward, stacked_probabilities
+from worker.engine.kept import kept
 
 ADAGRAD_INITIAL_ACCUMULATOR = 0.1
 TRAINERS_KEPT = 4  # compiled trainers a process keeps for its next jobs and groups
@@ -72,13 +73,10 @@ class GroupTrainer:
         """
         key = (device, len(inits), params.state_size, params.num_classes, params.batch_size,
                params.truncated_backprop_length, epoch_capacity(params.steps_per_epoch, len(inits), params))
-        trainer = _TRAINERS.pop(key, None) or cls(inits)
+        trainer = kept(_TRAINERS, key, lambda: cls(inits), TRAINERS_KEPT)
         stacked = {n: np.stack([init[n] for init in inits]) for n in WEIGHT_NAMES}
         trainer.restore(stacked, {n: np.full(v.shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32)
                                   for n, v in stacked.items()})
-        _TRAINERS[key] = trainer
-        while len(_TRAINERS) > TRAINERS_KEPT:
-            _TRAINERS.pop(next(iter(_TRAINERS)))
         return trainer
 
     def weight_values(self) -> dict[str, np.ndarray]:
