@@ -68,3 +68,76 @@ if owner ~= '' then
 end
 return seq
 """
+
+FENCED = """
+-- One step of an attempt that holds leases: every operation, or none when a lease is not the attempt's.
+-- KEYS: the lease keys (ARGV[2] of them), then the keys the operations name (by their index in KEYS).
+-- ARGV: the attempt's token, the number of lease keys, 1 to release the leases after the operations,
+-- the operations as JSON, key prefix, retention (s), now (s), then payloads (operations name them by
+-- their index in ARGV). Answers {1, result of each operation} or {0, index of the lease not held}.
+local token, leases = ARGV[1], tonumber(ARGV[2])
+for i = 1, leases do
+  if redis.call('GET', KEYS[i]) ~= token then return {0, i} end
+end
+local prefix, retention, now = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+
+-- A job's phase never goes back once saving has begun (a DELETE answered 409 from then on).
+local function hset(key, fields)
+  local saving = redis.call('HGET', key, 'phase') == '"saving"'
+  for k, v in pairs(fields) do
+    if not (saving and k == 'phase') then redis.call('HSET', key, k, v) end
+  end
+end
+
+local function move(key, id, new, fields)
+  local raw = redis.call('HGET', key, 'status')
+  if raw ~= '"running"' then return 0 end
+  hset(key, fields)
+  redis.call('HSET', key, 'status', cjson.encode(new))
+  local seq = tonumber(redis.call('HGET', key, 'seq') or '0')
+  redis.call('ZREM', prefix .. ':status:running', id)
+  redis.call('ZADD', prefix .. ':status:' .. new, seq, id)
+  redis.call('HINCRBY', prefix .. ':counts', 'running', -1)
+  redis.call('HINCRBY', prefix .. ':counts', new, 1)
+  redis.call('ZADD', prefix .. ':finished', now, id)
+  local owner = redis.call('HGET', key, 'owner')
+  if owner and owner ~= 'null' then redis.call('SREM', prefix .. ':active:' .. cjson.decode(owner), id) end
+  redis.call('EXPIRE', key, retention + 86400)
+  return 1
+end
+
+local results = {}
+for _, op in ipairs(cjson.decode(ARGV[4])) do
+  local kind, key = op[1], KEYS[op[2]]
+  local result = 1
+  if kind == 'hset' then
+    hset(key, op[3])
+  elseif kind == 'hset_unless' then  -- not when field op[4] holds the JSON value op[5]
+    if redis.call('HGET', key, op[4]) == op[5] then result = 0 else hset(key, op[3]) end
+  elseif kind == 'set' then
+    local ttl = tonumber(op[4])
+    if ttl > 0 then redis.call('SET', key, ARGV[op[3]], 'PX', ttl) else redis.call('SET', key, ARGV[op[3]]) end
+  elseif kind == 'del' then
+    redis.call('DEL', key)
+  elseif kind == 'move' then  -- a job of the attempt to its final status
+    result = move(key, op[3], op[4], op[5])
+  elseif kind == 'group_done' then  -- a sweep's group counted once; 1 for the group that counts the last
+    result = 0
+    if redis.call('SADD', KEYS[op[3]], op[4]) == 1 then
+      redis.call('EXPIRE', KEYS[op[3]], retention + 86400)
+      if redis.call('HINCRBY', key, 'groups_left', -1) == 0 then result = 1 end
+    end
+  elseif kind == 'sweep_end' then  -- a sweep to its final status, unless it has one
+    local raw = redis.call('HGET', key, 'status')
+    if raw == '"succeeded"' or raw == '"failed"' or raw == '"cancelled"' then result = 0 else
+      hset(key, op[3])
+      redis.call('SREM', prefix .. ':sweeps:active', op[4])
+    end
+  end
+  results[#results + 1] = result
+end
+if ARGV[3] == '1' then
+  for i = 1, leases do redis.call('DEL', KEYS[i]) end
+end
+return {1, unpack(results)}
+"""

@@ -16,6 +16,7 @@ from redis.client import Pipeline
 
 from contract import job_scripts
 from contract.clock import now
+from contract.fence import FencedWriter
 from contract.job import FINISHED, STATUSES, Job, JobProgress, sources
 
 DEFAULT_RETENTION_S = 30 * 24 * 3600
@@ -45,6 +46,7 @@ class JobStore:
         self._move = redis.register_script(job_scripts.MOVE)
         self._set_if = redis.register_script(job_scripts.SET_IF)
         self._create = redis.register_script(job_scripts.CREATE)
+        self.fenced = FencedWriter(redis, prefix, retention_s)
 
     def key(self, job_id: str) -> str:
         """The Redis key of the job's record."""
@@ -53,6 +55,14 @@ class JobStore:
     def lease_key(self, job_id: str) -> str:
         """The Redis key of the job's lease."""
         return f"{self.prefix}:lease:{job_id}"
+
+    def takeover_key(self, job_id: str) -> str:
+        """The key that marks a job as sent to the queue again by the watchdog (not again before it expires)."""
+        return f"{self.prefix}:takeover:{job_id}"
+
+    def checkpoint_key(self, unit: str) -> str:
+        """The Redis key of the latest checkpoint of what one task trains (a job's id, or a sweep group's name)."""
+        return f"{self.prefix}:checkpoint:{unit}"
 
     def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0,
                transaction: Pipeline | None = None, **fields: Any) -> Job:
@@ -65,7 +75,7 @@ class JobStore:
             raise ValueError("a quota cannot be checked inside a transaction")
         job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(), owner=owner,
                   progress=JobProgress(epochs=params["num_epochs"], steps=steps), **fields)
-        encoded = json.dumps(_encode(job.model_dump()))
+        encoded = json.dumps(encode(job.model_dump()))
         active = "0" if job.sweep else "1"
         created = self._create(keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active],
                                client=transaction)
@@ -120,7 +130,7 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> None:
         """Overwrite some fields of a job other than its status."""
         assert "status" not in fields, "status changes go through move()"
-        self.redis.hset(self.key(job_id), mapping=_encode(fields))
+        self.redis.hset(self.key(job_id), mapping=encode(fields))
 
     def move(self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None,
              **fields: Any) -> str | None:
@@ -134,7 +144,7 @@ class JobStore:
         if only_from is not None:
             assert only_from <= allowed, f"{only_from} → {status} is not in the state machine"
             allowed = frozenset(only_from)
-        args = [json.dumps(_encode({"status": status, **fields})), self.prefix, job_id, status,
+        args = [json.dumps(encode({"status": status, **fields})), self.prefix, job_id, status,
                 "1" if status in FINISHED else "0", self.retention_s, int(time.time()),
                 lease.owner if lease else "", lease.ttl_ms if lease else 0, *allowed]
         result = self._move(keys=[self.key(job_id), self.lease_key(job_id) if lease else ""], args=args)
@@ -147,25 +157,11 @@ class JobStore:
     def set_if(self, job_id: str, statuses: set[str], unless: tuple[str, Any] | None = None, **fields: Any) -> bool:
         """Set fields if the job's status is one of statuses and (unless given) that field does not hold that value."""
         field, value = (unless[0], json.dumps(unless[1])) if unless else ("", "")
-        return self._set_if(keys=[self.key(job_id)], args=[json.dumps(_encode(fields)), field, value, *statuses]) == 1
-
-    def add_attempt(self, job_id: str) -> int:
-        """Count one more start of the job; returns the count."""
-        return self.redis.hincrby(self.key(job_id), "attempts", 1)
-
-    def add_resume(self, job_id: str, step: int) -> None:
-        """Record that the job resumed from a checkpoint at this step."""
-        job = self.get(job_id)
-        resumed = [r.model_dump() for r in job.resumed] if job else []
-        self.update(job_id, resumed=[*resumed, {"at": now(), "step": step}])
+        return self._set_if(keys=[self.key(job_id)], args=[json.dumps(encode(fields)), field, value, *statuses]) == 1
 
     def request_cancel(self, job_id: str) -> bool:
         """Flag a running job for cooperative cancellation; False if it is not running or already saving its model."""
         return self.set_if(job_id, {"running"}, unless=("phase", "saving"), cancel_requested=True)
-
-    def enter_saving(self, job_id: str) -> bool:
-        """Mark a running job as saving its model, from when on it cannot be cancelled; False if a cancel came first."""
-        return self.set_if(job_id, {"running"}, unless=("cancel_requested", True), phase="saving")
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked this job to stop."""
@@ -186,7 +182,7 @@ class JobStore:
         for job_id, (raw, owner) in found.items():
             if owner and json.loads(owner):
                 pipe.zrem(f"{self.prefix}:owner:{json.loads(owner)}", job_id)
-            pipe.delete(self.key(job_id), f"{self.prefix}:checkpoint:{job_id}")
+            pipe.delete(self.key(job_id), self.checkpoint_key(job_id))
             pipe.zrem(f"{self.prefix}:jobs", job_id)
             pipe.zrem(f"{self.prefix}:finished", job_id)
             for status in FINISHED:
@@ -197,5 +193,6 @@ class JobStore:
         return len(ids)
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
+def encode(fields: dict[str, Any]) -> dict[str, str]:
+    """Fields as the record stores them: each value JSON-encoded (a pydantic model as its dump)."""
     return {k: json.dumps(v.model_dump() if isinstance(v, BaseModel) else v) for k, v in fields.items()}

@@ -34,7 +34,12 @@ def key(prefix: str, name: str, version: str) -> str:
 
 def record(redis: Redis, prefix: str, provenance: Provenance) -> None:
     """Write the record of a version this service registered (kept for good: versions are too)."""
-    redis.set(key(prefix, provenance.name, provenance.version), json.dumps(asdict(provenance)))
+    redis.set(key(prefix, provenance.name, provenance.version), encoded(provenance))
+
+
+def encoded(provenance: Provenance) -> str:
+    """A version's record as it is stored (a worker writes it in the fenced step that records the version)."""
+    return json.dumps(asdict(provenance))
 
 
 def lookup(redis: Redis, prefix: str, name: str, version: str) -> Provenance | None:

@@ -17,7 +17,7 @@ from redis.exceptions import WatchError
 from contract import clock, job_scripts
 from contract.clock import now
 from contract.job import FINISHED, TrialOf, sources
-from contract.job_store import JobStore, QuotaExceeded, _encode
+from contract.job_store import JobStore, QuotaExceeded, encode
 from contract.params import TrainingParams
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
@@ -73,10 +73,24 @@ class SweepStore:
         record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
                   "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
                   "values": request.configurations(), "seq": seq, "cancel_requested": False}
-        pipe.hset(self.key(sweep_id), mapping={**_encode(record), "groups_left": len(groups)})
+        pipe.hset(self.key(sweep_id), mapping={**encode(record), "groups_left": len(groups)})
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
+        pipe.sadd(self.active_key, sweep_id)
         if owner:
             pipe.zadd(f"{self.prefix}:sweeps:owner:{owner}", {sweep_id: seq})
+
+    @property
+    def active_key(self) -> str:
+        """The set of sweeps not yet ended (what the reconciler looks at)."""
+        return f"{self.prefix}:sweeps:active"
+
+    def done_key(self, sweep_id: str) -> str:
+        """The set of the sweep's groups counted as finished."""
+        return f"{self.key(sweep_id)}:groups-done"
+
+    def finish_lease_key(self, sweep_id: str) -> str:
+        """The lease of the attempt that ends the sweep (registers its best model, closes its run)."""
+        return f"{self.prefix}:lease:sweep:{sweep_id}"
 
     def raw(self, sweep_id: str, curves: bool = False) -> dict[str, Any] | None:
         """The sweep's stored fields, decoded (the trials' loss curves only when asked for)."""
@@ -122,15 +136,18 @@ class SweepStore:
     def update(self, sweep_id: str, **fields: Any) -> None:
         """Overwrite fields other than the status."""
         assert "status" not in fields, "status changes go through move()"
-        self.redis.hset(self.key(sweep_id), mapping=_encode(fields))
+        self.redis.hset(self.key(sweep_id), mapping=encode(fields))
 
     def move(self, sweep_id: str, status: str, only_from: set[str] | None = None, **fields: Any) -> bool:
         """Move the sweep to status if the job state machine allows it from where it is (or only_from); sets fields."""
         allowed = (sources(status) - {status}) & (only_from or set(sources(status)))
         if status in FINISHED:
             fields.setdefault("finished_at", now())
-        args = [json.dumps(_encode({"status": status, **fields})), "", "", *allowed]
-        return self._set_if(keys=[self.key(sweep_id)], args=args) == 1
+        args = [json.dumps(encode({"status": status, **fields})), "", "", *allowed]
+        moved = self._set_if(keys=[self.key(sweep_id)], args=args) == 1
+        if moved and status in FINISHED:
+            self.redis.srem(self.active_key, sweep_id)
+        return moved
 
     def request_cancel(self, sweep_id: str) -> None:
         """Flag the sweep as cancelled by its user (its trials are cancelled one by one)."""
@@ -138,7 +155,7 @@ class SweepStore:
 
     def group_finished(self, sweep_id: str, group: int) -> bool:
         """Count a group as finished, once however often it is reported; True for the one that finished the sweep."""
-        return self._group_finished(keys=[self.key(sweep_id), f"{self.key(sweep_id)}:groups-done"],
+        return self._group_finished(keys=[self.key(sweep_id), self.done_key(sweep_id)],
                                     args=[group, self.jobs.retention_s + 86400]) == 1
 
     def prune(self, batch: int = 500) -> int:
@@ -150,7 +167,8 @@ class SweepStore:
             record = self.raw(sweep_id) or {}
             if record and not (record.get("finished_at") and clock.parse(record["finished_at"]) < cutoff):
                 continue
-            self.redis.delete(self.key(sweep_id), f"{self.key(sweep_id)}:groups-done")
+            self.redis.delete(self.key(sweep_id), self.done_key(sweep_id))
+            self.redis.srem(self.active_key, sweep_id)
             self.redis.zrem(f"{self.prefix}:sweeps", sweep_id)
             if record.get("owner"):
                 self.redis.zrem(f"{self.prefix}:sweeps:owner:{record['owner']}", sweep_id)

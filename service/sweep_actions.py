@@ -23,7 +23,7 @@ def enqueue(s: "Services", sweep: Sweep) -> None:
     try:
         for g, members in enumerate(sweep.groups):
             job_ids = [job_of[t] for t in members]
-            s.celery.send_task(tasks.TRAIN_GROUP, args=[sweep.id, g, job_ids], task_id=f"{sweep.id}-g{g}")
+            tasks.send(s.celery, tasks.train_group(sweep.id, g, job_ids))
     except (OperationalError, RedisError) as exc:
         # Groups already sent find their trials failed and train nothing.
         for trial in sweep.trials:

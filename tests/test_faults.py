@@ -24,8 +24,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from contract import provenance
 from tests.faults_support import Api, MlflowServer, Worker
 from worker.retry import BestEffort, Outage, redis_transient
-from worker.metric_sender import MetricSender
-from worker.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
+from worker.tracking.metric_sender import MetricSender
+from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
 
 ARTIFACTS = ROOT / "test-artifacts" / "faults"

@@ -37,23 +37,12 @@ def _bound_mlflow_calls(**_) -> None:
 @worker_ready.connect
 def _watch_for_lost_jobs(**_) -> None:
     # In the main process: it lives as long as the node, whatever its children do.
+    from worker.attempt.watchdog import Watchdog
     from worker.tasks import job_store
-    from worker.watchdog import Watchdog
 
-    store = job_store()
-
-    def send(job) -> list[str]:
-        if job.sweep is None:
-            app.send_task(tasks.TRAIN, args=[job.id, job.params], task_id=job.id)
-            return [job.id]
-        from contract.sweep_store import SweepStore
-
-        group = SweepStore(store).group_jobs(job.sweep.sweep_id, job.sweep.group)
-        app.send_task(tasks.TRAIN_GROUP, args=[job.sweep.sweep_id, job.sweep.group, group],
-                      task_id=f"{job.sweep.sweep_id}-g{job.sweep.group}")
-        return group
-
-    _watchdogs.append(Watchdog(store, send, settings.watchdog_interval_s).start())
+    watchdog = Watchdog(job_store(), lambda message: tasks.send(app, message), settings.watchdog_interval_s,
+                        settings.reconcile_after_s)
+    _watchdogs.append(watchdog.start())
 
 
 @worker_shutdown.connect
@@ -69,7 +58,7 @@ def _json_logs(**_) -> None:
 
 @task_prerun.connect
 def _job_context(task_id: str, **_) -> None:
-    logs.job_id_var.set(task_id)  # a job's task id is its job id
+    logs.job_id_var.set(task_id)  # a job's task id is its job id; a group's, the group's name
 
 
 @task_postrun.connect

@@ -40,10 +40,12 @@ class Outage:
         first_delay_s: float = 0.5,
         max_delay_s: float = 10.0,
         gate: threading.Semaphore | None = None,
+        guard: Callable[[], None] | None = None,
     ):
-        """gate, shared by several Outages, bounds how many of their calls run at once."""
+        """gate, shared by several Outages, bounds how many of their calls run at once; guard runs before
+        every try and raises to stop it (an attempt that lost its lease writes nothing more)."""
         self.name, self.limit_s, self.transient, self.error = name, limit_s, transient, error
-        self.gate = gate
+        self.gate, self.guard = gate, guard
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self._down_since: float | None = None
         self.given_up = False  # a call gave up and no call succeeded since
@@ -60,6 +62,8 @@ class Outage:
         delay = self.first_delay_s
         while True:
             started = time.monotonic()
+            if self.guard is not None:
+                self.guard()
             try:
                 if self.gate is None:
                     result = fn()

@@ -32,6 +32,9 @@ class WorkerSettings(CommonSettings):
         30.0, ge=3, le=30, description="A running job's lease lapses this long after its worker stops renewing it (s).")
     watchdog_interval_s: float = Field(
         10.0, gt=0, le=30, description="How often a worker looks for jobs whose lease lapsed, to take them over (s).")
+    reconcile_after_s: float = Field(
+        300.0, ge=1, description="A queued job or group this old that no lease holds is sent to the queue again (its "
+                                 "message may be lost); a sweep whose trials all ended is finished again this often (s).")
 
     @model_validator(mode="after")
     def _redelivery_after_the_longest_job(self) -> "WorkerSettings":

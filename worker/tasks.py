@@ -1,28 +1,34 @@
-"""Celery tasks: thin, like web views; the work lives in worker.job_runner and worker.group_runner."""
+"""Celery tasks: thin, like web views; the work lives in worker.attempt."""
 
 import redis
 
 from contract import tasks
 from contract.job_store import JobStore
-from contract.sweep_store import SweepStore
+from worker.attempt.run import finish_sweep, run_attempt
+from worker.attempt.unit import Unit
 from worker.celery_app import app, settings
-from worker.group_runner import run_group
-from worker.job_runner import run_job
 
 
 @app.task(name=tasks.TRAIN)
 def train_job(job_id: str, params: dict) -> str:
     """Train the echo RNN for one job."""
-    return run_job(job_store(), settings, job_id, params)
+    return run_attempt(job_store(), settings, Unit([job_id]))
 
 
 @app.task(name=tasks.TRAIN_GROUP)
 def train_group(sweep_id: str, group: int, job_ids: list[str]) -> str:
     """Train one group of a sweep's trials together."""
-    return run_group(SweepStore(job_store()), settings, sweep_id, group, job_ids)
+    return run_attempt(job_store(), settings, Unit(job_ids, sweep_id, group))
+
+
+@app.task(name=tasks.FINISH_SWEEP)
+def end_sweep(sweep_id: str) -> str:
+    """End a sweep whose trials have all ended."""
+    return finish_sweep(job_store(), settings, sweep_id)
 
 
 def job_store() -> JobStore:
-    """The job records, through a client of this process's own."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+    """The job records, through a client of this process's own; its timeouts well under a lease's TTL."""
+    timeout = min(5.0, settings.lease_ttl_s / 4)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
     return JobStore(client, settings.job_key_prefix, settings.job_retention_s)

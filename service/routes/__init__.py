@@ -19,7 +19,10 @@ def json_body() -> Any:
     """The request's JSON body, or a 415/400 problem."""
     if request.mimetype != "application/json":
         raise Problem(415, "Unsupported Media Type", "send the body as application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # Python's parser gives up on deep nesting (100,000 brackets) with this, not a ValueError
+        raise Problem(400, "Bad Request", "the body is not valid JSON: nested too deeply") from None
     if data is None:
         raise Problem(400, "Bad Request", "the body is not valid JSON")
     return data

@@ -74,7 +74,7 @@ def submit() -> Response:
             _release(claim)
         raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
     try:
-        s.celery.send_task(tasks.TRAIN, args=[job.id, params.model_dump()], task_id=job.id)
+        tasks.send(s.celery, tasks.train_job(job.id, params.model_dump()))
     except (OperationalError, RedisError) as exc:
         s.jobs.move(job.id, "failed", only_from={"queued"}, finished_at=now(), error="the queue was unavailable")
         if claim is not None:

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from contract.job_store import JobStore, Lease, LeaseHeld
+from contract.fence import Fence, Step
+from contract.job_store import JobStore, Lease, LeaseHeld, encode
 
 
 @pytest.fixture
@@ -135,15 +136,20 @@ def test_a_move_with_a_lease_fails_while_another_owner_holds_it(store):
 def test_a_cancel_and_the_saving_phase_never_both_win(store):
     for _ in range(20):
         job = store.create({"num_epochs": 1}, steps=1)
-        store.move(job.id, "running")
+        store.move(job.id, "running", lease=Lease("me", 30_000))
+        fence = Fence("me", (store.lease_key(job.id),))
         go, wins = threading.Barrier(2), []
+
+        def enter_saving(job_id: str) -> bool:
+            step = Step(fence).hset_unless(store.key(job_id), encode({"phase": "saving"}), "cancel_requested", True)
+            return store.fenced.run(step) == [1]
 
         def attempt(name, call):
             go.wait()
             if call(job.id):
                 wins.append(name)
 
-        threads = [threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", store.enter_saving))]
+        threads = [threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", enter_saving))]
         for t in threads:
             t.start()
         for t in threads:

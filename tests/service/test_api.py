@@ -10,8 +10,6 @@ from tests.support import free_port, problem
 
 
 
-
-
 def fields(body: dict) -> set[str]:
     return {e["field"] for e in body["errors"]}
 
@@ -49,6 +47,20 @@ def test_non_object_bad_json_and_wrong_type(client):
     problem(client.post("/jobs", data="{not json", content_type="application/json"), 400)
     problem(client.post("/jobs", data="num_epochs=3", content_type="application/x-www-form-urlencoded"), 415)
     problem(client.post("/predict", data="x", content_type="text/plain"), 415)
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/sweeps", "/predict"])
+def test_a_body_nested_too_deeply_for_pythons_parser_is_a_400(client, path):
+    body = problem(client.post(path, data="[" * 100_000, content_type="application/json"), 400)
+    assert "nested too deeply" in body["detail"]
+
+
+def test_a_body_nested_too_deeply_is_a_400_over_http_too(stack):
+    import requests
+
+    resp = requests.post(f"{stack.api}/jobs", data="[" * 100_000 + "]" * 100_000,
+                         headers={"Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 400 and "nested too deeply" in resp.json()["detail"], resp.text
 
 
 def test_oversize_body_and_inputs(client):

@@ -1,10 +1,13 @@
-"""Where a training run stands, enough to resume it exactly: weights, optimizer, position, random state."""
+"""Where training stands, enough to resume it exactly: each model's weights, optimizer, position and random
+state (Checkpoint), and a group's models together (GroupCheckpoint, what a task's attempt saves)."""
 
 import io
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
+
+Window = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, probabilities
 
 
 @dataclass
@@ -45,3 +48,35 @@ class Checkpoint:
             weights = {k[2:]: npz[k] for k in npz.files if k.startswith("w_")}
             accumulators = {k[2:]: npz[k] for k in npz.files if k.startswith("a_")}
             return cls(state=npz["state"], losses=npz["losses"], weights=weights, accumulators=accumulators, **meta)
+
+
+@dataclass
+class GroupCheckpoint:
+    """Each model's Checkpoint, in the order of the group's params, and the last window of each stopped model.
+
+    The models still training share one position (epoch, done, step); a model that reached its target
+    loss holds the position where it stopped, and its last window, which it will not draw again.
+    """
+
+    models: list[Checkpoint]
+    windows: list[Window | None]
+
+    def to_bytes(self) -> bytes:
+        """Serialise as one .npz: every model's checkpoint bytes and the stopped models' windows."""
+        arrays = {f"c{k}": np.frombuffer(c.to_bytes(), np.uint8) for k, c in enumerate(self.models)}
+        for k, window in enumerate(self.windows):
+            if window is not None:
+                arrays |= {f"w{k}_{i}": part for i, part in enumerate(window)}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "GroupCheckpoint":
+        """The group checkpoint that to_bytes wrote."""
+        with np.load(io.BytesIO(data)) as npz:
+            models = sum(name.startswith("c") for name in npz.files)
+            checkpoints = [Checkpoint.from_bytes(npz[f"c{k}"].tobytes()) for k in range(models)]
+            windows = [tuple(npz[f"w{k}_{i}"] for i in range(3)) if f"w{k}_0" in npz.files else None
+                       for k in range(models)]
+        return cls(checkpoints, windows)

@@ -15,7 +15,7 @@ from contract.sweep import SHAPE_FIELDS
 from worker.engine.device import select_device
 from worker.engine.evaluate import evaluate
 from worker.engine.forward import WEIGHT_NAMES
-from worker.engine.group_checkpoint import GroupCheckpoint
+from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.group_model import GroupTrainer, epoch_capacity
 from worker.engine.results import (
     EVAL_LENGTH, EVAL_SEQUENCES, StepReport, TrainingCancelled, TrainingResult, echo_score, echo_sequences,

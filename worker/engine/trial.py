@@ -3,13 +3,11 @@
 import numpy as np
 
 from contract.params import TrainingParams
-from worker.engine.checkpoint import Checkpoint
+from worker.engine.checkpoint import Checkpoint, Window
 from worker.engine.data import generate_epoch
 from worker.engine.evaluate import Evaluation
 from worker.engine.model import initial_weights
 from worker.engine.results import StepReport, TrainingResult
-
-Window = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, probabilities
 
 
 class Trial:

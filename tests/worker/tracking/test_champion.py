@@ -1,6 +1,6 @@
 """The champion gate's decision: a threshold, and never below the current champion."""
 
-from worker.champion import decide
+from worker.tracking.champion import decide
 
 
 def test_the_first_version_over_the_threshold_becomes_champion():

@@ -13,8 +13,8 @@ from contract.job import JobProgress
 from contract.job_store import JobStore
 from worker.engine.checkpoint import Checkpoint
 from worker.engine.train import StepReport
-from worker.progress_writer import ProgressWriter
-from worker.run_logger import RunLogger
+from worker.tracking.progress import ProgressWriter
+from worker.tracking.run_logger import RunLogger
 
 # A job of 2 epochs of 50 steps that reports every 10 steps.
 EPOCHS, STEPS, EVERY = 2, 100, 10
@@ -57,6 +57,11 @@ def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+def records(store: JobStore, job_id: str) -> Callable[[dict], None]:
+    """What the attempt hands a writer: fields written to the job's record (here without a fence)."""
+    return lambda fields: store.update(job_id, **fields)
+
+
 @pytest.fixture
 def store(redis_client) -> JobStore:
     return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}")
@@ -82,7 +87,7 @@ def resumed(store, job_id, settings, tracker) -> Iterator[Callable[[], ProgressW
 
     def take_over() -> ProgressWriter:
         reopened.append(RunLogger(settings, job_id, {}, run_id=tracker.run_id))
-        writer = ProgressWriter(store, job_id, reopened[-1], STEPS)
+        writer = ProgressWriter(records(store, job_id), reopened[-1], STEPS)
         writer.fraction = store.get(job_id).progress.fraction
         return writer
 
@@ -92,7 +97,7 @@ def resumed(store, job_id, settings, tracker) -> Iterator[Callable[[], ProgressW
 
 
 def test_a_job_sends_every_point_once_and_its_record_follows_each_report(store, job_id, tracker, client):
-    writer = ProgressWriter(store, job_id, tracker, STEPS)
+    writer = ProgressWriter(records(store, job_id), tracker, STEPS)
     train(writer, 0, 30)
     job = store.get(job_id)
     assert job.progress == JobProgress(epoch=1, epochs=EPOCHS, step=30, steps=STEPS, fraction=0.3)
@@ -112,7 +117,7 @@ def test_a_job_sends_every_point_once_and_its_record_follows_each_report(store, 
 
 
 def test_a_report_with_a_window_logs_a_figure_at_its_step(store, job_id, tracker, client):
-    writer = ProgressWriter(store, job_id, tracker, STEPS)
+    writer = ProgressWriter(records(store, job_id), tracker, STEPS)
     rng = np.random.default_rng(0)
     window = (rng.integers(0, 2, (5, 15)), rng.integers(0, 2, (5, 15)), rng.random((5, 15, 2)))
     train(writer, 0, 40)
@@ -123,7 +128,7 @@ def test_a_report_with_a_window_logs_a_figure_at_its_step(store, job_id, tracker
 
 
 def test_catch_up_sends_what_the_checkpoint_has_and_the_run_lacks(store, job_id, tracker, client, resumed):
-    train(ProgressWriter(store, job_id, tracker, STEPS), 0, 30)
+    train(ProgressWriter(records(store, job_id), tracker, STEPS), 0, 30)
     tracker.flush()
     writer = resumed()
     writer.catch_up(checkpoint_at(60))  # the run holds 30 steps; the checkpoint 60 and the first epoch
@@ -137,7 +142,7 @@ def test_catch_up_sends_what_the_checkpoint_has_and_the_run_lacks(store, job_id,
 
 
 def test_a_resume_from_behind_what_the_run_holds_sends_only_the_missing_points(store, job_id, tracker, client, resumed):
-    train(ProgressWriter(store, job_id, tracker, STEPS), 0, 80)  # the worker is lost after step 80
+    train(ProgressWriter(records(store, job_id), tracker, STEPS), 0, 80)  # the worker is lost after step 80
     tracker.flush()
     writer = resumed()
     writer.catch_up(checkpoint_at(40))  # its last checkpoint was at step 40
@@ -151,7 +156,7 @@ def test_a_resume_from_behind_what_the_run_holds_sends_only_the_missing_points(s
 
 def test_a_resume_without_a_checkpoint_replays_from_the_start_and_sends_only_the_missing_points(
         store, job_id, tracker, client, resumed):
-    train(ProgressWriter(store, job_id, tracker, STEPS), 0, 70)
+    train(ProgressWriter(records(store, job_id), tracker, STEPS), 0, 70)
     tracker.flush()
     writer = resumed()
     writer.catch_up(None)
@@ -163,7 +168,7 @@ def test_a_resume_without_a_checkpoint_replays_from_the_start_and_sends_only_the
 
 
 def test_progress_never_goes_back_while_a_resumed_job_replays(store, job_id, tracker, resumed):
-    train(ProgressWriter(store, job_id, tracker, STEPS), 0, 80)
+    train(ProgressWriter(records(store, job_id), tracker, STEPS), 0, 80)
     writer = resumed()
     writer.catch_up(checkpoint_at(40))
     train(writer, 40, 70)
@@ -177,7 +182,7 @@ def test_progress_never_goes_back_while_a_resumed_job_replays(store, job_id, tra
 def test_while_redis_does_not_answer_progress_is_skipped_and_training_does_not_wait(
         bare_redis, silent_port, job_id, tracker, client):
     gone = JobStore(bare_redis(silent_port, socket_timeout=0.3), prefix="test-gone")
-    writer = ProgressWriter(gone, job_id, tracker, STEPS)
+    writer = ProgressWriter(records(gone, job_id), tracker, STEPS)
     started = time.monotonic()
     train(writer, 0, STEPS)  # ten reports: one waits for the timeout, the next are skipped
     assert time.monotonic() - started < 2  # ten timeouts: 3 s
@@ -186,7 +191,7 @@ def test_while_redis_does_not_answer_progress_is_skipped_and_training_does_not_w
 
 
 def test_a_long_job_sends_bucket_means_stamped_with_each_buckets_last_step(store, job_id, tracker, client):
-    writer = ProgressWriter(store, job_id, tracker, STEPS, max_points=12)  # buckets of 9 steps: 11 full, 1 step left
+    writer = ProgressWriter(records(store, job_id), tracker, STEPS, max_points=12)  # buckets of 9 steps: 11 full, 1 step left
     train(writer, 0, STEPS)
     writer.finish(STEPS)
     tracker.flush()
@@ -200,7 +205,7 @@ def test_a_long_job_sends_bucket_means_stamped_with_each_buckets_last_step(store
 
 
 def test_a_resumed_long_job_sends_every_bucket_once(store, job_id, tracker, client, resumed):
-    first = ProgressWriter(store, job_id, tracker, STEPS, max_points=12)
+    first = ProgressWriter(records(store, job_id), tracker, STEPS, max_points=12)
     train(first, 0, 50)  # buckets 0–4 sent (steps 0–44); lost after step 50
     tracker.flush()
     writer = resumed()

@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH as SERVER_LIMIT
 
 from tests.support import wait_for
-from worker.metric_sender import MAX_METRICS_PER_BATCH, MetricSender
-from worker.mlflow_retry import MlflowUnavailable, mlflow_outage
+from worker.tracking.metric_sender import MAX_METRICS_PER_BATCH, MetricSender
+from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage
 
 
 class RecordingClient(MlflowClient):

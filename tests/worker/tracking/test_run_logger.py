@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from worker.mlflow_retry import MlflowUnavailable
-from worker.run_logger import RunLogger, loss_history_csv
+from worker.tracking.mlflow_retry import MlflowUnavailable
+from worker.tracking.run_logger import RunLogger, loss_history_csv
 
 PARAMS = {"num_epochs": 3, "learning_rate": 0.3, "device": "cpu"}
 

@@ -1,6 +1,7 @@
 """Which MLflow failures are worth retrying, and the retrying wrapper of one MLflow server."""
 
 import threading
+from collections.abc import Callable
 
 import requests
 import urllib3
@@ -25,6 +26,8 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, requests.RequestException, urllib3.exceptions.HTTPError))
 
 
-def mlflow_outage(tracking_uri: str, limit_s: float, gate: threading.Semaphore | None = None) -> Outage:
-    """Retrying calls to one MLflow server for at most limit_s of unavailability (at most gate's count at once)."""
-    return Outage(f"MLflow at {tracking_uri}", limit_s, transient, MlflowUnavailable, gate=gate)
+def mlflow_outage(tracking_uri: str, limit_s: float, gate: threading.Semaphore | None = None,
+                  guard: Callable[[], None] | None = None) -> Outage:
+    """Retrying calls to one MLflow server for at most limit_s of unavailability (at most gate's count at once;
+    guard, checked before each try, stops them)."""
+    return Outage(f"MLflow at {tracking_uri}", limit_s, transient, MlflowUnavailable, gate=gate, guard=guard)

@@ -7,7 +7,8 @@ import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from worker.mlflow_retry import MlflowUnavailable
+from contract.fence import LeaseLost
+from worker.tracking.mlflow_retry import MlflowUnavailable
 from worker.retry import Outage, Unreachable
 
 MAX_METRICS_PER_BATCH = 1000  # the tracking server's limit per log_batch
@@ -30,6 +31,7 @@ class MetricSender:
         self._cond = threading.Condition()
         self._stopped = False
         self.error: str | None = None
+        self.fenced: str | None = None  # the attempt lost its lease: nothing more is sent
         self._thread = threading.Thread(target=self._run, name=f"mlflow-{run_id[:8]}", daemon=True)
         self._thread.start()
 
@@ -52,7 +54,9 @@ class MetricSender:
                 self._cond.notify_all()
 
     def check(self) -> None:
-        """Raise if MLflow stayed unreachable past the retry limit."""
+        """Raise if MLflow stayed unreachable past the retry limit, or the attempt lost its lease."""
+        if self.fenced:
+            raise LeaseLost(self.fenced)
         if self.error:
             raise MlflowUnavailable(self.error)
 
@@ -61,7 +65,7 @@ class MetricSender:
         with self._cond:
             self._flushing = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: (not self._count and not self._sending) or self.error or self._stopped)
+            self._cond.wait_for(lambda: (not self._count and not self._sending) or self.error or self.fenced or self._stopped)
             self._flushing = False
             unsent = self._count
         self.check()
@@ -112,6 +116,12 @@ class MetricSender:
         try:
             self.outage.call(lambda: self.client.log_batch(self.run_id, metrics=batch), f"sending {len(batch)} metric points")
             return True
+        except LeaseLost as exc:  # another worker carries the run on: not a point more from here
+            with self._cond:
+                self.fenced = str(exc)
+                self._sending = False
+                self._cond.notify_all()
+            return False
         except Exception as exc:  # gave up (or the server refused them): the job cannot log its run
             with self._cond:
                 self.error = (str(exc) if isinstance(exc, Unreachable) else f"MLflow did not accept metrics: {exc}")[:500]

@@ -1,4 +1,4 @@
-"""One job's MLflow run, written through a client bound to the run's id (never the active run).
+"""An MLflow run (a job's, a trial's or a sweep's parent), written through a client bound to the run's id.
 
 Training never waits on the tracking server: metric points queue in a MetricSender and figures
 are drawn and logged by a thread of their own. Every call to the server goes through the run's
@@ -23,8 +23,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
 
-from worker.metric_sender import MetricSender
-from worker.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
+from contract.fence import LeaseLost
+from worker.tracking.metric_sender import MetricSender
+from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,14 @@ class RunLogger:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
     def __init__(self, settings: WorkerSettings, job_id: str, params: dict, run_id: str | None = None,
-                 tags: dict[str, str] | None = None, gate: threading.Semaphore | None = None):
-        """Open the job's run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming a job) the run
-        it already has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once."""
+                 tags: dict[str, str] | None = None, gate: threading.Semaphore | None = None,
+                 guard: Callable[[], None] | None = None):
+        """Open the run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming) the run it already
+        has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
+        before every call, stops them all (the attempt lost its lease)."""
         self.settings = settings
         self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-        self.outage = mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s, gate)
+        self.outage = mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s, gate, guard)
         if run_id is None:
             self.experiment_id = self.outage.call(self._experiment, "finding the experiment")
             run = self._create_run(job_id, tags or {})
@@ -128,6 +131,8 @@ class RunLogger:
                 self._images_tagged = True
         except MlflowUnavailable as exc:  # MLflow is gone for good: the job fails at its next report
             self._figure_error = str(exc)
+        except LeaseLost:  # the attempt stops at its next fenced write
+            return
         except Exception:  # a lost snapshot must not fail the job; the final figure is logged apart
             log.warning("could not log the figure of step %d", step, exc_info=True)
 

@@ -9,25 +9,27 @@ Every step's loss goes to the run's artifact loss_history.csv.gz at the end.
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from worker.engine.checkpoint import Checkpoint
-from contract.job_store import JobStore
 from worker.retry import BestEffort, redis_transient
-from worker.run_logger import RunLogger
+from worker.tracking.run_logger import RunLogger
 
 
 class ProgressWriter:
     """Updates the job record and streams losses, epoch metrics and figures to the job's run.
 
-    A resumed job replays steps its run may already hold; buckets the run holds are not sent
-    again, so the run's history has every bucket once.
+    record(fields) writes fields of the job's record (through the attempt's fence). A resumed job
+    replays steps its run may already hold; buckets the run holds are not sent again, so the
+    run's history has every bucket once.
     """
 
-    def __init__(self, store: JobStore, job_id: str, tracker: RunLogger, steps: int, best_effort: BestEffort | None = None,
-                 max_points: int = 2000, record_every_s: float = 0.0):
-        self.store, self.job_id, self.tracker = store, job_id, tracker
+    def __init__(self, record: Callable[[dict[str, Any]], None], tracker: RunLogger, steps: int,
+                 best_effort: BestEffort | None = None, max_points: int = 2000, record_every_s: float = 0.0):
+        self.record, self.tracker = record, tracker
         # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
         self.best_effort = best_effort or BestEffort("Redis", redis_transient)
         self.fraction = 0.0
@@ -95,7 +97,7 @@ class ProgressWriter:
             self.tracker.add_figure(self.losses[: p.step].copy(), p.window, p.step)
         self.metrics["loss"] = p.loss
         if p.step / p.steps < self.fraction:  # replaying after a resume: progress never goes back
-            self.best_effort.call(lambda: self.store.update(self.job_id, metrics=self.metrics), "recording progress")
+            self.best_effort.call(lambda: self.record({"metrics": self.metrics}), "recording progress")
             return
         self.fraction = p.step / p.steps
         self.progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
@@ -107,5 +109,5 @@ class ProgressWriter:
 
     def _record(self) -> None:
         self.recorded, self.behind = time.monotonic(), False
-        self.best_effort.call(lambda: self.store.update(self.job_id, progress=self.progress, metrics=self.metrics,
-                                                        phase="training"), "recording progress")
+        self.best_effort.call(lambda: self.record({"progress": self.progress, "metrics": self.metrics, "phase": "training"}),
+                              "recording progress")

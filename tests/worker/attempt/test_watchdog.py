@@ -1,0 +1,107 @@
+"""The watchdog and reconciler against a real Redis: lapsed leases and lost messages sent again once, live ones
+left, sweeps whose trials all ended finished, one round at a time, and no error ends it."""
+
+import time
+import uuid
+
+import pytest
+
+from contract import tasks
+from contract.job_store import JobStore, Lease
+from contract.sweep import SweepRequest
+from contract.sweep_store import SweepStore
+from worker.attempt.watchdog import Watchdog
+
+
+@pytest.fixture
+def store(redis_client) -> JobStore:
+    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
+
+
+def counting(sent: list) -> "callable":
+    return lambda message: sent.append(message)
+
+
+def test_only_running_jobs_whose_lease_lapsed_are_sent_again_and_only_once(store):
+    sent: list[tasks.Message] = []
+    watchdog = Watchdog(store, counting(sent), interval_s=0.1)
+    alive, lapsed, queued = (store.create({"num_epochs": n}, steps=1) for n in (1, 2, 3))
+    store.move(alive.id, "running", lease=Lease("a", 30_000))
+    store.move(lapsed.id, "running", lease=Lease("b", 30_000))
+    store.redis.delete(store.lease_key(lapsed.id))
+    assert watchdog.round().taken_over == [lapsed.id] and sent == [tasks.train_job(lapsed.id, {"num_epochs": 2})]
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().taken_over == [], "a job already sent again waits for its new worker"
+    assert store.redis.hget(f"{store.prefix}:reconciler", "taken_over") == b"1"
+
+
+def test_one_round_at_a_time_across_workers(store):
+    sent: list[tasks.Message] = []
+    first, second = (Watchdog(store, counting(sent), interval_s=5) for _ in range(2))
+    job = store.create({"num_epochs": 1}, steps=1)
+    store.move(job.id, "running")  # no lease at all: lapsed
+    assert first.round().taken_over == [job.id]
+    assert second.round().taken_over == [] and len(sent) == 1
+
+
+def test_a_lapsed_trial_is_sent_with_its_group_and_the_group_only_once(store):
+    sent: list[tasks.Message] = []
+    sweeps = SweepStore(store)
+    request = SweepRequest.model_validate({"params": {"num_epochs": 1}, "grid": {"seed": [1, 2, 3]}})
+    sweep = sweeps.create(request, request.trials(), [[0, 1, 2]])
+    watchdog = Watchdog(store, counting(sent), interval_s=5)
+    for trial in sweep.trials:
+        store.move(trial.job_id, "running")  # no leases: the group's worker was lost
+    assert len(watchdog.round().taken_over) == 1
+    assert sent == [tasks.train_group(sweep.id, 0, [t.job_id for t in sweep.trials])], "one sending covers the group"
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again_past_the_bound_once(store):
+    sent: list[tasks.Message] = []
+    watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=1)
+    job = store.create({"num_epochs": 1}, steps=1)
+    assert watchdog.round().resent == [], "young: its message may be waiting in the queue"
+    time.sleep(1.2)
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().resent == [job.id] and sent == [tasks.train_job(job.id, {"num_epochs": 1})]
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().resent == [], "not again within the bound"
+
+
+def test_a_sweep_whose_trials_all_ended_is_sent_to_be_finished(store):
+    sent: list[tasks.Message] = []
+    sweeps = SweepStore(store)
+    request = SweepRequest.model_validate({"params": {"num_epochs": 1}, "grid": {"seed": [1, 2]}})
+    sweep = sweeps.create(request, request.trials(), [[0, 1]])
+    sweeps.move(sweep.id, "running")
+    watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=60)
+    store.move(sweep.trials[0].job_id, "running")
+    store.move(sweep.trials[0].job_id, "succeeded")
+    assert watchdog.round().sweeps_finished == [], "a trial is still queued"
+    store.move(sweep.trials[1].job_id, "running")
+    store.move(sweep.trials[1].job_id, "failed")
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().sweeps_finished == [sweep.id] and sent[-1] == tasks.finish_sweep(sweep.id)
+    sweeps.move(sweep.id, "succeeded")
+    assert not store.redis.sismember(sweeps.active_key, sweep.id)
+
+
+def test_a_failed_send_is_counted_survived_and_tried_again(store):
+    attempts: list[tasks.Message] = []
+
+    def flaky(message: tasks.Message) -> None:
+        attempts.append(message)
+        if len(attempts) == 1:
+            raise ConnectionError("the broker is away")
+
+    job = store.create({"num_epochs": 1}, steps=1)
+    store.move(job.id, "running")
+    watchdog = Watchdog(store, flaky, interval_s=0.2).start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(attempts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(attempts) == 2 and watchdog.alive, "the round after the error sends it"
+        assert int(store.redis.hget(f"{store.prefix}:reconciler", "errors")) >= 1
+    finally:
+        watchdog.stop()

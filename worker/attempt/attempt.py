@@ -1,0 +1,241 @@
+"""One attempt at a task, the same path for a job and for a sweep's group: its N ≥ 1 trials are claimed,
+trained as one program, checkpointed, published and ended together, every write through the attempt's fence.
+
+A job is the group of one: its own run with the tutorial's figure, its model registered and gated.
+A group's trials train under the sweep's run; only the best one's model is logged, for the sweep's end.
+"""
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from contract import clock, provenance
+from contract.clock import now
+from contract.fence import Step
+from contract.job_store import JobStore, encode
+from contract.params import TrainingParams
+from contract.sweep_store import SweepStore
+from worker.attempt import runs, sweep_end
+from worker.attempt.checkpoints import Checkpoints
+from worker.attempt.claim import Claim
+from worker.attempt.lease import LeaseKeeper
+from worker.attempt.unit import Unit
+from worker.retry import BestEffort, Outage, redis_transient
+from worker.settings import WorkerSettings
+from worker.tracking.progress import ProgressWriter
+from worker.tracking.run_logger import RunLogger, loss_history_csv
+
+log = logging.getLogger(__name__)
+
+
+class JobTimeLimit(Exception):
+    """The job ran past its time limit."""
+
+
+class WorkerLost(Exception):
+    """The job lost its worker too many times."""
+
+
+@dataclasses.dataclass
+class Context:
+    """What an attempt works with: where records live, its settings, its claim and leases, Redis's retries."""
+
+    store: JobStore
+    settings: WorkerSettings
+    unit: Unit
+    claim: Claim
+    keeper: LeaseKeeper
+    redis_retry: Outage
+
+
+class Attempt:
+    """The trials of one claim, from their runs' opening to one fenced end."""
+
+    def __init__(self, ctx: Context):
+        self.ctx, self.store, self.settings, self.unit = ctx, ctx.store, ctx.settings, ctx.unit
+        self.fence = ctx.claim.fence
+        self.jobs = ctx.redis_retry.call(lambda: self.store.get_many(ctx.claim.job_ids), "reading the jobs")
+        self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
+        self.checkpoints = Checkpoints(self.store, self.unit.name)
+        self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
+        self.runs: list[RunLogger] = []
+        self.writers: list[ProgressWriter] = []
+
+    # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
+    def write(self, step: Step, what: str, release: bool = False) -> list[int]:
+        """A fenced step, retried while Redis is away (up to its limit)."""
+        self.ctx.keeper.check()
+        return self.ctx.redis_retry.call(lambda: self.store.fenced.run(step, release), what)
+
+    def record(self, job_id: str, fields: dict[str, Any]) -> None:
+        """One job's fields in a fenced step, once (progress: skipped while Redis is away)."""
+        self.ctx.keeper.check()
+        self.store.fenced.run(Step(self.fence).hset(self.store.key(job_id), encode(fields)))
+
+    def run(self) -> tuple[str, bool]:
+        """Train and end every trial; returns the attempt's outcome and whether it ended the sweep's last group."""
+        parent = self._start_sweep() if not self.unit.is_job else None
+        self.runs = runs.open_runs(self.settings, self.jobs, parent, self.ctx.keeper.check)
+        step = Step(self.fence)
+        for job, run in zip(self.jobs, self.runs):
+            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
+            step.hset(self.store.key(job.id), encode({"mlflow": link}))
+        self.write(step, "recording the runs")
+        lost = self.ctx.claim.attempts - 1
+        if lost >= self.settings.max_worker_losses:  # rejecting on worker loss must not loop for ever
+            raise WorkerLost(f"the worker running this job was lost {lost} times; giving up")
+        every_s, points = ((0.1, self.settings.loss_points_max) if self.unit.is_job
+                           else (0.5, self.settings.trial_loss_points_max))  # the engine reports every ~50 ms
+        self.writers = [ProgressWriter(lambda fields, j=job.id: self.record(j, fields), run, p.total_steps,
+                                       self.best_effort, points, every_s)
+                        for job, run, p in zip(self.jobs, self.runs, self.params)]
+        checkpoint = self._resume() if self.ctx.claim.resumed else None
+        from worker.engine.results import TrainingCancelled
+
+        try:
+            results = self._train(checkpoint)
+        except TrainingCancelled:
+            return "cancelled", self.end(["cancelled"] * len(self.jobs), [{}] * len(self.jobs))
+        return self._save(results)
+
+    def _start_sweep(self) -> str:
+        sweeps = SweepStore(self.store)
+        self.ctx.redis_retry.call(lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep")
+        link = self.ctx.redis_retry.call(lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id),
+                                         "opening the sweep's run")
+        return link["run_id"]
+
+    def _resume(self):
+        """Each run gets what the checkpoint has and it lacks; progress never goes back."""
+        checkpoint = self.ctx.redis_retry.call(self.checkpoints.load, "loading the checkpoint")
+        if checkpoint is not None and len(checkpoint.models) != len(self.jobs):
+            checkpoint = None  # taken by a different set of trials: start over
+        models = checkpoint.models if checkpoint is not None else [None] * len(self.jobs)
+        step = Step(self.fence)
+        for job, writer, model in zip(self.jobs, self.writers, models):
+            writer.fraction = job.progress.fraction
+            writer.catch_up(model)
+            resumed = [*(r.model_dump() for r in job.resumed), {"at": now(), "step": model.step if model else 0}]
+            step.hset(self.store.key(job.id), encode({"resumed": resumed}))
+        self.write(step, "recording the resume")
+        return checkpoint
+
+    def _train(self, checkpoint):
+        # TensorFlow is imported here, in the child process that runs the task, never before fork.
+        from worker.engine import export
+        from worker.engine.group import train_group
+
+        serving_module = None
+        if self.unit.is_job:  # traced while the job trains
+            ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
+            serving_module = ahead.submit(export.traced, self.params[0])
+            ahead.shutdown(wait=False)
+        self.serving_module = serving_module
+
+        def on_checkpoint(c) -> None:
+            self.ctx.keeper.check()
+            self.best_effort.call(lambda: self.checkpoints.save(self.fence, c), "saving a checkpoint")
+
+        return train_group(self.params, on_progress=self._progress, should_stop=self._stop_check(), resume=checkpoint,
+                           on_checkpoint=on_checkpoint)
+
+    def _progress(self, reports: list) -> None:
+        for writer, report in zip(self.writers, reports):
+            if report is not None:  # None: a trial that stopped early, at its target_loss
+                writer(report if self.unit.is_job else dataclasses.replace(report, window=None))
+
+    def _stop_check(self):
+        """The engine's cancel check: lost leases, every trial's cancel requested, or the shortest time limit passed."""
+        cap = self.settings.max_job_seconds
+        limit = min(min(p.time_limit_s or cap for p in self.params), cap)
+        started = min(clock.parse(j.started_at) if j.started_at else time.time() for j in self.jobs)  # across attempts
+        keys = [self.store.key(j.id) for j in self.jobs]
+
+        def cancelled() -> bool:
+            pipe = self.store.redis.pipeline()
+            for key in keys:
+                pipe.hget(key, "cancel_requested")
+            return all(raw == b"true" for raw in pipe.execute())
+
+        def should_stop() -> bool:
+            self.ctx.keeper.check()
+            if time.time() - started > limit:
+                raise JobTimeLimit(f"the job ran past its time limit of {limit} s")
+            # While Redis is away no cancel request can be read: training goes on.
+            return bool(self.best_effort.call(cancelled, "checking for cancel requests", False))
+
+        return should_stop
+
+    def _save(self, results: list) -> tuple[str, bool]:
+        """Enter the saving phase (a trial cancelled first ends cancelled), publish, close the runs, end."""
+        self.ctx.keeper.check()
+        for writer, result in zip(self.writers, results):
+            writer.finish(len(result.losses))  # its last record goes out before the phase turns to saving
+        step = Step(self.fence)
+        for job in self.jobs:
+            step.hset_unless(self.store.key(job.id), encode({"phase": "saving"}), "cancel_requested", True)
+        saving = [bool(s) for s in self.write(step, "entering the saving phase")]
+        step = Step(self.fence)
+        for job, run, result, kept in zip(self.jobs, self.runs, results, saving):
+            if kept:
+                scores = dataclasses.asdict(result.evaluation)
+                run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
+                run.add("eval_loss", [scores["loss"]], len(result.losses))
+                step.hset(self.store.key(job.id), encode({"device": result.device, "evaluation": scores,
+                                                          "stopped_early": result.stopped_early}))
+        if any(saving):
+            self.write(step, "recording the evaluation")
+        from worker.attempt import publishing
+
+        fields = publishing.publish_job(self, results[0]) if self.unit.is_job and saving[0] else \
+            publishing.publish_group(self, results, saving) if not self.unit.is_job else [{}]
+        statuses = ["succeeded" if kept else "cancelled" for kept in saving]
+        return ("succeeded" if all(saving) else "cancelled" if not any(saving) else "finished"), \
+            self.end(statuses, fields)
+
+    def end(self, statuses: list[str], fields: list[dict[str, Any]]) -> bool:
+        """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
+        group counted, the leases released. A run that cannot be closed fails its trial. True for the
+        step that counted a sweep's last group."""
+        errors = runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
+        step = Step(self.fence)
+        for job, status, extra, error in zip(self.jobs, statuses, fields, errors):
+            if error and status == "succeeded":
+                status, extra = "failed", {"error": error}
+            step.move(self.store.key(job.id), job.id, status, encode({"finished_at": now(), "phase": None, **extra}))
+        step.delete(self.checkpoints.key)
+        if not self.unit.is_job:
+            sweeps = SweepStore(self.store)
+            step.group_done(sweeps.key(self.unit.sweep_id), sweeps.done_key(self.unit.sweep_id), self.unit.group)
+        done = self.write(step, "recording the ends", release=True)
+        for job, status in zip(self.jobs, statuses):
+            log.info("job %s %s", job.id, status)
+        return not self.unit.is_job and done[-1] == 1
+
+    def fail(self, exc: Exception) -> bool:
+        """End every trial failed with a readable reason (its run closed FAILED first)."""
+        log.error("%s failed", self.unit.label, exc_info=exc)
+        error = f"{type(exc).__name__}: {exc}"
+        return self.end(["failed"] * len(self.jobs), [{"error": error}] * len(self.jobs))
+
+    def abandon(self) -> None:
+        """Stop sending: another attempt carries the trials on in the same runs."""
+        for run in self.runs:
+            run.abandon()
+
+    def model_step(self, job_id: str, model: dict, record: provenance.Provenance) -> Step:
+        """The fenced step that makes a version this service's: the job's model and the version's record together."""
+        return (Step(self.fence).hset(self.store.key(job_id), encode({"model": model}))
+                .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record)))
+
+    def loss_history(self, i: int, result) -> None:
+        """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
+        from worker.engine.figure import render
+
+        if self.unit.is_job:
+            self.runs[i].log_artifacts_later(lambda: {"echo_figure.png": render(result.losses, *result.last_window),
+                                                      "loss_history.csv.gz": loss_history_csv(result.losses)})
+        else:
+            self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})

@@ -1,0 +1,183 @@
+"""The watchdog and reconciler: every worker node runs one, one round at a time across nodes under a Redis lock.
+
+Each round brings every record to an end someone is working towards:
+- a running job whose lease lapsed (its node was lost or paused) is sent to the queue again, where
+  any free worker resumes it from its checkpoint (a sweep's trial: with its whole group);
+- a queued job or group older than reconcile_after_s that no live lease holds (its message was
+  lost: the API died before sending it, or the broker lost its queue) is sent again; a duplicate
+  delivery is dropped by the claim, so sending again is safe;
+- a sweep whose trials have all ended but which has not (its finisher failed or died) is finished
+  by a task of its own;
+- finished jobs and sweeps past their retention are forgotten.
+A round is bounded in time and work, and no error ends the watchdog: it is logged and counted in
+the Redis hash <prefix>:reconciler (errors, taken_over, resent, sweeps_finished), which the API's
+/metrics shows.
+"""
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from contract import clock, tasks
+from contract.job import FINISHED
+from contract.job_store import JobStore
+from contract.sweep_store import SweepStore
+
+log = logging.getLogger(__name__)
+TAKEOVER_GUARD_S = 300  # a job sent again is not sent again before its new worker claims it, or this long
+BATCH = 200  # jobs or sweeps looked at per round and kind
+
+
+@dataclass
+class Round:
+    """What one round did."""
+
+    taken_over: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+    sweeps_finished: list[str] = field(default_factory=list)
+
+
+class Watchdog:
+    """A periodic check in the worker's main process (which never imports TensorFlow)."""
+
+    def __init__(self, store: JobStore, send: Callable[[tasks.Message], None], interval_s: float,
+                 reconcile_after_s: float = 300.0):
+        """send enqueues a message (the celery app's send_task)."""
+        self.store, self.sweeps, self.send = store, SweepStore(store), send
+        self.interval_s, self.reconcile_after_s = interval_s, reconcile_after_s
+        self.counters = f"{store.prefix}:reconciler"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+
+    def start(self) -> "Watchdog":
+        """Run a round every interval, from a thread of its own."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the rounds."""
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the rounds go on."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.round()
+            except Exception:  # Redis or the broker away, a bad record: the next round tries again
+                log.exception("watchdog round failed; the next one tries again")
+                self._count("errors")
+
+    def _count(self, event: str, n: int = 1) -> None:
+        if n:
+            try:
+                self.store.redis.hincrby(self.counters, event, n)
+            except Exception:
+                log.warning("could not count the watchdog's %s", event)
+
+    def round(self) -> Round:
+        """One round, if no other worker is running one now."""
+        redis = self.store.redis
+        done = Round()
+        if not redis.set(f"{self.store.prefix}:watchdog", socket.gethostname(), nx=True, px=int(self.interval_s * 900)):
+            return done
+        deadline = time.monotonic() + max(1.0, 0.8 * self.interval_s)
+        try:
+            self._take_over(done, deadline)
+            self._resend_queued(done, deadline)
+            self._finish_sweeps(done, deadline)
+        finally:
+            self._count("taken_over", len(done.taken_over))
+            self._count("resent", len(done.resent))
+            self._count("sweeps_finished", len(done.sweeps_finished))
+        pruned = self.store.prune() + self.sweeps.prune()
+        if pruned:
+            log.info("forgot %d finished jobs and sweeps past their retention", pruned)
+        return done
+
+    def _take_over(self, done: Round, deadline: float) -> None:
+        running = self.store.ids("running")
+        leased = self._exists([self.store.lease_key(j) for j in running])
+        for job_id in [j for j, held in zip(running, leased) if not held][:BATCH]:
+            if time.monotonic() > deadline:
+                return
+            job = self.store.get(job_id)
+            if job is None or job.status != "running":
+                continue
+            if self._send_again(job, "lost its worker (%s)" % (job.worker.host if job.worker else "unknown"),
+                                TAKEOVER_GUARD_S):
+                done.taken_over.append(job_id)
+
+    def _resend_queued(self, done: Round, deadline: float) -> None:
+        oldest = [m.decode() for m in self.store.redis.zrange(f"{self.store.prefix}:status:queued", 0, BATCH - 1)]
+        cutoff = time.time() - self.reconcile_after_s
+        for job in filter(None, self.store.get_many(oldest)):
+            if time.monotonic() > deadline:
+                return
+            if job.status != "queued" or clock.parse(job.created_at) > cutoff:
+                continue
+            if self.store.redis.exists(self.store.lease_key(job.id)):
+                continue
+            if self._send_again(job, f"queued since {job.created_at}", self.reconcile_after_s):
+                done.resent.append(job.id)
+
+    def _send_again(self, job, why: str, guard_s: float) -> bool:
+        """Send the job's task (a trial: its group's) again, once per guard_s; False when sent lately."""
+        redis = self.store.redis
+        if not redis.set(self.store.takeover_key(job.id), 1, nx=True, ex=max(1, int(guard_s))):
+            return False
+        if job.sweep is None:
+            message, covered = tasks.train_job(job.id, job.params), [job.id]
+        else:
+            covered = self.sweeps.group_jobs(job.sweep.sweep_id, job.sweep.group)
+            message = tasks.train_group(job.sweep.sweep_id, job.sweep.group, covered)
+        log.warning("job %s %s: sending it to the queue again", job.id, why)
+        try:
+            self.send(message)
+        except Exception:
+            redis.delete(self.store.takeover_key(job.id))  # not sent: the next round tries again
+            raise
+        for other in covered:  # a group's other trials are covered by this sending
+            redis.set(self.store.takeover_key(other), 1, ex=max(1, int(guard_s)))
+        return True
+
+    def _finish_sweeps(self, done: Round, deadline: float) -> None:
+        redis = self.store.redis
+        for member in redis.srandmember(self.sweeps.active_key, BATCH) or []:
+            if time.monotonic() > deadline:
+                return
+            sweep_id = member.decode()
+            raw = redis.hmget(self.sweeps.key(sweep_id), "status", "job_ids")
+            if raw[0] is None or json.loads(raw[0]) in FINISHED:
+                redis.srem(self.sweeps.active_key, sweep_id)  # ended, or forgotten
+                continue
+            statuses = redis.pipeline(transaction=False)
+            for job_id in json.loads(raw[1]):
+                statuses.hget(self.store.key(job_id), "status")
+            if not all(s is not None and json.loads(s) in FINISHED for s in statuses.execute()):
+                continue
+            if redis.exists(self.sweeps.finish_lease_key(sweep_id)):
+                continue  # being finished now
+            guard = f"{self.store.prefix}:finishing:{sweep_id}"
+            if not redis.set(guard, 1, nx=True, ex=max(1, int(self.reconcile_after_s))):
+                continue
+            log.warning("sweep %s: every trial has ended but the sweep has not; finishing it", sweep_id)
+            try:
+                self.send(tasks.finish_sweep(sweep_id))
+            except Exception:
+                redis.delete(guard)
+                raise
+            done.sweeps_finished.append(sweep_id)
+
+    def _exists(self, keys: list[str]) -> list[bool]:
+        pipe = self.store.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return [bool(n) for n in pipe.execute()]
