@@ -31,7 +31,7 @@ def finished_job(store: JobStore, seed: int) -> None:
     job = store.create(params.model_dump(), params.total_steps)
     store.move(job.id, "running", lease=Lease('{"node": "worker-1", "pid": 1234, "attempt": 1}', 30_000),
                started_at=now(), phase="training", worker={"host": "worker-1", "pid": 1234})
-    store.add_attempt(job.id)
+    store.redis.hincrby(store.key(job.id), "attempts", 1)
     store.update(job.id, mlflow={"experiment_id": "1", "run_id": "a" * 32,
                                  "url": f"http://127.0.0.1:5000/#/experiments/1/runs/{'a' * 32}"})
     store.update(job.id, progress={"epoch": 100, "epochs": 100, "step": 66_600, "steps": 66_600, "fraction": 1.0},

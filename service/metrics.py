@@ -5,7 +5,7 @@ import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
@@ -21,6 +21,7 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CACHE_HITS = Counter("echo_rnn_model_cache_hits_total", "Predictions served by an already loaded model.")
+RECONCILER_EVENTS = ("taken_over", "resent", "sweeps_finished", "errors")  # the watchdog's counters in Redis
 MODEL_LOADS = Counter("echo_rnn_model_loads_total", "Models loaded from MLflow into this API.")
 
 
@@ -33,14 +34,21 @@ class JobCollector:
     def collect(self):
         by_status = GaugeMetricFamily("echo_rnn_jobs", "Jobs by status.", labels=["status"])
         queue = GaugeMetricFamily("echo_rnn_queue_length", "Tasks waiting in the Celery queue.")
+        reconciler = CounterMetricFamily(
+            "echo_rnn_reconciler_events", "What the workers' watchdog did: jobs taken over, messages sent again, "
+            "sweeps finished, and its errors.", labels=["event"])
         try:
             for status, count in sorted(self.jobs.count_by_status().items()):
                 by_status.add_metric([status], count)
             queue.add_metric([], self.jobs.redis.llen(self.queue))
+            counted = self.jobs.redis.hgetall(f"{self.jobs.prefix}:reconciler")
         except RedisError:
             return
+        for event in RECONCILER_EVENTS:
+            reconciler.add_metric([event], int(counted.get(event.encode(), 0)))
         yield by_status
         yield queue
+        yield reconciler
 
 
 def instrument(app: Flask, jobs: JobStore, multiprocess_dir: str | None) -> None:

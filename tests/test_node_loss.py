@@ -189,7 +189,18 @@ def test_redis_down_at_the_end_of_a_job_leaves_one_outcome_in_both(up):
     assert done["status"] == "succeeded", (done["error"], up.logs())
     run = up.client.get_run(done["mlflow"]["run_id"])
     assert run.info.status == "FINISHED" and len(runs_of(up, done)) == 1
-    assert len(versions_of(up, done["id"])) == 1
+    # A version the lost attempt registered but could not record (Redis was away) is not the job's:
+    # the attempt that took over registered and recorded its own, tagged the other ignored, and
+    # the API serves only the recorded one.
+    versions = versions_of(up, done["id"])
+    assert done["model"]["version"] in [v.version for v in versions]
+    for other in (v for v in versions if v.version != done["model"]["version"]):
+        assert "ignored" in other.tags
+        resp = requests.get(f"{up.api.url}/predict", params={"sequence": "0110", "model": f"models:/echo-rnn/{other.version}"},
+                            timeout=30)
+        assert resp.status_code == 403, resp.text
+    assert requests.get(f"{up.api.url}/predict", params={"sequence": "0110", "model": done["model"]["uri"]},
+                        timeout=60).status_code == 200
 
 
 def test_a_sweep_group_whose_node_dies_resumes_every_trial_from_the_groups_checkpoint(up):

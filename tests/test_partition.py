@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,13 +36,14 @@ from mlflow.tracking import MlflowClient
 from redis import Redis
 
 from contract import clock, tasks
-from contract.job import STATUSES, Job
+from contract.job import STATUSES
 from contract.job_store import JobStore
 from contract.params import TrainingParams
 from tests.faults_support import Api, MlflowServer, Worker
 from tests.support import (
     ROOT, RedisServer, loss_history_artifact, loss_steps, submit, submit_sweep, wait_for, wait_status, wait_sweep,
 )
+from worker.attempt.watchdog import Watchdog
 
 ARTIFACTS = ROOT / "test-artifacts" / "partition"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -531,26 +531,6 @@ def test_a_planted_version_is_never_adopted_or_served(up):
 
 # --- the watchdog, in process ---------------------------------------------------------------------
 
-def watchdog_class() -> type:
-    """The worker's Watchdog (imported here, not at the module's import: the other tests never need it)."""
-    try:  # the rewritten worker keeps it with the attempt's code
-        from worker.attempt.watchdog import Watchdog
-    except ImportError:
-        from worker.watchdog import Watchdog
-    return Watchdog
-
-
-def watchdog_alive(watchdog) -> bool:
-    """Whether the watchdog's rounds go on: its alive property, else its thread (_thread, or one named after it)."""
-    alive = getattr(watchdog, "alive", None)
-    if isinstance(alive, bool):
-        return alive
-    thread = getattr(watchdog, "_thread", None)
-    threads = [thread] if isinstance(thread, threading.Thread) else \
-        [t for t in threading.enumerate() if "watchdog" in t.name.lower()]
-    return any(t.is_alive() for t in threads)
-
-
 def test_the_watchdog_survives_a_broker_error_during_a_takeover(up, tmp_path):
     # Database 1 of the module's Redis is this test's alone: the service's records and counters are in 0.
     store_redis = Redis(host="127.0.0.1", port=up.redis.port, db=1)
@@ -562,30 +542,24 @@ def test_the_watchdog_survives_a_broker_error_during_a_takeover(up, tmp_path):
     app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0, broker_connection_timeout=1,
                     task_publish_retry=False)
 
-    def send(message: "tasks.Message | Job") -> list[str] | None:
+    def send(message: tasks.Message) -> None:
         """What the worker's main process hands the watchdog: send_task through a Celery app."""
-        if isinstance(message, Job):  # the watchdog before the rewrite sent jobs, and wanted the ids they cover
-            app.send_task(tasks.TRAIN, args=[message.id, message.params], task_id=message.id)
-            return [message.id]
-        app.send_task(message.name, args=message.args, task_id=message.task_id)
-        return None
+        tasks.send(app, message)
 
     created = store.create(TrainingParams(**QUICK).model_dump(), total_steps(QUICK))
     assert store.move(created.id, "running", started_at=clock.now(), phase="training") == "queued"  # no lease: lost
     broker.stop()
-    # Watchdog(store, send, interval_s[, reconcile_after_s]): should the rewrite take its settings otherwise
-    # (Watchdog(store, send, settings) or similar), adapt this call.
-    watchdog = watchdog_class()(store, send, interval_s=0.3).start()
+    watchdog = Watchdog(store, send, interval_s=0.3).start()
     try:
         wait_for(lambda: reconciler_count(store_redis, "errors") >= 1, 15, "the watchdog counting the broker's error")
         time.sleep(1.0)  # more than two rounds
-        assert watchdog_alive(watchdog), "the watchdog's thread died of the broker's error"
+        assert watchdog.alive, "the watchdog's thread died of the broker's error"
         broker.start()  # the same port, empty
         queue = Redis.from_url(broker.url)
         wait_for(lambda: queue.llen("celery") >= 1, 10, "the job's message reaching the broker once it is back")
         message = json.loads(queue.lindex("celery", 0))
         assert message["headers"]["id"] == created.id and message["headers"]["task"] == tasks.TRAIN, message["headers"]
-        assert watchdog_alive(watchdog)
+        assert watchdog.alive
     finally:
         watchdog.stop()
         broker.stop()
