@@ -55,9 +55,9 @@ class Attempt:
 
     def __init__(self, ctx: Context):
         self.ctx, self.store, self.settings, self.unit = ctx, ctx.store, ctx.settings, ctx.unit
-        self.fence = ctx.claim.fence
-        self.jobs = ctx.redis_retry.call(lambda: self.store.get_many(ctx.claim.job_ids), "reading the jobs")
-        self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
+        self.fence, self.job_ids = ctx.claim.fence, ctx.claim.job_ids
+        self.jobs: list = []  # their records, as the attempt read them at its start
+        self.params: list[TrainingParams] = []
         self.checkpoints = Checkpoints(self.store, self.unit.name)
         self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
         self.runs: list[RunLogger] = []
@@ -76,6 +76,8 @@ class Attempt:
 
     def run(self) -> tuple[str, bool]:
         """Train and end every trial; returns the attempt's outcome and whether it ended the sweep's last group."""
+        self.jobs = self.ctx.redis_retry.call(lambda: self.store.get_many(self.job_ids), "reading the jobs")
+        self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         parent = self._start_sweep() if not self.unit.is_job else None
         self.runs = runs.open_runs(self.settings, self.jobs, parent, self.ctx.keeper.check)
         step = Step(self.fence)
@@ -97,7 +99,7 @@ class Attempt:
         try:
             results = self._train(checkpoint)
         except TrainingCancelled:
-            return "cancelled", self.end(["cancelled"] * len(self.jobs), [{}] * len(self.jobs))
+            return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
         return self._save(results)
 
     def _start_sweep(self) -> str:
@@ -201,24 +203,24 @@ class Attempt:
         step that counted a sweep's last group."""
         errors = runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
         step = Step(self.fence)
-        for job, status, extra, error in zip(self.jobs, statuses, fields, errors):
+        for job_id, status, extra, error in zip(self.job_ids, statuses, fields, errors):
             if error and status == "succeeded":
                 status, extra = "failed", {"error": error}
-            step.move(self.store.key(job.id), job.id, status, encode({"finished_at": now(), "phase": None, **extra}))
+            step.move(self.store.key(job_id), job_id, status, encode({"finished_at": now(), "phase": None, **extra}))
         step.delete(self.checkpoints.key)
         if not self.unit.is_job:
             sweeps = SweepStore(self.store)
             step.group_done(sweeps.key(self.unit.sweep_id), sweeps.done_key(self.unit.sweep_id), self.unit.group)
         done = self.write(step, "recording the ends", release=True)
-        for job, status in zip(self.jobs, statuses):
-            log.info("job %s %s", job.id, status)
+        for job_id, status in zip(self.job_ids, statuses):
+            log.info("job %s %s", job_id, status)
         return not self.unit.is_job and done[-1] == 1
 
     def fail(self, exc: Exception) -> bool:
         """End every trial failed with a readable reason (its run closed FAILED first)."""
         log.error("%s failed", self.unit.label, exc_info=exc)
         error = f"{type(exc).__name__}: {exc}"
-        return self.end(["failed"] * len(self.jobs), [{"error": error}] * len(self.jobs))
+        return self.end(["failed"] * len(self.job_ids), [{"error": error}] * len(self.job_ids))
 
     def abandon(self) -> None:
         """Stop sending: another attempt carries the trials on in the same runs."""
