@@ -27,8 +27,9 @@ def files_digest(client: MlflowClient, name: str, version: str) -> str:
     """The digest of a version's files as the artifact store holds them (what the API checks)."""
     import tempfile
 
-    found = client.get_model_version(name, version)
-    location = client.get_logged_model(found.model_id).artifact_location
+    found = client.get_model_version(name, version)  # located as the API locates it (service/model_download.py)
+    location = (client.get_logged_model(found.model_id).artifact_location if found.model_id
+                else client.get_model_version_download_uri(name, version))
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri)
         return provenance.digest(path)
@@ -102,13 +103,13 @@ def test_a_module_traced_ahead_is_given_the_trained_weights(client, run_id, name
 
 def test_an_unreachable_server_fails_with_mlflow_unavailable_past_the_limit(fail_fast_mlflow, closed_port, echoing, name):
     uri = f"http://127.0.0.1:{closed_port}"
-    with pytest.raises(MlflowUnavailable, match=rf"^MLflow at {uri} unreachable .* while logging the model"):
+    with pytest.raises(MlflowUnavailable, match=rf"^MLflow at {uri} unreachable .* while reading the run"):
         log_and_register(MlflowClient(tracking_uri=uri), "0" * 32, "job", echoing, name, mlflow_outage(uri, 0.3))
 
 
 def test_without_an_outage_each_step_gets_a_single_try(fail_fast_mlflow, closed_port, echoing, name):
     uri = f"http://127.0.0.1:{closed_port}"
-    with pytest.raises(MlflowUnavailable, match=r"\(limit 0 s\) while logging the model"):
+    with pytest.raises(MlflowUnavailable, match=r"\(limit 0 s\) while reading the run"):
         log_and_register(MlflowClient(tracking_uri=uri), "0" * 32, "job", echoing, name)
 
 

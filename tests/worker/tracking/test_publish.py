@@ -50,7 +50,7 @@ def test_a_version_planted_under_the_run_is_ignored_and_a_resume_registers_its_o
     made = candidate(client, run_id, echoing, registry.outage)
     client.create_registered_model(registry.name)
     planted = client.create_model_version(registry.name, source=made.logged["model_uri"], run_id=run_id,
-                                          tags={"job_id": made.job_id})
+                                          model_id=made.logged["model_id"], tags={"job_id": made.job_id})
     recorded: list[dict] = []
     model = publish(registry, made, lambda m, p: recorded.append(m))
     assert model["version"] != planted.version and recorded[0]["version"] == model["version"]
