@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run test test-containers bench bench-train bench-sweep bench-serve lock docs clean
+.PHONY: install system-deps run test test-containers bench bench-train bench-sweep bench-serve lock docs manifests kubectl-check clean
 
 install: $(STAMP)
 
@@ -42,8 +42,29 @@ system-deps:
 run: install
 	docker/bin/run-local
 
-test: install system-deps
+test: install system-deps kubectl-check
 	$(BIN)/python -m pytest -ra
+
+# The Kubernetes deployment (deploy/kubernetes, Kustomize) rendered as YAML, a file per variant, by
+# kubectl's built-in kustomize: no cluster needed. tests/deploy renders them the same way (into a
+# folder of its own, MANIFESTS=...) and validates every object against Kubernetes' schemas.
+KUBECTL ?= kubectl
+MANIFESTS ?= build/manifests
+MANIFEST_VARIANTS := cpu gpu gpu-ingress-external-postgres
+
+manifests: kubectl-check
+	@mkdir -p $(MANIFESTS)
+	@for variant in $(MANIFEST_VARIANTS); do \
+		$(KUBECTL) kustomize deploy/kubernetes/overlays/$$variant > $(MANIFESTS)/$$variant.yaml || exit 1; \
+		echo "$(MANIFESTS)/$$variant.yaml"; done
+
+# Components and replacements with wildcards need kustomize 5 (kubectl 1.27 or newer).
+kubectl-check:
+	@command -v $(KUBECTL) >/dev/null 2>&1 || { echo "$(KUBECTL) not found: make manifests and make test render \
+	deploy/kubernetes with kubectl's built-in kustomize. Install kubectl 1.27 or newer \
+	(https://kubernetes.io/docs/tasks/tools/; Debian's kubernetes-client, 1.20, is too old) or set KUBECTL=/path/to/kubectl." >&2; exit 1; }
+	@$(KUBECTL) version --client -o json 2>/dev/null | grep -Eq '"kustomizeVersion": "v([5-9]|[1-9][0-9])\.' || { \
+	echo "$(KUBECTL)'s kustomize is older than 5 ($$($(KUBECTL) version --client 2>&1 | tr '\n' ' ')): install kubectl 1.27 or newer." >&2; exit 1; }
 
 # The containers built and run (tests/containers): a Docker engine that answers (on these machines,
 # ../shared/containers/docker-up.sh installs and starts one, and stand-in-images.sh builds the public
@@ -78,4 +99,4 @@ docs: install
 	$(BIN)/python docs/settings_table.py
 
 clean:
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) .data build
