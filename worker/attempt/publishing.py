@@ -12,7 +12,8 @@ from contract.sweep_store import SweepStore
 from contract.job_store import encode
 from worker.attempt import sweep_end
 from worker.tracking.model_logging import log_model
-from worker.tracking.publish import Candidate, Registry, publish
+from worker.tracking.publish import Candidate, publish
+from worker.tracking.registry import Registry
 
 if TYPE_CHECKING:
     from worker.attempt.attempt import Attempt

@@ -22,6 +22,7 @@ from contract.job_store import encode
 from contract.provenance import Provenance
 from contract.sweep_store import SweepStore
 from worker.attempt import lease
+from worker.attempt.runs import RUN_STATUS
 from worker.attempt.lease import LeaseKeeper
 from worker.settings import WorkerSettings
 from worker.tracking.mlflow_retry import mlflow_outage
@@ -107,7 +108,7 @@ def _finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: 
     status = "succeeded" if best else ("cancelled" if sweep.cancel_requested else "failed")
     if run is not None:
         _log_parent(run, sweep, record)
-        run.end({"succeeded": "FINISHED", "cancelled": "KILLED", "failed": "FAILED"}[status])
+        run.end(RUN_STATUS[status])
     error = None if best or status == "cancelled" else "no trial succeeded"
     step = Step(fence).sweep_end(sweeps.key(sweep_id), sweep_id, encode({
         "status": status, "error": error, "finished_at": now(),
@@ -123,7 +124,8 @@ def _finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: 
 def _publish_best(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, run: RunLogger | None, fence: Fence,
                   keeper: LeaseKeeper, best: dict, before: dict | None) -> dict:
     """Register the best trial's model (or take the version an earlier finisher recorded), record it, gate it."""
-    from worker.tracking.publish import Candidate, Registry, publish
+    from worker.tracking.publish import Candidate, publish
+    from worker.tracking.registry import Registry
 
     client = run.client if run is not None else MlflowClient(settings.mlflow_tracking_uri)
     outage = run.outage if run is not None else mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s,

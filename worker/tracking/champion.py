@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from redis import Redis
 
-from worker.retry import Outage
+from worker.tracking.registry import Registry
 
 ACCURACY_TAG, LOSS_TAG = "eval_echo_accuracy", "eval_loss"  # a version's held-out scores
 
@@ -35,13 +34,13 @@ def decide(accuracy: float, threshold: float, champion: tuple[str, float] | None
     return Promotion(True, f"eval_echo_accuracy {accuracy:.4f} ≥ {threshold:g}, {before}")
 
 
-def gate(client: MlflowClient, redis: Redis, lock_key: str, name: str, version: str, accuracy: float, loss: float,
-         threshold: float, alias: str, outage: Outage, fresh: bool = False) -> Promotion:
+def gate(registry: Registry, version: str, accuracy: float, loss: float, fresh: bool = False) -> Promotion:
     """Decide and record whether version becomes the alias's version; idempotent for a version already decided.
 
     fresh: the version was registered by this very attempt (with its score tags), so it cannot have been decided.
     """
-    with redis.lock(lock_key, timeout=120, blocking_timeout=300):
+    client, outage, name, alias = registry.client, registry.outage, registry.name, registry.alias
+    with registry.redis.lock(registry.champion_lock, timeout=120, blocking_timeout=300):
         if not fresh:
             tags = outage.call(lambda: client.get_model_version(name, version).tags or {}, "reading the version")
             if "promoted" in tags:  # decided before this worker was lost: the same answer
@@ -49,7 +48,7 @@ def gate(client: MlflowClient, redis: Redis, lock_key: str, name: str, version: 
             if ACCURACY_TAG not in tags:
                 outage.call(lambda: _record_scores(client, name, version, accuracy, loss), "recording the scores")
         current = outage.call(lambda: _champion(client, name, alias), "reading the champion")
-        promotion = decide(accuracy, threshold, current if current and current[0] != version else None)
+        promotion = decide(accuracy, registry.min_accuracy, current if current and current[0] != version else None)
         outage.call(lambda: _record(client, name, version, promotion, alias), "recording the promotion")
         return promotion
 

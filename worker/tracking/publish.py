@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import mlflow
 from mlflow.tracking import MlflowClient
-from redis import Redis
 
 from contract.provenance import Provenance
-from worker.retry import Outage
 from worker.tracking import champion
+from worker.tracking.registry import Registry
 
 log = logging.getLogger(__name__)
 REGISTRATION_TAG = "registration"  # a version's tag: the nonce of the call that created it
@@ -34,19 +33,6 @@ class Candidate:
     logged: dict  # model_uri, model_id, digest (of the files as written)
     echo_accuracy: float
     loss: float
-
-
-@dataclass(frozen=True)
-class Registry:
-    """Where versions go and how calls to MLflow are made; the gate's settings."""
-
-    client: MlflowClient
-    outage: Outage
-    redis: Redis
-    champion_lock: str
-    name: str
-    alias: str
-    min_accuracy: float
 
 
 def publish(registry: Registry, candidate: Candidate, record: Callable[[dict, Provenance], None],
@@ -68,9 +54,7 @@ def publish(registry: Registry, candidate: Candidate, record: Callable[[dict, Pr
         record(model, Provenance(model["name"], model["version"], candidate.job_id, candidate.run_id,
                                  candidate.logged["digest"]))
         fresh = True
-    promotion = champion.gate(registry.client, registry.redis, registry.champion_lock, model["name"], model["version"],
-                              candidate.echo_accuracy, candidate.loss, registry.min_accuracy, registry.alias,
-                              registry.outage, fresh=fresh)
+    promotion = champion.gate(registry, model["version"], candidate.echo_accuracy, candidate.loss, fresh=fresh)
     return {**model, "promoted": promotion.promoted, "promotion": promotion.reason}
 
 

@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 from contract import provenance
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage
 from worker.tracking.model_logging import log_model
-from worker.tracking.publish import Candidate, Registry, register
+from worker.tracking.publish import Candidate, register
+from worker.tracking.registry import Registry
 
 
 def log_and_register(client, run_id, job_id, result, name, outage=None, module=None) -> dict:
