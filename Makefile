@@ -24,7 +24,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev --extra server $(LOCK_TARGET) -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra api --extra dev --extra server $(LOCK_TARGET) -o requirements/lock.txt
 	$(BIN)/uv pip compile pyproject.toml --extra gpu --constraint requirements/lock.txt $(LOCK_TARGET) \
 		-o requirements/gpu.txt
 

@@ -18,8 +18,8 @@ def machine() -> str:
     return "\n".join([
         f"- CPU: {cpu[1] if cpu else platform.processor()}, {len(os.sched_getaffinity(0))} cores usable",
         f"- memory: {memory_kib / 2**20:.0f} GiB; {platform.platform()}; Python {platform.python_version()}",
-        f"- tensorflow-cpu {version('tensorflow-cpu')}, mlflow {version('mlflow')}, granian {version('granian')}, "
-        f"flask {version('flask')}, {wrk_version or 'wrk'}",
+        f"- tensorflow-cpu {version('tensorflow-cpu')} (the workers), onnxruntime {version('onnxruntime')} (the API), "
+        f"mlflow {version('mlflow')}, granian {version('granian')}, flask {version('flask')}, {wrk_version or 'wrk'}",
     ])
 
 
@@ -52,7 +52,9 @@ def markdown(r: dict) -> str:
         lines += [f"{connections} connections:", "", "| server | requests/s | p50 ms | p99 ms | errors |",
                   "|---|---:|---:|---:|---:|", _load_row("our API, GET /predict", group["ours"])]
         lines += [_load_row(f"mlflow models serve ({label}), POST /invocations", load) for label, load in mlflow.items()]
-        lines += ["", f"ratio: **{ratio(group['ours'].rps, _best(mlflow).rps)}**", ""]
+        lines += [_load_row("Flask ceiling: the echo in Python, no model", group["ceiling"])]
+        share = f"{100 * group['ours'].rps / group['ceiling'].rps:.0f} %" if group["ceiling"].rps else "n/a"
+        lines += ["", f"ratio: **{ratio(group['ours'].rps, _best(mlflow).rps)}**; share of the Flask ceiling: **{share}**", ""]
     batch = r["predict"]["batch"]
     lines += ["## Batch: 1,000 sequences of 100 bits per request (2 connections)", "",
               "| server | sequences/s | p50 ms per batch | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
@@ -88,6 +90,6 @@ def markdown(r: dict) -> str:
               "| | value |", "|---|---:|",
               f"| first request for a version no API process holds (median of {len(m['first_ms'])}) | {_median(m['first_ms']):.0f} ms |",
               f"| the next request for it | {_median(m['next_ms']):.1f} ms |",
-              f"| API process resident memory with TensorFlow and one model | {m['first_mib']:.0f} MiB |",
+              f"| API process resident memory with one model | {m['first_mib']:.0f} MiB |",
               f"| memory per further cached model | {m['per_model_mib']:.1f} MiB |", ""]
     return "\n".join(lines)

@@ -8,7 +8,9 @@ It starts the stack exactly as `make run` does (docker/bin/run-local, Redis of i
 worker process), trains the tutorial's default job through the API, then serves that model from
 (a) our API (granian, one process per core) and (b) `mlflow models serve --env-manager local`, at
 its default of one worker and with one per core, and loads each from wrk on loopback, same
-sequence, same connections; ratios are against mlflow's better configuration. Rate limits
+sequence, same connections; ratios are against mlflow's better configuration. (c) A Flask route
+under granian with the API's process count, answering the echo computed in Python without a
+model (bench/flask_ceiling.py), is the ceiling of a Flask API here: our share of it is printed too. Rate limits
 are off for the run (mlflow serve has none). Compare ratios, never absolute times: the machine is
 shared.
 """
@@ -121,6 +123,25 @@ def tutorial_program(params: TrainingParams) -> float:
     return float(out.stdout.split()[-1])
 
 
+class FlaskCeiling:
+    """bench/flask_ceiling.py under granian, with the API's process count, on a port of its own."""
+
+    def __init__(self, workers: int, log: Path):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", str(workers), "--blocking-threads", "1", "--no-ws", "flask_ceiling:app"],
+            cwd=ROOT / "bench", stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/predict"
+        wait_for(lambda: requests.get(self.url, params={"sequence": "0110"}, timeout=2).ok, 60, "the Flask ceiling")
+
+    def stop(self) -> None:
+        """Stop the server and its workers."""
+        os.killpg(self.process.pid, 15)
+        self.process.wait(30)
+
+
 class MlflowServe:
     """`mlflow models serve` of one registered version, local environment, on a port of its own."""
 
@@ -148,16 +169,20 @@ def same_answers(api: str, model: str, serve: MlflowServe, bits: str) -> float:
     return float(np.max(np.abs(np.array(ours) - np.array(theirs))))
 
 
-def predictions(stack: Stack, serves: dict[str, MlflowServe], model: str, bits: str, seconds: float, scripts: Path) -> dict:
+def predictions(stack: Stack, serves: dict[str, MlflowServe], ceiling: FlaskCeiling, model: str, bits: str,
+                seconds: float, scripts: Path) -> dict:
     """wrk at 8 and 64 connections against every server, one sequence per request; then batches."""
     url = f"{stack.api}/predict?sequence={bits}&model={model}"
+    flask_url = f"{ceiling.url}?sequence={bits}&model={model}"
     theirs = wrk.lua_post(scripts, "one", json.dumps({"inputs": [[int(b) for b in bits]]}))
     out: dict = {"one": {}, "batch": {}}
     for connections in (8, 64):
-        wrk.run(url, connections, min(seconds, 3))  # warm every server: compiled shapes, connections, caches
+        wrk.run(url, connections, min(seconds, 3))  # warm every server: connections, caches
+        wrk.run(flask_url, connections, min(seconds, 3))
         for serve in serves.values():
             wrk.run(serve.url, connections, min(seconds, 3), theirs)
         out["one"][connections] = {"ours": wrk.run(url, connections, seconds),
+                                   "ceiling": wrk.run(flask_url, connections, seconds),
                                    "mlflow": {label: wrk.run(serve.url, connections, seconds, theirs)
                                               for label, serve in serves.items()}}
     rng = np.random.default_rng(7)
@@ -233,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = Stack(ROOT, tmp, redis_server.url, concurrency=1)
         stack.env.update(RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="", API_WORKERS=str(workers))
         serves: dict[str, MlflowServe] = {}
+        ceiling: FlaskCeiling | None = None
         try:
             stack.start()
             results: dict = {"workers": workers, "params": params.model_dump()}
@@ -252,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 serves[label] = MlflowServe(stack.mlflow, model, count, tmp / f"mlflow-serve-{count}.log")
             results["max_difference"] = max(same_answers(stack.api, model, serve, bits) for serve in serves.values())
             print("the servers answer the same; loading them", flush=True)
-            results["predict"] = predictions(stack, serves, model, bits, args.seconds, tmp)
+            ceiling = FlaskCeiling(workers, tmp / "flask-ceiling.log")
+            results["predict"] = predictions(stack, serves, ceiling, model, bits, args.seconds, tmp)
             for serve in serves.values():
                 serve.stop()
             serves.clear()
@@ -260,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for serve in serves.values():
                 serve.stop()
+            if ceiling is not None:
+                ceiling.stop()
             stack.stop()
             redis_server.stop()
     text = report.markdown(results)
@@ -267,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.write_text(text)
     ours, theirs = results["predict"]["one"][8]["ours"].rps, best(results["predict"]["one"][8]["mlflow"]).rps
+    flask = results["predict"]["one"][8]["ceiling"].rps
     print(f"job speedup vs seed reference: {results['tutorial_s'] / results['job_s']:.1f}x")
+    print(f"predict share of the Flask ceiling: {100 * ours / flask:.0f} %" if flask else
+          "predict share of the Flask ceiling: n/a (the ceiling completed no request)")
     print(f"predict speedup vs mlflow serve: {report.ratio(ours, theirs)}")
     return 0
 

@@ -14,6 +14,11 @@ from redis import Redis
 
 # Where our workers' models keep the TensorFlow SavedModel inside the MLflow model directory.
 SAVED_MODEL_DIR = "tf2model"
+# Beside it, the same network as an ONNX graph: what the API serves (without TensorFlow).
+SERVING_FILE = "echo_rnn.onnx"
+SERVING_INPUT, SERVING_OUTPUT = "sequences", "p_one"
+SERVING_META_ECHO_STEP, SERVING_META_STATE_SIZE = "echo_step", "state_size"  # the graph's metadata
+SERVING_MAX_BYTES = 1 << 20  # the largest ONNX file the API reads (the largest state, 256 units: about 270 KB)
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class Provenance:
     job_id: str
     run_id: str
     digest: str  # sha256 over the SavedModel's files
+    serving_digest: str | None = None  # sha256 of the ONNX file; None for versions made before it was written
 
 
 def key(prefix: str, name: str, version: str) -> str:
@@ -50,7 +56,13 @@ def lookup(redis: Redis, prefix: str, name: str, version: str) -> Provenance | N
 
 def copy(redis: Redis, prefix: str, source: Provenance, version: str) -> None:
     """Record another version registered from the same run and files (benchmarks and tests load copies)."""
-    record(redis, prefix, Provenance(source.name, version, source.job_id, source.run_id, source.digest))
+    record(redis, prefix, Provenance(source.name, version, source.job_id, source.run_id, source.digest,
+                                     source.serving_digest))
+
+
+def file_digest(data: bytes) -> str:
+    """sha256 of one file's bytes (the ONNX file's digest)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def digest(model_dir: str | Path) -> str:

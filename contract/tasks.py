@@ -10,6 +10,7 @@ from typing import Any, Protocol
 TRAIN = "echo_rnn.train"
 TRAIN_GROUP = "echo_rnn.train_group"  # args: sweep id, group index, the group's job ids
 FINISH_SWEEP = "echo_rnn.finish_sweep"  # args: sweep id
+BACKFILL_SERVING = "echo_rnn.backfill_serving"  # no args: every version registered before ONNX serving
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,8 @@ def finish_sweep(sweep_id: str) -> Message:
 def send(app: Sender, message: Message) -> None:
     """Enqueue a message through a Celery app."""
     app.send_task(message.name, args=message.args, task_id=message.task_id)
+
+
+def backfill_serving(task_id: str) -> Message:
+    """The task that writes the ONNX graph of every version registered before the API served them."""
+    return Message(BACKFILL_SERVING, [], task_id)

@@ -1,5 +1,5 @@
-# The API image: granian serving service.wsgi:app (docker/bin/api, as in the Procfile), with the
-# CPU TensorFlow it loads models with and no CUDA. compose.yaml's flower service runs it too.
+# The API image: granian serving service.wsgi:app (docker/bin/api, as in the Procfile), serving each
+# model's ONNX graph with ONNX Runtime: no TensorFlow, no CUDA. compose.yaml's flower service runs it too.
 # Build context: the repository root (docker compose build, or docker build -f docker/api.Dockerfile .).
 
 FROM python:3.11-slim-bookworm AS builder
@@ -10,24 +10,21 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
 WORKDIR /src
 COPY pyproject.toml ./
 COPY requirements/ requirements/
-# The project's dependencies with TensorFlow for the CPU, every version pinned by the locks that
-# make install and CI use (make lock writes both from pyproject.toml: one resolution). MLflow is its
-# client (mlflow-skinny): no tracking server, SQL stack or scikit-learn in this image.
-# Left out: TensorFlow's C++ headers (tensorflow/include, 287 MB: they only build custom ops),
-# libclang's library (clang/native, 61 MB: tensorflow requires the package, nothing imports it)
-# and the packages' own test suites (71 MB).
-RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra cpu \
+# The project's dependencies with ONNX Runtime (the api extra), every version pinned by the locks
+# that make install and CI use (make lock writes both from pyproject.toml: one resolution). MLflow
+# is its client (mlflow-skinny): no tracking server, SQL stack or scikit-learn in this image.
+# Left out: the packages' own test suites.
+RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra api \
         --constraint requirements/lock.txt --constraint requirements/gpu.txt \
     && site=/opt/venv/lib/python3.11/site-packages \
-    && rm -rf "$site/tensorflow/include" "$site/clang/native" \
     && find "$site" -type d -name tests -prune -exec rm -rf {} +
 COPY contract/ contract/
 COPY service/ service/
 RUN uv pip install --python /opt/venv/bin/python --no-deps --build-constraint requirements/lock.txt .
-# Bytecode for what the API and Flower import, written by Python as it imports it (about 80 MB;
-# compiling every package would add 190 MB). The unprivileged user they run as could not write it.
-RUN REDIS_URL=redis://localhost MLFLOW_TRACKING_URI=http://localhost TF_CPP_MIN_LOG_LEVEL=3 /opt/venv/bin/python -c \
-        'import tensorflow, keras, pandas, mlflow.tensorflow, mlflow.artifacts, granian, service.app, service.serving, flower.command, flower.app, celery.bin.celery, kombu.transport.redis' \
+# Bytecode for what the API and Flower import, written by Python as it imports it (compiling every
+# package would add much more). The unprivileged user they run as could not write it.
+RUN REDIS_URL=redis://localhost MLFLOW_TRACKING_URI=http://localhost /opt/venv/bin/python -c \
+        'import onnxruntime, mlflow.artifacts, granian, service.app, service.serving, flower.command, flower.app, celery.bin.celery, kombu.transport.redis' \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/contract \
         /opt/venv/lib/python3.11/site-packages/service
 

@@ -30,7 +30,7 @@ class Services:
         self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         resolver = ModelResolver(self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s, settings.champion_alias)
         self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
-                                 settings.tensorflow_threads)
+                                 settings.serving_threads)
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 

@@ -31,8 +31,10 @@ class Batcher:
     queued by then (same length bucket, up to max_rows). Under load calls grow instead of queueing.
     """
 
-    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_rows: int):
-        self.forward, self.max_rows = forward, max_rows
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_rows: int, pad: bool = True):
+        """pad: round a call's rows and length up to powers of two (a compiled forward pass sees a few shapes);
+        without it, a call is as long as its longest request (the network is causal: right-padding is exact)."""
+        self.forward, self.max_rows, self.pad = forward, max_rows, pad
         self._lock = threading.Lock()
         self._queue: list[_Request] = []
         self._busy = False
@@ -82,8 +84,14 @@ class Batcher:
         return batch
 
     def _pad_and_run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        rows = sum(a.shape[0] for a in arrays)
-        padded = np.zeros((bucket(rows, MIN_ROWS), bucket(max(a.shape[1] for a in arrays), MIN_LENGTH)), np.int32)
+        rows, length = sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)
+        if not self.pad and len(arrays) == 1:
+            self.calls += 1
+            self.requests += 1
+            return [self.forward(arrays[0])]
+        if self.pad:
+            rows, length = bucket(rows, MIN_ROWS), bucket(length, MIN_LENGTH)
+        padded = np.zeros((rows, length), np.int32)
         start = 0
         for a in arrays:
             padded[start : start + a.shape[0], : a.shape[1]] = a

@@ -1,6 +1,5 @@
 """Loaded models kept per process: each loaded once, however many requests ask, the least used evicted."""
 
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -12,11 +11,11 @@ from contract import provenance
 from service import model_trust
 from service.metrics import CACHE_HITS, MODEL_LOADS
 from service.mlflow_errors import call_mlflow
-from service.model_download import download
+from service.model_download import download_graph
 from service.model_resolver import ModelResolver
 from service.model_versions import ModelInfo
 from service.problems import Problem
-from service.serving import LoadedModel, configure_tensorflow
+from service.serving import LoadedModel
 
 Key = tuple[str, str]
 REFUSALS = 1024  # refused versions remembered per process
@@ -26,9 +25,9 @@ class ModelCache:
     """The models a reference names, loaded on first use and kept in an LRU of size entries."""
 
     def __init__(self, client: MlflowClient, redis: Redis, prefix: str, resolver: ModelResolver, size: int,
-                 tensorflow_threads: int = 1):
+                 serving_threads: int = 1):
         self.client, self.redis, self.prefix = client, redis, prefix
-        self.resolver, self.size, self.tensorflow_threads = resolver, size, tensorflow_threads
+        self.resolver, self.size, self.serving_threads = resolver, size, serving_threads
         self._loaded: OrderedDict[Key, LoadedModel] = OrderedDict()
         self._refused: OrderedDict[Key, Problem] = OrderedDict()
         self._loading: dict[Key, threading.Lock] = {}
@@ -79,17 +78,16 @@ class ModelCache:
         try:
             record = call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version))
             model_trust.check_origin(info, self.resolver.name, record)
-            # Read, checked and loaded into memory, then deleted: no directory is left per load.
-            with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
-                local = call_mlflow(lambda: download(self.client, info, into))
-                model_trust.check_files(info, local, record)
-                configure_tensorflow(self.tensorflow_threads)
-                try:
-                    return LoadedModel(local)
-                except Exception as exc:  # ours, checked, and still unloadable: the server's fault, said so
-                    raise Problem(503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}") from exc
+            graph = call_mlflow(lambda: download_graph(self.client, info))
+            if graph is None:
+                raise model_trust.refuse(info, "its ONNX graph is missing from the model store")
+            model_trust.check_graph(info, graph, record)
+            try:
+                return LoadedModel(graph, self.serving_threads)
+            except Exception as exc:  # ours, checked, and still unloadable: the server's fault, said so
+                raise Problem(503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}") from exc
         except Problem as problem:
-            if problem.status == 403:
+            if problem.status == 403 and getattr(problem, "lasting", False):
                 with self._lock:
                     self._refused[key] = problem
                     while len(self._refused) > REFUSALS:

@@ -1,18 +1,36 @@
-"""Fetching a registered version's saved model from MLflow's artifact store."""
+"""Fetching a registered version's ONNX graph from MLflow's artifact store: that one file, never the whole model."""
+
+import os
+import tempfile
 
 import mlflow.artifacts
 from mlflow.tracking import MlflowClient
 
+from contract import provenance
 from service.model_versions import ModelInfo
 
 
-def download(client: MlflowClient, info: ModelInfo, into: str) -> str:
-    """Download the version's model directory under into; returns its local path."""
+def location_of(client: MlflowClient, info: ModelInfo) -> str:
+    """Where the version's model directory lives in the artifact store."""
     # From the artifact location directly: models:/ URIs would consult the process-global
     # registry URI, not this client's server.
     version = client.get_model_version(info.name, info.version)
     if version.model_id:
-        location = client.get_logged_model(version.model_id).artifact_location
-    else:
-        location = client.get_model_version_download_uri(info.name, info.version)
-    return mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=into, tracking_uri=client.tracking_uri)
+        return client.get_logged_model(version.model_id).artifact_location
+    return client.get_model_version_download_uri(info.name, info.version)
+
+
+def download_graph(client: MlflowClient, info: ModelInfo) -> bytes | None:
+    """The version's ONNX graph (None when it has none), read whole only when within the size bound."""
+    uri = f"{location_of(client, info).rstrip('/')}/{provenance.SERVING_FILE}"
+    with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
+        try:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into, tracking_uri=client.tracking_uri)
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                return None
+            raise
+        if os.path.getsize(path) > provenance.SERVING_MAX_BYTES:
+            return b"\0" * (provenance.SERVING_MAX_BYTES + 1)  # refused by its size, never read
+        with open(path, "rb") as file:
+            return file.read()

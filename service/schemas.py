@@ -137,6 +137,13 @@ class ModelList(BaseModel):
     models: list[ModelVersion]
 
 
+class BackfillQueued(BaseModel):
+    """The worker task that adds the served form to older versions."""
+
+    task_id: str
+    detail: str
+
+
 class FieldError(BaseModel):
     field: str
     message: str

@@ -21,7 +21,7 @@ class Settings(CommonSettings):
     """What the API process needs; tests build one directly."""
 
     model_cache_size: int = Field(8, ge=1, description="Models kept loaded per API process.")
-    tensorflow_threads: int = Field(1, ge=1, le=64, description="TensorFlow threads per API process (one process per core).")
+    serving_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads per loaded model (one API process per core).")
     alias_ttl_s: float = Field(5.0, ge=0, description="How long a resolved alias (the champion too) is trusted (s).")
     prometheus_multiproc_dir: str | None = Field(None, description="Where every API process writes its metric samples (set by docker/bin/api).")
     # A request waiting on a stopped MLflow should get its 503 soon, not after the worker's patience.

@@ -27,6 +27,14 @@ def end_sweep(sweep_id: str) -> str:
     return finish_sweep(job_store(), settings, sweep_id)
 
 
+@app.task(name=tasks.BACKFILL_SERVING)
+def backfill_serving() -> dict:
+    """Add the ONNX graph the API serves to every version registered before workers wrote it."""
+    from worker.tracking.backfill import backfill
+
+    return backfill(job_store().redis, settings)
+
+
 def job_store() -> JobStore:
     """The job records, through a client of this process's own; its timeouts well under a lease's TTL."""
     timeout = min(5.0, settings.lease_ttl_s / 4)

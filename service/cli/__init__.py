@@ -6,7 +6,7 @@ import typer
 
 from service.cli.api import Api
 from service.cli.job_commands import cancel, jobs, show
-from service.cli.model_commands import models, predict
+from service.cli.model_commands import models_app, predict
 from service.cli.sweep_commands import sweep
 from service.cli.train import train
 
@@ -46,6 +46,7 @@ def main(
     ctx.obj = Api(api, token)
 
 
-for command in (train, jobs, show, cancel, predict, models):
+for command in (train, jobs, show, cancel, predict):
     app.command()(command)
+app.add_typer(models_app)
 app.add_typer(sweep)

@@ -24,7 +24,7 @@ def _echo_line(result: dict) -> Text:
 def predict(
     ctx: typer.Context,
     sequences: Annotated[list[str], typer.Argument(help="Bit strings such as 0110100111010; several go in one batch.", show_default=False)],
-    model: Annotated[str | None, typer.Option(help="A job id, run id, models:/echo-rnn/N or models:/echo-rnn@ALIAS; default the newest version.")] = None,
+    model: Annotated[str | None, typer.Option(help="A job id, run id, models:/echo-rnn/N or models:/echo-rnn@ALIAS; default the champion.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False,
 ) -> None:
     """Echo bit sequences with a registered model: each input and its echo lined up."""
@@ -46,9 +46,15 @@ def predict(
         out.print(_echo_line(result))
 
 
+models_app = typer.Typer(name="models", help="The registered model versions.", invoke_without_command=True)
+
+
+@models_app.callback()
 @handled
 def models(ctx: typer.Context, json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False) -> None:
     """List the registered model versions, newest first, with their job, run and final metrics."""
+    if ctx.invoked_subcommand is not None:
+        return
     api: Api = ctx.obj
     answer = api.call("GET", "/models", timeout=30)
     if json:
@@ -58,3 +64,12 @@ def models(ctx: typer.Context, json: Annotated[bool, typer.Option("--json", help
         table.add_row(v["version"], ",".join(v["aliases"]) or "-", v.get("job_id") or "-", v.get("run_id") or "-",
                       num(v["metrics"].get("echo_accuracy")), num(v["metrics"].get("loss")), when(v["created_at"]))
     out.print(table if answer["models"] else "no registered models yet")
+
+
+@models_app.command()
+@handled
+def backfill(ctx: typer.Context) -> None:
+    """Have a worker add the ONNX graph the API serves to every version registered before workers wrote it (admin)."""
+    api: Api = ctx.obj
+    answer = api.call("POST", "/models/backfill", timeout=30)
+    out.print(f"queued as task {answer['task_id']}: {answer['detail']}", markup=False)

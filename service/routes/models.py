@@ -1,12 +1,19 @@
-"""The registered model versions."""
+"""The registered model versions, and adding the served form to versions made before it existed."""
+
+import uuid
 
 from flask import Blueprint, Response, jsonify
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
+from contract import tasks
+from service import auth
+from service.endpoints import Answer, Endpoint, route
 from service.mlflow_errors import call_mlflow
 from service.model_versions import list_versions
-from service.endpoints import Answer, Endpoint, route
+from service.problems import Problem
 from service.routes import services
-from service.schemas import ModelList
+from service.schemas import BackfillQueued, ModelList
 
 bp = Blueprint("models", __name__)
 
@@ -16,3 +23,20 @@ def index() -> Response:
     """Registered versions, newest first, with their run, job and final metrics."""
     s = services()
     return jsonify(models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model, s.settings.champion_alias)))
+
+
+@route(bp, Endpoint("post", "/models/backfill", (Answer(202, BackfillQueued),), (403, 503), access="jobs",
+                    error_notes={403: "Only an admin token may ask for it, when tokens are on."}))
+def backfill() -> Response:
+    """Queue a worker task that writes the ONNX graph the API serves for each version registered before it existed."""
+    if not auth.sees_everything():
+        raise Problem(403, "Forbidden", "only an admin token (API_ADMIN_TOKENS) may backfill the models")
+    message = tasks.backfill_serving(f"backfill-{uuid.uuid4()}")
+    try:
+        tasks.send(services().celery, message)
+    except (OperationalError, RedisError) as exc:
+        raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; nothing was queued") from exc
+    resp = jsonify(task_id=message.task_id, detail="a worker adds the ONNX graph to every version that lacks one; "
+                                                   "GET /models shows them served once it is done")
+    resp.status_code = 202
+    return resp

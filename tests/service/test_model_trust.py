@@ -128,26 +128,25 @@ def test_another_registered_model_is_refused(stack, trained_job):
 INFO = ModelInfo("echo-rnn", "7", "models:/echo-rnn/7", "r" * 32, "job")
 
 
-@pytest.mark.parametrize("pickled", [False, True])
-def test_the_layout_check_refuses_code_and_pickles_even_with_a_matching_record(legit_dir, marker, tmp_path, pickled):
-    hostile = keras_flavoured(legit_dir, tmp_path / "hostile", marker, pickled)
-    record = provenance.Provenance("echo-rnn", "7", "job", "r" * 32, provenance.digest(hostile))
-    with pytest.raises(Problem) as refused:
-        model_trust.check_files(INFO, str(hostile), record)
-    assert refused.value.status == 403 and "TensorFlow module saved as this service saves" in refused.value.detail
-    assert not marker.exists()
+def test_the_recorded_graph_is_accepted_and_a_changed_or_oversized_one_refused(legit_dir):
+    graph = (legit_dir / provenance.SERVING_FILE).read_bytes()
+    record = provenance.Provenance("echo-rnn", "7", "job", "r" * 32, provenance.digest(legit_dir),
+                                   provenance.file_digest(graph))
+    model_trust.check_graph(INFO, graph, record)  # as registered: accepted
+    changed = bytearray(graph)
+    changed[-1] ^= 0xFF
+    for bad, reason in ((bytes(changed), "changed since the service registered it"),
+                        (graph + b"\0" * provenance.SERVING_MAX_BYTES, "ONNX graph is over")):
+        with pytest.raises(Problem) as refused:
+            model_trust.check_graph(INFO, bad, record)
+        assert refused.value.status == 403 and reason in refused.value.detail
 
 
-def test_files_changed_after_registration_are_refused(legit_dir, tmp_path):
+def test_a_version_recorded_before_onnx_serving_is_refused_naming_the_backfill(legit_dir):
     record = provenance.Provenance("echo-rnn", "7", "job", "r" * 32, provenance.digest(legit_dir))
-    model_trust.check_files(INFO, str(legit_dir), record)  # as registered: accepted
-    weights = next((legit_dir / provenance.SAVED_MODEL_DIR / "variables").glob("variables.data-*"))
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
     with pytest.raises(Problem) as refused:
-        model_trust.check_files(INFO, str(legit_dir), record)
-    assert refused.value.status == 403 and "changed since the service registered it" in refused.value.detail
+        model_trust.check_origin(INFO, "echo-rnn", record)
+    assert refused.value.status == 403 and "echo-rnn models backfill" in refused.value.detail
 
 
 def test_the_api_never_unpickles_through_mlflow(settings):

@@ -1,4 +1,5 @@
-"""Logging a trained network into its run as an MLflow TensorFlow model, with the digest of the files written."""
+"""Logging a trained network into its run as an MLflow TensorFlow model (with its ONNX graph beside the
+SavedModel, what the API serves), and the digests of the files written."""
 
 import logging
 import tempfile
@@ -14,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from contract import provenance
+from worker.engine import onnx_graph
 from worker.engine.export import EchoModel, build
 from worker.engine.results import TrainingResult
 from worker.retry import Outage
@@ -29,7 +31,8 @@ SIGNATURE = ModelSignature(
 
 def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, outage: Outage,
               module: EchoModel | None = None, experiment_id: str | None = None) -> dict:
-    """Log the trained network into the run as an MLflow TensorFlow model; returns its model_uri, model_id and digest.
+    """Log the trained network into the run as an MLflow TensorFlow model; returns its model_uri, model_id, digest
+    (of the SavedModel's files) and serving_digest (of the ONNX file).
 
     What Model.log does, in fewer round trips: the model, with the job's parameters, is filed
     under the run's experiment (Model.log uses the active one: Default, where the service account
@@ -43,7 +46,7 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
     model = outage.call(lambda: client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
                                                            tags={"job_id": job_id}, params=params), "logging the model")
     try:
-        digest = _write(client, model, run_id, module, outage)
+        digests = _write(client, model, run_id, module, result, outage)
     except BaseException:
         try:  # as Model.log leaves a model it could not finish: FAILED, not PENDING for ever
             client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
@@ -51,11 +54,12 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
             log.warning("could not mark the logged model %s failed", model.model_id, exc_info=True)
         raise
     outage.call(lambda: client.finalize_logged_model(model.model_id, LoggedModelStatus.READY), "finalizing the model")
-    return {"model_uri": f"models:/{model.model_id}", "model_id": model.model_id, "digest": digest}
+    return {"model_uri": f"models:/{model.model_id}", "model_id": model.model_id, **digests}
 
 
-def _write(client: MlflowClient, model, run_id: str, module: EchoModel, outage: Outage) -> str:
-    """Save the model's files, upload them and link the model to the run; returns the files' digest."""
+def _write(client: MlflowClient, model, run_id: str, module: EchoModel, result: TrainingResult,
+           outage: Outage) -> dict[str, str]:
+    """Save the model's files, upload them and link the model to the run; returns the files' digests."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,11 +73,13 @@ def _write(client: MlflowClient, model, run_id: str, module: EchoModel, outage: 
             # Explicit requirements: inferring them costs seconds for this tiny model.
             pip_requirements=[f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"],
         )
-        # The digest of the files as written: they go up as they are, so the API's check needs no download back.
-        digest = provenance.digest(path)
+        serving = onnx_graph.build(result.weights, result.params.echo_step)
+        (Path(path) / provenance.SERVING_FILE).write_bytes(serving)
+        # The digests of the files as written: they go up as they are, so the API's check needs no download back.
+        digests = {"digest": provenance.digest(path), "serving_digest": provenance.file_digest(serving)}
         outage.call(lambda: _upload(client, model.artifact_location, path), "uploading the model")
     outage.call(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]), "linking the model")
-    return digest
+    return digests
 
 
 def _upload(client: MlflowClient, location: str, path: str) -> None:
