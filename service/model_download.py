@@ -14,9 +14,8 @@ def location_of(client: MlflowClient, info: ModelInfo) -> str:
     """Where the version's model directory lives in the artifact store."""
     # From the artifact location directly: models:/ URIs would consult the process-global
     # registry URI, not this client's server.
-    version = client.get_model_version(info.name, info.version)
-    if version.model_id:
-        return client.get_logged_model(version.model_id).artifact_location
+    if info.model_id:
+        return client.get_logged_model(info.model_id).artifact_location
     return client.get_model_version_download_uri(info.name, info.version)
 
 

@@ -1,6 +1,6 @@
 """Registered model versions as the API shows them: one shape for /predict's answers and /models."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
@@ -20,16 +20,17 @@ class ModelInfo:
     uri: str
     run_id: str | None
     job_id: str | None
+    model_id: str | None = field(default=None, compare=False)  # its logged model: where its files are
 
     @classmethod
     def of(cls, version: ModelVersion) -> "ModelInfo":
         """The info of an MLflow model version."""
         return cls(name=version.name, version=str(version.version), uri=f"models:/{version.name}/{version.version}",
-                   run_id=version.run_id, job_id=(version.tags or {}).get("job_id"))
+                   run_id=version.run_id, job_id=(version.tags or {}).get("job_id"), model_id=version.model_id)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of this reference."""
-        return asdict(self)
+        return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id, "job_id": self.job_id}
 
 
 def list_versions(client: MlflowClient, name: str, champion: str) -> list[dict[str, Any]]:

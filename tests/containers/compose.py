@@ -188,6 +188,11 @@ class ComposeStack:
         assert resp.status_code == 200, resp.text
         return resp.json()
 
+    def sweep(self, sweep_id: str) -> dict:
+        resp = requests.get(f"{self.api}/sweeps/{sweep_id}", headers=self.bearer(), timeout=30)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
     def wait_job(self, job_id: str, statuses: set[str], timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

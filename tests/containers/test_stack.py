@@ -1,6 +1,7 @@
 """The containers built and run: the compose stack (CPU variant) up and healthy, a job trained through
 the API with a token and read back from MLflow with its login, the worker container killed mid-job,
-Redis's container restarted with a job queued. Real containers, reached through the ports compose
+Redis's container restarted with a job queued, and three worker containers sharing a sweep while one
+is cut off from the network past its lease. Real containers, reached through the ports compose
 publishes on 127.0.0.1 only."""
 
 import json
@@ -21,6 +22,8 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 QUICK = dict(num_epochs=5, seed=1, init="glorot")  # held-out echo accuracy 1.0
 # About 6 s of training with checkpoints every 2 s: a kill at 40 % finds one.
 RESUMABLE = dict(num_epochs=60, total_series_length=200_000, truncated_backprop_length=64, seed=31)
+# Each group of the partition's sweep trains for about 12 s alone: cut off at 30 %, most of it is left.
+PARTITIONED = dict(num_epochs=120, total_series_length=200_000, truncated_backprop_length=64, seed=41)
 GB = 10**9  # as docker images counts
 TF_LOADING = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called|I0000 \S+ +\d+ port\.cc:\d+\] oneDNN custom operations are on)")
 
@@ -195,6 +198,62 @@ def test_a_job_queued_across_a_redis_restart_still_runs(compose_stack: ComposeSt
     compose_stack.wait_healthy(timeout=180)
 
 
+def test_a_worker_cut_off_from_the_network_mid_job_is_taken_over_and_writes_nothing_more(compose_stack: ComposeStack):
+    """Three worker containers share a sweep of three groups; one is disconnected from the compose network in the
+    middle of its group for longer than its lease, then reconnected: another container takes its trials over, the
+    reconnected one writes nothing more, every trial succeeds once with each step once, one version registered."""
+    compose_stack.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "worker=3", "worker", timeout=300)
+    compose_stack.wait_healthy(("worker",), timeout=300)
+    workers = compose_stack.containers()["worker"]
+    assert len(workers) == 3, workers
+    # Three shapes: three groups, one per worker container.
+    body = {"params": {k: v for k, v in PARTITIONED.items() if k != "seed"}, "grid": {"state_size": [4, 5, 6]}}
+    resp = requests.post(f"{compose_stack.api}/sweeps", json=body, headers=compose_stack.bearer(), timeout=60)
+    assert resp.status_code == 202, resp.text
+    sweep = resp.json()
+    victim_id = sweep["trials"][0]["job_id"]
+    deadline = time.monotonic() + 300
+    while True:
+        victim = compose_stack.job(victim_id)
+        if victim["status"] != "running" and victim["status"] != "queued" or time.monotonic() > deadline:
+            break
+        if victim["status"] == "running" and victim["progress"]["fraction"] >= 0.3:
+            break
+        time.sleep(0.1)
+    assert victim["status"] == "running" and victim["progress"]["fraction"] < 0.8, victim
+    hosts = {container_hostname(c): c for c in workers}
+    cut = hosts[victim["worker"]["host"]]
+    network = f"{compose_stack.project}_default"
+    subprocess.run(["docker", "network", "disconnect", network, cut], check=True, capture_output=True)
+    cut_at = time.time()
+    try:
+        taken = wait_until(lambda: (j := compose_stack.job(victim_id))["resumed"] and j, 180, "another container taking the trial over")
+    finally:
+        subprocess.run(["docker", "network", "connect", network, cut], check=True, capture_output=True)
+    reconnected_at = time.time()
+    done = wait_until(lambda: (s := compose_stack.sweep(sweep["id"]))["status"] in FINISHED and s, 300, "the sweep ending")
+    stopped = [line for line in container_logs(cut).splitlines() if "writes nothing more" in line and sweep["id"] in line]
+    compose_stack.figures["partition"] = {
+        "fraction_at_cut": round(victim["progress"]["fraction"], 3),
+        "taken_over_after_cut_s": round(iso_seconds(taken["resumed"][0]["at"]) - cut_at, 1),
+        "cut_s": round(reconnected_at - cut_at, 1),
+        "cut_worker_stopped_after_cut_s": round(iso_seconds(json.loads(stopped[0])["time"]) - cut_at, 1) if stopped else None,
+    }
+    assert done["status"] == "succeeded", done
+    assert stopped, f"the cut-off worker never said it writes nothing more:\n{container_logs(cut)[-3000:]}"
+    record = compose_stack.job(victim_id)
+    assert record["status"] == "succeeded" and record["attempts"] == 2 and len(record["resumed"]) == 1, record
+    assert record["worker"]["host"] != victim["worker"]["host"], "finished by another container"
+    assert record["mlflow"]["run_id"] == victim["mlflow"]["run_id"], "in the same MLflow run"
+    steps = record["progress"]["steps"]
+    history = compose_stack.loss_history(record["mlflow"]["run_id"])
+    assert_each_bucket_once(history, steps)
+    versions = compose_stack.mlflow_get("/api/2.0/mlflow/model-versions/search",
+                                        filter=f"name = '{done['best']['model']['name']}'").get("model_versions", [])
+    trial_runs = {compose_stack.job(t["job_id"])["mlflow"]["run_id"] for t in done["trials"]}
+    assert [v["version"] for v in versions if v["run_id"] in trial_runs] == [done["best"]["model"]["version"]]
+
+
 # --- helpers -----------------------------------------------------------------------------------------
 
 def assert_each_bucket_once(history: list[tuple[int, float]], steps: int) -> None:
@@ -240,3 +299,26 @@ def wait_answer(call, timeout: float = 30):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def container_hostname(container: str) -> str:
+    out = subprocess.run(["docker", "inspect", "-f", "{{.Config.Hostname}}", container], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def container_logs(container: str) -> str:
+    out = subprocess.run(["docker", "logs", container], capture_output=True, text=True, check=True)
+    return out.stdout + out.stderr
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except (requests.ConnectionError, requests.Timeout):
+            found = None
+        if found:
+            return found
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")

@@ -33,5 +33,5 @@ def test_logs_are_json_lines_with_the_job_id(stack, trained_job):
     about_job = [r for r in records if trained_job["id"] in r["message"]]
     assert about_job and all(r["job_id"] == trained_job["id"] for r in about_job)
     assert any(r["logger"] == "service.requests" and r.get("job_id") == trained_job["id"] for r in records)
-    assert any(r["logger"] == "worker.job_runner" and r.get("job_id") == trained_job["id"] for r in records) or any(
+    assert any(r["logger"].startswith("worker.attempt.") and r.get("job_id") == trained_job["id"] for r in records) or any(
         r["logger"].startswith("celery") and r.get("job_id") == trained_job["id"] for r in records)
