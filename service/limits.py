@@ -38,8 +38,14 @@ def limit_of(endpoint: Endpoint | None, settings: Settings) -> str | None:
     return {"jobs": settings.rate_limit_jobs, "predict": settings.rate_limit_predict}[endpoint.rate_limit] or None
 
 
-def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter:
-    """Rate-limit the app's declared endpoints (its views are registered by now); counts in store's Redis."""
+def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | None:
+    """Rate-limit the app's declared endpoints (its views are registered by now); counts in store's Redis.
+
+    With every limit off there is no limiter at all: its per-request bookkeeping costs more than a prediction.
+    """
+    limited = {name: limit for name, e in endpoints.declared(app).items() if (limit := limit_of(e, settings))}
+    if not limited:
+        return None
 
     # Flask-Limiter writes its Retry-After on every answer of a limited endpoint (and over the one a
     # 409 or 503 already has); it is renamed here and dropped, and 429s get theirs from _too_many.
@@ -60,7 +66,6 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter:
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
-    limited = {name: limit for name, e in endpoints.declared(app).items() if (limit := limit_of(e, settings))}
 
     @limiter.request_filter
     def _unlimited() -> bool:

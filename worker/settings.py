@@ -4,6 +4,8 @@ from pydantic import Field, model_validator
 
 from contract.settings import CommonSettings
 
+LOST_AFTER = 0.8  # of the lease's TTL without a renewal, an attempt counts its leases lost
+
 
 class WorkerSettings(CommonSettings):
     """What a worker process needs to reach the queue and MLflow, and the bounds of its jobs."""
@@ -29,12 +31,23 @@ class WorkerSettings(CommonSettings):
     champion_min_accuracy: float = Field(
         0.99, ge=0, le=1, description="Held-out echo accuracy a version needs to become champion (and no lower than the champion's).")
     lease_ttl_s: float = Field(
-        30.0, ge=3, le=30, description="A running job's lease lapses this long after its worker stops renewing it (s).")
+        30.0, ge=5, le=30, description="A running job's lease lapses this long after its worker stops renewing it (s).")
     watchdog_interval_s: float = Field(
         10.0, gt=0, le=30, description="How often a worker looks for jobs whose lease lapsed, to take them over (s).")
     reconcile_after_s: float = Field(
         300.0, ge=1, description="A queued job or group this old that no lease holds is sent to the queue again (its "
                                  "message may be lost); a sweep whose trials all ended is finished again this often (s).")
+
+    def mlflow_client_environment(self) -> dict[str, str]:
+        """MLflow's HTTP settings, bounded by the lease: a request an attempt sends while it holds its leases lands
+        (or is abandoned) before they can lapse and another attempt take its run over.
+
+        An attempt sends only within 0.8 of the TTL of its last renewal, so a request may take at most the
+        remaining 0.2; MLflow's own retries (which no lease check guards) are off: the attempt's Outage retries.
+        """
+        bound = max(1, int(self.lease_ttl_s * (1 - LOST_AFTER) + 1e-6))
+        return {**super().mlflow_client_environment(), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": str(min(self.mlflow_http_request_timeout, bound))}
 
     @model_validator(mode="after")
     def _redelivery_after_the_longest_job(self) -> "WorkerSettings":

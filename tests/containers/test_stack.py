@@ -39,8 +39,10 @@ def test_every_service_is_healthy_within_its_start_period(compose_stack: Compose
 
 def test_images_are_small_enough(compose_stack: ComposeStack):
     sizes = compose_stack.figures["image_bytes"]
-    assert sizes["api"] <= 1.8 * GB, f"api image {sizes['api'] / GB:.2f} GB"
-    assert sizes["worker"] <= 1.8 * GB, f"CPU worker image {sizes['worker'] / GB:.2f} GB"
+    # The API serves ONNX graphs: no TensorFlow, pandas or matplotlib (on the 371 MB stand-in base).
+    assert sizes["api"] <= 0.7 * GB, f"api image {sizes['api'] / GB:.2f} GB"
+    # The worker carries TensorFlow for the CPU and onnx (27 MB) to write each model's graph.
+    assert sizes["worker"] <= 1.85 * GB, f"CPU worker image {sizes['worker'] / GB:.2f} GB"
     assert sizes["mlflow"] <= 1.26 * GB, f"mlflow image {sizes['mlflow'] / GB:.2f} GB"
 
 

@@ -17,6 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from contract.fence import Fence, LeaseLost
+from worker.settings import LOST_AFTER
 
 log = logging.getLogger(__name__)
 # Renew only while every lease is still ours: 1, or 0 when one is not (nothing renewed then).
@@ -26,7 +27,6 @@ for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
 """
 _RELEASE = "for i = 1, #KEYS do if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end end return 1"
-LOST_AFTER = 0.8  # of the TTL without a renewal
 
 
 def token(attempt: int) -> str:
