@@ -6,6 +6,7 @@ from flask import Flask
 from mlflow.tracking import MlflowClient
 
 from service import auth, jsonio, limits, metrics, problems
+from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
 from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
@@ -47,4 +48,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
     auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
     limits.install(app, settings, app.extensions["echo"].redis)  # reads the declarations of the views above
+    app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["echo"])  # GET /predict's common case, before Flask
     return app

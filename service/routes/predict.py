@@ -1,5 +1,8 @@
 """Echo predictions from a saved model."""
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 from flask import Blueprint, Response, jsonify
 
@@ -9,6 +12,9 @@ from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
 from service.schemas import MAX_QUERY_BITS, PredictBody, PredictMany, PredictOne, PredictQuery
+
+if TYPE_CHECKING:
+    from service.app import Services
 
 bp = Blueprint("predict", __name__)
 
@@ -22,12 +28,15 @@ def _too_large(sequences: list[str]) -> None:
         raise Problem(413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}")
 
 
-def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
-    """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each."""
-    info, model = services().models.get(ref, can_see=auth.can_see)
-    groups = _by_bucket([len(s) for s in sequences])
+def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool]) -> tuple[dict, list[dict]]:
+    """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each.
+
+    can_see(owner) says whose jobs' models the caller may name. No Flask globals: service.fast_predict calls it too.
+    """
+    info, model = s.models.get(ref, can_see=can_see)
+    groups = _by_bucket([len(seq) for seq in sequences])
     cost = sum(bucket(len(rows), MIN_ROWS) * length for length, rows in groups.items()) * model.state_size
-    budget = services().settings.predict_budget
+    budget = s.settings.predict_budget
     if cost > budget:
         raise Problem(413, "Content Too Large", f"the request asks for {cost:,} cells × state size of work, over the "
                       f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request")
@@ -42,8 +51,10 @@ def echo(sequences: list[str], ref: str | None) -> tuple[dict, list[dict]]:
 def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
     """Row indices grouped by their length's power-of-two bucket: one padded rectangle per group, not one for all."""
     groups: dict[int, list[int]] = {}
+    buckets: dict[int, int] = {}  # a batch has a few distinct lengths, each bucketed once
     for row, n in enumerate(lengths):
-        groups.setdefault(bucket(n, MIN_LENGTH), []).append(row)
+        b = buckets.get(n) or buckets.setdefault(n, bucket(n, MIN_LENGTH))
+        groups.setdefault(b, []).append(row)
     return groups
 
 
@@ -77,7 +88,7 @@ def predict_one() -> Response:
         raise Problem(413, "Content Too Large", f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; "
                       "send longer sequences with POST /predict")
     query = parse(PredictQuery, args, "query")
-    model, results = echo([query.sequence], query.model)
+    model, results = echo(services(), [query.sequence], query.model, auth.can_see)
     return jsonify(model=model, **results[0])
 
 
@@ -89,5 +100,5 @@ def predict_many() -> Response:
     if isinstance(data, dict) and isinstance(data.get("sequences"), list):
         _too_large([s if isinstance(s, str) else "" for s in data["sequences"]] or [""])
     body = parse(PredictBody, data, "body")
-    model, results = echo(body.sequences, body.model)
+    model, results = echo(services(), body.sequences, body.model, auth.can_see)
     return jsonify(model=model, results=results)

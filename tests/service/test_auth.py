@@ -183,7 +183,7 @@ def test_the_document_shows_who_needs_a_token(settings):
     secured = {(p, m) for p, ops in spec["paths"].items() for m, op in ops.items() if op.get("security")}
     assert secured == {("/jobs", "post"), ("/jobs", "get"), ("/jobs/{job_id}", "get"), ("/jobs/{job_id}", "delete"),
                        ("/sweeps", "post"), ("/sweeps", "get"), ("/sweeps/{sweep_id}", "get"),
-                       ("/sweeps/{sweep_id}", "delete")}
+                       ("/sweeps/{sweep_id}", "delete"), ("/models/backfill", "post")}
     for path, method in secured:
         op = spec["paths"][path][method]
         assert op["security"] == [{"bearerAuth": []}]
@@ -194,3 +194,13 @@ def test_the_document_shows_who_needs_a_token(settings):
     assert {"/predict", "/models"} <= {p for p, ops in spec["paths"].items() for op in ops.values() if op.get("security")}
     open_spec = create_app(settings).test_client().get("/openapi.json").get_json()
     assert not [op for ops in open_spec["paths"].values() for op in ops.values() if op.get("security")]
+
+
+def test_only_an_admin_token_backfills_the_models(settings):
+    admin = secrets.token_urlsafe(32)
+    app = create_app(derive(settings, api_tokens=[TOKEN], api_admin_tokens=[admin])).test_client()
+    problem(app.post("/models/backfill"), 401)
+    refused = problem(app.post("/models/backfill", headers={"Authorization": f"Bearer {TOKEN}"}), 403)
+    assert "admin token" in refused["detail"]
+    queued = app.post("/models/backfill", headers={"Authorization": f"Bearer {admin}"})
+    assert queued.status_code == 202 and queued.get_json()["task_id"].startswith("backfill-"), queued.get_data(as_text=True)

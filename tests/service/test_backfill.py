@@ -2,6 +2,7 @@
 
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -20,13 +21,14 @@ def test_an_older_version_is_refused_until_the_backfill_adds_its_graph(stack, tr
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path / "model"),
                                                      tracking_uri=stack.mlflow))
     (local / provenance.SERVING_FILE).unlink()  # as workers saved models before they wrote the graph
-    # A run of its own: the trained job's run keeps naming the trained job's version (other tests ask for it by run).
-    run_id = client.create_run(trained_job["mlflow"]["experiment_id"], tags={"job_id": trained_job["id"]}).info.run_id
+    # A run and a job id of its own: the trained job keeps naming only its version (other tests ask for it).
+    job_id = f"older-{uuid.uuid4()}"
+    run_id = client.create_run(trained_job["mlflow"]["experiment_id"], tags={"job_id": job_id}).info.run_id
     client.log_artifacts(run_id, str(local), "older-model")
     older = client.create_model_version("echo-rnn", f"{client.get_run(run_id).info.artifact_uri}/older-model",
-                                        run_id=run_id, tags={"job_id": trained_job["id"]}).version
+                                        run_id=run_id, tags={"job_id": job_id}).version
     redis = Redis.from_url(stack.env["REDIS_URL"])
-    provenance.record(redis, "echo-rnn", provenance.Provenance("echo-rnn", older, trained_job["id"], run_id,
+    provenance.record(redis, "echo-rnn", provenance.Provenance("echo-rnn", older, job_id, run_id,
                                                                provenance.digest(local)))
 
     def ask(version: str) -> requests.Response:
