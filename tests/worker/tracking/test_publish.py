@@ -36,7 +36,8 @@ def test_a_version_is_recorded_with_the_written_files_digest_before_the_gate(cli
     model = publish(registry, made, record, resumed=False)
     [(version, prov)] = recorded
     assert version == {k: model[k] for k in ("uri", "name", "version")} and model["promoted"] is True
-    assert prov == Provenance(registry.name, model["version"], made.job_id, run_id, made.logged["digest"])
+    assert prov == Provenance(registry.name, model["version"], made.job_id, run_id, made.logged["digest"],
+                              made.logged["serving_digest"])
     assert prov.digest == files_digest(client, registry.name, model["version"])
 
 
