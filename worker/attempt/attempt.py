@@ -191,11 +191,13 @@ class Attempt:
             self.write(step, "recording the evaluation")
         from worker.attempt import publishing
 
-        fields = publishing.publish_job(self, results[0]) if self.unit.is_job and saving[0] else \
-            publishing.publish_group(self, results, saving) if not self.unit.is_job else [{}]
+        if self.unit.is_job:
+            fields = publishing.publish_job(self, results[0]) if saving[0] else [{}]
+        else:
+            fields = publishing.publish_group(self, results, saving)
         statuses = ["succeeded" if kept else "cancelled" for kept in saving]
-        return ("succeeded" if all(saving) else "cancelled" if not any(saving) else "finished"), \
-            self.end(statuses, fields)
+        outcome = "succeeded" if all(saving) else "cancelled" if not any(saving) else "finished"
+        return outcome, self.end(statuses, fields)
 
     def end(self, statuses: list[str], fields: list[dict[str, Any]]) -> bool:
         """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
