@@ -63,4 +63,6 @@ class FastPredict:
             model, results = echo(self.services, [parsed.sequence], parsed.model, self.can_see)
         except (ValidationError, Problem):
             return None
+        except Exception:  # noqa: BLE001 (Flask's route meets it again and answers with its problem document)
+            return None
         return orjson.dumps({"model": model, **results[0]}, option=OPTIONS)
