@@ -92,7 +92,8 @@ end
 local function move(key, id, new, fields)
   local raw = redis.call('HGET', key, 'status')
   if raw ~= '"running"' then return 0 end
-  hset(key, fields)
+  -- Leaving running: its phase (saving included) ends with it.
+  for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
   redis.call('HSET', key, 'status', cjson.encode(new))
   local seq = tonumber(redis.call('HGET', key, 'seq') or '0')
   redis.call('ZREM', prefix .. ':status:running', id)

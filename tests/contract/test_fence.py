@@ -58,6 +58,8 @@ def test_the_phase_never_goes_back_once_saving(store):
     job = store.get(job_id)
     assert job.phase == "saving" and job.metrics.loss == 0.5
     assert not store.request_cancel(job_id), "a DELETE now is a 409"
+    store.fenced.run(Step(fence).move(store.key(job_id), job_id, "succeeded", encode({"phase": None})), release=True)
+    assert store.get(job_id).phase is None, "a finished job has no phase"
 
 
 def test_saving_is_refused_once_a_cancel_was_asked_for(store):
