@@ -15,6 +15,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from contract import clock, job_scripts
+from contract.fence import Fence, Step
 from contract.clock import now
 from contract.job import FINISHED, TrialOf, sources
 from contract.job_store import JobStore, QuotaExceeded, encode
@@ -23,22 +24,12 @@ from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
 
 
-# One step: a group is added to the finished set and the count goes down together, or neither.
-GROUP_FINISHED = """
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-if redis.call('HINCRBY', KEYS[1], 'groups_left', -1) == 0 then return 1 end
-return 0
-"""
-
-
 class SweepStore:
     """The sweeps under the job store's key prefix."""
 
     def __init__(self, jobs: JobStore):
         self.jobs, self.redis, self.prefix = jobs, jobs.redis, jobs.prefix
         self._set_if = self.redis.register_script(job_scripts.SET_IF)
-        self._group_finished = self.redis.register_script(GROUP_FINISHED)
 
     def key(self, sweep_id: str) -> str:
         """The Redis key of the sweep's record."""
@@ -154,9 +145,12 @@ class SweepStore:
         self.update(sweep_id, cancel_requested=True)
 
     def group_finished(self, sweep_id: str, group: int) -> bool:
-        """Count a group as finished, once however often it is reported; True for the one that finished the sweep."""
-        return self._group_finished(keys=[self.key(sweep_id), self.done_key(sweep_id)],
-                                    args=[group, self.jobs.retention_s + 86400]) == 1
+        """Count a group as finished, once however often it is reported; True for the one that finished the sweep.
+
+        The same step an attempt's fenced end takes, without leases: a group whose trials all ended before it ran.
+        """
+        step = Step(Fence("", ())).group_done(self.key(sweep_id), self.done_key(sweep_id), group)
+        return self.jobs.fenced.run(step) == [1]
 
     def prune(self, batch: int = 500) -> int:
         """Forget finished sweeps past the jobs' retention (their trials go with the jobs); returns how many."""

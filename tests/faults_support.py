@@ -5,14 +5,19 @@ Each runs the docker/bin script the Procfile names for its role, in a process gr
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from mlflow.tracking import MlflowClient
 
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, RedisServer, free_port, wait_for
 
 # Settings a test process must not inherit from the environment pytest runs in.
 _INHERITED = ("REDIS_URL", "MLFLOW_", "API_", "WORKER_", "FLOWER_", "PROMETHEUS_MULTIPROC_DIR", "ECHO_RNN_")
@@ -178,3 +183,60 @@ class Api(Process):
             assert self.running, f"api exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
         wait_for(ready, 120, f"API on port {self.port}", interval=0.5)
+
+
+@dataclass
+class Service:
+    """A service of a fault test's own: Redis (append-only file), MLflow and the API; worker nodes started per test."""
+
+    directory: Path
+    redis: RedisServer
+    mlflow: MlflowServer
+    api: Api
+    workers: list[Worker] = field(default_factory=list)
+    twins: dict[str, dict] = field(default_factory=dict)  # uninterrupted runs' loss histories, by parameters
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.mlflow.url)
+
+    def worker(self, name: str, **settings: str) -> Worker:
+        """A worker node of the test's own, started and ready."""
+        node = Worker(self.directory, self.redis.url, self.mlflow.url, name, **settings).start()
+        self.workers.append(node)
+        return node
+
+    def stop_workers(self) -> None:
+        """SIGKILL every node (a node left paused by a failed test is woken to take it)."""
+        for node in self.workers:
+            if node.process is not None and node.process.poll() is None:
+                try:
+                    os.killpg(node.process.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            node.kill()
+        self.workers.clear()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers))
+
+
+@contextmanager
+def running_service(directory: Path, artifacts: Path) -> Iterator[Service]:
+    """The service started in directory; on leaving, everything stopped and its logs copied to artifacts."""
+    redis = RedisServer(directory / "redis", appendonly=True)
+    mlflow = MlflowServer(directory / "mlflow")
+    api = Api(directory, redis.url, mlflow.url, RATE_LIMIT_JOBS="", RATE_LIMIT_PREDICT="")
+    service = Service(directory, redis, mlflow, api)
+    try:
+        for part in (redis, mlflow, api):
+            part.start()
+        yield service
+    finally:
+        service.stop_workers()
+        for process in (api, mlflow):
+            process.kill()
+        redis.stop()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for log in directory.glob("*.log"):
+            shutil.copy(log, artifacts / log.name)

@@ -5,20 +5,16 @@ a process group of its own, so a node can be SIGKILLed whole (main process and p
 as an OOM-killed container or a lost VM) while the others run on.
 """
 
-import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests
 from celery import Celery
-from mlflow.tracking import MlflowClient
 from redis import Redis
 
 from contract import clock, tasks
-from tests.faults_support import Api, MlflowServer, Worker
+from tests.faults_support import Service, Worker, running_service
 from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, submit_sweep, wait_for, wait_status, wait_sweep
 
 ARTIFACTS = ROOT / "test-artifacts" / "node-loss"
@@ -28,52 +24,10 @@ RESUMABLE = dict(num_epochs=60, total_series_length=200_000, truncated_backprop_
 QUICK = dict(num_epochs=3, total_series_length=20_000, seed=2)
 
 
-@dataclass
-class Service:
-    directory: Path
-    redis: RedisServer
-    mlflow: MlflowServer
-    api: Api
-    workers: list[Worker] = field(default_factory=list)
-
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.mlflow.url)
-
-    def worker(self, name: str, **settings: str) -> Worker:
-        """A worker node of the test's own, started and ready."""
-        node = Worker(self.directory, self.redis.url, self.mlflow.url, name, **settings).start()
-        self.workers.append(node)
-        return node
-
-    def stop_workers(self) -> None:
-        for node in self.workers:
-            node.kill()
-        self.workers.clear()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers))
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[Service]:
-    directory = tmp_path_factory.mktemp("node-loss")
-    redis = RedisServer(directory / "redis", appendonly=True)
-    mlflow = MlflowServer(directory / "mlflow")
-    api = Api(directory, redis.url, mlflow.url, RATE_LIMIT_JOBS="", RATE_LIMIT_PREDICT="")
-    running = Service(directory, redis, mlflow, api)
-    try:
-        for part in (redis, mlflow, api):
-            part.start()
+    with running_service(tmp_path_factory.mktemp("node-loss"), ARTIFACTS) as running:
         yield running
-    finally:
-        running.stop_workers()
-        for process in (api, mlflow):
-            process.kill()
-        redis.stop()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for log in directory.glob("*.log"):
-            shutil.copy(log, ARTIFACTS / log.name)
 
 
 @pytest.fixture

@@ -20,26 +20,23 @@ takeovers take seconds. Logs go to test-artifacts/partition/, figures to its fig
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import requests
 from celery import Celery
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from redis import Redis
 
 from contract import clock, tasks
 from contract.job import STATUSES
 from contract.job_store import JobStore
 from contract.params import TrainingParams
-from tests.faults_support import Api, MlflowServer, Worker
+from tests.faults_support import Service, Worker, running_service
 from tests.support import (
     ROOT, RedisServer, loss_history_artifact, loss_steps, submit, submit_sweep, wait_for, wait_status, wait_sweep,
 )
@@ -65,58 +62,10 @@ EARLY = dict(num_epochs=40, total_series_length=20_000, init="glorot", target_lo
 SWEEP_BASE = {"num_epochs": 3, "total_series_length": 6000, "init": "glorot"}  # 80 steps an epoch
 
 
-@dataclass
-class Service:
-    directory: Path
-    redis: RedisServer
-    mlflow: MlflowServer
-    api: Api
-    workers: list[Worker] = field(default_factory=list)
-    twins: dict[str, dict] = field(default_factory=dict)  # uninterrupted runs' loss histories, by parameters
-
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.mlflow.url)
-
-    def worker(self, name: str, **settings: str) -> Worker:
-        """A worker node of the test's own, started and ready."""
-        node = Worker(self.directory, self.redis.url, self.mlflow.url, name, **settings).start()
-        self.workers.append(node)
-        return node
-
-    def stop_workers(self) -> None:
-        for node in self.workers:
-            if node.process is not None and node.process.poll() is None:
-                try:  # a node left paused by a failed test: let it take its SIGKILL like any other
-                    os.killpg(node.process.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            node.kill()
-        self.workers.clear()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers))
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[Service]:
-    directory = tmp_path_factory.mktemp("partition")
-    redis = RedisServer(directory / "redis", appendonly=True)
-    mlflow = MlflowServer(directory / "mlflow")
-    api = Api(directory, redis.url, mlflow.url, RATE_LIMIT_JOBS="", RATE_LIMIT_PREDICT="")
-    running = Service(directory, redis, mlflow, api)
-    try:
-        for part in (redis, mlflow, api):
-            part.start()
+    with running_service(tmp_path_factory.mktemp("partition"), ARTIFACTS) as running:
         yield running
-    finally:
-        running.stop_workers()
-        for process in (api, mlflow):
-            process.kill()
-        redis.stop()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for log in directory.glob("*.log"):
-            shutil.copy(log, ARTIFACTS / log.name)
 
 
 @pytest.fixture
