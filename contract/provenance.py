@@ -18,6 +18,10 @@ SAVED_MODEL_DIR = "tf2model"
 SERVING_FILE = "echo_rnn.onnx"
 SERVING_INPUT, SERVING_OUTPUT = "sequences", "p_one"
 SERVING_META_ECHO_STEP, SERVING_META_STATE_SIZE = "echo_step", "state_size"  # the graph's metadata
+# The graph's weights as outputs too ("weight_W", ...): the API reads them from the checked graph for
+# its NumPy forward pass of large batches. Graphs written before them lack these outputs.
+SERVING_WEIGHTS = ("W", "b", "W2", "b2")
+SERVING_WEIGHT_OUTPUT = "weight_{}"
 SERVING_MAX_BYTES = 1 << 20  # the largest ONNX file the API reads (the largest state, 256 units: about 270 KB)
 
 

@@ -1,7 +1,8 @@
 """A saved model in memory: its ONNX graph in ONNX Runtime, one thread per API process, batched.
 
 The API never imports TensorFlow: the network's few hundred flops per bit run in ONNX Runtime's
-C++ RNN operator, with no compilation for any shape, from the graph's bytes (no file, no pickle).
+C++ RNN operator, with no compilation for any shape, from the graph's bytes (no file, no pickle);
+batches of NUMPY_FROM_ROWS rows or more run in NumPy, from the weights the same graph gives back.
 """
 
 import numpy as np
@@ -9,6 +10,10 @@ import onnxruntime as ort
 
 from contract import provenance
 from service.batching import Batcher
+from service.numpy_forward import NumpyForward, weights_of
+
+# Where NumPy's step per bit for the whole batch overtakes ONNX Runtime's cell by cell (docs/benchmarks.md).
+NUMPY_FROM_ROWS = 48
 
 
 class LoadedModel:
@@ -26,8 +31,12 @@ class LoadedModel:
         # Work per cell grows with the state: what a request's cost counts.
         self.state_size = int(meta[provenance.SERVING_META_STATE_SIZE])
         self._outputs = [provenance.SERVING_OUTPUT]
+        weights = weights_of(self.session, [output.name for output in self.session.get_outputs()])
+        self._numpy = NumpyForward(weights) if weights is not None else None
         self.predict = Batcher(self._forward, max_batch_rows, pad=False)
         self.predict(np.zeros((1, 1), np.int32))  # the first run allocates its buffers: not on a request's path
 
     def _forward(self, bits: np.ndarray) -> np.ndarray:
+        if self._numpy is not None and bits.shape[0] >= NUMPY_FROM_ROWS:
+            return self._numpy(bits)
         return self.session.run(self._outputs, {provenance.SERVING_INPUT: bits})[0]

@@ -6,6 +6,7 @@ import pytest
 
 from contract import provenance
 from contract.params import TrainingParams
+from service import numpy_forward
 from worker.engine import export, onnx_graph
 from worker.engine.model import initial_weights
 
@@ -55,3 +56,24 @@ def test_the_graph_names_its_echo_step_and_state_size_and_stays_small(weights):
     assert meta == {provenance.SERVING_META_ECHO_STEP: "3", provenance.SERVING_META_STATE_SIZE: "4"}
     biggest = initial_weights(np.random.default_rng(0), TrainingParams(state_size=256, num_classes=16))
     assert len(onnx_graph.build(biggest, 3)) < provenance.SERVING_MAX_BYTES
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (48, 1), (64, 33), (1000, 100), (2, 20_000)])
+def test_the_apis_numpy_pass_gives_the_saved_models_probabilities(weights, shape):
+    drawn, params = weights
+    model = session(onnx_graph.build(drawn, params.echo_step))
+    given = numpy_forward.weights_of(model, [o.name for o in model.get_outputs()])
+    bits = np.random.default_rng(shape[0]).integers(0, 2, shape, dtype=np.int32)
+    served = numpy_forward.NumpyForward(given)(bits)
+    expected = export.build(drawn, params.echo_step)(bits).numpy()
+    assert served.shape == shape and served.dtype == np.float32
+    np.testing.assert_allclose(served, expected, atol=1e-5, rtol=0)
+
+
+def test_the_numpy_pass_reads_any_number_of_classes():
+    drawn = initial_weights(np.random.default_rng(2), TrainingParams(state_size=8, num_classes=5))
+    model = session(onnx_graph.build(drawn, 2))
+    given = numpy_forward.weights_of(model, [o.name for o in model.get_outputs()])
+    bits = np.random.default_rng(4).integers(0, 2, (70, 50), dtype=np.int32)
+    expected = model.run([provenance.SERVING_OUTPUT], {provenance.SERVING_INPUT: bits})[0]
+    np.testing.assert_allclose(numpy_forward.NumpyForward(given)(bits), expected, atol=1e-5, rtol=0)
