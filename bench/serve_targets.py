@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,22 +48,59 @@ def mixed_request(api: str, model: str) -> list[float]:
     return walls
 
 
-def first_loads(stack: Stack, version: str, count: int) -> list[float]:
-    """Milliseconds of the first request for versions no API process holds (copies of version's files)."""
+def copies(stack: Stack, version: str, count: int) -> list[str]:
+    """Versions registered from version's files, each served (its record copied): versions no API process holds."""
     client = MlflowClient(tracking_uri=stack.mlflow)
     source = client.get_model_version("echo-rnn", version)
     store = redis.Redis.from_url(stack.env["REDIS_URL"])
-    walls = []
+    made = []
     for _ in range(count):
         copy = client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
                                            model_id=source.source.rsplit("/", 1)[-1]).version
         provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", version), copy)
+        made.append(copy)
+    return made
+
+
+def first_loads(stack: Stack, version: str, count: int) -> list[float]:
+    """Milliseconds of the first request for versions no API process holds (copies of version's files)."""
+    walls = []
+    for copy in copies(stack, version, count):
         t0 = time.perf_counter()
         resp = requests.get(f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"},
                             timeout=60)
         walls.append(1000 * (time.perf_counter() - t0))
         assert resp.status_code == 200, resp.text
     return walls
+
+
+def champion_while_cycling(stack: Stack, version: str, seconds: float = 15) -> tuple[list[float], dict[int, int]]:
+    """Milliseconds of champion predictions while another client names nine versions in turn, and that client's answers."""
+    MlflowClient(tracking_uri=stack.mlflow).set_registered_model_alias("echo-rnn", "champion", version)
+    cold = copies(stack, version, 9)
+    answers: dict[int, int] = {}
+    stop = threading.Event()
+
+    def cycle() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                for copy in cold:
+                    status = session.get(f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"},
+                                         headers={"Connection": "close"}, timeout=60).status_code
+                    answers[status] = answers.get(status, 0) + 1
+
+    cycler = threading.Thread(target=cycle)
+    cycler.start()
+    walls = []
+    with requests.Session() as session:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            assert session.get(f"{stack.api}/predict", params={"sequence": "0110" * 25}, timeout=60).status_code == 200
+            walls.append(1000 * (time.perf_counter() - t0))
+    stop.set()
+    cycler.join()
+    return walls, answers
 
 
 def api_memory_mib(stack: Stack) -> list[float]:
@@ -110,6 +148,9 @@ def main() -> int:
             print(f"mixed POST /predict (100,000 bits + 999 × 1 bit), warm: {', '.join(f'{w:.3f}' for w in mixed_request(stack.api, model))} s")
             loads = first_loads(stack, done["model"]["version"], 5)
             print(f"first request for a version not loaded: median {np.median(loads):.0f} ms ({', '.join(f'{w:.0f}' for w in loads)})")
+            walls, answers = champion_while_cycling(stack, done["model"]["version"])
+            print(f"champion while another client cycles nine versions: p50 {np.percentile(walls, 50):.1f} ms, "
+                  f"p99 {np.percentile(walls, 99):.1f} ms over {len(walls)} requests; that client's answers {answers}")
             print(f"API processes' resident memory with the champion: {', '.join(f'{m:.0f}' for m in api_memory_mib(stack))} MiB")
             healthy, ready = api_start_s(stack)
             print(f"API start to /healthz: {healthy:.2f} s; to /readyz: {ready:.2f} s")

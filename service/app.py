@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from service import auth, jsonio, limits, metrics, problems
 from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
+from service.load_limit import LoadLimit
 from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
 from service.routes import docs, health, jobs, models, predict, sweeps
@@ -32,6 +33,7 @@ class Services:
         resolver = ModelResolver(self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s, settings.champion_alias)
         self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
                                  settings.serving_threads)
+        self.load_limit = LoadLimit(self.redis, settings.redis_url, settings.job_key_prefix, settings.model_loads_per_client)
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 

@@ -4,7 +4,7 @@ Flask's request and response objects, routing and hooks cost more than the predi
 GET /predict whose query is valid, that needs no token and no rate limit, and whose model this
 process can serve is answered here, by the route's own code (echo) and schema (PredictQuery), and
 timed in the same latency histogram. Anything else (another path, a token to check, a limit to
-count, a query or model that is refused) goes on to Flask, which answers it as documented: the
+count, a query or model that is refused, a version this process has not loaded) goes on to Flask, which answers it as documented: the
 endpoint stays declared once, beside its view, and in the OpenAPI document.
 """
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from service.jsonio import OPTIONS
 from service.metrics import LATENCY
 from service.problems import Problem
-from service.routes.predict import echo
+from service.routes.predict import NotLoaded, echo
 from service.schemas import MAX_QUERY_BITS, PredictQuery
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ class FastPredict:
             return None
         try:
             parsed = PredictQuery.model_validate(args)
-            model, results = echo(self.services, [parsed.sequence], parsed.model, self.can_see)
-        except (ValidationError, Problem):
+            model, results = echo(self.services, [parsed.sequence], parsed.model, self.can_see, None)
+        except (ValidationError, Problem, NotLoaded):  # a load counts against its client: Flask knows who that is
             return None
         except Exception:  # noqa: BLE001 (Flask's route meets it again and answers with its problem document)
             return None

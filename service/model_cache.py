@@ -34,13 +34,20 @@ class ModelCache:
         self._lock = threading.Lock()
         self.hits = self.loads = 0
 
-    def get(self, ref: str | None, can_see: Callable[[str | None], bool] = lambda _: True) -> tuple[ModelInfo, LoadedModel]:
-        """The model a reference names and its version; can_see(owner) says whose jobs' models the caller may use."""
+    def get(self, ref: str | None, can_see: Callable[[str | None], bool] = lambda _: True,
+            before_load: Callable[[ModelInfo], None] = lambda _: None) -> tuple[ModelInfo, LoadedModel]:
+        """The model a reference names and its version; can_see(owner) says whose jobs' models the caller may use.
+
+        before_load(info) runs only when this process must load the version first, and may refuse it (a Problem).
+        """
         info = self.resolver.resolve(ref, still_usable=self.is_loaded, can_see=can_see)
         key = (info.name, info.version)
         model = self._cached(key)
         if model is not None:
             return info, model
+        if key in self._refused:  # known unservable: refused at once, costing no load
+            raise self._refused[key]
+        before_load(info)
         with self._lock:
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:
@@ -53,14 +60,24 @@ class ModelCache:
                 self._loading.pop(key, None)
                 self.loads += 1
                 MODEL_LOADS.inc()
-                while len(self._loaded) > self.size:
-                    self._loaded.popitem(last=False)
+                self._evict()
         return info, model
+
+    def is_champion(self, info: ModelInfo) -> bool:
+        """Whether this version is the one the default reference (the champion) last named here."""
+        return self.resolver.champion() == info
 
     def is_loaded(self, info: ModelInfo) -> bool:
         """Whether this version is loaded here."""
         with self._lock:
             return (info.name, info.version) in self._loaded
+
+    def _evict(self) -> None:
+        """Down to size, least recently used first; never the champion, however many versions others name."""
+        champion = self.resolver.champion()
+        kept = (champion.name, champion.version) if champion is not None else None
+        for key in [k for k in self._loaded if k != kept][: max(0, len(self._loaded) - self.size)]:
+            del self._loaded[key]
 
     def _cached(self, key: Key) -> LoadedModel | None:
         with self._lock:

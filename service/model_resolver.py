@@ -61,6 +61,12 @@ class ModelResolver:
         self._remember(key, info, owner)
         return info
 
+    def champion(self) -> ModelInfo | None:
+        """The version the default reference last resolved to in this process, if it has (no MLflow call)."""
+        with self._lock:
+            cached = self._resolved.get("")
+        return cached[1] if cached else None
+
     def _remember(self, key: str, info: ModelInfo, owner: str | None) -> None:
         with self._lock:
             self._resolved.pop(key, None)

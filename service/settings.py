@@ -20,7 +20,10 @@ GENERATE = """python -c "import secrets; print(secrets.token_urlsafe(32))\""""
 class Settings(CommonSettings):
     """What the API process needs; tests build one directly."""
 
-    model_cache_size: int = Field(8, ge=1, description="Models kept loaded per API process.")
+    model_cache_size: int = Field(8, ge=1, description="Models kept loaded per API process (the champion is never evicted).")
+    model_loads_per_client: str = Field(
+        "20/minute", description="Loads of versions an API process does not hold yet that one client may cause, "
+                                 "counted across processes; past it a 429. Empty: no limit.")
     serving_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads per loaded model (one API process per core).")
     alias_ttl_s: float = Field(5.0, ge=0, description="How long a resolved alias (the champion too) is trusted (s).")
     prometheus_multiproc_dir: str | None = Field(None, description="Where every API process writes its metric samples (set by docker/bin/api).")
@@ -86,7 +89,7 @@ class Settings(CommonSettings):
                                  f"generate one with {GENERATE}")
         return tokens
 
-    @field_validator("rate_limit_jobs", "rate_limit_predict")
+    @field_validator("rate_limit_jobs", "rate_limit_predict", "model_loads_per_client")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         value = value.strip()

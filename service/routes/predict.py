@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from flask import Blueprint, Response, jsonify
 
-from service import auth
+from service import auth, limits
 from service.batching import MIN_LENGTH, MIN_ROWS, bucket
 from service.endpoints import Answer, Endpoint, route
+from service.model_versions import ModelInfo
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
 from service.schemas import MAX_QUERY_BITS, PredictBody, PredictMany, PredictOne, PredictQuery
@@ -28,24 +29,50 @@ def _too_large(sequences: list[str]) -> None:
         raise Problem(413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}")
 
 
-def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool]) -> tuple[dict, list[dict]]:
+def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool],
+         client: str | None) -> tuple[dict, list[dict]]:
     """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each.
 
-    can_see(owner) says whose jobs' models the caller may name. No Flask globals: service.fast_predict calls it too.
+    can_see(owner) says whose jobs' models the caller may name; a version this process must load first
+    counts against client's loads (None: this caller may not cause a load, service.fast_predict's case,
+    which calls this without Flask globals).
     """
-    info, model = s.models.get(ref, can_see=can_see)
     groups = _by_bucket([len(seq) for seq in sequences])
-    cost = sum(bucket(len(rows), MIN_ROWS) * length for length, rows in groups.items()) * model.state_size
-    budget = s.settings.predict_budget
-    if cost > budget:
-        raise Problem(413, "Content Too Large", f"the request asks for {cost:,} cells × state size of work, over the "
-                      f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request")
+    cells = sum(bucket(len(rows), MIN_ROWS) * length for length, rows in groups.items())
+
+    def before_load(info: ModelInfo) -> None:  # refused before a load costs anyone anything
+        _within_budget(s, cells * _trained_state_size(s, info))
+        if s.models.is_champion(info):  # everyone's model: loading it counts against no one
+            return
+        if client is None:
+            raise NotLoaded(info.uri)
+        s.load_limit.admit(client, info)
+
+    info, model = s.models.get(ref, can_see=can_see, before_load=before_load)
+    _within_budget(s, cells * model.state_size)
     results: list[dict | None] = [None] * len(sequences)
     for rows in groups.values():
         group = [sequences[r] for r in rows]
         for r, result in zip(rows, _run(model, group)):
             results[r] = result
     return info.as_dict(), results
+
+
+class NotLoaded(Exception):
+    """The version is not loaded in this process and the caller may not load it."""
+
+
+def _within_budget(s: "Services", cost: int) -> None:
+    budget = s.settings.predict_budget
+    if cost > budget:
+        raise Problem(413, "Content Too Large", f"the request asks for {cost:,} cells × state size of work, over the "
+                      f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request")
+
+
+def _trained_state_size(s: "Services", info: ModelInfo) -> int:
+    """The state size the version's job trained, from its record (1 once the record has expired): known before loading."""
+    job = s.jobs.get(info.job_id) if info.job_id else None
+    return int(job.params.get("state_size", 1)) if job is not None else 1
 
 
 def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
@@ -88,7 +115,7 @@ def predict_one() -> Response:
         raise Problem(413, "Content Too Large", f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; "
                       "send longer sequences with POST /predict")
     query = parse(PredictQuery, args, "query")
-    model, results = echo(services(), [query.sequence], query.model, auth.can_see)
+    model, results = echo(services(), [query.sequence], query.model, auth.can_see, limits.client_key())
     return jsonify(model=model, **results[0])
 
 
@@ -100,5 +127,5 @@ def predict_many() -> Response:
     if isinstance(data, dict) and isinstance(data.get("sequences"), list):
         _too_large([s if isinstance(s, str) else "" for s in data["sequences"]] or [""])
     body = parse(PredictBody, data, "body")
-    model, results = echo(services(), body.sequences, body.model, auth.can_see)
+    model, results = echo(services(), body.sequences, body.model, auth.can_see, limits.client_key())
     return jsonify(model=model, results=results)

@@ -1,5 +1,7 @@
 """Resolving model references through the real MLflow server, and the per-process cache."""
 
+import secrets
+
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -94,3 +96,47 @@ def test_the_served_graph_answers_as_mlflow_pyfunc_does(model_dir, rows, length)
     got = LoadedModel((Path(model_dir) / provenance.SERVING_FILE).read_bytes()).predict(bits)
     assert got.shape == want.shape == (rows, length)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def copies(stack, cache, trained_job, count: int) -> list[str]:
+    """Versions registered from the trained job's files, each served (their records copied): versions to load."""
+    client = MlflowClient(tracking_uri=stack.mlflow)
+    source = client.get_model_version("echo-rnn", trained_job["model"]["version"])
+    record = provenance.lookup(cache.redis, cache.prefix, "echo-rnn", source.version)
+    made = []
+    for _ in range(count):
+        copy = client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
+                                           model_id=source.source.rsplit("/", 1)[-1])
+        provenance.copy(cache.redis, cache.prefix, record, copy.version)
+        made.append(copy.version)
+    return made
+
+
+def test_versions_others_name_never_evict_the_champion(cache, stack, trained_job):
+    MlflowClient(tracking_uri=stack.mlflow).set_registered_model_alias("echo-rnn", "champion", trained_job["model"]["version"])
+    champion, _ = cache.get(None)
+    for version in copies(stack, cache, trained_job, 3):
+        cache.get(f"models:/echo-rnn/{version}")
+        assert cache.is_loaded(champion)
+    assert len(cache._loaded) == cache.size == 2
+
+
+def test_a_client_causes_a_bounded_number_of_loads(settings, stack, trained_job, redis_client):
+    app = create_app(settings.model_copy(update={"model_loads_per_client": "2/minute"}))
+    MlflowClient(tracking_uri=stack.mlflow).set_registered_model_alias("echo-rnn", "champion", trained_job["model"]["version"])
+    versions = copies(stack, app.extensions["echo"].models, trained_job, 3)
+    client = app.test_client()
+    one, another = ({"REMOTE_ADDR": f"10.{n}.{secrets.randbelow(256)}.{secrets.randbelow(256)}"} for n in (1, 2))
+    client.environ_base.update(one)  # a client of its own: counts of earlier runs cannot meet it
+    asked = [client.get("/predict", query_string={"sequence": "0110", "model": f"models:/echo-rnn/{v}"}) for v in versions]
+    assert [r.status_code for r in asked] == [200, 200, 429], [r.get_json() for r in asked]
+    refused = asked[2].get_json()
+    assert "MODEL_LOADS_PER_CLIENT" in refused["detail"] and int(asked[2].headers["Retry-After"]) >= 1, refused
+    # Versions this process holds, and the champion (loaded for anyone), still answer, and count nothing.
+    for version in versions[:2]:
+        assert client.get("/predict", query_string={"sequence": "01", "model": f"models:/echo-rnn/{version}"}).status_code == 200
+    assert client.get("/predict", query_string={"sequence": "0110"}).status_code == 200
+    # Another client has a budget of its own.
+    other = client.get("/predict", query_string={"sequence": "0110", "model": f"models:/echo-rnn/{versions[2]}"},
+                       environ_base=another)
+    assert other.status_code == 200, other.get_json()
