@@ -83,6 +83,7 @@ bench: install system-deps
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
+	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 bench-train: install
@@ -92,6 +93,7 @@ bench-sweep: install system-deps
 	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
 
 bench-serve: install system-deps
+	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 # docs/settings.md, from the settings classes' field descriptions (tests/test_docs.py checks it is current).

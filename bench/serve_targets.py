@@ -1,6 +1,6 @@
 """The serving targets beside the throughput: a large mixed request, an API's start, its memory, a first load.
 
-    .venv/bin/python bench/serve_targets.py          # about 2 minutes
+    .venv/bin/python bench/serve_targets.py          # about 2 minutes (make bench-serve runs it)
 
 Starts the stack as `make run` does (rate limits off), trains a small job, then measures on the
 running API: one POST /predict of a 100,000-bit sequence and 999 one-bit sequences (three times,
@@ -135,7 +135,8 @@ def api_start_s(stack: Stack) -> tuple[float, float]:
 
 
 def main() -> int:
-    """Start the stack, train a job, measure; one line per figure."""
+    """Start the stack, train a job, measure; one line per figure (--quick: fewer and shorter, to check it runs)."""
+    quick = "--quick" in sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="echo-rnn-targets-") as tmp:
         redis_server = RedisServer(Path(tmp) / "redis").start()
         stack = Stack(ROOT, Path(tmp), redis_server.url, concurrency=1)
@@ -146,9 +147,9 @@ def main() -> int:
             assert done["status"] == "succeeded", done
             model = done["model"]["uri"]
             print(f"mixed POST /predict (100,000 bits + 999 × 1 bit), warm: {', '.join(f'{w:.3f}' for w in mixed_request(stack.api, model))} s")
-            loads = first_loads(stack, done["model"]["version"], 5)
+            loads = first_loads(stack, done["model"]["version"], 2 if quick else 5)
             print(f"first request for a version not loaded: median {np.median(loads):.0f} ms ({', '.join(f'{w:.0f}' for w in loads)})")
-            walls, answers = champion_while_cycling(stack, done["model"]["version"])
+            walls, answers = champion_while_cycling(stack, done["model"]["version"], 3 if quick else 15)
             print(f"champion while another client cycles nine versions: p50 {np.percentile(walls, 50):.1f} ms, "
                   f"p99 {np.percentile(walls, 99):.1f} ms over {len(walls)} requests; that client's answers {answers}")
             print(f"API processes' resident memory with the champion: {', '.join(f'{m:.0f}' for m in api_memory_mib(stack))} MiB")

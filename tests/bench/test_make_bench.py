@@ -44,6 +44,10 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
     for heading in ("## Batch", "## Queue", "## A small job", "## Whole job", "## Model loading", "## Machine"):
         assert heading in text
     assert "POST /jobs returned → running" in text and "memory per further cached model" in text
+    for target in ("mixed POST /predict (100,000 bits + 999 × 1 bit), warm: ", "first request for a version not loaded: ",
+                   "champion while another client cycles nine versions: ", "API processes' resident memory with the champion: ",
+                   "API start to /healthz: "):
+        assert any(line.startswith(target) for line in lines), (target, text)
     ceiling = [line for line in lines if line.startswith("predict share of the Flask ceiling: ")]
     assert ceiling and ceiling[-1].endswith(" %") and float(ceiling[-1].split(": ")[1].removesuffix(" %")) > 0
     assert lines[-1].startswith("predict speedup vs mlflow serve: ") and ratio(lines, "predict speedup vs mlflow serve: ") > 0
