@@ -7,7 +7,7 @@ have the recorded digest: a model registered or altered through MLflow alone is 
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from redis import Redis
@@ -35,6 +35,7 @@ class Provenance:
     run_id: str
     digest: str  # sha256 over the SavedModel's files
     serving_digest: str | None = None  # sha256 of the ONNX file; None for versions made before it was written
+    serving_uri: str | None = None  # the ONNX file's artifact URI: the API fetches it without asking MLflow where it is
 
 
 def key(prefix: str, name: str, version: str) -> str:
@@ -55,13 +56,15 @@ def encoded(provenance: Provenance) -> str:
 def lookup(redis: Redis, prefix: str, name: str, version: str) -> Provenance | None:
     """The record of a version, or None when this service did not produce it."""
     raw = redis.get(key(prefix, name, version))
-    return Provenance(**json.loads(raw)) if raw else None
+    if not raw:
+        return None
+    known = {f.name for f in fields(Provenance)}  # a record written by a newer worker may say more
+    return Provenance(**{k: v for k, v in json.loads(raw).items() if k in known})
 
 
 def copy(redis: Redis, prefix: str, source: Provenance, version: str) -> None:
     """Record another version registered from the same run and files (benchmarks and tests load copies)."""
-    record(redis, prefix, Provenance(source.name, version, source.job_id, source.run_id, source.digest,
-                                     source.serving_digest))
+    record(redis, prefix, replace(source, version=version))
 
 
 def file_digest(data: bytes) -> str:

@@ -95,7 +95,7 @@ class ModelCache:
         try:
             record = call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version))
             model_trust.check_origin(info, self.resolver.name, record)
-            graph = call_mlflow(lambda: download_graph(self.client, info))
+            graph = call_mlflow(lambda: download_graph(self.client, info, record))
             if graph is None:
                 raise model_trust.refuse(info, "its ONNX graph is missing from the model store")
             model_trust.check_graph(info, graph, record)

@@ -7,6 +7,7 @@ import mlflow.artifacts
 from mlflow.tracking import MlflowClient
 
 from contract import provenance
+from contract.provenance import Provenance
 from service.model_versions import ModelInfo
 
 
@@ -19,9 +20,12 @@ def location_of(client: MlflowClient, info: ModelInfo) -> str:
     return client.get_model_version_download_uri(info.name, info.version)
 
 
-def download_graph(client: MlflowClient, info: ModelInfo) -> bytes | None:
-    """The version's ONNX graph (None when it has none), read whole only when within the size bound."""
-    uri = f"{location_of(client, info).rstrip('/')}/{provenance.SERVING_FILE}"
+def download_graph(client: MlflowClient, info: ModelInfo, record: Provenance) -> bytes | None:
+    """The version's ONNX graph (None when it has none), read whole only when within the size bound.
+
+    Where it is comes from the version's record when its worker wrote it there (one round trip fewer).
+    """
+    uri = record.serving_uri or f"{location_of(client, info).rstrip('/')}/{provenance.SERVING_FILE}"
     with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
         try:
             path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into, tracking_uri=client.tracking_uri)

@@ -41,6 +41,7 @@ def test_an_older_version_is_refused_until_the_backfill_adds_its_graph(stack, tr
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0 and "queued as task" in cli.stdout, cli.stdout + cli.stderr
     wait_for(lambda: provenance.lookup(redis, "echo-rnn", "echo-rnn", older).serving_digest, 180, "the backfill task")
+    assert provenance.lookup(redis, "echo-rnn", "echo-rnn", older).serving_uri.endswith(f"older-model/{provenance.SERVING_FILE}")
     started = time.monotonic()
     served = wait_for(lambda: (r := ask(older)).status_code == 200 and r, 30, "the older version served")
     assert time.monotonic() - started < 30

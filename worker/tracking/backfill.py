@@ -53,7 +53,9 @@ def backfill(redis: Redis, settings: WorkerSettings) -> dict[str, list[str]]:
             (local / provenance.SERVING_FILE).write_bytes(graph)
             get_artifact_repository(location, tracking_uri=client.tracking_uri).log_artifact(
                 str(local / provenance.SERVING_FILE))
-        provenance.record(redis, prefix, dataclasses.replace(record, serving_digest=provenance.file_digest(graph)))
+        provenance.record(redis, prefix, dataclasses.replace(
+            record, serving_digest=provenance.file_digest(graph),
+            serving_uri=f"{location.rstrip('/')}/{provenance.SERVING_FILE}"))
         log.info("version %s of %s: its ONNX graph added", version.version, name)
         added.append(version.version)
     return {"added": added, "left": left}

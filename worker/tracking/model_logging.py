@@ -32,7 +32,7 @@ SIGNATURE = ModelSignature(
 def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, outage: Outage,
               module: EchoModel | None = None, experiment_id: str | None = None) -> dict:
     """Log the trained network into the run as an MLflow TensorFlow model; returns its model_uri, model_id, digest
-    (of the SavedModel's files) and serving_digest (of the ONNX file).
+    (of the SavedModel's files), serving_digest (of the ONNX file) and serving_uri (where the ONNX file is).
 
     What Model.log does, in fewer round trips: the model, with the job's parameters, is filed
     under the run's experiment (Model.log uses the active one: Default, where the service account
@@ -59,7 +59,7 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
 
 def _write(client: MlflowClient, model, run_id: str, module: EchoModel, result: TrainingResult,
            outage: Outage) -> dict[str, str]:
-    """Save the model's files, upload them and link the model to the run; returns the files' digests."""
+    """Save the model's files, upload them and link the model to the run; returns the files' digests and the graph's URI."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +76,8 @@ def _write(client: MlflowClient, model, run_id: str, module: EchoModel, result: 
         serving = onnx_graph.build(result.weights, result.params.echo_step)
         (Path(path) / provenance.SERVING_FILE).write_bytes(serving)
         # The digests of the files as written: they go up as they are, so the API's check needs no download back.
-        digests = {"digest": provenance.digest(path), "serving_digest": provenance.file_digest(serving)}
+        digests = {"digest": provenance.digest(path), "serving_digest": provenance.file_digest(serving),
+                   "serving_uri": f"{model.artifact_location.rstrip('/')}/{provenance.SERVING_FILE}"}
         outage.call(lambda: _upload(client, model.artifact_location, path), "uploading the model")
     outage.call(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]), "linking the model")
     return digests

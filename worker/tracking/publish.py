@@ -52,7 +52,8 @@ def publish(registry: Registry, candidate: Candidate, record: Callable[[dict, Pr
             _log_unrecorded(registry, candidate)
         model = register(registry, candidate)
         record(model, Provenance(model["name"], model["version"], candidate.job_id, candidate.run_id,
-                                 candidate.logged["digest"], candidate.logged.get("serving_digest")))
+                                 candidate.logged["digest"], candidate.logged.get("serving_digest"),
+                                 candidate.logged.get("serving_uri")))
         fresh = True
     promotion = champion.gate(registry, model["version"], candidate.echo_accuracy, candidate.loss, fresh=fresh)
     return {**model, "promoted": promotion.promoted, "promotion": promotion.reason}

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from contract import provenance
 from contract.provenance import Provenance
 from tests.worker.tracking.test_model_logging import files_digest
 from worker.tracking.mlflow_retry import mlflow_outage
@@ -37,8 +38,9 @@ def test_a_version_is_recorded_with_the_written_files_digest_before_the_gate(cli
     [(version, prov)] = recorded
     assert version == {k: model[k] for k in ("uri", "name", "version")} and model["promoted"] is True
     assert prov == Provenance(registry.name, model["version"], made.job_id, run_id, made.logged["digest"],
-                              made.logged["serving_digest"])
+                              made.logged["serving_digest"], made.logged["serving_uri"])
     assert prov.digest == files_digest(client, registry.name, model["version"])
+    assert prov.serving_uri.endswith(f"/{provenance.SERVING_FILE}")
 
 
 def test_a_resume_takes_the_recorded_version_and_registers_nothing(client, run_id, echoing, registry):
