@@ -33,7 +33,7 @@ class Settings(CommonSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body (bytes); larger ones get a 413.")
     max_sequence_bits: int = Field(100_000, ge=1, description="Longest sequence /predict takes (bits).")
     max_sequences: int = Field(1_000, ge=1, description="Most sequences in one POST /predict.")
-    # Who may do what (README, "Tokens and limits").
+    # Who may do what (docs/tokens-and-limits.md).
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens (API_TOKENS: comma-separated or a JSON list); none: no token is asked for.")

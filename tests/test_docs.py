@@ -1,4 +1,5 @@
-"""The documentation cannot drift: the settings page is what the settings classes say, every link resolves."""
+"""The documentation cannot drift: the settings page is what the settings classes say, every link resolves,
+the README stays short and quotes only figures the benchmarks page gives, the file map names every module."""
 
 import importlib.util
 import re
@@ -110,3 +111,75 @@ def test_the_link_check_sees_broken_links(tmp_path: Path):
     page.write_text("# A heading\n[ok](#a-heading) [self](page.md#a-heading) [web](https://example.com/x)\n"
                     "[no anchor](#nope) [no file](missing.md) ![no image](img.png)\n```\n[fenced](fenced.md)\n```\n")
     assert broken_links(page) == ["#nope", "missing.md", "img.png"]
+
+
+# --- the README: short, every page linked, its figures sourced -------------------------------------
+
+README = ROOT / "README.md"
+README_MAX_LINES = 200
+BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+# A measured figure: a number (or a range of two) with a unit of time, size, rate or ratio.
+_NUMBER = r"\d+(?:[.,]\d+)*"
+_UNIT = r"(?:requests/s|sequences/s|steps/s|s/epoch|ms|µs|min|MiB|MB|GiB|GB|KB|x|×|%|s|h)"
+FIGURE = re.compile(rf"(?<![\w.,]){_NUMBER}(?:\s*[–-]\s*{_NUMBER})?\s?{_UNIT}(?![\w/])")
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("×", "x").replace("\u00a0", " "))
+
+
+def unsourced_figures(text: str, source: str) -> list[str]:
+    """The figures text quotes that source does not give (as a figure of its own), as written in text."""
+    given = {_normal(figure) for figure in FIGURE.findall(source)}
+    return [figure for figure in FIGURE.findall(text) if _normal(figure) not in given]
+
+
+def test_the_readme_reads_in_minutes():
+    lines = len(README.read_text().splitlines())
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail into docs/"
+
+
+def test_every_figure_the_readme_quotes_is_the_benchmarks_page():
+    unsourced = unsourced_figures(README.read_text(), BENCHMARKS.read_text())
+    assert not unsourced, f"README.md quotes figures docs/benchmarks.md does not give: {unsourced}"
+
+
+def test_the_figure_check_sees_stale_figures():
+    source = "`train speedup vs seed reference: 102.1x` (146.8x–200.4x); p50 0.78 ms; 240 MiB; 118 %; 130.2 s"
+    text = ("about 20× faster, 102.1× or 102.1x, 146.8x–200.4x, 0.78 ms, 0.79 ms, 240\nMiB, 118 %, 96 %,\n"
+            "6 h, 30.2 s, 5 seeds, port 6380, p50 ms, Python 3.11, 2 sweeps")
+    assert unsourced_figures(text, source) == ["20×", "0.79 ms", "96 %", "6 h", "30.2 s"]
+
+
+def test_the_readme_links_every_docs_page():
+    linked = {(ROOT / target.partition("#")[0]).resolve() for target in LINK.findall(FENCE.sub("", README.read_text()))}
+    missing = [page.name for page in sorted((ROOT / "docs").glob("*.md")) if page.resolve() not in linked]
+    assert not missing, f"README.md's 'Where the rest is' does not link {missing}"
+
+
+# --- the file map -----------------------------------------------------------------------------------
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+PACKAGES = ("contract", "service", "worker")
+
+
+def file_map(page: Path) -> set[str]:
+    """The modules the page's file map names: 'dir/' lines, then indented 'name.py' lines under each."""
+    text = page.read_text()
+    block = re.search(r"^## The file map\n.*?^```\n(.*?)^```", text, re.M | re.S)
+    assert block, f"{page.name} has no file map"
+    named, folder = set(), ""
+    for line in block.group(1).splitlines():
+        if match := re.match(r"^(\S+/)\s", line + " "):
+            folder = match.group(1)
+        elif match := re.match(r"^\s+(\w+\.py)\s", line + " "):
+            named.add(folder + match.group(1))
+    return named
+
+
+def test_the_file_map_names_every_module_and_only_those():
+    modules = {str(path.relative_to(ROOT)) for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+               if path.name != "__init__.py" and "__pycache__" not in path.parts}
+    named = {path for path in file_map(ARCHITECTURE) if path.startswith(tuple(f"{p}/" for p in PACKAGES))}
+    assert not modules - named, f"docs/architecture.md's file map misses {sorted(modules - named)}"
+    assert not named - modules, f"docs/architecture.md's file map names modules that do not exist: {sorted(named - modules)}"
