@@ -51,12 +51,14 @@ def first_loads(stack: Stack, version: str, count: int) -> list[float]:
     store = redis.Redis.from_url(stack.env["REDIS_URL"])
     walls = []
     for _ in range(count):
-        copy = client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
-                                           model_id=source.source.rsplit("/", 1)[-1]).version
+        copy = client.create_model_version(
+            "echo-rnn", source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1]
+        ).version
         provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", version), copy)
         t0 = time.perf_counter()
-        resp = requests.get(f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"},
-                            timeout=60)
+        resp = requests.get(
+            f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"}, timeout=60
+        )
         walls.append(1000 * (time.perf_counter() - t0))
         assert resp.status_code == 200, resp.text
     return walls
@@ -78,11 +80,22 @@ def api_memory_mib(stack: Stack) -> list[float]:
 def api_start_s(stack: Stack) -> tuple[float, float]:
     """Seconds from starting a second API (docker/bin/api, one process) to /healthz, and to /readyz, answering 200."""
     port = free_port()
-    env = {**stack.env, "API_PORT": str(port), "API_WORKERS": "1", "MLFLOW_TRACKING_URI": stack.mlflow,
-           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="echo-rnn-start-")}
+    env = {
+        **stack.env,
+        "API_PORT": str(port),
+        "API_WORKERS": "1",
+        "MLFLOW_TRACKING_URI": stack.mlflow,
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="echo-rnn-start-"),
+    }
     t0 = time.perf_counter()
-    process = subprocess.Popen([str(ROOT / "docker" / "bin" / "api")], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(ROOT / "docker" / "bin" / "api")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok, 60, "the API", 0.02)
         healthy = time.perf_counter() - t0
@@ -101,13 +114,21 @@ def main() -> int:
         stack.env.update(RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="", API_WORKERS=str(len(os.sched_getaffinity(0))))
         try:
             stack.start()
-            done = wait_status(stack.api, submit(stack.api, num_epochs=5, seed=1, init="glorot")["id"], DONE, timeout=300)
+            done = wait_status(
+                stack.api, submit(stack.api, num_epochs=5, seed=1, init="glorot")["id"], DONE, timeout=300
+            )
             assert done["status"] == "succeeded", done
             model = done["model"]["uri"]
-            print(f"mixed POST /predict (100,000 bits + 999 × 1 bit), warm: {', '.join(f'{w:.3f}' for w in mixed_request(stack.api, model))} s")
+            print(
+                f"mixed POST /predict (100,000 bits + 999 × 1 bit), warm: {', '.join(f'{w:.3f}' for w in mixed_request(stack.api, model))} s"
+            )
             loads = first_loads(stack, done["model"]["version"], 5)
-            print(f"first request for a version not loaded: median {np.median(loads):.0f} ms ({', '.join(f'{w:.0f}' for w in loads)})")
-            print(f"API processes' resident memory with the champion: {', '.join(f'{m:.0f}' for m in api_memory_mib(stack))} MiB")
+            print(
+                f"first request for a version not loaded: median {np.median(loads):.0f} ms ({', '.join(f'{w:.0f}' for w in loads)})"
+            )
+            print(
+                f"API processes' resident memory with the champion: {', '.join(f'{m:.0f}' for m in api_memory_mib(stack))} MiB"
+            )
             healthy, ready = api_start_s(stack)
             print(f"API start to /healthz: {healthy:.2f} s; to /readyz: {ready:.2f} s")
         finally:

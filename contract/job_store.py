@@ -64,8 +64,15 @@ class JobStore:
         """The Redis key of the latest checkpoint of what one task trains (a job's id, or a sweep group's name)."""
         return f"{self.prefix}:checkpoint:{unit}"
 
-    def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0,
-               transaction: Pipeline | None = None, **fields: Any) -> Job:
+    def create(
+        self,
+        params: dict[str, Any],
+        steps: int,
+        owner: str | None = None,
+        quota: int = 0,
+        transaction: Pipeline | None = None,
+        **fields: Any,
+    ) -> Job:
         """Record a new queued job of owner (a client id); QuotaExceeded when owner has quota jobs queued or running.
 
         A sweep's trials (fields holding sweep) do not count towards their owner's quota. With a
@@ -73,12 +80,20 @@ class JobStore:
         """
         if transaction is not None and quota:
             raise ValueError("a quota cannot be checked inside a transaction")
-        job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(), owner=owner,
-                  progress=JobProgress(epochs=params["num_epochs"], steps=steps), **fields)
+        job = Job(
+            id=str(uuid.uuid4()),
+            status="queued",
+            params=params,
+            created_at=now(),
+            owner=owner,
+            progress=JobProgress(epochs=params["num_epochs"], steps=steps),
+            **fields,
+        )
         encoded = json.dumps(encode(job.model_dump()))
         active = "0" if job.sweep else "1"
-        created = self._create(keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active],
-                               client=transaction)
+        created = self._create(
+            keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active], client=transaction
+        )
         if transaction is None and not created:
             raise QuotaExceeded(f"{quota} jobs queued or running")
         return job
@@ -95,14 +110,18 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(self.key(job_id))
-        return [Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()}) if raw else None
-                for raw in pipe.execute()]
+        return [
+            Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()}) if raw else None
+            for raw in pipe.execute()
+        ]
 
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
         return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
 
-    def list(self, status: str | None, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Job], int | None]:
+    def list(
+        self, status: str | None, limit: int, cursor: int | None, owner: str | None = None
+    ) -> tuple[list[Job], int | None]:
         """Newest first (owner's jobs only, when given); the cursor is the sequence number of the last job of the previous page."""
         if owner is not None:
             index = f"{self.prefix}:owner:{owner}"
@@ -132,8 +151,9 @@ class JobStore:
         assert "status" not in fields, "status changes go through move()"
         self.redis.hset(self.key(job_id), mapping=encode(fields))
 
-    def move(self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None,
-             **fields: Any) -> str | None:
+    def move(
+        self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None, **fields: Any
+    ) -> str | None:
         """Move the job to status (setting fields too) if the state machine allows it from the status it has.
 
         only_from narrows the statuses it may leave. With a lease, the move also takes the job's
@@ -144,9 +164,18 @@ class JobStore:
         if only_from is not None:
             assert only_from <= allowed, f"{only_from} → {status} is not in the state machine"
             allowed = frozenset(only_from)
-        args = [json.dumps(encode({"status": status, **fields})), self.prefix, job_id, status,
-                "1" if status in FINISHED else "0", self.retention_s, int(time.time()),
-                lease.owner if lease else "", lease.ttl_ms if lease else 0, *allowed]
+        args = [
+            json.dumps(encode({"status": status, **fields})),
+            self.prefix,
+            job_id,
+            status,
+            "1" if status in FINISHED else "0",
+            self.retention_s,
+            int(time.time()),
+            lease.owner if lease else "",
+            lease.ttl_ms if lease else 0,
+            *allowed,
+        ]
         result = self._move(keys=[self.key(job_id), self.lease_key(job_id) if lease else ""], args=args)
         if not result or result[0] == 0:
             return None
@@ -171,7 +200,9 @@ class JobStore:
     def prune(self, batch: int = 500) -> int:
         """Forget finished jobs past the retention: their records and index entries; returns how many."""
         cutoff = time.time() - self.retention_s
-        ids = [m.decode() for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)]
+        ids = [
+            m.decode() for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)
+        ]
         if not ids:
             return 0
         reading = self.redis.pipeline()

@@ -56,8 +56,11 @@ def lookup(redis: Redis, prefix: str, name: str, version: str) -> Provenance | N
 
 def copy(redis: Redis, prefix: str, source: Provenance, version: str) -> None:
     """Record another version registered from the same run and files (benchmarks and tests load copies)."""
-    record(redis, prefix, Provenance(source.name, version, source.job_id, source.run_id, source.digest,
-                                     source.serving_digest))
+    record(
+        redis,
+        prefix,
+        Provenance(source.name, version, source.job_id, source.run_id, source.digest, source.serving_digest),
+    )
 
 
 def file_digest(data: bytes) -> str:

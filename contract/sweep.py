@@ -12,8 +12,14 @@ from contract.params import TrainingParams
 
 MAX_TRIALS = 256  # a worker trains a group as one program: this bounds a sweep's memory and records
 # Trials that agree on these train together, as one vectorized program (the engine's group key).
-SHAPE_FIELDS = ("state_size", "num_classes", "batch_size", "truncated_backprop_length", "total_series_length",
-                "num_epochs")
+SHAPE_FIELDS = (
+    "state_size",
+    "num_classes",
+    "batch_size",
+    "truncated_backprop_length",
+    "total_series_length",
+    "num_epochs",
+)
 SEARCHABLE = tuple(n for n in TrainingParams.model_fields if n not in ("device", "time_limit_s"))
 INT_FIELDS = frozenset(n for n in SEARCHABLE if TrainingParams.model_fields[n].annotation in (int, int | None))
 Value = int | float | str | None
@@ -64,7 +70,8 @@ class SweepRequest(BaseModel):
     name: str | None = Field(None, max_length=100, description="A label for people (the MLflow parent run's name).")
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters every trial shares.")
     grid: dict[str, list[Value]] | None = Field(
-        None, description="Per parameter, the values to try: every combination is a trial.")
+        None, description="Per parameter, the values to try: every combination is a trial."
+    )
     random: RandomSearch | None = Field(None, description="A random search instead of a grid.")
 
     @model_validator(mode="after")
@@ -101,8 +108,9 @@ class SweepRequest(BaseModel):
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
         rng = random.Random(self.random.seed)
-        return [{name: _draw(rng, name, dim) for name, dim in self.random.space.items()}
-                for _ in range(self.random.trials)]
+        return [
+            {name: _draw(rng, name, dim) for name, dim in self.random.space.items()} for _ in range(self.random.trials)
+        ]
 
     def trials(self) -> list[TrainingParams]:
         """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""
@@ -131,4 +139,3 @@ def group(trials: list[TrainingParams], size: int) -> list[list[int]]:
     for index, params in enumerate(trials):
         by_shape.setdefault(shape_key(params), []).append(index)
     return [members[i : i + size] for members in by_shape.values() for i in range(0, len(members), size)]
-

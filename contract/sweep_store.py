@@ -35,8 +35,14 @@ class SweepStore:
         """The Redis key of the sweep's record."""
         return f"{self.prefix}:sweep:{sweep_id}"
 
-    def create(self, request: SweepRequest, trials: list[TrainingParams], groups: list[list[int]],
-               owner: str | None = None, max_active: int = 0) -> Sweep:
+    def create(
+        self,
+        request: SweepRequest,
+        trials: list[TrainingParams],
+        groups: list[list[int]],
+        owner: str | None = None,
+        max_active: int = 0,
+    ) -> Sweep:
         """Record a queued sweep and a queued job per trial, all or none; QuotaExceeded when owner already has
         max_active (0: no limit) sweeps queued or running, counted with the write: two at once cannot both pass."""
         sweep_id = str(uuid.uuid4())
@@ -55,15 +61,40 @@ class SweepStore:
                 except WatchError:
                     continue
 
-    def _write(self, pipe: Pipeline, sweep_id: str, seq: int, request: SweepRequest, trials: list[TrainingParams],
-               groups: list[list[int]], owner: str | None) -> None:
+    def _write(
+        self,
+        pipe: Pipeline,
+        sweep_id: str,
+        seq: int,
+        request: SweepRequest,
+        trials: list[TrainingParams],
+        groups: list[list[int]],
+        owner: str | None,
+    ) -> None:
         group_of = {t: g for g, members in enumerate(groups) for t in members}
-        job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner, transaction=pipe,
-                                    sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i])).id
-                   for i, p in enumerate(trials)]
-        record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
-                  "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
-                  "values": request.configurations(), "seq": seq, "cancel_requested": False}
+        job_ids = [
+            self.jobs.create(
+                p.model_dump(),
+                p.total_steps,
+                owner=owner,
+                transaction=pipe,
+                sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i]),
+            ).id
+            for i, p in enumerate(trials)
+        ]
+        record = {
+            "id": sweep_id,
+            "name": request.name,
+            "status": "queued",
+            "owner": owner,
+            "created_at": now(),
+            "request": request.model_dump(exclude_none=True),
+            "groups": groups,
+            "job_ids": job_ids,
+            "values": request.configurations(),
+            "seq": seq,
+            "cancel_requested": False,
+        }
         pipe.hset(self.key(sweep_id), mapping={**encode(record), "groups_left": len(groups)})
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
         pipe.sadd(self.active_key, sweep_id)
@@ -85,7 +116,9 @@ class SweepStore:
 
     def raw(self, sweep_id: str, curves: bool = False) -> dict[str, Any] | None:
         """The sweep's stored fields, decoded (the trials' loss curves only when asked for)."""
-        raw = {k: v for k, v in self.redis.hgetall(self.key(sweep_id)).items() if curves or not k.startswith(b"curves_")}
+        raw = {
+            k: v for k, v in self.redis.hgetall(self.key(sweep_id)).items() if curves or not k.startswith(b"curves_")
+        }
         return {k.decode(): json.loads(v) for k, v in raw.items()} or None
 
     def get(self, sweep_id: str) -> Sweep | None:
@@ -97,10 +130,16 @@ class SweepStore:
         trials = [trial_of(job, values) for job, values in zip(jobs, record["values"]) if job is not None]
         finished = [t for t in trials if t.status in FINISHED]
         steps = sum(j.progress.steps for j in jobs if j) or 1
-        done = sum((1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
-                   for t, j in zip(trials, filter(None, jobs)))
-        progress = SweepProgress(trials=len(record["job_ids"]), finished=len(finished),
-                                 succeeded=sum(t.status == "succeeded" for t in trials), fraction=round(done / steps, 4))
+        done = sum(
+            (1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
+            for t, j in zip(trials, filter(None, jobs))
+        )
+        progress = SweepProgress(
+            trials=len(record["job_ids"]),
+            finished=len(finished),
+            succeeded=sum(t.status == "succeeded" for t in trials),
+            fraction=round(done / steps, 4),
+        )
         fields = {k: v for k, v in record.items() if k in Sweep.model_fields}
         return Sweep(**fields, progress=progress, trials=trials, leaderboard=leaderboard(trials))
 

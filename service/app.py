@@ -29,9 +29,17 @@ class Services:
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-        resolver = ModelResolver(self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s, settings.champion_alias)
-        self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
-                                 settings.serving_threads)
+        resolver = ModelResolver(
+            self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s, settings.champion_alias
+        )
+        self.models = ModelCache(
+            self.mlflow,
+            self.redis,
+            settings.job_key_prefix,
+            resolver,
+            settings.model_cache_size,
+            settings.serving_threads,
+        )
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 

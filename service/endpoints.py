@@ -60,7 +60,11 @@ def route(target: Blueprint | Flask, endpoint: Endpoint) -> Callable[[Callable],
 
 def declared(app: Flask) -> dict[str, Endpoint]:
     """Flask endpoint name → declaration, for every declared view of app."""
-    return {name: view.endpoint for name, view in app.view_functions.items() if isinstance(getattr(view, "endpoint", None), Endpoint)}
+    return {
+        name: view.endpoint
+        for name, view in app.view_functions.items()
+        if isinstance(getattr(view, "endpoint", None), Endpoint)
+    }
 
 
 def of(app: Flask, name: str | None) -> Endpoint | None:

@@ -59,7 +59,10 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
         client_key,
         app=app,
         storage_uri=settings.redis_url,
-        storage_options={"connection_pool": store.connection_pool, "key_prefix": f"{settings.job_key_prefix}:ratelimit"},
+        storage_options={
+            "connection_pool": store.connection_pool,
+            "key_prefix": f"{settings.job_key_prefix}:ratelimit",
+        },
         strategy="fixed-window",
         headers_enabled=True,
         header_name_mapping={HeaderNames.RETRY_AFTER: LIMITER_RETRY_AFTER},
@@ -89,7 +92,8 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
         except Exception:  # noqa: BLE001 (the store went away meanwhile: retry soon)
             pass
         return problems.response(
-            429, "Too Many Requests",
+            429,
+            "Too Many Requests",
             f"this client is over its limit of {exc.description} for {request.method} {request.path}; "
             "retry after the seconds in Retry-After",
             headers={"Retry-After": str(seconds)},

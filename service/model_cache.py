@@ -24,8 +24,15 @@ REFUSALS = 1024  # refused versions remembered per process
 class ModelCache:
     """The models a reference names, loaded on first use and kept in an LRU of size entries."""
 
-    def __init__(self, client: MlflowClient, redis: Redis, prefix: str, resolver: ModelResolver, size: int,
-                 serving_threads: int = 1):
+    def __init__(
+        self,
+        client: MlflowClient,
+        redis: Redis,
+        prefix: str,
+        resolver: ModelResolver,
+        size: int,
+        serving_threads: int = 1,
+    ):
         self.client, self.redis, self.prefix = client, redis, prefix
         self.resolver, self.size, self.serving_threads = resolver, size, serving_threads
         self._loaded: OrderedDict[Key, LoadedModel] = OrderedDict()
@@ -34,7 +41,9 @@ class ModelCache:
         self._lock = threading.Lock()
         self.hits = self.loads = 0
 
-    def get(self, ref: str | None, can_see: Callable[[str | None], bool] = lambda _: True) -> tuple[ModelInfo, LoadedModel]:
+    def get(
+        self, ref: str | None, can_see: Callable[[str | None], bool] = lambda _: True
+    ) -> tuple[ModelInfo, LoadedModel]:
         """The model a reference names and its version; can_see(owner) says whose jobs' models the caller may use."""
         info = self.resolver.resolve(ref, still_usable=self.is_loaded, can_see=can_see)
         key = (info.name, info.version)
@@ -85,7 +94,9 @@ class ModelCache:
             try:
                 return LoadedModel(graph, self.serving_threads)
             except Exception as exc:  # ours, checked, and still unloadable: the server's fault, said so
-                raise Problem(503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}") from exc
+                raise Problem(
+                    503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}"
+                ) from exc
         except Problem as problem:
             if problem.status == 403 and getattr(problem, "lasting", False):
                 with self._lock:

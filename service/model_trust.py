@@ -29,8 +29,12 @@ def check_origin(info: ModelInfo, name: str, record: Provenance | None) -> None:
     if record.run_id != info.run_id or (info.job_id is not None and record.job_id != info.job_id):
         raise refuse(info, "its run is not the one the service's job registered")
     if record.serving_digest is None:
-        raise refuse(info, "it was registered before the service served ONNX graphs; an administrator adds them to "
-                           f"every such version once with `{BACKFILL_COMMAND}`", lasting=False)
+        raise refuse(
+            info,
+            "it was registered before the service served ONNX graphs; an administrator adds them to "
+            f"every such version once with `{BACKFILL_COMMAND}`",
+            lasting=False,
+        )
 
 
 def check_graph(info: ModelInfo, graph: bytes, record: Provenance) -> None:

@@ -15,12 +15,16 @@ DRAIN_BYTES = 64 * 1024 * 1024  # read at most this much of a refused body befor
 class Problem(Exception):
     """An error a client should see, with its HTTP status."""
 
-    def __init__(self, status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None):
+    def __init__(
+        self, status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None
+    ):
         super().__init__(detail)
         self.status, self.title, self.detail, self.errors, self.headers = status, title, detail, errors, headers or {}
 
 
-def response(status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None) -> Response:
+def response(
+    status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None
+) -> Response:
     """A problem+json response."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors is not None:
@@ -80,7 +84,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RedisError)
     def _redis(exc: RedisError) -> Response:
-        return response(503, "Service Unavailable", "the job store (Redis) is not answering", headers={"Retry-After": "5"})
+        return response(
+            503, "Service Unavailable", "the job store (Redis) is not answering", headers={"Retry-After": "5"}
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

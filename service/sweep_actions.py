@@ -29,7 +29,9 @@ def enqueue(s: "Services", sweep: Sweep) -> None:
         for trial in sweep.trials:
             s.jobs.move(trial.job_id, "failed", only_from={"queued"}, finished_at=now(), error=QUEUE_DOWN)
         s.sweeps.move(sweep.id, "failed", error=QUEUE_DOWN)
-        raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; the sweep was not queued") from exc
+        raise Problem(
+            503, "Service Unavailable", "the queue (Redis) is not answering; the sweep was not queued"
+        ) from exc
 
 
 def cancel(s: "Services", sweep: Sweep) -> bool:

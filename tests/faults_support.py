@@ -44,8 +44,12 @@ class Process:
         log.write(f"\n===== {time.strftime('%H:%M:%S')} start {self.role}\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            [str(ROOT / "docker" / "bin" / self.role)], cwd=ROOT, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(ROOT / "docker" / "bin" / self.role)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         self.wait_ready()
@@ -110,7 +114,9 @@ class MlflowServer(Process):
         self.port = port or free_port()
         directory.mkdir(parents=True, exist_ok=True)
         env = base_environment(
-            MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=str(self.port), MLFLOW_WORKERS="1",
+            MLFLOW_HOST="127.0.0.1",
+            MLFLOW_PORT=str(self.port),
+            MLFLOW_WORKERS="1",
             MLFLOW_BACKEND_STORE_URI=f"sqlite:///{directory / 'mlflow.db'}",
             MLFLOW_ARTIFACTS_DESTINATION=str(directory / "artifacts"),
         )
@@ -132,6 +138,7 @@ class MlflowServer(Process):
         def ready() -> bool:
             assert self.running, f"mlflow server exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return self.answers()
+
         wait_for(ready, 180, f"MLflow on port {self.port}", interval=0.5)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
@@ -159,6 +166,7 @@ class Worker(Process):
         def ready() -> bool:
             assert self.running, f"worker {self.name} exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return self.logs().count("ready.") > self._ready_seen
+
         wait_for(ready, 120, f"worker {self.name}", interval=0.5)
 
 
@@ -168,8 +176,13 @@ class Api(Process):
     def __init__(self, directory: Path, redis_url: str, mlflow_url: str, **settings: str):
         self.port = free_port()
         env = base_environment(
-            REDIS_URL=redis_url, MLFLOW_TRACKING_URI=mlflow_url, API_HOST="127.0.0.1", API_PORT=str(self.port),
-            API_WORKERS="1", PROMETHEUS_MULTIPROC_DIR=str(directory / "api-metrics"), **settings,
+            REDIS_URL=redis_url,
+            MLFLOW_TRACKING_URI=mlflow_url,
+            API_HOST="127.0.0.1",
+            API_PORT=str(self.port),
+            API_WORKERS="1",
+            PROMETHEUS_MULTIPROC_DIR=str(directory / "api-metrics"),
+            **settings,
         )
         super().__init__("api", env, directory / "api.log")
 
@@ -182,6 +195,7 @@ class Api(Process):
         def ready() -> bool:
             assert self.running, f"api exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+
         wait_for(ready, 120, f"API on port {self.port}", interval=0.5)
 
 
@@ -218,7 +232,9 @@ class Service:
         self.workers.clear()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers))
+        return "\n".join(
+            f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers)
+        )
 
 
 @contextmanager

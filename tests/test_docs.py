@@ -107,6 +107,8 @@ def test_relative_links_point_to_existing_files(page: Path):
 
 def test_the_link_check_sees_broken_links(tmp_path: Path):
     page = tmp_path / "page.md"
-    page.write_text("# A heading\n[ok](#a-heading) [self](page.md#a-heading) [web](https://example.com/x)\n"
-                    "[no anchor](#nope) [no file](missing.md) ![no image](img.png)\n```\n[fenced](fenced.md)\n```\n")
+    page.write_text(
+        "# A heading\n[ok](#a-heading) [self](page.md#a-heading) [web](https://example.com/x)\n"
+        "[no anchor](#nope) [no file](missing.md) ![no image](img.png)\n```\n[fenced](fenced.md)\n```\n"
+    )
     assert broken_links(page) == ["#nope", "missing.md", "img.png"]

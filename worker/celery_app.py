@@ -40,8 +40,9 @@ def _watch_for_lost_jobs(**_) -> None:
     from worker.attempt.watchdog import Watchdog
     from worker.tasks import job_store
 
-    watchdog = Watchdog(job_store(), lambda message: tasks.send(app, message), settings.watchdog_interval_s,
-                        settings.reconcile_after_s)
+    watchdog = Watchdog(
+        job_store(), lambda message: tasks.send(app, message), settings.watchdog_interval_s, settings.reconcile_after_s
+    )
     _watchdogs.append(watchdog.start())
 
 

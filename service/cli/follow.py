@@ -85,8 +85,14 @@ def _fields(job: dict) -> dict:
     p, m = job["progress"], job.get("metrics") or {}
     # A running job shows what it is doing: starting (MLflow run, compiling), training, saving its model.
     status = (job.get("phase") or job["status"]) if job["status"] == "running" else job["status"]
-    return {"status": status, "epoch": p["epoch"], "epochs": p["epochs"], "loss": num(m.get("loss")),
-            "step": p["step"], "steps": p["steps"]}
+    return {
+        "status": status,
+        "epoch": p["epoch"],
+        "epochs": p["epochs"],
+        "loss": num(m.get("loss")),
+        "step": p["step"],
+        "steps": p["steps"],
+    }
 
 
 def _total(job: dict) -> float:
@@ -112,7 +118,9 @@ def _watch(api: Api, job: dict, ctrl_c: CtrlC) -> dict:
             if (job["status"], job.get("phase")) != status:
                 status = (job["status"], job.get("phase"))
                 phase = f" ({job['phase']})" if job.get("phase") else ""
-                bar.console.print(f"job {job['id']}: {job['status']}{phase}" + (f" on {job['device']}" if job.get("device") else ""))
+                bar.console.print(
+                    f"job {job['id']}: {job['status']}{phase}" + (f" on {job['device']}" if job.get("device") else "")
+                )
             bar.update(task, completed=_done(job), **_fields(job))
     return job
 

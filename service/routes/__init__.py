@@ -31,8 +31,12 @@ def json_body() -> Any:
 def parse(schema: type[T], data: Any, location: str) -> T:
     """Validate data against a schema, or a 422 naming each bad field."""
     if not isinstance(data, dict):
-        raise Problem(422, "Invalid request", f"the {location} must be a JSON object",
-                      [{"field": "(body)", "message": "must be an object", "location": location}])
+        raise Problem(
+            422,
+            "Invalid request",
+            f"the {location} must be a JSON object",
+            [{"field": "(body)", "message": "must be an object", "location": location}],
+        )
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -9,7 +9,9 @@ from service.endpoints import Answer, Endpoint, route
 from service.openapi import document
 
 # Swagger UI 5 (OpenAPI 3.1) as packaged on PyPI; found without importing its Flask plugin.
-ASSETS = Path(importlib.util.find_spec("flask_openapi3_swagger").submodule_search_locations[0]) / "templates" / "swagger"
+ASSETS = (
+    Path(importlib.util.find_spec("flask_openapi3_swagger").submodule_search_locations[0]) / "templates" / "swagger"
+)
 
 bp = Blueprint("docs", __name__)
 

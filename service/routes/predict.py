@@ -25,10 +25,14 @@ def _too_large(sequences: list[str]) -> None:
         raise Problem(413, "Content Too Large", f"at most {limits.max_sequences} sequences per request")
     longest = max(len(s) for s in sequences)
     if longest > limits.max_sequence_bits:
-        raise Problem(413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}")
+        raise Problem(
+            413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}"
+        )
 
 
-def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool]) -> tuple[dict, list[dict]]:
+def echo(
+    s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool]
+) -> tuple[dict, list[dict]]:
     """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each.
 
     can_see(owner) says whose jobs' models the caller may name. No Flask globals: service.fast_predict calls it too.
@@ -38,8 +42,12 @@ def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable
     cost = sum(bucket(len(rows), MIN_ROWS) * length for length, rows in groups.items()) * model.state_size
     budget = s.settings.predict_budget
     if cost > budget:
-        raise Problem(413, "Content Too Large", f"the request asks for {cost:,} cells × state size of work, over the "
-                      f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request")
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"the request asks for {cost:,} cells × state size of work, over the "
+            f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request",
+        )
     results: list[dict | None] = [None] * len(sequences)
     for rows in groups.values():
         group = [sequences[r] for r in rows]
@@ -61,7 +69,11 @@ def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
 def _run(model, sequences: list[str]) -> list[dict]:
     lengths = [len(s) for s in sequences]
     if min(lengths) == max(lengths):
-        bits = (np.frombuffer("".join(sequences).encode(), np.uint8) - ord("0")).astype(np.int32).reshape(len(sequences), -1)
+        bits = (
+            (np.frombuffer("".join(sequences).encode(), np.uint8) - ord("0"))
+            .astype(np.int32)
+            .reshape(len(sequences), -1)
+        )
     else:
         bits = np.zeros((len(sequences), max(lengths)), np.int32)
         for row, s in enumerate(sequences):
@@ -71,29 +83,56 @@ def _run(model, sequences: list[str]) -> list[dict]:
     echoes = np.where(p_one > 0.5, ord("1"), ord("0")).astype(np.uint8)
     rounded = np.round(p_one.astype(np.float64), 6)
     return [
-        {"sequence": s, "echo": echoes[row, :n].tobytes().decode(), "probabilities": rounded[row, :n],
-         "echo_step": model.echo_step}
+        {
+            "sequence": s,
+            "echo": echoes[row, :n].tobytes().decode(),
+            "probabilities": rounded[row, :n],
+            "echo_step": model.echo_step,
+        }
         for row, (s, n) in enumerate(zip(sequences, lengths))
     ]
 
 
-@route(bp, Endpoint("get", "/predict", (Answer(200, PredictOne),), (400, 403, 404, 413, 422, 503), query=PredictQuery,
-                    access="models", rate_limit="predict"))
+@route(
+    bp,
+    Endpoint(
+        "get",
+        "/predict",
+        (Answer(200, PredictOne),),
+        (400, 403, 404, 413, 422, 503),
+        query=PredictQuery,
+        access="models",
+        rate_limit="predict",
+    ),
+)
 def predict_one() -> Response:
     """Echo one bit sequence: ?sequence=0110…&model=REF."""
     args = query_args()
     if len(args.get("sequence", "")) > services().settings.max_sequence_bits:
         _too_large([args["sequence"]])
     if len(args.get("sequence", "")) > MAX_QUERY_BITS:
-        raise Problem(413, "Content Too Large", f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; "
-                      "send longer sequences with POST /predict")
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; send longer sequences with POST /predict",
+        )
     query = parse(PredictQuery, args, "query")
     model, results = echo(services(), [query.sequence], query.model, auth.can_see)
     return jsonify(model=model, **results[0])
 
 
-@route(bp, Endpoint("post", "/predict", (Answer(200, PredictMany),), (400, 403, 404, 413, 415, 422, 503), body=PredictBody,
-                    access="models", rate_limit="predict"))
+@route(
+    bp,
+    Endpoint(
+        "post",
+        "/predict",
+        (Answer(200, PredictMany),),
+        (400, 403, 404, 413, 415, 422, 503),
+        body=PredictBody,
+        access="models",
+        rate_limit="predict",
+    ),
+)
 def predict_many() -> Response:
     """Echo a batch: {"sequences": [...], "model": REF}."""
     data = json_body()

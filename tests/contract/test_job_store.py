@@ -149,7 +149,9 @@ def test_a_cancel_and_the_saving_phase_never_both_win(store):
             if call(job.id):
                 wins.append(name)
 
-        threads = [threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", enter_saving))]
+        threads = [
+            threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", enter_saving))
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -51,7 +51,9 @@ def concurrently(batcher: Batcher, arrays: list[np.ndarray]) -> list:
     return out
 
 
-@pytest.mark.parametrize("n, least, want", [(1, 1, 1), (3, 1, 4), (16, 16, 16), (17, 16, 32), (100, 16, 128), (5, 16, 16)])
+@pytest.mark.parametrize(
+    "n, least, want", [(1, 1, 1), (3, 1, 4), (16, 16, 16), (17, 16, 32), (100, 16, 128), (5, 16, 16)]
+)
 def test_bucket(n, least, want):
     assert bucket(n, least) == want
 

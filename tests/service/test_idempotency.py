@@ -162,6 +162,7 @@ def test_a_key_whose_job_is_gone_starts_afresh(client, jobs, created):
 
 # --- the store itself ----------------------------------------------------------------------------
 
+
 def store(redis_client, **kwargs) -> IdempotencyStore:
     return IdempotencyStore(redis_client, f"test-{uuid.uuid4().hex[:8]}", ttl_s=3600, **kwargs)
 

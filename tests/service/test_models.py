@@ -18,7 +18,12 @@ def test_every_kind_of_reference_resolves_to_the_same_version(cache, stack, trai
     version = trained_job["model"]["version"]
     client = MlflowClient(tracking_uri=stack.mlflow)
     client.set_registered_model_alias("echo-rnn", "champion", version)
-    refs = [trained_job["id"], trained_job["mlflow"]["run_id"], f"models:/echo-rnn/{version}", "models:/echo-rnn@champion"]
+    refs = [
+        trained_job["id"],
+        trained_job["mlflow"]["run_id"],
+        f"models:/echo-rnn/{version}",
+        "models:/echo-rnn@champion",
+    ]
     for ref in refs:
         info = cache.resolver.resolve(ref)
         assert (info.version, info.job_id, info.run_id) == (version, trained_job["id"], trained_job["mlflow"]["run_id"])
@@ -32,7 +37,7 @@ def test_a_model_is_loaded_once_and_kept(cache, trained_job):
     assert again is model and cache.loads == 1 and cache.hits == 1
     bits = np.random.default_rng(1).integers(0, 2, (3, 50)).astype(np.int32)
     p = model.predict(bits)
-    assert p.shape == (3, 50) and ((p > 0.5) [:, 3:] == bits[:, :-3]).mean() > 0.99
+    assert p.shape == (3, 50) and ((p > 0.5)[:, 3:] == bits[:, :-3]).mean() > 0.99
 
 
 def test_the_cache_is_bounded(cache, stack, trained_job):
@@ -41,8 +46,9 @@ def test_the_cache_is_bounded(cache, stack, trained_job):
     record = provenance.lookup(cache.redis, cache.prefix, "echo-rnn", source.version)
     versions = []
     for _ in range(3):  # the same model registered three more times: three versions to load
-        copy = client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
-                                           model_id=source.source.rsplit("/", 1)[-1])
+        copy = client.create_model_version(
+            "echo-rnn", source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1]
+        )
         provenance.copy(cache.redis, cache.prefix, record, copy.version)  # the same files: served
         versions.append(copy.version)
     for v in versions:
@@ -57,12 +63,14 @@ def test_an_alias_is_re_resolved_after_its_ttl(cache, stack, trained_job):
     assert cache.resolver.resolve("models:/echo-rnn@moving").version == str(versions[0])
     client.set_registered_model_alias("echo-rnn", "moving", str(versions[-1]))
     import time
+
     time.sleep(cache.resolver.ttl_s + 0.1)
     assert cache.resolver.resolve("models:/echo-rnn@moving").version == str(versions[-1])
 
 
 def test_a_job_without_model_is_404(cache, redis_client, settings):
     from contract.job_store import JobStore
+
     job = JobStore(redis_client, settings.job_key_prefix).create({"num_epochs": 1}, steps=10)
     with pytest.raises(Problem) as caught:
         cache.resolver.resolve(job.id)

@@ -23,8 +23,13 @@ print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "load_ms": load_ms,
 
 
 def test_an_api_process_loads_and_serves_a_model_without_importing_tensorflow(stack, trained_job):
-    done = subprocess.run([sys.executable, "-c", CODE, stack.env["REDIS_URL"], stack.mlflow, trained_job["model"]["uri"]],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CODE, stack.env["REDIS_URL"], stack.mlflow, trained_job["model"]["uri"]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["tensorflow"] is False, "the API imported TensorFlow"

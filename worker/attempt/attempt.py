@@ -88,11 +88,15 @@ class Attempt:
         lost = self.ctx.claim.attempts - 1
         if lost >= self.settings.max_worker_losses:  # rejecting on worker loss must not loop for ever
             raise WorkerLost(f"the worker running this job was lost {lost} times; giving up")
-        every_s, points = ((0.1, self.settings.loss_points_max) if self.unit.is_job
-                           else (0.5, self.settings.trial_loss_points_max))  # the engine reports every ~50 ms
-        self.writers = [ProgressWriter(lambda fields, j=job.id: self.record(j, fields), run, p.total_steps,
-                                       self.best_effort, points, every_s)
-                        for job, run, p in zip(self.jobs, self.runs, self.params)]
+        every_s, points = (
+            (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
+        )  # the engine reports every ~50 ms
+        self.writers = [
+            ProgressWriter(
+                lambda fields, j=job.id: self.record(j, fields), run, p.total_steps, self.best_effort, points, every_s
+            )
+            for job, run, p in zip(self.jobs, self.runs, self.params)
+        ]
         checkpoint = self._resume() if self.ctx.claim.resumed else None
         from worker.engine.results import TrainingCancelled
 
@@ -104,9 +108,12 @@ class Attempt:
 
     def _start_sweep(self) -> str:
         sweeps = SweepStore(self.store)
-        self.ctx.redis_retry.call(lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep")
-        link = self.ctx.redis_retry.call(lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id),
-                                         "opening the sweep's run")
+        self.ctx.redis_retry.call(
+            lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep"
+        )
+        link = self.ctx.redis_retry.call(
+            lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id), "opening the sweep's run"
+        )
         return link["run_id"]
 
     def _resume(self):
@@ -140,8 +147,13 @@ class Attempt:
             self.ctx.keeper.check()
             self.best_effort.call(lambda: self.checkpoints.save(self.fence, c), "saving a checkpoint")
 
-        return train_group(self.params, on_progress=self._progress, should_stop=self._stop_check(), resume=checkpoint,
-                           on_checkpoint=on_checkpoint)
+        return train_group(
+            self.params,
+            on_progress=self._progress,
+            should_stop=self._stop_check(),
+            resume=checkpoint,
+            on_checkpoint=on_checkpoint,
+        )
 
     def _progress(self, reports: list) -> None:
         for writer, report in zip(self.writers, reports):
@@ -185,8 +197,10 @@ class Attempt:
                 scores = dataclasses.asdict(result.evaluation)
                 run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
                 run.add("eval_loss", [scores["loss"]], len(result.losses))
-                step.hset(self.store.key(job.id), encode({"device": result.device, "evaluation": scores,
-                                                          "stopped_early": result.stopped_early}))
+                step.hset(
+                    self.store.key(job.id),
+                    encode({"device": result.device, "evaluation": scores, "stopped_early": result.stopped_early}),
+                )
         if any(saving):
             self.write(step, "recording the evaluation")
         from worker.attempt import publishing
@@ -203,7 +217,9 @@ class Attempt:
         """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
         group counted, the leases released. A run that cannot be closed fails its trial. True for the
         step that counted a sweep's last group."""
-        errors = runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
+        errors = (
+            runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
+        )
         step = Step(self.fence)
         for job_id, status, extra, error in zip(self.job_ids, statuses, fields, errors):
             if error and status == "succeeded":
@@ -231,15 +247,22 @@ class Attempt:
 
     def model_step(self, job_id: str, model: dict, record: provenance.Provenance) -> Step:
         """The fenced step that makes a version this service's: the job's model and the version's record together."""
-        return (Step(self.fence).hset(self.store.key(job_id), encode({"model": model}))
-                .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record)))
+        return (
+            Step(self.fence)
+            .hset(self.store.key(job_id), encode({"model": model}))
+            .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record))
+        )
 
     def loss_history(self, i: int, result) -> None:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
         if self.unit.is_job:
-            self.runs[i].log_artifacts_later(lambda: {"echo_figure.png": render(result.losses, *result.last_window),
-                                                      "loss_history.csv.gz": loss_history_csv(result.losses)})
+            self.runs[i].log_artifacts_later(
+                lambda: {
+                    "echo_figure.png": render(result.losses, *result.last_window),
+                    "loss_history.csv.gz": loss_history_csv(result.losses),
+                }
+            )
         else:
             self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})

@@ -22,8 +22,15 @@ if TYPE_CHECKING:
 def registry(attempt: "Attempt", run) -> Registry:
     """The registry as this attempt's run reaches it (its MLflow calls guarded by the attempt's leases)."""
     s = attempt.settings
-    return Registry(run.client, run.outage, attempt.store.redis, f"{attempt.store.prefix}:champion-lock",
-                    s.registered_model, s.champion_alias, s.champion_min_accuracy)
+    return Registry(
+        run.client,
+        run.outage,
+        attempt.store.redis,
+        f"{attempt.store.prefix}:champion-lock",
+        s.registered_model,
+        s.champion_alias,
+        s.champion_min_accuracy,
+    )
 
 
 def publish_job(attempt: "Attempt", result) -> list[dict[str, Any]]:
@@ -34,8 +41,9 @@ def publish_job(attempt: "Attempt", result) -> list[dict[str, Any]]:
     recorded = job.model.model_dump() if job.model is not None else None  # an earlier attempt's, as it recorded it
     logged: dict = {}
     if recorded is None:
-        logged = log_model(run.client, run.run_id, job.id, result, run.outage, attempt.serving_module.result(),
-                           run.experiment_id)
+        logged = log_model(
+            run.client, run.run_id, job.id, result, run.outage, attempt.serving_module.result(), run.experiment_id
+        )
 
     def record(model: dict, prov: Provenance) -> None:
         attempt.write(attempt.model_step(job.id, model, prov), "recording the model's version")
@@ -53,13 +61,18 @@ def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list
         attempt.loss_history(i, results[i])
     indexes = [j.sweep.trial for j in attempt.jobs]
     sweeps, sweep_id, group = SweepStore(attempt.store), attempt.unit.sweep_id, attempt.unit.group
-    fields: dict[str, Any] = {f"curves_{group}": sweep_end.thin_curves(
-        {t: r.losses for t, r in zip(indexes, results)})}
+    fields: dict[str, Any] = {f"curves_{group}": sweep_end.thin_curves({t: r.losses for t, r in zip(indexes, results)})}
     if scored:
         i, scores = max(scored, key=lambda d: (d[1]["echo_accuracy"], -d[1]["loss"], -indexes[d[0]]))
         job, run = attempt.jobs[i], attempt.runs[i]
         logged = log_model(run.client, run.run_id, job.id, results[i], run.outage)
-        fields[f"group_best_{group}"] = {"trial": indexes[i], "job_id": job.id, "run_id": run.run_id, "logged": logged,
-                                         "echo_accuracy": scores["echo_accuracy"], "loss": scores["loss"]}
+        fields[f"group_best_{group}"] = {
+            "trial": indexes[i],
+            "job_id": job.id,
+            "run_id": run.run_id,
+            "logged": logged,
+            "echo_accuracy": scores["echo_accuracy"],
+            "loss": scores["loss"],
+        }
     attempt.write(Step(attempt.fence).hset(sweeps.key(sweep_id), encode(fields)), "recording the group's best")
     return [{} for _ in attempt.jobs]

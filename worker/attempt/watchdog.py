@@ -44,8 +44,13 @@ class Round:
 class Watchdog:
     """A periodic check in the worker's main process (which never imports TensorFlow)."""
 
-    def __init__(self, store: JobStore, send: Callable[[tasks.Message], None], interval_s: float,
-                 reconcile_after_s: float = 300.0):
+    def __init__(
+        self,
+        store: JobStore,
+        send: Callable[[tasks.Message], None],
+        interval_s: float,
+        reconcile_after_s: float = 300.0,
+    ):
         """send enqueues a message (the celery app's send_task)."""
         self.store, self.sweeps, self.send = store, SweepStore(store), send
         self.interval_s, self.reconcile_after_s = interval_s, reconcile_after_s
@@ -111,8 +116,9 @@ class Watchdog:
             job = self.store.get(job_id)
             if job is None or job.status != "running":
                 continue
-            if self._send_again(job, "lost its worker (%s)" % (job.worker.host if job.worker else "unknown"),
-                                TAKEOVER_GUARD_S):
+            if self._send_again(
+                job, "lost its worker (%s)" % (job.worker.host if job.worker else "unknown"), TAKEOVER_GUARD_S
+            ):
                 done.taken_over.append(job_id)
 
     def _resend_queued(self, done: Round, deadline: float) -> None:

@@ -29,8 +29,12 @@ class Checkpoint:
     def to_bytes(self) -> bytes:
         """Serialise as one .npz (arrays) with the scalars as JSON inside."""
         meta = {
-            "epoch": self.epoch, "done": self.done, "step": self.step, "rng_state": self.rng_state,
-            "eval_rng_state": self.eval_rng_state, "epoch_losses": self.epoch_losses,
+            "epoch": self.epoch,
+            "done": self.done,
+            "step": self.step,
+            "rng_state": self.rng_state,
+            "eval_rng_state": self.eval_rng_state,
+            "epoch_losses": self.epoch_losses,
             "echo_accuracy": self.echo_accuracy,
         }
         arrays = {"state": self.state, "losses": self.losses}
@@ -77,6 +81,7 @@ class GroupCheckpoint:
         with np.load(io.BytesIO(data)) as npz:
             models = sum(name.startswith("c") for name in npz.files)
             checkpoints = [Checkpoint.from_bytes(npz[f"c{k}"].tobytes()) for k in range(models)]
-            windows = [tuple(npz[f"w{k}_{i}"] for i in range(3)) if f"w{k}_0" in npz.files else None
-                       for k in range(models)]
+            windows = [
+                tuple(npz[f"w{k}_{i}"] for i in range(3)) if f"w{k}_0" in npz.files else None for k in range(models)
+            ]
         return cls(checkpoints, windows)

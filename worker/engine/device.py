@@ -18,8 +18,7 @@ def select_device(requested: str) -> str:
             pass  # already initialised in this process; growth was set then
     if requested == "gpu" and not gpus:
         raise DeviceUnavailable(
-            "device=gpu was requested but TensorFlow sees no GPU on this worker; "
-            "use device=auto or device=cpu"
+            "device=gpu was requested but TensorFlow sees no GPU on this worker; use device=auto or device=cpu"
         )
     if requested == "cpu" or not gpus:
         return "/CPU:0"

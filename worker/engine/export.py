@@ -46,7 +46,6 @@ class EchoModel(tf.Module):
         padded = tf.pad(sequences, [[0, bucket(rows) - rows], [0, bucket(length) - length]])
         return self.forward(padded)[:rows, :length]
 
-
     def set_weights(self, weights: dict[str, np.ndarray]) -> "EchoModel":
         """Take trained weights into this (already traced) module."""
         for variable, name in zip(self.weights, WEIGHT_NAMES):

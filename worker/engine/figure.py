@@ -39,7 +39,9 @@ class _Template:
         for row in range(rows):
             axes = self.figure.add_subplot(2, 3, row + 2)
             axes.axis([0, width, 0, 2])
-            self.bars.append([axes.stairs(np.zeros(width), edges, fill=True, color=c) for c in ("blue", "red", "green")])
+            self.bars.append(
+                [axes.stairs(np.zeros(width), edges, fill=True, color=c) for c in ("blue", "red", "green")]
+            )
         self.figure.tight_layout()
         # Everything but the loss panel and the bars is the same in every render: drawn once, then copied.
         self.loss_axes.set_visible(False)

@@ -41,6 +41,7 @@ def make_forward(weights: list[tf.Variable] | list[tf.Tensor]):
 def stacked_probabilities(W: tf.Tensor, b: tf.Tensor, W2: tf.Tensor, b2: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     """K models' forward passes from a zero state, weights [K, ...]: bits [K, R, L] to probabilities [K, R, L, C]."""
     inputs = tf.transpose(tf.cast(x, tf.float32), [2, 0, 1])[..., None] * W[None, :, None, 0]  # [L, K, R, S]
-    states = tf.scan(lambda state, inp: tf.tanh(inp + contract(state, W[:, 1:]) + b), inputs,
-                     initializer=tf.zeros_like(inputs[0]))  # [L, K, R, S]
+    states = tf.scan(
+        lambda state, inp: tf.tanh(inp + contract(state, W[:, 1:]) + b), inputs, initializer=tf.zeros_like(inputs[0])
+    )  # [L, K, R, S]
     return tf.nn.softmax(contract(tf.transpose(states, [1, 2, 0, 3]), W2) + b2[:, None])

@@ -57,8 +57,9 @@ class GroupTrainer:
     def __init__(self, inits: list[dict[str, np.ndarray]]):
         self.models = len(inits)
         self.weights = [tf.Variable(np.stack([init[n] for init in inits]), name=n) for n in WEIGHT_NAMES]
-        self.accumulators = [tf.Variable(tf.zeros(w.shape), name=f"{n}_accum")
-                             for n, w in zip(WEIGHT_NAMES, self.weights)]
+        self.accumulators = [
+            tf.Variable(tf.zeros(w.shape), name=f"{n}_accum") for n, w in zip(WEIGHT_NAMES, self.weights)
+        ]
         self.single = [tf.Variable(inits[0][n], name=f"{n}_single") for n in WEIGHT_NAMES]  # one model at a time
         self.run_windows = tf.function(self._run_windows, jit_compile=True)
         self.forward = make_forward(self.single)
@@ -71,12 +72,20 @@ class GroupTrainer:
         with new values in its variables, so its functions are compiled once per process. Learning
         rates are arguments of the compiled function, so they are not part of the key.
         """
-        key = (device, len(inits), params.state_size, params.num_classes, params.batch_size,
-               params.truncated_backprop_length, epoch_capacity(params.steps_per_epoch, len(inits), params))
+        key = (
+            device,
+            len(inits),
+            params.state_size,
+            params.num_classes,
+            params.batch_size,
+            params.truncated_backprop_length,
+            epoch_capacity(params.steps_per_epoch, len(inits), params),
+        )
         trainer = kept(_TRAINERS, key, lambda: cls(inits), TRAINERS_KEPT)
         stacked = {n: np.stack([init[n] for init in inits]) for n in WEIGHT_NAMES}
-        trainer.restore(stacked, {n: np.full(v.shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32)
-                                  for n, v in stacked.items()})
+        trainer.restore(
+            stacked, {n: np.full(v.shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32) for n, v in stacked.items()}
+        )
         return trainer
 
     def weight_values(self) -> dict[str, np.ndarray]:
@@ -126,8 +135,10 @@ class GroupTrainer:
             grads = tape.gradient(total, weights)
             # TF1's ApplyAdagrad: no epsilon, accumulate first.
             accumulators = [tf.where(k, a + g * g, a) for k, a, g in zip(keep, accumulators, grads)]
-            weights = [tf.where(k, w - lr * g * tf.math.rsqrt(a), w)
-                       for k, lr, w, g, a in zip(keep, rates, weights, grads, accumulators)]
+            weights = [
+                tf.where(k, w - lr * g * tf.math.rsqrt(a), w)
+                for k, lr, w, g, a in zip(keep, rates, weights, grads, accumulators)
+            ]
             losses = tf.tensor_scatter_nd_update(losses, [[start + i]], loss[None])
             return i + 1, weights, accumulators, states[:, :, -1], losses, logits
 

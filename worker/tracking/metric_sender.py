@@ -65,7 +65,9 @@ class MetricSender:
         with self._cond:
             self._flushing = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: (not self._count and not self._sending) or self.error or self.fenced or self._stopped)
+            self._cond.wait_for(
+                lambda: (not self._count and not self._sending) or self.error or self.fenced or self._stopped
+            )
             self._flushing = False
             unsent = self._count
         self.check()
@@ -98,7 +100,9 @@ class MetricSender:
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._stopped or self._count >= MAX_METRICS_PER_BATCH or (self._flushing and self._count > 0),
+                    lambda: (
+                        self._stopped or self._count >= MAX_METRICS_PER_BATCH or (self._flushing and self._count > 0)
+                    ),
                     self.interval_s,
                 )
                 if self._stopped:
@@ -114,7 +118,9 @@ class MetricSender:
     def _send(self, batch: list[Metric]) -> bool:
         """Send one batch, retrying while MLflow is down within the limit."""
         try:
-            self.outage.call(lambda: self.client.log_batch(self.run_id, metrics=batch), f"sending {len(batch)} metric points")
+            self.outage.call(
+                lambda: self.client.log_batch(self.run_id, metrics=batch), f"sending {len(batch)} metric points"
+            )
             return True
         except LeaseLost as exc:  # another worker carries the run on: not a point more from here
             with self._cond:
@@ -124,7 +130,9 @@ class MetricSender:
             return False
         except Exception as exc:  # gave up (or the server refused them): the job cannot log its run
             with self._cond:
-                self.error = (str(exc) if isinstance(exc, Unreachable) else f"MLflow did not accept metrics: {exc}")[:500]
+                self.error = (str(exc) if isinstance(exc, Unreachable) else f"MLflow did not accept metrics: {exc}")[
+                    :500
+                ]
                 self._sending = False
                 self._cond.notify_all()
             return False

@@ -35,9 +35,16 @@ THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE
 class RunLogger:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
-    def __init__(self, settings: WorkerSettings, job_id: str, params: dict, run_id: str | None = None,
-                 tags: dict[str, str] | None = None, gate: threading.Semaphore | None = None,
-                 guard: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        job_id: str,
+        params: dict,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        gate: threading.Semaphore | None = None,
+        guard: Callable[[], None] | None = None,
+    ):
         """Open the run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming) the run it already
         has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
         before every call, stops them all (the attempt lost its lease)."""
@@ -73,7 +80,8 @@ class RunLogger:
             tried.append(True)
             name = tags.get("mlflow.runName", f"job-{job_id[:8]}")
             return self.client.create_run(
-                self.experiment_id, tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
+                self.experiment_id,
+                tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
                 run_name=name,
             )
 
@@ -81,7 +89,9 @@ class RunLogger:
 
     def logged_count(self, key: str) -> int:
         """How many steps of a metric the run holds (points are sent in step order, so a prefix)."""
-        history = self.outage.call(lambda: self.client.get_metric_history(self.run_id, key), f"reading the {key} history")
+        history = self.outage.call(
+            lambda: self.client.get_metric_history(self.run_id, key), f"reading the {key} history"
+        )
         return len({m.step for m in history})
 
     @property
@@ -126,8 +136,9 @@ class RunLogger:
             files = image_files("echo_figure", step, render(losses, *window))
             self.outage.call(lambda: self._upload(files, "images"), f"logging the figure of step {step}")
             if not self._images_tagged:  # what MLflow's log_image sets, so the UI shows the image card
-                self.outage.call(lambda: self.client.set_tag(self.run_id, MLFLOW_LOGGED_IMAGES, "True"),
-                                 "tagging the run's images")
+                self.outage.call(
+                    lambda: self.client.set_tag(self.run_id, MLFLOW_LOGGED_IMAGES, "True"), "tagging the run's images"
+                )
                 self._images_tagged = True
         except MlflowUnavailable as exc:  # MLflow is gone for good: the job fails at its next report
             self._figure_error = str(exc)

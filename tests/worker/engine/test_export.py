@@ -86,8 +86,19 @@ def test_batching_with_longer_sequences_changes_nothing(serve):
 
 @pytest.mark.parametrize(
     "n, want",
-    [(0, 16), (1, 16), (15, 16), (16, 16), (17, 32), (100, 128), (1000, 1024), (1024, 1024),
-     (1025, 2048), (2**20, 2**20), (2**20 + 1, 2**21)],
+    [
+        (0, 16),
+        (1, 16),
+        (15, 16),
+        (16, 16),
+        (17, 32),
+        (100, 128),
+        (1000, 1024),
+        (1024, 1024),
+        (1025, 2048),
+        (2**20, 2**20),
+        (2**20 + 1, 2**21),
+    ],
 )
 def test_bucket_values(n, want):
     assert int(export.bucket(tf.constant(n))) == want
@@ -105,4 +116,6 @@ def test_a_module_traced_ahead_then_given_the_weights_saves_the_same_model(train
     export.save(module, str(tmp_path / "ahead"))
     loaded = tf.saved_model.load(str(tmp_path / "ahead"))
     x = bits(9, 5, 70)
-    np.testing.assert_array_equal(loaded.signatures["serving_default"](sequences=tf.constant(x))["output_0"].numpy(), serve(x))
+    np.testing.assert_array_equal(
+        loaded.signatures["serving_default"](sequences=tf.constant(x))["output_0"].numpy(), serve(x)
+    )

@@ -136,7 +136,10 @@ def test_cancellation_between_short_epochs():
     """Epochs shorter than a report interval: the check after each epoch still stops the run."""
     reports: list[StepReport] = []
     with pytest.raises(TrainingCancelled):
-        train_model(SMALL.model_copy(update={"num_epochs": 50, "seed": 1}), on_progress=reports.append,
-              should_stop=lambda: any(r.epoch_done for r in reports))
+        train_model(
+            SMALL.model_copy(update={"num_epochs": 50, "seed": 1}),
+            on_progress=reports.append,
+            should_stop=lambda: any(r.epoch_done for r in reports),
+        )
     assert reports[-1].epoch_done and reports[-1].epoch == 1
     assert max(r.step for r in reports) == SMALL.steps_per_epoch

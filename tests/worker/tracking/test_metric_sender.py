@@ -52,7 +52,12 @@ def test_points_reach_the_run_once_each_with_their_steps_values_and_timestamps(s
     sender.drain()
     assert sender.pending == 0
     assert history(client, run_id, "loss") == [
-        (0, 0.9, 1_000), (1, 0.8, 1_000), (2, 0.7, 1_000), (3, pytest.approx(0.6), 2_000), (4, pytest.approx(0.5), 2_000)]
+        (0, 0.9, 1_000),
+        (1, 0.8, 1_000),
+        (2, 0.7, 1_000),
+        (3, pytest.approx(0.6), 2_000),
+        (4, pytest.approx(0.5), 2_000),
+    ]
     assert history(client, run_id, "epoch_loss") == [(1, 0.75, 3_000)]
 
 
