@@ -18,11 +18,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import redis  # noqa: E402
+import redis
 
-from contract.clock import now  # noqa: E402
-from contract.job_store import JobStore, Lease  # noqa: E402
-from contract.params import TrainingParams  # noqa: E402
+from contract.clock import now
+from contract.job_store import JobStore, Lease
+from contract.params import TrainingParams
 
 
 def finished_job(store: JobStore, seed: int) -> None:

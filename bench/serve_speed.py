@@ -18,7 +18,6 @@ shared.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,13 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from mlflow.tracking import MlflowClient  # noqa: E402
+
 import report  # noqa: E402
 import wrk  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from tests.support import RedisServer, Stack, free_port, submit, wait_for, wait_status  # noqa: E402
 from contract import provenance  # noqa: E402
 from contract.params import TrainingParams  # noqa: E402
+from tests.support import RedisServer, Stack, free_port, submit, wait_for, wait_status  # noqa: E402
 
 DONE = {"succeeded", "failed", "cancelled"}
 

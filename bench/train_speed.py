@@ -24,17 +24,17 @@ from dataclasses import dataclass
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-import keras_rnn  # noqa: E402
-import tutorial_tf1  # noqa: E402
-from worker.engine import export  # noqa: E402
-from worker.engine.data import generate_epoch  # noqa: E402
-from worker.engine.group import train_group  # noqa: E402
-from worker.engine.model import initial_weights  # noqa: E402
-from worker.engine.train import train_model  # noqa: E402
-from contract.params import TrainingParams  # noqa: E402
+import keras_rnn
+import tutorial_tf1
+from contract.params import TrainingParams
+from worker.engine import export
+from worker.engine.data import generate_epoch
+from worker.engine.group import train_group
+from worker.engine.model import initial_weights
+from worker.engine.train import train_model
 
 SERVING_LENGTHS = (20, 100, 1000)
 GROUP_SIZES, QUICK_GROUP_SIZES = (1, 8, 32, 128), (1, 8)

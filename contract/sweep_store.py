@@ -15,8 +15,8 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from contract import clock, job_scripts
-from contract.fence import Fence, Step
 from contract.clock import now
+from contract.fence import Fence, Step
 from contract.job import FINISHED, TrialOf, sources
 from contract.job_store import JobStore, QuotaExceeded, encode
 from contract.params import TrainingParams

@@ -5,6 +5,8 @@ from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
 
+from contract.job_store import JobStore
+from contract.sweep_store import SweepStore
 from service import auth, jsonio, limits, metrics, problems
 from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
@@ -12,8 +14,6 @@ from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
 from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
-from contract.job_store import JobStore
-from contract.sweep_store import SweepStore
 
 
 class Services:

@@ -10,8 +10,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
 from contract.job_store import JobStore
-from service.endpoints import Answer, Endpoint, route
 from contract.logs import job_id_var
+from service.endpoints import Answer, Endpoint, route
 
 log = logging.getLogger("service.requests")
 

@@ -1,6 +1,5 @@
 """The whole stack as make run starts it, driven over HTTP like a user would."""
 
-import io
 import time
 
 import numpy as np

@@ -16,17 +16,16 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from mlflow.tracking import MlflowClient
-
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contract import provenance
 from tests.faults_support import Api, MlflowServer, Worker
+from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
 from worker.retry import BestEffort, Outage, redis_transient
 from worker.tracking.metric_sender import MetricSender
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
-from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
 
 ARTIFACTS = ROOT / "test-artifacts" / "faults"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -96,7 +95,9 @@ def wait_progress(api: str, job_id: str, fraction: float, timeout: float = 180) 
         current = job(api, job_id)
         done = current["status"] in FINISHED
         return (
-            current if done or current["status"] == "running" and current["progress"]["fraction"] >= fraction else None
+            current
+            if done or (current["status"] == "running" and current["progress"]["fraction"] >= fraction)
+            else None
         )
 
     current = wait_for(check, timeout, f"job {job_id} running past {fraction:.0%}", interval=0.2)

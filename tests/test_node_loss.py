@@ -14,10 +14,9 @@ from celery import Celery
 from redis import Redis
 
 from contract import clock, tasks
-from tests.faults_support import Service, Worker, running_service
+from tests.faults_support import Service, running_service
 from tests.support import (
     ROOT,
-    RedisServer,
     loss_history_artifact,
     loss_steps,
     submit,

@@ -4,10 +4,10 @@ from typing import Annotated
 
 import typer
 
+from contract.params import TrainingParams
 from service.cli.api import Api, handled
 from service.cli.follow import follow
 from service.cli.output import out
-from contract.params import TrainingParams
 
 # Each option of the command and the training parameter it sets.
 OPTIONS = {

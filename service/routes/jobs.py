@@ -6,16 +6,16 @@ from flask import Blueprint, Response, jsonify, url_for
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from service import auth, idempotency
-from service.endpoints import Answer, Endpoint, route
-from service.problems import Problem
-from service.routes import json_body, parse, query_args, services
-from service.schemas import JobList, JobListQuery
 from contract import tasks
 from contract.clock import now
 from contract.job import FINISHED, Job
 from contract.job_store import QuotaExceeded
 from contract.params import TrainingParams
+from service import auth, idempotency
+from service.endpoints import Answer, Endpoint, route
+from service.problems import Problem
+from service.routes import json_body, parse, query_args, services
+from service.schemas import JobList, JobListQuery
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)

@@ -253,7 +253,7 @@ def test_a_worker_cut_off_from_the_network_mid_job_is_taken_over_and_writes_noth
     deadline = time.monotonic() + 300
     while True:
         victim = compose_stack.job(victim_id)
-        if victim["status"] != "running" and victim["status"] != "queued" or time.monotonic() > deadline:
+        if (victim["status"] != "running" and victim["status"] != "queued") or time.monotonic() > deadline:
             break
         if victim["status"] == "running" and victim["progress"]["fraction"] >= 0.3:
             break

@@ -33,7 +33,6 @@ from tests.docker.parsing import DOCKERFILES, parse_dockerfile
 from tests.support import ROOT
 from worker.settings import WorkerSettings
 
-
 # --- probes, grace periods, resources ----------------------------------------------------------------
 
 

@@ -365,7 +365,7 @@ def test_required_settings_fail_early_without_env():
         interpolate(load_compose(COMPOSE), {})
     for missing in SECRETS:
         with pytest.raises(MissingVariable, match=missing):
-            interpolate(load_compose(COMPOSE), {name: "x" for name in SECRETS - {missing}})
+            interpolate(load_compose(COMPOSE), dict.fromkeys(SECRETS - {missing}, "x"))
 
 
 def test_env_example_has_a_placeholder_for_every_secret(example_env):

@@ -260,7 +260,7 @@ def http_server() -> Iterator[tuple[int, dict]]:
     paths: dict[str, int] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             self.send_response(paths.get(self.path, 503))
             self.end_headers()
 

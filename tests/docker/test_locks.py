@@ -5,7 +5,7 @@ import re
 import subprocess
 import tomllib
 
-from tests.docker.parsing import normalize, read_lock, requirement_name
+from tests.docker.parsing import read_lock, requirement_name
 from tests.support import ROOT
 
 LOCK = ROOT / "requirements" / "lock.txt"

@@ -6,12 +6,12 @@ import secrets
 import pytest
 from pydantic import ValidationError
 
-from service.app import create_app
-from service.settings import Settings
 from contract.clock import now
 from contract.job_store import JobStore
-from tests.support import problem
 from contract.logs import formatter
+from service.app import create_app
+from service.settings import Settings
+from tests.support import problem
 
 TOKEN = secrets.token_urlsafe(32)
 OTHER = secrets.token_urlsafe(32)

@@ -7,12 +7,12 @@ import uuid
 import pytest
 import requests
 
+from contract.clock import now
+from contract.job_store import JobStore
 from service.app import create_app
 from service.idempotency import HEADER, REPLAYED, IdempotencyStore
 from service.problems import Problem
 from tests.service.test_auth import OTHER, TINY, TOKEN, bearer, derive, problem
-from contract.clock import now
-from contract.job_store import JobStore
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ import secrets
 import pytest
 
 from contract.clock import now
+from contract.job import FINISHED
 from contract.job_store import JobStore
 from service.app import create_app
 from tests.service.test_auth import TINY, derive
 from tests.service.test_auth import bearer as auth_bearer
-from contract.job import FINISHED
 from tests.support import problem, wait_for
 
 ALICE, BOB, ADMIN = "alice", "bob", "admin"  # names of each test's own tokens (see tokens)

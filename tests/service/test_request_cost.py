@@ -1,7 +1,6 @@
 """What one request may cost, against the real API under granian: memory, a work budget, oversized bodies."""
 
 import json
-import os
 import random
 import time
 import urllib.error

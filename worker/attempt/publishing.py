@@ -7,9 +7,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from contract.fence import Step
+from contract.job_store import encode
 from contract.provenance import Provenance
 from contract.sweep_store import SweepStore
-from contract.job_store import encode
 from worker.attempt import sweep_end
 from worker.tracking.model_logging import log_model
 from worker.tracking.publish import Candidate, publish

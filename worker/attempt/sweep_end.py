@@ -22,8 +22,8 @@ from contract.job_store import encode
 from contract.provenance import Provenance
 from contract.sweep_store import SweepStore
 from worker.attempt import lease
-from worker.attempt.runs import RUN_STATUS
 from worker.attempt.lease import LeaseKeeper
+from worker.attempt.runs import RUN_STATUS
 from worker.settings import WorkerSettings
 from worker.tracking.mlflow_retry import mlflow_outage
 from worker.tracking.run_logger import RunLogger

@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from contract.params import TrainingParams
 from worker.engine.kept import kept
 from worker.engine.model import WEIGHT_NAMES, initial_weights, make_forward
-from contract.params import TrainingParams
 
 MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")

@@ -7,15 +7,16 @@ the compiled step while the others go on (it still computes, unrecorded), and it
 
 import time
 from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from contract.params import TrainingParams
 from contract.sweep import SHAPE_FIELDS
+from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.device import select_device
 from worker.engine.evaluate import evaluate
 from worker.engine.forward import WEIGHT_NAMES
-from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.group_model import GroupTrainer, epoch_capacity
 from worker.engine.results import (
     EVAL_LENGTH,

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from contract.provenance import SERVING_META_ECHO_STEP, SERVING_META_STATE_SIZE, SERVING_INPUT, SERVING_OUTPUT
+from contract.provenance import SERVING_INPUT, SERVING_META_ECHO_STEP, SERVING_META_STATE_SIZE, SERVING_OUTPUT
 
 OPSET = 17
 

@@ -8,8 +8,8 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from contract.fence import LeaseLost
-from worker.tracking.mlflow_retry import MlflowUnavailable
 from worker.retry import Outage, Unreachable
+from worker.tracking.mlflow_retry import MlflowUnavailable
 
 MAX_METRICS_PER_BATCH = 1000  # the tracking server's limit per log_batch
 

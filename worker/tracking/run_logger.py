@@ -24,9 +24,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
 
 from contract.fence import LeaseLost
+from worker.settings import WorkerSettings
 from worker.tracking.metric_sender import MetricSender
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
-from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from contract.params import TrainingParams
 from worker.engine.checkpoint import Checkpoint
 from worker.engine.train import train_model
-from contract.params import TrainingParams
 
 
 @pytest.fixture(scope="module")

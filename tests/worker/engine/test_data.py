@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from worker.engine.data import generate_epoch, generate_series, to_windows
 from contract.params import TrainingParams
+from worker.engine.data import generate_epoch, generate_series, to_windows
 
 
 @pytest.mark.parametrize("echo_step", [0, 1, 3, 7])

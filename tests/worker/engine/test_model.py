@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from contract.params import TrainingParams
+from tests.worker.engine.one_model import Trainer
 from worker.engine.model import (
     ADAGRAD_INITIAL_ACCUMULATOR,
     WEIGHT_NAMES,
@@ -11,8 +13,6 @@ from worker.engine.model import (
     logits_of,
     make_forward,
 )
-from contract.params import TrainingParams
-from tests.worker.engine.one_model import Trainer
 
 # Not the defaults, so a mixed-up axis shows: 3 rows, windows of 6, 4 units, 3 classes.
 PARAMS = TrainingParams(
@@ -161,5 +161,5 @@ def test_initial_weights_are_the_tutorials():
     assert w["b"].shape == (1, 6) and w["b2"].shape == (1, 3)
     assert all(v.dtype == np.float32 for v in w.values())
     for name in ("W", "W2"):
-        assert 0 <= w[name].min() and w[name].max() < 1 and w[name].std() > 0.1
+        assert w[name].min() >= 0 and w[name].max() < 1 and w[name].std() > 0.1
     assert not w["b"].any() and not w["b2"].any()

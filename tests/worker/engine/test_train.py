@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from worker.engine.data import generate_epoch
+from contract.params import TrainingParams
 from tests.worker.engine.one_model import Trainer
+from worker.engine.data import generate_epoch
 from worker.engine.model import initial_weights, make_forward
 from worker.engine.train import StepReport, TrainingCancelled, echo_accuracy, train_model
-from contract.params import TrainingParams
 
 from .conftest import SMALL, TRAINED
 

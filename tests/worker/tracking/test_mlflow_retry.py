@@ -9,8 +9,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2 as codes
 from mlflow.tracking import MlflowClient
 
-from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 from worker.retry import Unreachable
+from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 
 
 @pytest.mark.parametrize(
