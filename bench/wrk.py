@@ -53,7 +53,7 @@ def run(url: str, connections: int, seconds: float, script: Path | None = None, 
     ]
     if script is not None:
         command += ["-s", str(script)]
-    out = subprocess.run(command + [url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return parse(out, connections)
 
 

@@ -125,7 +125,7 @@ def _draw(rng: random.Random, name: str, dim: Range | Choice) -> Value:
     if isinstance(dim, Choice):
         return rng.choice(dim.values)
     value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high))) if dim.log else rng.uniform(dim.low, dim.high)
-    return int(round(value)) if name in INT_FIELDS else value
+    return round(value) if name in INT_FIELDS else value
 
 
 def shape_key(params: TrainingParams) -> tuple:

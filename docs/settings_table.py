@@ -334,7 +334,7 @@ def _shared() -> str:
             own = _describe(cls, name, cls.model_fields[name])
             if own != description:
                 description += f" {process}: {own}"
-        rows.append(row + [description])
+        rows.append([*row, description])
     return (
         f"## Shared: API and workers\n\n{_where(CommonSettings)}. Each process may choose defaults of its "
         "own; the columns give each one's.\n\n"

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,10 +68,8 @@ class Process:
         if self.process is None:
             return
         if self.process.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -81,10 +79,8 @@ class Process:
     def kill(self) -> None:
         """SIGKILL its whole process group."""
         if self.process is not None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait()
             self._reap_group()
 
@@ -97,10 +93,8 @@ class Process:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def logs(self) -> str:
         """What it printed so far."""
@@ -224,10 +218,8 @@ class Service:
         """SIGKILL every node (a node left paused by a failed test is woken to take it)."""
         for node in self.workers:
             if node.process is not None and node.process.poll() is None:
-                try:
+                with suppress(ProcessLookupError):
                     os.killpg(node.process.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
             node.kill()
         self.workers.clear()
 

@@ -6,6 +6,7 @@ each on ports of its own and each in a process group of its own, so one of them 
 others run on. The machine's own Redis and PostgreSQL are never touched.
 """
 
+import itertools
 import re
 import shutil
 import time
@@ -154,7 +155,7 @@ def test_an_outage_retries_with_backoff_and_gives_up_past_its_limit_naming_the_s
     with pytest.raises(MlflowUnavailable, match=r"MLflow at http://mlflow:5000 unreachable for 1 s .* while sending"):
         outage.call(down, "sending")
     assert 1.2 <= time.monotonic() - started < 2.5 and outage.given_up
-    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert len(calls) >= 4 and gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5, gaps  # exponential backoff
     # The outage is counted across calls: the next call gets one try, not a new limit.
     calls.clear()

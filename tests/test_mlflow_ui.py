@@ -33,7 +33,7 @@ def test_a_finished_jobs_run_page_shows_params_loss_chart_and_figure(page, train
     page.goto(trained_job["mlflow"]["url"])
 
     expect(page.get_by_text(f"Parameters ({len(trained_job['params'])})")).to_be_visible(timeout=30_000)
-    for name, value in trained_job["params"].items():
+    for name in trained_job["params"]:
         expect(page.get_by_role("cell", name=name, exact=True)).to_be_visible()
     page.screenshot(path=ARTIFACTS / "mlflow-run-overview.png", full_page=True)
 

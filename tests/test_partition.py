@@ -18,6 +18,7 @@ worker nodes it needs, each in a process group of its own, with short leases and
 takeovers take seconds. Logs go to test-artifacts/partition/, figures to its figures.txt.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -154,10 +155,8 @@ def log_lines(node: Worker) -> list[dict]:
     lines = []
     for text in node.logs().splitlines():
         if text.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 lines.append(json.loads(text))
-            except ValueError:
-                pass
     return lines
 
 

@@ -81,7 +81,7 @@ def test_a_group_is_counted_once_and_the_last_one_says_so(store):
     sweeps = SweepStore(store)
     key, done = sweeps.key("s"), sweeps.done_key("s")
     store.redis.hset(key, "groups_left", 2)
-    job_id, fence = running(store)
+    _job_id, fence = running(store)
     assert store.fenced.run(Step(fence).group_done(key, done, 0)) == [0]
     assert store.fenced.run(Step(fence).group_done(key, done, 0)) == [0], "counted once"
     assert store.fenced.run(Step(fence).group_done(key, done, 1)) == [1]

@@ -115,7 +115,7 @@ def trigger_problems(index: int, trigger: dict) -> list[str]:
         if not isinstance(value, str)
     ]
     if trigger.get("type") != "redis":
-        return problems + [f"{where}.type: {trigger.get('type')!r}: only the redis trigger is checked here"]
+        return [*problems, f"{where}.type: {trigger.get('type')!r}: only the redis trigger is checked here"]
     problems += _unknown(f"{where}.metadata", metadata, REDIS_METADATA)
     problems += _missing(f"{where}.metadata", metadata, REDIS_REQUIRED)
     if not any(fields <= set(metadata) for fields in REDIS_ADDRESS):

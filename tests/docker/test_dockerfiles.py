@@ -76,7 +76,7 @@ def test_every_ignored_rule_says_why(role):
 
 @pytest.mark.parametrize("role", DOCKERFILES)
 def test_multi_stage_non_root_healthy_image(role):
-    instructions, stages = parse_dockerfile(DOCKERFILES[role])
+    _instructions, stages = parse_dockerfile(DOCKERFILES[role])
     assert len(stages) >= 2 and stages[0].name == "builder", "build in a stage of its own"
     final = stages[-1]
     for stage in stages:
@@ -104,7 +104,7 @@ def test_runs_the_procfile_script(role):
     assert exec_form(final.last("CMD").args) == shlex.split(procfile()[role])
     assert not final.all("ENTRYPOINT"), "the Procfile's command runs as is"
     assert final.last("WORKDIR").args == "/app"
-    copied = {tuple(copy_sources(i)) + (shlex.split(i.args)[-1],) for i in final.all("COPY")}
+    copied = {(*copy_sources(i), shlex.split(i.args)[-1]) for i in final.all("COPY")}
     assert ("docker/bin/", "docker/bin/") in copied, "docker/bin must land in /app/docker/bin"
     assert ("docker/healthcheck.py", "docker/") in copied
     script = ROOT / procfile()[role]
@@ -205,7 +205,7 @@ def test_no_secret_baked_in(role):
 def test_build_context_takes_only_what_the_dockerfiles_copy():
     rules = dockerignore_rules(ROOT / ".dockerignore")
     assert rules[0][2] == "*", "an allowlist: everything out first"
-    for role, path in DOCKERFILES.items():
+    for path in DOCKERFILES.values():
         instructions, _ = parse_dockerfile(path)
         for instruction in instructions:
             for source in copy_sources(instruction) if instruction.keyword == "COPY" else []:

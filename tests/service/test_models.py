@@ -33,7 +33,7 @@ def test_every_kind_of_reference_resolves_to_the_same_version(cache, stack, trai
 def test_a_model_is_loaded_once_and_kept(cache, trained_job):
     info, model = cache.get(trained_job["id"])
     assert cache.loads == 1 and cache.hits == 0
-    again_info, again = cache.get(info.uri)
+    _again_info, again = cache.get(info.uri)
     assert again is model and cache.loads == 1 and cache.hits == 1
     bits = np.random.default_rng(1).integers(0, 2, (3, 50)).astype(np.int32)
     p = model.predict(bits)

@@ -7,6 +7,7 @@ is idempotent: an attempt that takes over after a lost finisher ends the sweep t
 """
 
 import io
+import itertools
 import json
 import logging
 import time
@@ -73,7 +74,7 @@ def _thin(losses: np.ndarray) -> np.ndarray:
     if len(losses) <= CURVE_POINTS:
         return losses.astype(float).round(5)
     edges = np.linspace(0, len(losses), CURVE_POINTS + 1).astype(int)
-    return np.array([losses[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]).round(5)
+    return np.array([losses[a:b].mean() for a, b in itertools.pairwise(edges)]).round(5)
 
 
 def finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> str | None:

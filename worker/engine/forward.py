@@ -15,7 +15,7 @@ def contract(a: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     if middle.num_elements() * inner * outer <= BROADCAST_MAX:
         w = tf.reshape(w, [models] + [1] * len(middle) + [inner, outer])
         return tf.reduce_sum(a[..., None] * w, axis=-2)
-    return tf.reshape(tf.matmul(tf.reshape(a, [models, -1, inner]), w), [models] + middle.as_list() + [outer])
+    return tf.reshape(tf.matmul(tf.reshape(a, [models, -1, inner]), w), [models, *middle.as_list(), outer])
 
 
 def make_forward(weights: list[tf.Variable] | list[tf.Tensor]):

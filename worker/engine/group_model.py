@@ -120,7 +120,7 @@ class GroupTrainer:
         accumulators = [a.read_value() for a in self.accumulators]
         rates = [_per_model(learning_rates, w) for w in weights]
         keep = [_per_model(active, w) for w in weights]
-        shape = xs.shape[1:] + [self.weights[2].shape[-1]]
+        shape = [*xs.shape[1:], self.weights[2].shape[-1]]
 
         def body(i, weights, accumulators, state, losses, _logits):
             # A gather, not a slice: a slice would make start a compile-time constant.

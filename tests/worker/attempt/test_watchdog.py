@@ -25,7 +25,7 @@ def counting(sent: list) -> "callable":
 def test_only_running_jobs_whose_lease_lapsed_are_sent_again_and_only_once(store):
     sent: list[tasks.Message] = []
     watchdog = Watchdog(store, counting(sent), interval_s=0.1)
-    alive, lapsed, queued = (store.create({"num_epochs": n}, steps=1) for n in (1, 2, 3))
+    alive, lapsed, _queued = (store.create({"num_epochs": n}, steps=1) for n in (1, 2, 3))
     store.move(alive.id, "running", lease=Lease("a", 30_000))
     store.move(lapsed.id, "running", lease=Lease("b", 30_000))
     store.redis.delete(store.lease_key(lapsed.id))
