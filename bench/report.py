@@ -6,14 +6,15 @@ import re
 import statistics
 import subprocess
 from importlib.metadata import version
+from pathlib import Path
 
 from wrk import Load
 
 
 def machine() -> str:
     """CPU, cores, memory, OS and the versions that matter, one line each."""
-    cpu = re.search(r"model name\s*:\s*(.+)", open("/proc/cpuinfo").read())
-    memory_kib = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read())[1])
+    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    memory_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0].strip()
     return "\n".join(
         [

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     role = argv[1]
     try:
         healthy = worker_ok() if role == "worker" else http_ok(role)
-    except Exception as error:  # any failure to answer is "unhealthy", with the reason in the log
+    except Exception as error:  # noqa: BLE001 (any failure to answer is "unhealthy", with the reason in the log)
         print(f"{role} unhealthy: {error}", file=sys.stderr)
         return 1
     if not healthy:

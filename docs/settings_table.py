@@ -12,6 +12,7 @@ that it names every variable they read.
 """
 
 import argparse
+import inspect
 import sys
 import typing
 from pathlib import Path
@@ -308,7 +309,7 @@ def _env(cls: type[BaseSettings], name: str) -> str:
 
 def _own(cls: type[BaseSettings]) -> set[str]:
     """The fields cls declares itself (new ones and overrides), not those it inherits."""
-    return set(cls.__dict__.get("__annotations__", {}))
+    return set(inspect.get_annotations(cls))
 
 
 def _where(cls: type) -> str:

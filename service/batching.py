@@ -109,7 +109,7 @@ class Batcher:
         try:
             for request, result in zip(batch, self._pad_and_run([r.bits for r in batch])):
                 request.result = result
-        except BaseException as exc:  # every request of the call fails the same way
+        except BaseException as exc:  # noqa: BLE001 (every request of the call fails the same way)
             for request in batch:
                 request.error = exc
         for request in batch:

@@ -20,6 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,7 +181,5 @@ def release_quietly(store: IdempotencyStore, claim: Claim | None) -> None:
     """Give a claim's key back after a failed submission; should Redis not answer, it lapses by itself."""
     if claim is None:
         return
-    try:
+    with suppress(RedisError):  # the reservation lapses by itself (PENDING_TTL_S)
         store.release(claim)
-    except RedisError:
-        pass  # the reservation lapses by itself (PENDING_TTL_S)

@@ -90,5 +90,5 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        app.logger.exception("unhandled error")
+        app.logger.error("unhandled error", exc_info=exc)
         return response(500, "Internal Server Error", "the server failed; the error was logged")

@@ -40,18 +40,18 @@ class Process:
 
     def start(self) -> "Process":
         """Start it (appending to its log) and wait until it is ready."""
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== {time.strftime('%H:%M:%S')} start {self.role}\n".encode())
-        log.flush()
-        self.process = subprocess.Popen(
-            [str(ROOT / "docker" / "bin" / self.role)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        # The child keeps its own copy of the log's descriptor: ours closes once it has started.
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== {time.strftime('%H:%M:%S')} start {self.role}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [str(ROOT / "docker" / "bin" / self.role)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.wait_ready()
         return self
 

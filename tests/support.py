@@ -31,7 +31,7 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.2):
             result = check()
             if result:
                 return result
-        except Exception as exc:  # the thing polled is not up yet
+        except Exception as exc:  # noqa: BLE001 (the thing polled is not up yet)
             last_error = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} did not happen within {timeout} s (last error: {last_error})")
@@ -119,15 +119,16 @@ class Stack:
 
     def start(self) -> "Stack":
         """Start it and wait until the API says it is ready and a worker answers."""
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(self.root / "docker" / "bin" / "run-local")],
-            cwd=self.root,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the log's descriptor: ours closes once it has started.
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(self.root / "docker" / "bin" / "run-local")],
+                cwd=self.root,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
         def ready() -> bool:
             assert self.process.poll() is None, f"the stack exited; see {self.log_path}"

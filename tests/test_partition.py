@@ -386,7 +386,7 @@ def test_every_cancel_answered_202_ends_cancelled(up):
     for seed, (moment, delay) in enumerate(CANCEL_SCHEDULE):
         submitted = submit(up.api.url, **EARLY, seed=seed)
 
-        def at_moment() -> bool:
+        def at_moment(submitted: dict = submitted, moment: str = moment) -> bool:
             fields = record_fields(redis, submitted["id"], "status", "phase", "progress", "stopped_early")
             return reached(moment, fields)
 
@@ -407,7 +407,7 @@ def test_every_cancel_answered_202_ends_cancelled(up):
     for code, job_id, _ in answers:
         expected = "KILLED" if code == 202 else "FINISHED"
 
-        def runs_closed() -> bool:
+        def runs_closed(job_id: str = job_id, expected: str = expected, code: int = code) -> bool:
             runs = runs_tagged(up, job_id)
             return all(r.info.status == expected for r in runs) and (code == 202 or len(runs) == 1)
 

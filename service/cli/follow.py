@@ -60,7 +60,7 @@ def _ask(api: Api, path: str) -> futures.Future:
     def call() -> None:
         try:
             answer.set_result(api.call("GET", path))
-        except Exception as exc:  # raised again by answer.result(), in the main thread
+        except Exception as exc:  # noqa: BLE001 (raised again by answer.result(), in the main thread)
             answer.set_exception(exc)
 
     threading.Thread(target=call, daemon=True).start()

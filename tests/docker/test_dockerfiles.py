@@ -315,8 +315,10 @@ def test_worker_healthcheck_pings_this_containers_node(own_redis, tmp_path):
     }
     settings = {k: env[k] for k in ("REDIS_URL", "MLFLOW_TRACKING_URI", "WORKER_NAME")}
     log_path = tmp_path / "worker.log"
-    log = open(log_path, "wb")
-    worker = subprocess.Popen([str(DOCKER / "bin" / "worker")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [str(DOCKER / "bin" / "worker")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(lambda: b"ready." in log_path.read_bytes(), 90, "the worker", 0.5)
         assert healthcheck("worker", **settings).returncode == 0, log_path.read_text(errors="replace")[-2000:]
@@ -329,4 +331,3 @@ def test_worker_healthcheck_pings_this_containers_node(own_redis, tmp_path):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
-        log.close()

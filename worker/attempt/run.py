@@ -49,7 +49,7 @@ def run_attempt(store: JobStore, settings: WorkerSettings, unit: Unit) -> str:
             outcome, last_group = attempt.run()
         except (LeaseLost, RedisUnavailable):
             raise
-        except Exception as exc:  # any other failure ends the trials with a readable reason
+        except Exception as exc:  # noqa: BLE001 (any other failure ends the trials with a readable reason)
             outcome, last_group = "failed", attempt.fail(exc)
     except LeaseLost as exc:
         log.error("%s: this attempt lost its lease (%s); it writes nothing more", unit.label, exc)

@@ -84,7 +84,7 @@ class Watchdog:
         if n:
             try:
                 self.store.redis.hincrby(self.counters, event, n)
-            except Exception:
+            except Exception:  # noqa: BLE001 (counting must never stop the watchdog)
                 log.warning("could not count the watchdog's %s", event)
 
     def round(self) -> Round:

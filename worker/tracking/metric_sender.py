@@ -128,7 +128,7 @@ class MetricSender:
                 self._sending = False
                 self._cond.notify_all()
             return False
-        except Exception as exc:  # gave up (or the server refused them): the job cannot log its run
+        except Exception as exc:  # noqa: BLE001 (gave up, or the server refused them: the job cannot log its run)
             with self._cond:
                 self.error = (str(exc) if isinstance(exc, Unreachable) else f"MLflow did not accept metrics: {exc}")[
                     :500

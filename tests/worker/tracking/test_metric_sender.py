@@ -128,7 +128,7 @@ def test_a_refusal_of_the_server_fails_the_sender_at_once(client):
     try:
         sender.put("loss", [0.5], 0, 1)
         started = time.monotonic()
-        with pytest.raises(MlflowUnavailable, match="^MLflow did not accept metrics: "):
+        with pytest.raises(MlflowUnavailable, match=r"^MLflow did not accept metrics: "):
             sender.drain()
         assert time.monotonic() - started < 5, "not retried"
     finally:

@@ -116,7 +116,7 @@ def test_mlflow_outage_raises_a_refusal_of_the_server_at_once(client, mlflow_url
         return client.get_run("0" * 32)
 
     outage = mlflow_outage(mlflow_url, 30)
-    with pytest.raises(MlflowException, match="not found|RESOURCE_DOES_NOT_EXIST"):
+    with pytest.raises(MlflowException, match=r"not found|RESOURCE_DOES_NOT_EXIST"):
         outage.call(get_missing_run, "reading the run")
     assert calls == [1] and outage.down_s == 0
 

@@ -129,9 +129,9 @@ def test_without_an_outage_each_step_gets_a_single_try(fail_fast_mlflow, closed_
 def test_a_model_that_cannot_be_written_is_marked_failed_not_left_pending(client, run_id, name, echoing):
     class Unsavable:
         def set_weights(self, weights):
-            return object()  # not a TensorFlow module: the SavedModel export raises
+            return object()  # not a TensorFlow module: MLflow refuses to save it
 
-    with pytest.raises(Exception):
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Unknown model type"):
         log_and_register(client, run_id, str(uuid.uuid4()), echoing, name, module=Unsavable())
     experiment_id = client.get_run(run_id).info.experiment_id
     [logged] = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")

@@ -4,6 +4,7 @@ import gzip
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,7 +90,7 @@ def test_log_artifacts_uploads_the_files(logger, client, tmp_path):
     logger.log_artifacts(files)
     assert {a.path for a in client.list_artifacts(logger.run_id)} == set(files)
     local = client.download_artifacts(logger.run_id, "notes.txt", str(tmp_path))
-    assert open(local, "rb").read() == files["notes.txt"]
+    assert Path(local).read_bytes() == files["notes.txt"]
 
 
 def test_flush_waits_for_artifacts_logged_later(logger, client):
@@ -116,7 +117,7 @@ def test_a_figure_is_logged_as_an_image_at_its_step(logger, client):
     from worker.engine.figure import render
 
     local = client.download_artifacts(logger.run_id, png)
-    assert open(local, "rb").read() == render(np.linspace(0.7, 0.1, 40), x, y, probabilities), "uploaded as drawn"
+    assert Path(local).read_bytes() == render(np.linspace(0.7, 0.1, 40), x, y, probabilities), "uploaded as drawn"
     assert max(Image.open(client.download_artifacts(logger.run_id, preview)).size) == 256
 
 
@@ -153,7 +154,7 @@ def test_opening_a_run_on_an_unreachable_server_gives_up_past_the_retry_limit(fa
 
 
 def test_reopening_a_run_that_does_not_exist_fails_at_once(settings):
-    with pytest.raises(Exception, match="RESOURCE_DOES_NOT_EXIST|not found") as raised:
+    with pytest.raises(Exception, match=r"RESOURCE_DOES_NOT_EXIST|not found") as raised:
         RunLogger(settings, str(uuid.uuid4()), PARAMS, run_id="0" * 32)
     assert not isinstance(raised.value, MlflowUnavailable)
 
@@ -161,7 +162,7 @@ def test_reopening_a_run_that_does_not_exist_fails_at_once(settings):
 def test_once_mlflow_refused_the_points_flush_and_add_raise(logger, client):
     logger.add("loss", [0.5], 0)
     client.delete_run(logger.run_id)  # the server refuses points for a deleted run
-    with pytest.raises(MlflowUnavailable, match="^MLflow did not accept metrics"):
+    with pytest.raises(MlflowUnavailable, match=r"^MLflow did not accept metrics"):
         logger.flush()
     with pytest.raises(MlflowUnavailable):
         logger.add("loss", [0.1], 1)
