@@ -18,6 +18,7 @@ from contract import job_scripts
 from contract.clock import now
 from contract.fence import FencedWriter
 from contract.job import FINISHED, STATUSES, Job, JobProgress, sources
+from contract.redis_values import hash_fields, scored, text
 
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
@@ -103,7 +104,7 @@ class JobStore:
         raw = self.redis.hgetall(self.key(job_id))
         if not raw:
             return None
-        return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
+        return Job.model_validate({text(k): json.loads(v) for k, v in raw.items()})
 
     def get_many(self, job_ids: list[str]) -> list[Job | None]:
         """Several jobs in one round trip, in order (None for one that is gone)."""
@@ -111,13 +112,13 @@ class JobStore:
         for job_id in job_ids:
             pipe.hgetall(self.key(job_id))
         return [
-            Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()}) if raw else None
+            Job.model_validate({text(k): json.loads(v) for k, v in raw.items()}) if raw else None
             for raw in pipe.execute()
         ]
 
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
-        return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
+        return [text(m) for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
 
     def list(
         self, status: str | None, limit: int, cursor: int | None, owner: str | None = None
@@ -133,9 +134,9 @@ class JobStore:
             batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
             if not batch:
                 break
-            for member, score in batch:
+            for member, score in scored(batch):
                 top = f"({int(score)}"
-                job = self.get(member.decode())
+                job = self.get(text(member))
                 if job is not None and (status is None or job.status == status):
                     found.append((job, int(score)))
         page = found[:limit]
@@ -143,13 +144,13 @@ class JobStore:
 
     def count_by_status(self) -> dict[str, int]:
         """How many jobs there are in each status (kept as jobs move: no scan)."""
-        counts = {k.decode(): int(v) for k, v in self.redis.hgetall(f"{self.prefix}:counts").items()}
+        counts = {text(k): int(v) for k, v in self.redis.hgetall(f"{self.prefix}:counts").items()}
         return {s: max(0, counts.get(s, 0)) for s in STATUSES}
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Overwrite some fields of a job other than its status."""
         assert "status" not in fields, "status changes go through move()"
-        self.redis.hset(self.key(job_id), mapping=encode(fields))
+        self.redis.hset(self.key(job_id), mapping=hash_fields(encode(fields)))
 
     def move(
         self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None, **fields: Any
@@ -200,9 +201,7 @@ class JobStore:
     def prune(self, batch: int = 500) -> int:
         """Forget finished jobs past the retention: their records and index entries; returns how many."""
         cutoff = time.time() - self.retention_s
-        ids = [
-            m.decode() for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)
-        ]
+        ids = [text(m) for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)]
         if not ids:
             return 0
         reading = self.redis.pipeline()

@@ -78,14 +78,14 @@ class SweepRequest(BaseModel):
     def _one_search(self) -> "SweepRequest":
         if (self.grid is None) == (self.random is None):
             raise _error("grid", "give either grid or random")
-        space = self.grid if self.grid is not None else self.random.space
-        where = "grid" if self.grid is not None else "random.space"
-        for name in space:
+        space: dict[str, list[Value]] | dict[str, Range | Choice]
+        space, where = (self.grid, "grid") if self.grid is not None else (self._random().space, "random.space")
+        for name, dim in space.items():
             if name not in SEARCHABLE:
                 raise _error(f"{where}.{name}", f"{name!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}")
             if name in self.params:
                 raise _error(f"{where}.{name}", f"{name!r} is both in params and searched")
-            if isinstance(space[name], Range) and (problem := space[name].problem()):
+            if isinstance(dim, Range) and (problem := dim.problem()):
                 raise _error(f"{where}.{name}", problem)
         if self.grid is not None:
             count = math.prod(len(v) for v in self.grid.values())
@@ -107,10 +107,14 @@ class SweepRequest(BaseModel):
         if self.grid is not None:
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
-        rng = random.Random(self.random.seed)
-        return [
-            {name: _draw(rng, name, dim) for name, dim in self.random.space.items()} for _ in range(self.random.trials)
-        ]
+        search = self._random()
+        rng = random.Random(search.seed)
+        return [{name: _draw(rng, name, dim) for name, dim in search.space.items()} for _ in range(search.trials)]
+
+    def _random(self) -> RandomSearch:
+        """The random search, for a request without a grid (the validator allows exactly one of them)."""
+        assert self.random is not None, "a request has a grid or a random search"
+        return self.random
 
     def trials(self) -> list[TrainingParams]:
         """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""

@@ -77,6 +77,7 @@ class SweepList(BaseModel):
 
 def trial_of(job: Job, values: dict[str, Any]) -> Trial:
     """A trial's line from its job record."""
+    assert job.sweep is not None, f"job {job.id} is not a sweep's trial"
     return Trial(
         trial=job.sweep.trial,
         job_id=job.id,
@@ -95,17 +96,10 @@ def trial_of(job: Job, values: dict[str, Any]) -> Trial:
 def leaderboard(trials: list[Trial]) -> list[Ranked]:
     """Succeeded trials by held-out echo accuracy (highest first), then held-out loss (lowest first)."""
     done = sorted(
-        (t for t in trials if t.status == "succeeded" and t.evaluation),
-        key=lambda t: (-t.evaluation.echo_accuracy, t.evaluation.loss, t.trial),
+        ((t, e) for t in trials if t.status == "succeeded" and (e := t.evaluation)),
+        key=lambda te: (-te[1].echo_accuracy, te[1].loss, te[0].trial),
     )
     return [
-        Ranked(
-            rank=i + 1,
-            trial=t.trial,
-            job_id=t.job_id,
-            values=t.values,
-            echo_accuracy=t.evaluation.echo_accuracy,
-            loss=t.evaluation.loss,
-        )
-        for i, t in enumerate(done)
+        Ranked(rank=i + 1, trial=t.trial, job_id=t.job_id, values=t.values, echo_accuracy=e.echo_accuracy, loss=e.loss)
+        for i, (t, e) in enumerate(done)
     ]

@@ -56,5 +56,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
     auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
     limits.install(app, settings, app.extensions["echo"].redis)  # reads the declarations of the views above
-    app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["echo"])  # GET /predict's common case, before Flask
+    # GET /predict's common case, before Flask: a WSGI middleware, installed as Flask's documentation does it.
+    app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["echo"])  # type: ignore[method-assign]
     return app

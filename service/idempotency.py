@@ -28,6 +28,7 @@ from flask import request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from contract.redis_values import text
 from service.endpoints import Answer
 from service.problems import Problem
 
@@ -148,7 +149,7 @@ class IdempotencyStore:
                     [{"field": HEADER, "message": "already used with a different body", "location": "header"}],
                 )
             if stored.get("job_id"):
-                return Claim(redis_key, raw.decode(), fingerprint, stored["job_id"])
+                return Claim(redis_key, text(raw), fingerprint, stored["job_id"])
             if time.monotonic() > deadline:
                 raise Problem(
                     409,

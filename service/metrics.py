@@ -2,10 +2,11 @@
 
 import logging
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
@@ -32,7 +33,8 @@ class JobCollector:
     def __init__(self, jobs: JobStore, queue: str = "celery"):
         self.jobs, self.queue = jobs, queue
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
+        """The families, read now; none when Redis does not answer."""
         by_status = GaugeMetricFamily("echo_rnn_jobs", "Jobs by status.", labels=["status"])
         queue = GaugeMetricFamily("echo_rnn_queue_length", "Tasks waiting in the Celery queue.")
         reconciler = CounterMetricFamily(

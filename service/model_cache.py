@@ -85,8 +85,11 @@ class ModelCache:
         if key in self._refused:
             raise self._refused[key]
         try:
-            record = call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version))
-            model_trust.check_origin(info, self.resolver.name, record)
+            record = model_trust.check_origin(
+                info,
+                self.resolver.name,
+                call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version)),
+            )
             graph = call_mlflow(lambda: download_graph(self.client, info))
             if graph is None:
                 raise model_trust.refuse(info, "its ONNX graph is missing from the model store")

@@ -65,7 +65,7 @@ class ModelResolver:
         owner = None
         try:
             if parsed.kind == "job":
-                info, owner = call_mlflow(lambda: self._ask_job(parsed, ref, can_see))
+                info, owner = call_mlflow(lambda: self._ask_job(parsed, key, can_see))
             else:
                 info = call_mlflow(lambda: self._ask(parsed, ref or "the champion"))
         except Problem as problem:
@@ -88,12 +88,14 @@ class ModelResolver:
     def _ask_job(
         self, ref: model_refs.ModelRef, text: str, can_see: Callable[[str | None], bool]
     ) -> tuple[ModelInfo, str | None]:
+        assert ref.job_id is not None, "a job reference names its job"
         job = self.jobs.get(ref.job_id)
         if job is None or not can_see(job.owner):
             raise Problem(404, "Unknown job", f"no job {ref.job_id}")
-        if job.model is None:
+        model = job.model
+        if model is None:
             raise Problem(404, "No model yet", f"job {ref.job_id} is {job.status} and has no saved model")
-        version = or_not_found(lambda: self.client.get_model_version(job.model.name, job.model.version), text)
+        version = or_not_found(lambda: self.client.get_model_version(model.name, model.version), text)
         return ModelInfo.of(version), job.owner
 
     def _ask(self, ref: model_refs.ModelRef, text: str) -> ModelInfo:
@@ -111,12 +113,20 @@ class ModelResolver:
                     "the gate; name a version with model=",
                 ) from exc
         if ref.kind == "version":
-            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(ref.name, ref.version), text))
+            name, number = _named(ref.name, ref.version)
+            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version(name, number), text))
         if ref.kind == "alias":
-            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version_by_alias(ref.name, ref.alias), text))
+            name, alias = _named(ref.name, ref.alias)
+            return ModelInfo.of(or_not_found(lambda: self.client.get_model_version_by_alias(name, alias), text))
         versions = sorted(self.client.search_model_versions(f"run_id = '{ref.run_id}'"), key=lambda v: -int(v.version))
         if not versions:
             raise Problem(404, "Unknown model", f"no registered model comes from MLflow run {ref.run_id}")
         # The version the service's job registered from the run, not one added to it through MLflow later.
         ours = [v for v in versions if provenance.lookup(self.jobs.redis, self.jobs.prefix, v.name, str(v.version))]
         return ModelInfo.of((ours or versions)[0])
+
+
+def _named(name: str | None, which: str | None) -> tuple[str, str]:
+    """A version or alias reference's model name and its version or alias (both set by model_refs.parse)."""
+    assert name is not None and which is not None, "a version or alias reference names both"
+    return name, which

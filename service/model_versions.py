@@ -63,7 +63,7 @@ def list_versions(client: MlflowClient, name: str, champion: str) -> list[dict[s
             "promoted": {"true": True, "false": False}.get((v.tags or {}).get("promoted", "")),
             "promotion": (v.tags or {}).get("promotion_reason"),
             "created_at": iso(v.creation_timestamp),
-            "metrics": {k: metrics.get(v.run_id, {}).get(k) for k in FINAL_METRICS},
+            "metrics": {k: metrics.get(v.run_id or "", {}).get(k) for k in FINAL_METRICS},
         }
         for v in versions
     ]

@@ -4,6 +4,7 @@ from typing import Any
 
 from flask import Flask, Response, json, request
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -44,10 +45,10 @@ def field_errors(exc: ValidationError, location: str) -> list[dict]:
     ]
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     """Pydantic's message, or ours where its own would quote a regular expression."""
     if err["type"] == "string_pattern_mismatch":
-        return PATTERN_MESSAGES.get(err.get("ctx", {}).get("pattern"), err["msg"])
+        return PATTERN_MESSAGES.get(str(err.get("ctx", {}).get("pattern")), err["msg"])
     return err["msg"].removeprefix("Value error, ")
 
 

@@ -2,7 +2,7 @@
 
 import json
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
@@ -91,7 +91,7 @@ class Settings(CommonSettings):
 
     @field_validator("api_tokens", "api_admin_tokens", mode="before")
     @classmethod
-    def _split_tokens(cls, value):
+    def _split_tokens(cls, value: Any) -> list[str]:
         if isinstance(value, str):
             text = value.strip()
             value = json.loads(text) if text.startswith("[") else text.split(",")

@@ -51,12 +51,14 @@ class ApiError(CliError):
         title = body.get("title") or f"HTTP {resp.status_code} {resp.reason or ''}".strip()
         detail = body.get("detail")
         errors = body.get("errors") or []
-        lines = [
-            f"{labels.get(e.get('field'), e.get('field')) if labels else e.get('field')}: {e.get('message')}"
-            for e in errors
-            if isinstance(e, dict)
-        ]
+        lines = [_error_line(e, labels or {}) for e in errors if isinstance(e, dict)]
         super().__init__(f"{title}: {detail}" if detail else title, lines)
+
+
+def _error_line(error: dict, labels: dict[str, str]) -> str:
+    """One entry of a problem document's errors: the field (as the CLI names it) and the message."""
+    field = str(error.get("field"))
+    return f"{labels.get(field, field)}: {error.get('message')}"
 
 
 class Api:

@@ -108,7 +108,8 @@ def _done(job: dict) -> float:
 def _watch(api: Api, job: dict, ctrl_c: CtrlC) -> dict:
     """Poll the job, updating the bar, until it has finished or Ctrl-C is pressed; the last job seen."""
     with _bar() as bar:
-        task = bar.add_task("train", total=_total(job), completed=_done(job), **_fields(job))
+        task = bar.add_task("train", total=_total(job), **_fields(job))
+        bar.update(task, completed=_done(job))  # a float: add_task's signature takes only an int
         status = (job["status"], job.get("phase"))
         while job["status"] not in FINISHED and not ctrl_c.nap(POLL_S):
             answer = ctrl_c.result(_ask(api, f"/jobs/{job['id']}"))

@@ -1,16 +1,19 @@
 """HTTP routes, one module per resource."""
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from service.problems import Problem, invalid
 
+if TYPE_CHECKING:  # service.app imports the routes
+    from service.app import Services
+
 T = TypeVar("T", bound=BaseModel)
 
 
-def services():
+def services() -> "Services":
     """The app's Services."""
     return current_app.extensions["echo"]
 

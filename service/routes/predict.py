@@ -12,6 +12,7 @@ from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
 from service.schemas import MAX_QUERY_BITS, PredictBody, PredictMany, PredictOne, PredictQuery
+from service.serving import LoadedModel
 
 if TYPE_CHECKING:
     from service.app import Services
@@ -48,12 +49,11 @@ def echo(
             f"the request asks for {cost:,} cells × state size of work, over the "
             f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request",
         )
-    results: list[dict | None] = [None] * len(sequences)
+    results: dict[int, dict] = {}
     for rows in groups.values():
         group = [sequences[r] for r in rows]
-        for r, result in zip(rows, _run(model, group)):
-            results[r] = result
-    return info.as_dict(), results
+        results.update(zip(rows, _run(model, group)))
+    return info.as_dict(), [results[r] for r in range(len(sequences))]
 
 
 def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
@@ -66,7 +66,7 @@ def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
     return groups
 
 
-def _run(model, sequences: list[str]) -> list[dict]:
+def _run(model: LoadedModel, sequences: list[str]) -> list[dict]:
     lengths = [len(s) for s in sequences]
     if min(lengths) == max(lengths):
         bits = (

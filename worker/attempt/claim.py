@@ -16,6 +16,7 @@ from redis.exceptions import WatchError
 from contract.clock import now
 from contract.fence import Fence
 from contract.job_store import JobStore, Lease, LeaseHeld
+from contract.redis_values import as_bytes
 from worker.attempt import lease
 from worker.retry import Outage
 
@@ -93,7 +94,7 @@ def _claim_one(store: JobStore, job_id: str, held: Lease, worker: dict, redis_re
                 return "resumed"
             return "skipped"
         except LeaseHeld:
-            raw = store.redis.get(store.lease_key(job_id))
+            raw = as_bytes(store.redis.get(store.lease_key(job_id)))
             if raw is not None and raw.decode() == held.owner:
                 return "resumed"  # this very attempt (a delivery naming a job twice)
             if not lease.holder_is_dead(raw):

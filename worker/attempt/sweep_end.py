@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from mlflow.tracking import MlflowClient
@@ -21,6 +22,7 @@ from contract.fence import Fence, LeaseLost, Step
 from contract.job import FINISHED
 from contract.job_store import encode
 from contract.provenance import Provenance
+from contract.sweep_record import Sweep
 from contract.sweep_store import SweepStore
 from worker.attempt import lease
 from worker.attempt.lease import LeaseKeeper
@@ -35,7 +37,7 @@ CURVE_POINTS = 200  # per trial, for the parent's comparison figure
 
 def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> dict:
     """The sweep's parent run link (experiment_id, run_id, url), created once whichever group asks first."""
-    record = sweeps.raw(sweep_id)
+    record = _record(sweeps, sweep_id)
     if record.get("mlflow"):
         return record["mlflow"]
     with sweeps.redis.lock(
@@ -43,7 +45,7 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
         timeout=2 * settings.mlflow_retry_s + 120,
         blocking_timeout=2 * settings.mlflow_retry_s + 120,
     ):
-        record = sweeps.raw(sweep_id)
+        record = _record(sweeps, sweep_id)
         if record.get("mlflow"):
             return record["mlflow"]
         request = record["request"]
@@ -105,7 +107,7 @@ def _finish(
     sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: Fence, keeper: LeaseKeeper
 ) -> str | None:
     record, sweep = sweeps.raw(sweep_id, curves=True), sweeps.get(sweep_id)
-    if sweep is None or sweep.status in FINISHED:
+    if record is None or sweep is None or sweep.status in FINISHED:
         return None
     if not all(t.status in FINISHED for t in sweep.trials):
         log.info("sweep %s: some trials have not ended; not finished yet", sweep_id)
@@ -142,7 +144,7 @@ def _finish(
             }
         ),
     )
-    if model is not None:
+    if best is not None and model is not None:
         step.hset(sweeps.jobs.key(best["job_id"]), encode({"model": model}))
     keeper.check()
     moved = sweeps.jobs.fenced.run(step, release=True)[0]
@@ -197,7 +199,7 @@ def _publish_best(
     return publish(registry, candidate, record, recorded)
 
 
-def _log_parent(run: RunLogger, sweep, record: dict) -> None:
+def _log_parent(run: RunLogger, sweep: Sweep, record: dict) -> None:
     rows = [r.model_dump() for r in sweep.leaderboard]
     columns = ["rank", "trial", "job_id", "echo_accuracy", "loss"]
     table = "\n".join(
@@ -239,3 +241,11 @@ def _figure(curves: dict[int, list[float]], highlighted: list[int]) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     return buffer.getvalue()
+
+
+def _record(sweeps: SweepStore, sweep_id: str) -> dict[str, Any]:
+    """The stored fields of a sweep that a group runs for (a sweep's record outlives its groups)."""
+    record = sweeps.raw(sweep_id)
+    if record is None:
+        raise LookupError(f"no sweep {sweep_id}")
+    return record

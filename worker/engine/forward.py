@@ -1,5 +1,7 @@
 """Forward passes from a zero state: one model's (serving, evaluation) and K stacked models' (echo checks)."""
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 WEIGHT_NAMES = ("W", "b", "W2", "b2")
@@ -18,16 +20,16 @@ def contract(a: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.matmul(tf.reshape(a, [models, -1, inner]), w), [models, *middle.as_list(), outer])
 
 
-def make_forward(weights: list[tf.Variable] | list[tf.Tensor]):
+def make_forward(weights: list[tf.Variable] | list[tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
     """A compiled forward pass from a zero state: [B, L] bits to [B, L, C] probabilities."""
 
     @tf.function(jit_compile=True)
-    def forward(x):
+    def forward(x: tf.Tensor) -> tf.Tensor:
         W, b, W2, b2 = weights
         steps = tf.transpose(tf.cast(x, tf.float32))[:, :, None] * W[:1]  # [L, B, S]
         zero = tf.zeros([tf.shape(x)[0], W.shape[1]])
 
-        def step(state, inp):
+        def step(state: tf.Tensor, inp: tf.Tensor) -> tf.Tensor:
             return tf.tanh(inp + tf.matmul(state, W[1:]) + b)
 
         states = tf.scan(step, steps, initializer=zero)  # [L, B, S]

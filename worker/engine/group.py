@@ -67,7 +67,15 @@ def train_group(
 class _GroupLoop:
     """The state of one group's training between compiled window runs."""
 
-    def __init__(self, params_list, on_progress, should_stop, on_checkpoint, checkpoint_every_s, device):
+    def __init__(
+        self,
+        params_list: list[TrainingParams],
+        on_progress: Callable[[list[StepReport | None]], None] | None,
+        should_stop: Callable[[], bool] | None,
+        on_checkpoint: Callable[[GroupCheckpoint], None] | None,
+        checkpoint_every_s: float,
+        device: str,
+    ):
         self.on_progress, self.should_stop = on_progress, should_stop
         self.on_checkpoint, self.checkpoint_every_s, self.device = on_checkpoint, checkpoint_every_s, device
         self.params = params_list[0]  # the shapes every model shares

@@ -6,6 +6,8 @@ XLA fuses into a few loops per time step (forward.contract); a matmul per produc
 arithmetic. One model is the group of one: a job runs the same compiled step.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -102,7 +104,7 @@ class GroupTrainer:
             var.assign(weights[name])
             acc.assign(accumulators[name])
 
-    def forward_of(self, model: int):
+    def forward_of(self, model: int) -> Callable[[tf.Tensor], tf.Tensor]:
         """The compiled single-model forward pass ([B, L] bits to [B, L, C]), set to one model's current weights."""
         for var, stacked in zip(self.single, self.weights):
             var.assign(stacked[model])
@@ -112,7 +114,17 @@ class GroupTrainer:
         """Every model on its own bits from a zero state: [K, R, L] to [K, R, L, C]."""
         return stacked_probabilities(*self.weights, tf.constant(x)).numpy()
 
-    def _run_windows(self, xs, ys, start, count, state, losses, learning_rates, active):
+    def _run_windows(
+        self,
+        xs: tf.Tensor,
+        ys: tf.Tensor,
+        start: tf.Tensor,
+        count: tf.Tensor,
+        state: tf.Tensor,
+        losses: tf.Tensor,
+        learning_rates: tf.Tensor,
+        active: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Train windows start..start+count of an epoch ([capacity, K, B, T] bits and labels, zeros past its
         steps); models where `active` is false compute but keep their weights and accumulators. Returns the
         carried state, the [capacity, K] losses and the last window's probabilities [K, B, T, C]."""
@@ -122,7 +134,14 @@ class GroupTrainer:
         keep = [_per_model(active, w) for w in weights]
         shape = [*xs.shape[1:], self.weights[2].shape[-1]]
 
-        def body(i, weights, accumulators, state, losses, _logits):
+        def body(
+            i: tf.Tensor,
+            weights: list[tf.Tensor],
+            accumulators: list[tf.Tensor],
+            state: tf.Tensor,
+            losses: tf.Tensor,
+            _logits: tf.Tensor,
+        ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor], tf.Tensor, tf.Tensor, tf.Tensor]:
             # A gather, not a slice: a slice would make start a compile-time constant.
             x, y = tf.gather(xs, start + i), tf.gather(ys, start + i)
             with tf.GradientTape() as tape:

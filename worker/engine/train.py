@@ -40,10 +40,12 @@ def train_model(
     cancellation and offers checkpoints at epoch ends and at least every 2 s."""
 
     def report(reports: list[StepReport | None]) -> None:
-        on_progress(reports[0])  # a group of one reports only while its model trains
+        if on_progress is not None and reports[0] is not None:  # a group of one reports only while its model trains
+            on_progress(reports[0])
 
     def offer(group: GroupCheckpoint) -> None:
-        on_checkpoint(group.models[0])
+        if on_checkpoint is not None:
+            on_checkpoint(group.models[0])
 
     return train_group(
         [params],

@@ -1,5 +1,8 @@
 """One model's bookkeeping inside a group: its random streams, losses, reports, checkpoints and result."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from contract.params import TrainingParams
@@ -14,6 +17,7 @@ class Trial:
     """A model of a group; it draws its weights and data from its own seed exactly as a job does."""
 
     def __init__(self, params: TrainingParams):
+        assert params.seed is not None, "a trial's parameters are resolved (a concrete seed)"
         self.params = params
         self.rng = np.random.default_rng(params.seed)
         self.eval_rng = np.random.default_rng([params.seed, 1])
@@ -24,7 +28,7 @@ class Trial:
         self.epoch_seconds: list[float] = []
         self.reported = 0  # global steps already handed to on_progress
         self.stopped_early: int | None = None
-        self.epoch_rng_state: dict = self.rng.bit_generator.state
+        self.epoch_rng_state: Mapping[str, Any] = self.rng.bit_generator.state
         self.last_window: Window | None = None
 
     @property
@@ -114,6 +118,7 @@ class Trial:
         self, device: str, weights: dict[str, np.ndarray], compile_seconds: float, evaluation: Evaluation
     ) -> TrainingResult:
         """What the model's training produced."""
+        assert self.last_window is not None, "every trained epoch leaves its last window"
         return TrainingResult(
             params=self.params,
             device=device,

@@ -6,6 +6,7 @@ from collections import deque
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
 from worker.retry import Outage, Unreachable
@@ -41,7 +42,7 @@ class MetricSender:
         with self._cond:
             return self._count
 
-    def put(self, key: str, values, first_step: int, timestamp: int, stride: int = 1) -> None:
+    def put(self, key: str, values: ArrayLike, first_step: int, timestamp: int, stride: int = 1) -> None:
         """Queue one point per value at steps first_step, first_step + stride, …; raises once the sender has given up."""
         self.check()
         values = np.array(values, dtype=np.float64).ravel()

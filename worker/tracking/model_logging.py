@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlflow.tensorflow
 import numpy as np
-from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model, ModelSignature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -71,7 +71,7 @@ def log_model(
 
 
 def _write(
-    client: MlflowClient, model, run_id: str, module: EchoModel, result: TrainingResult, outage: Outage
+    client: MlflowClient, model: LoggedModel, run_id: str, module: EchoModel, result: TrainingResult, outage: Outage
 ) -> dict[str, str]:
     """Save the model's files, upload them and link the model to the run; returns the files' digests."""
     import tensorflow as tf

@@ -10,13 +10,16 @@ Every step's loss goes to the run's artifact loss_history.csv.gz at the end.
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from worker.engine.checkpoint import Checkpoint
 from worker.retry import BestEffort, redis_transient
 from worker.tracking.run_logger import RunLogger
+
+if TYPE_CHECKING:  # the engine's results import TensorFlow
+    from worker.engine.results import StepReport
 
 
 class ProgressWriter:
@@ -95,10 +98,12 @@ class ProgressWriter:
         if self.behind:
             self._record()
 
-    def __call__(self, p) -> None:
+    def __call__(self, p: "StepReport") -> None:
+        """One report of the engine: its losses, and the records and points they make due."""
         self.losses[p.first_step : p.first_step + len(p.losses)] = p.losses
         self._send_buckets(p.step)
         if p.epoch_done:
+            assert p.epoch_loss is not None and p.echo_accuracy is not None, "an epoch's end carries its scores"
             if p.epoch > self.epochs_from:
                 self.tracker.add("epoch_loss", [p.epoch_loss], p.epoch)
                 self.tracker.add("echo_accuracy", [p.echo_accuracy], p.epoch)

@@ -10,8 +10,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from contract.provenance import Provenance
@@ -85,7 +87,7 @@ def register(registry: Registry, candidate: Candidate) -> dict:
     }
     tried: list[bool] = []
 
-    def create_version():
+    def create_version() -> ModelVersion:
         if tried:  # only this call knows its nonce: what it finds, it created
             found = [
                 v
@@ -96,7 +98,7 @@ def register(registry: Registry, candidate: Candidate) -> dict:
                 return found[0]
         tried.append(True)
 
-        def create():
+        def create() -> ModelVersion:
             return client.create_model_version(
                 name,
                 source=candidate.logged["model_uri"],
@@ -137,8 +139,12 @@ def _log_unrecorded(registry: Registry, candidate: Candidate) -> None:
             version.name,
         )
         registry.outage.call(
-            lambda v=version: registry.client.set_model_version_tag(
-                v.name, v.version, IGNORED_TAG, "not recorded by the job that owns the run"
+            partial(
+                registry.client.set_model_version_tag,
+                version.name,
+                version.version,
+                IGNORED_TAG,
+                "not recorded by the job that owns the run",
             ),
             "tagging an ignored version",
         )

@@ -18,10 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Param, RunStatus
+from mlflow.entities import Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
+from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
 from worker.settings import WorkerSettings
@@ -68,11 +69,12 @@ class RunLogger:
             logged = [Param(k, str(v)) for k, v in params.items()]
             self.outage.call(lambda: self.client.log_batch(self.run_id, params=logged), "logging the parameters")
 
-    def _create_run(self, job_id: str, tags: dict[str, str]):
+    def _create_run(self, job_id: str, tags: dict[str, str]) -> Run:
         """A new run for the job; a retry after a lost answer finds the run the lost call created."""
-        attempt, tried = uuid.uuid4().hex, []
+        attempt = uuid.uuid4().hex
+        tried: list[bool] = []
 
-        def create():
+        def create() -> Run:
             if tried:
                 found = self.client.search_runs([self.experiment_id], f"tags.attempt = '{attempt}'", max_results=1)
                 if found:
@@ -107,9 +109,9 @@ class RunLogger:
         try:
             return self.client.create_experiment(name)
         except MlflowException as exc:  # another worker created it first
-            if transient(exc):
+            if transient(exc) or (created := self.client.get_experiment_by_name(name)) is None:
                 raise
-            return self.client.get_experiment_by_name(name).experiment_id
+            return created.experiment_id
 
     def check(self) -> None:
         """Raise if MLflow stayed unreachable past the retry limit."""
@@ -117,7 +119,7 @@ class RunLogger:
             raise MlflowUnavailable(self._figure_error)
         self.sender.check()
 
-    def add(self, key: str, values, first_step: int, stride: int = 1) -> None:
+    def add(self, key: str, values: ArrayLike, first_step: int, stride: int = 1) -> None:
         """Queue one metric point per value, at steps first_step, first_step + stride, …"""
         if self._figure_error:
             raise MlflowUnavailable(self._figure_error)
