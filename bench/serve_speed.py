@@ -263,16 +263,18 @@ def model_loading(stack: Stack, source_version: str, versions: int) -> dict:
     """First request for a version no API process holds, the next one, and memory per cached model."""
     client = MlflowClient(tracking_uri=stack.mlflow)
     source = client.get_model_version("echo-rnn", source_version)
+    files = str(source.source)
     fresh = [
-        client.create_model_version(
-            "echo-rnn", source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1]
-        ).version
+        client.create_model_version("echo-rnn", files, run_id=source.run_id, model_id=files.rsplit("/", 1)[-1]).version
         for _ in range(versions)
     ]
     store = redis.Redis.from_url(stack.env["REDIS_URL"])  # the copies hold the same files: the API may serve them
+    record = provenance.lookup(store, "echo-rnn", "echo-rnn", source_version)
+    assert record is not None, f"version {source_version} has no record of this service"
     for version in fresh:
-        provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", source_version), version)
-    first, next_ = [], []
+        provenance.copy(store, "echo-rnn", record, version)
+    first: list[float] = []
+    next_: list[float] = []
     for version in fresh:
         session = requests.Session()  # one keep-alive connection: both requests reach the same API process
         for into in (first, next_):
@@ -324,10 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     """Start the stack, run every part, print the results; the last line is the headline ratio."""
     args = parse_args(argv)
     workers = len(os.sched_getaffinity(0))
-    params = TrainingParams(num_epochs=args.epochs, seed=1, **({"total_series_length": 7_500} if args.quick else {}))
+    params = TrainingParams.model_validate(
+        {"num_epochs": args.epochs, "seed": 1, **({"total_series_length": 7_500} if args.quick else {})}
+    )
     bits = "".join(map(str, np.random.default_rng(0).integers(0, 2, 100)))
-    with tempfile.TemporaryDirectory(prefix="echo-rnn-bench-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="echo-rnn-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         redis_server = RedisServer(tmp / "redis").start()
         stack = Stack(ROOT, tmp, redis_server.url, concurrency=1)
         stack.env.update(RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="", API_WORKERS=str(workers))

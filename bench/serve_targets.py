@@ -51,10 +51,13 @@ def first_loads(stack: Stack, version: str, count: int) -> list[float]:
     store = redis.Redis.from_url(stack.env["REDIS_URL"])
     walls = []
     for _ in range(count):
+        files = str(source.source)
         copy = client.create_model_version(
-            "echo-rnn", source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1]
+            "echo-rnn", files, run_id=source.run_id, model_id=files.rsplit("/", 1)[-1]
         ).version
-        provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", version), copy)
+        record = provenance.lookup(store, "echo-rnn", "echo-rnn", version)
+        assert record is not None, f"version {version} has no record of this service"
+        provenance.copy(store, "echo-rnn", record, copy)
         t0 = time.perf_counter()
         resp = requests.get(
             f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"}, timeout=60

@@ -80,7 +80,7 @@ def time_keras(params: TrainingParams, epochs: int) -> Timing:
     """(b) A stateful Keras SimpleRNN, model.fit once per epoch."""
     rng = np.random.default_rng(params.seed)
     t0 = time.perf_counter()
-    model = keras_rnn.build(params, params.seed)
+    model = keras_rnn.build(params, params.seed or 0)
     setup = time.perf_counter() - t0
     seconds, loss = [], float("nan")
     for _ in range(epochs):
@@ -109,7 +109,9 @@ def time_groups(params: TrainingParams, sizes: tuple[int, ...], epochs: int) -> 
     """The engine alone: K models (seeds seed..seed+K-1) in one compiled loop, for each K of sizes."""
     timings = []
     for models in sizes:
-        group = [params.model_copy(update={"num_epochs": epochs, "seed": params.seed + k}) for k in range(models)]
+        group = [
+            params.model_copy(update={"num_epochs": epochs, "seed": (params.seed or 0) + k}) for k in range(models)
+        ]
         first = train_group(group)[0]
         timings.append(
             (

@@ -332,9 +332,9 @@ def _shared() -> str:
             row.append(_default(name, own))
         description = _describe(CommonSettings, name, field)
         for process, cls in processes:
-            own = _describe(cls, name, cls.model_fields[name])
-            if own != description:
-                description += f" {process}: {own}"
+            own_description = _describe(cls, name, cls.model_fields[name])
+            if own_description != description:
+                description += f" {process}: {own_description}"
         rows.append([*row, description])
     return (
         f"## Shared: API and workers\n\n{_where(CommonSettings)}. Each process may choose defaults of its "

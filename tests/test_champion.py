@@ -53,7 +53,7 @@ def default_echo_accuracy(api: Api) -> tuple[str, float]:
     """The version GET /predict serves without model=, and its echo accuracy on fresh sequences."""
     rng = random.Random(99)
     right = total = 0
-    version = None
+    version = ""
     for _ in range(5):
         bits = "".join(rng.choice("01") for _ in range(300))
         resp = requests.get(f"{api.url}/predict", params={"sequence": bits}, timeout=60)

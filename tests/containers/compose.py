@@ -100,9 +100,9 @@ class ComposeStack:
             words += ["-f", str(ROOT / name)]
         env = {k: os.environ[k] for k in ENGINE_ENV if k in os.environ}
         if log is not None:
-            with open(log, "ab") as out:
+            with open(log, "ab") as out:  # text=True: nothing is captured, the result's type is the other branch's
                 result = subprocess.run(
-                    [*words, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+                    [*words, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout
                 )
         else:
             result = subprocess.run([*words, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

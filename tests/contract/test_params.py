@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from contract.params import MAX_EPOCH_BITS, MAX_TOTAL_STEPS, TrainingParams
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def errors_of(**fields) -> list[dict]:
+def errors_of(**fields) -> list[ErrorDetails]:
     with pytest.raises(ValidationError) as caught:
         TrainingParams(**fields)
     return caught.value.errors()

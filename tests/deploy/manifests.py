@@ -98,7 +98,8 @@ _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 def resolved_env(objects: list[Object], container: Object, secret: str = "<secret>") -> dict[str, str]:
     """The values a container's variables take: ConfigMap keys looked up, secrets as the placeholder
     secret, $(NAME) references to earlier variables expanded as Kubernetes expands them."""
-    data, values = settings(objects), {}
+    data = settings(objects)
+    values: dict[str, str] = {}
     for name, entry in env(container).items():
         if "value" in entry:
             values[name] = _REFERENCE.sub(lambda m: values.get(m[1], m[0]), entry["value"])
@@ -167,6 +168,7 @@ def seconds(duration: str) -> int:
 def healthcheck_module() -> ModuleType:
     """docker/healthcheck.py, the images' health check (a script, not a package)."""
     spec = importlib.util.spec_from_file_location("healthcheck", ROOT / "docker" / "healthcheck.py")
+    assert spec is not None and spec.loader is not None, "docker/healthcheck.py is there"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

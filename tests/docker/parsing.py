@@ -8,6 +8,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -131,7 +132,7 @@ ComposeLoader.add_constructor(
         if isinstance(node, yaml.SequenceNode)
         else loader.construct_mapping(node)
         if isinstance(node, yaml.MappingNode)
-        else loader.construct_scalar(node)
+        else loader.construct_scalar(cast(yaml.ScalarNode, node))
     ),
 )
 

@@ -11,6 +11,7 @@ import urllib.parse
 
 import jsonschema
 import pytest
+from pydantic_settings import BaseSettings
 
 from service.settings import Settings
 from tests.docker.parsing import (
@@ -44,7 +45,7 @@ SERVICES = {"redis", "postgres", "mlflow", "api", "worker", "flower"}
 PUBLISHED = {"api": 8000, "mlflow": 5000, "flower": 5555}
 NEEDS = {"mlflow": {"postgres"}, "api": {"redis", "mlflow"}, "worker": {"redis", "mlflow"}, "flower": {"redis"}}
 # The settings class each role's Python process reads its environment through.
-SETTINGS = {"api": Settings, "worker": WorkerSettings, "flower": WorkerSettings}
+SETTINGS: dict[str, type[BaseSettings]] = {"api": Settings, "worker": WorkerSettings, "flower": WorkerSettings}
 # Read by MLflow's client in the API and the workers: the service account's login.
 MLFLOW_CLIENT = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
 # The secrets .env must give (compose's ${VAR:?}); .env.example has the placeholder for each.

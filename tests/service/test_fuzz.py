@@ -34,6 +34,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis
@@ -54,7 +55,7 @@ FUZZ_REDIS_DB = 13
 SEED = 20_240_611
 MAX_EXAMPLES = 100
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "seed": SEED,
     "request-timeout": 60,
     # Nothing written under the repository (.hypothesis/): each run starts from the seed alone.

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 import requests
 import yaml
+from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 
 from contract import provenance
@@ -27,7 +28,7 @@ class Payload:
         return (exec, (f"open({self.path!r}, 'w').write('code ran')",))
 
 
-class HostilePythonModel(mlflow.pyfunc.PythonModel):
+class HostilePythonModel(PythonModel):
     """A pyfunc model whose unpickling writes the file."""
 
     def __init__(self, path: str):

@@ -27,7 +27,8 @@ class Flaky:
     """A call that raises `error` for its first `failures` calls, then returns "ok"; records when it was called."""
 
     def __init__(self, failures: float, error: Callable[[], Exception] = lambda: Down("refused")):
-        self.failures, self.error, self.times = failures, error, []
+        self.failures, self.error = failures, error
+        self.times: list[float] = []
 
     def __call__(self) -> str:
         self.times.append(time.monotonic())

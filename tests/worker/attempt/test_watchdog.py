@@ -3,6 +3,8 @@ left, sweeps whose trials all ended finished, one round at a time, and no error 
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ def store(redis_client) -> JobStore:
     return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
 
 
-def counting(sent: list) -> "callable":
+def counting(sent: list) -> Callable[[Any], None]:
     return lambda message: sent.append(message)
 
 

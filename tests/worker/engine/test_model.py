@@ -46,11 +46,11 @@ def fixed_case(seed: int = 0):
 def numpy_forward(w: dict, x: np.ndarray, state: np.ndarray):
     """state_t = tanh(concat(x_t, state_{t-1}) W + b); probabilities = softmax(state_t W2 + b2)."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
-    states, s = [], state.astype(np.float64)
+    steps, s = [], state.astype(np.float64)
     for t in range(x.shape[1]):
         s = np.tanh(np.concatenate([x[:, t : t + 1], s], axis=1) @ w["W"] + w["b"])
-        states.append(s)
-    states = np.stack(states, axis=1)  # [B, T, S]
+        steps.append(s)
+    states = np.stack(steps, axis=1)  # [B, T, S]
     logits = states @ w["W2"] + w["b2"]
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     return states, probs / probs.sum(-1, keepdims=True)

@@ -18,7 +18,8 @@ def log_and_register(client, run_id, job_id, result, name, outage=None, module=N
     """What a job's attempt does before it records the version: log the model, register a version of it."""
     outage = outage or mlflow_outage(client.tracking_uri, 0)
     logged = log_model(client, run_id, job_id, result, outage, module)
-    registry = Registry(client, outage, None, "", name, "champion", 0.99)
+    # No Redis: registering takes no champion lock (only the gate's promotion does).
+    registry = Registry(client, outage, None, "", name, "champion", 0.99)  # type: ignore[arg-type]
     scores = result.evaluation
     return {
         **register(registry, Candidate(job_id, run_id, logged, scores.echo_accuracy, scores.loss)),
