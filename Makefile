@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run test test-containers bench bench-train bench-sweep bench-serve lock docs manifests kubectl-check clean
+.PHONY: install system-deps run lint test test-containers bench bench-train bench-sweep bench-serve lock docs manifests kubectl-check clean
 
 install: $(STAMP)
 
@@ -42,7 +42,14 @@ system-deps:
 run: install
 	docker/bin/run-local
 
-test: install system-deps kubectl-check
+# Lint and types (config in pyproject.toml), before the suite: make test, and so CI, stops on either.
+# ruff format . fixes the format, ruff check --fix . what it can of the rest.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install system-deps kubectl-check lint
 	$(BIN)/python -m pytest -ra
 
 # The Kubernetes deployment (deploy/kubernetes, Kustomize) rendered as YAML, a file per variant, by

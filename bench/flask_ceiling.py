@@ -16,5 +16,10 @@ def predict():
     """The echo of ?sequence=: each bit echo_step positions later, as certain probabilities."""
     bits = request.args["sequence"]
     echo = "0" * ECHO_STEP + bits[: len(bits) - ECHO_STEP]
-    return jsonify(model={"uri": request.args.get("model")}, sequence=bits, echo=echo,
-                   probabilities=[float(b) for b in echo], echo_step=ECHO_STEP)
+    return jsonify(
+        model={"uri": request.args.get("model")},
+        sequence=bits,
+        echo=echo,
+        probabilities=[float(b) for b in echo],
+        echo_step=ECHO_STEP,
+    )

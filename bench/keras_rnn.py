@@ -13,9 +13,7 @@ def build(params: TrainingParams, seed: int) -> keras.Model:
     model = keras.Sequential(
         [
             keras.Input(batch_shape=(p.batch_size, p.truncated_backprop_length, 1)),
-            keras.layers.SimpleRNN(
-                p.state_size, activation="tanh", stateful=True, return_sequences=True, name="rnn"
-            ),
+            keras.layers.SimpleRNN(p.state_size, activation="tanh", stateful=True, return_sequences=True, name="rnn"),
             keras.layers.Dense(p.num_classes, activation="softmax"),
         ]
     )

@@ -18,7 +18,6 @@ shared.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,13 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from mlflow.tracking import MlflowClient  # noqa: E402
+
 import report  # noqa: E402
 import wrk  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from tests.support import RedisServer, Stack, free_port, submit, wait_for, wait_status  # noqa: E402
 from contract import provenance  # noqa: E402
 from contract.params import TrainingParams  # noqa: E402
+from tests.support import RedisServer, Stack, free_port, submit, wait_for, wait_status  # noqa: E402
 
 DONE = {"succeeded", "failed", "cancelled"}
 
@@ -90,8 +90,14 @@ def engine_training_s(jobs: int) -> list[float]:
         "print(json.dumps(walls))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), json.dumps(SMALL_JOB), str(jobs)], capture_output=True,
-                         text=True, check=True, env=env, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), json.dumps(SMALL_JOB), str(jobs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=1800,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -118,8 +124,14 @@ def tutorial_program(params: TrainingParams) -> float:
         "print(time.perf_counter() - t0)\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), params.model_dump_json()], capture_output=True,
-                         text=True, check=True, env=env, timeout=3600)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), params.model_dump_json()],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=3600,
+    )
     return float(out.stdout.split()[-1])
 
 
@@ -129,9 +141,25 @@ class FlaskCeiling:
     def __init__(self, workers: int, log: Path):
         self.port = free_port()
         self.process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", str(workers), "--blocking-threads", "1", "--no-ws", "flask_ceiling:app"],
-            cwd=ROOT / "bench", stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(ROOT / ".venv" / "bin" / "granian"),
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--blocking-threads",
+                "1",
+                "--no-ws",
+                "flask_ceiling:app",
+            ],
+            cwd=ROOT / "bench",
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}/predict"
         wait_for(lambda: requests.get(self.url, params={"sequence": "0110"}, timeout=2).ok, 60, "the Flask ceiling")
@@ -147,11 +175,31 @@ class MlflowServe:
 
     def __init__(self, tracking_uri: str, model_uri: str, workers: int, log: Path):
         self.port = free_port()
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        }
         self.process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(self.port), "-w", str(workers)],
-            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(ROOT / ".venv" / "bin" / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-w",
+                str(workers),
+            ],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}/invocations"
         wait_for(lambda: requests.get(f"http://127.0.0.1:{self.port}/ping", timeout=2).ok, 180, "mlflow models serve")
@@ -169,8 +217,15 @@ def same_answers(api: str, model: str, serve: MlflowServe, bits: str) -> float:
     return float(np.max(np.abs(np.array(ours) - np.array(theirs))))
 
 
-def predictions(stack: Stack, serves: dict[str, MlflowServe], ceiling: FlaskCeiling, model: str, bits: str,
-                seconds: float, scripts: Path) -> dict:
+def predictions(
+    stack: Stack,
+    serves: dict[str, MlflowServe],
+    ceiling: FlaskCeiling,
+    model: str,
+    bits: str,
+    seconds: float,
+    scripts: Path,
+) -> dict:
     """wrk at 8 and 64 connections against every server, one sequence per request; then batches."""
     url = f"{stack.api}/predict?sequence={bits}&model={model}"
     flask_url = f"{ceiling.url}?sequence={bits}&model={model}"
@@ -181,17 +236,21 @@ def predictions(stack: Stack, serves: dict[str, MlflowServe], ceiling: FlaskCeil
         wrk.run(flask_url, connections, min(seconds, 3))
         for serve in serves.values():
             wrk.run(serve.url, connections, min(seconds, 3), theirs)
-        out["one"][connections] = {"ours": wrk.run(url, connections, seconds),
-                                   "ceiling": wrk.run(flask_url, connections, seconds),
-                                   "mlflow": {label: wrk.run(serve.url, connections, seconds, theirs)
-                                              for label, serve in serves.items()}}
+        out["one"][connections] = {
+            "ours": wrk.run(url, connections, seconds),
+            "ceiling": wrk.run(flask_url, connections, seconds),
+            "mlflow": {label: wrk.run(serve.url, connections, seconds, theirs) for label, serve in serves.items()},
+        }
     rng = np.random.default_rng(7)
     batch = rng.integers(0, 2, (1000, len(bits)))
-    ours_batch = wrk.lua_post(scripts, "batch-ours", json.dumps(
-        {"sequences": ["".join(map(str, row)) for row in batch], "model": model}))
+    ours_batch = wrk.lua_post(
+        scripts, "batch-ours", json.dumps({"sequences": ["".join(map(str, row)) for row in batch], "model": model})
+    )
     theirs_batch = wrk.lua_post(scripts, "batch-mlflow", json.dumps({"inputs": batch.tolist()}))
-    out["batch"] = {"ours": wrk.run(f"{stack.api}/predict", 2, seconds, ours_batch),
-                    "mlflow": {label: wrk.run(serve.url, 2, seconds, theirs_batch) for label, serve in serves.items()}}
+    out["batch"] = {
+        "ours": wrk.run(f"{stack.api}/predict", 2, seconds, ours_batch),
+        "mlflow": {label: wrk.run(serve.url, 2, seconds, theirs_batch) for label, serve in serves.items()},
+    }
     return out
 
 
@@ -204,17 +263,27 @@ def model_loading(stack: Stack, source_version: str, versions: int) -> dict:
     """First request for a version no API process holds, the next one, and memory per cached model."""
     client = MlflowClient(tracking_uri=stack.mlflow)
     source = client.get_model_version("echo-rnn", source_version)
-    fresh = [client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
-                                         model_id=source.source.rsplit("/", 1)[-1]).version for _ in range(versions)]
+    files = str(source.source)
+    fresh = [
+        client.create_model_version("echo-rnn", files, run_id=source.run_id, model_id=files.rsplit("/", 1)[-1]).version
+        for _ in range(versions)
+    ]
     store = redis.Redis.from_url(stack.env["REDIS_URL"])  # the copies hold the same files: the API may serve them
+    record = provenance.lookup(store, "echo-rnn", "echo-rnn", source_version)
+    assert record is not None, f"version {source_version} has no record of this service"
     for version in fresh:
-        provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", source_version), version)
-    first, next_ = [], []
+        provenance.copy(store, "echo-rnn", record, version)
+    first: list[float] = []
+    next_: list[float] = []
     for version in fresh:
         session = requests.Session()  # one keep-alive connection: both requests reach the same API process
         for into in (first, next_):
             t0 = time.perf_counter()
-            resp = session.get(f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{version}"}, timeout=120)
+            resp = session.get(
+                f"{stack.api}/predict",
+                params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{version}"},
+                timeout=120,
+            )
             into.append(1000 * (time.perf_counter() - t0))
             assert resp.status_code == 200, resp.text
     code = (
@@ -227,8 +296,15 @@ def model_loading(stack: Stack, source_version: str, versions: int) -> dict:
         "print(json.dumps({'first_mib': before, 'per_model_mib': (rss() - before) / (len(versions) - 1)}))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([sys.executable, "-c", code, stack.env["REDIS_URL"], stack.mlflow, json.dumps([source_version, *fresh])],
-                         capture_output=True, text=True, check=True, env=env, cwd=ROOT, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code, stack.env["REDIS_URL"], stack.mlflow, json.dumps([source_version, *fresh])],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     memory = json.loads(out.stdout.strip().splitlines()[-1])
     return {"first_ms": first, "next_ms": next_, **memory}
 
@@ -250,10 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     """Start the stack, run every part, print the results; the last line is the headline ratio."""
     args = parse_args(argv)
     workers = len(os.sched_getaffinity(0))
-    params = TrainingParams(num_epochs=args.epochs, seed=1, **({"total_series_length": 7_500} if args.quick else {}))
+    params = TrainingParams.model_validate(
+        {"num_epochs": args.epochs, "seed": 1, **({"total_series_length": 7_500} if args.quick else {})}
+    )
     bits = "".join(map(str, np.random.default_rng(0).integers(0, 2, 100)))
-    with tempfile.TemporaryDirectory(prefix="echo-rnn-bench-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="echo-rnn-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         redis_server = RedisServer(tmp / "redis").start()
         stack = Stack(ROOT, tmp, redis_server.url, concurrency=1)
         stack.env.update(RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="", API_WORKERS=str(workers))
@@ -266,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
             warm = submit(stack.api, num_epochs=1, total_series_length=3_000, seed=0)
             assert wait_status(stack.api, warm["id"], DONE, timeout=300)["status"] == "succeeded"
             results["queue"] = queue_latency(stack, 3 if args.quick else 10)
-            results["small"] = {"job_s": small_jobs(stack, 2 if args.quick else 10),
-                                "engine_s": engine_training_s(2 if args.quick else 10), "params": SMALL_JOB}
+            results["small"] = {
+                "job_s": small_jobs(stack, 2 if args.quick else 10),
+                "engine_s": engine_training_s(2 if args.quick else 10),
+                "params": SMALL_JOB,
+            }
             print("queue measured; the whole job next", flush=True)
             results["job_s"], job = whole_job(stack, params)
             results["tutorial_s"] = tutorial_program(params)
@@ -298,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     ours, theirs = results["predict"]["one"][8]["ours"].rps, best(results["predict"]["one"][8]["mlflow"]).rps
     flask = results["predict"]["one"][8]["ceiling"].rps
     print(f"job speedup vs seed reference: {results['tutorial_s'] / results['job_s']:.1f}x")
-    print(f"predict share of the Flask ceiling: {100 * ours / flask:.0f} %" if flask else
-          "predict share of the Flask ceiling: n/a (the ceiling completed no request)")
+    print(
+        f"predict share of the Flask ceiling: {100 * ours / flask:.0f} %"
+        if flask
+        else "predict share of the Flask ceiling: n/a (the ceiling completed no request)"
+    )
     print(f"predict speedup vs mlflow serve: {report.ratio(ours, theirs)}")
     return 0
 

@@ -37,8 +37,9 @@ def mixed_request(api: str, model: str) -> list[float]:
     rng = np.random.default_rng(3)
     body = {"sequences": ["".join(map(str, rng.integers(0, 2, 100_000)))] + ["1"] * 999, "model": model}
     for _ in range(20):  # keep-alive off: the requests spread over the processes, and each loads the model
-        requests.get(f"{api}/predict", params={"sequence": "0110", "model": model}, timeout=60,
-                     headers={"Connection": "close"})
+        requests.get(
+            f"{api}/predict", params={"sequence": "0110", "model": model}, timeout=60, headers={"Connection": "close"}
+        )
     walls = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -53,12 +54,17 @@ def copies(stack: Stack, version: str, count: int) -> list[str]:
     client = MlflowClient(tracking_uri=stack.mlflow)
     source = client.get_model_version("echo-rnn", version)
     store = redis.Redis.from_url(stack.env["REDIS_URL"])
+    files = str(source.source)
+    record = provenance.lookup(store, "echo-rnn", "echo-rnn", version)
+    assert record is not None, f"version {version} has no record of this service"
     made = []
     for _ in range(count):
-        copy = client.create_model_version("echo-rnn", source.source, run_id=source.run_id,
-                                           model_id=source.source.rsplit("/", 1)[-1]).version
-        provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", "echo-rnn", version), copy)
-        made.append(copy)
+        made.append(
+            client.create_model_version(
+                "echo-rnn", files, run_id=source.run_id, model_id=files.rsplit("/", 1)[-1]
+            ).version
+        )
+        provenance.copy(store, "echo-rnn", record, made[-1])
     return made
 
 
@@ -67,8 +73,9 @@ def first_loads(stack: Stack, version: str, count: int) -> list[float]:
     walls = []
     for copy in copies(stack, version, count):
         t0 = time.perf_counter()
-        resp = requests.get(f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"},
-                            timeout=60)
+        resp = requests.get(
+            f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"}, timeout=60
+        )
         walls.append(1000 * (time.perf_counter() - t0))
         assert resp.status_code == 200, resp.text
     return walls
@@ -85,8 +92,12 @@ def champion_while_cycling(stack: Stack, version: str, seconds: float = 15) -> t
         with requests.Session() as session:
             while not stop.is_set():
                 for copy in cold:
-                    status = session.get(f"{stack.api}/predict", params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"},
-                                         headers={"Connection": "close"}, timeout=60).status_code
+                    status = session.get(
+                        f"{stack.api}/predict",
+                        params={"sequence": "0110" * 25, "model": f"models:/echo-rnn/{copy}"},
+                        headers={"Connection": "close"},
+                        timeout=60,
+                    ).status_code
                     answers[status] = answers.get(status, 0) + 1
 
     cycler = threading.Thread(target=cycle)
@@ -119,11 +130,22 @@ def api_memory_mib(stack: Stack) -> list[float]:
 def api_start_s(stack: Stack) -> tuple[float, float]:
     """Seconds from starting a second API (docker/bin/api, one process) to /healthz, and to /readyz, answering 200."""
     port = free_port()
-    env = {**stack.env, "API_PORT": str(port), "API_WORKERS": "1", "MLFLOW_TRACKING_URI": stack.mlflow,
-           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="echo-rnn-start-")}
+    env = {
+        **stack.env,
+        "API_PORT": str(port),
+        "API_WORKERS": "1",
+        "MLFLOW_TRACKING_URI": stack.mlflow,
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="echo-rnn-start-"),
+    }
     t0 = time.perf_counter()
-    process = subprocess.Popen([str(ROOT / "docker" / "bin" / "api")], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(ROOT / "docker" / "bin" / "api")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok, 60, "the API", 0.02)
         healthy = time.perf_counter() - t0
@@ -143,16 +165,26 @@ def main() -> int:
         stack.env.update(RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="", API_WORKERS=str(len(os.sched_getaffinity(0))))
         try:
             stack.start()
-            done = wait_status(stack.api, submit(stack.api, num_epochs=5, seed=1, init="glorot")["id"], DONE, timeout=300)
+            done = wait_status(
+                stack.api, submit(stack.api, num_epochs=5, seed=1, init="glorot")["id"], DONE, timeout=300
+            )
             assert done["status"] == "succeeded", done
             model = done["model"]["uri"]
-            print(f"mixed POST /predict (100,000 bits + 999 × 1 bit), warm: {', '.join(f'{w:.3f}' for w in mixed_request(stack.api, model))} s")
+            print(
+                f"mixed POST /predict (100,000 bits + 999 × 1 bit), warm: {', '.join(f'{w:.3f}' for w in mixed_request(stack.api, model))} s"
+            )
             loads = first_loads(stack, done["model"]["version"], 2 if quick else 5)
-            print(f"first request for a version not loaded: median {np.median(loads):.0f} ms ({', '.join(f'{w:.0f}' for w in loads)})")
+            print(
+                f"first request for a version not loaded: median {np.median(loads):.0f} ms ({', '.join(f'{w:.0f}' for w in loads)})"
+            )
             walls, answers = champion_while_cycling(stack, done["model"]["version"], 3 if quick else 15)
-            print(f"champion while another client cycles nine versions: p50 {np.percentile(walls, 50):.1f} ms, "
-                  f"p99 {np.percentile(walls, 99):.1f} ms over {len(walls)} requests; that client's answers {answers}")
-            print(f"API processes' resident memory with the champion: {', '.join(f'{m:.0f}' for m in api_memory_mib(stack))} MiB")
+            print(
+                f"champion while another client cycles nine versions: p50 {np.percentile(walls, 50):.1f} ms, "
+                f"p99 {np.percentile(walls, 99):.1f} ms over {len(walls)} requests; that client's answers {answers}"
+            )
+            print(
+                f"API processes' resident memory with the champion: {', '.join(f'{m:.0f}' for m in api_memory_mib(stack))} MiB"
+            )
             healthy, ready = api_start_s(stack)
             print(f"API start to /healthz: {healthy:.2f} s; to /readyz: {ready:.2f} s")
         finally:

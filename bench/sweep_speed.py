@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             redis_server.stop()
     print(f"\n{len(seeds)} configurations {params}, one worker process:")
     print(f"  as {len(seeds)} jobs, one after another: {jobs_s:7.1f} s ({jobs_s / len(seeds):.2f} s a job)")
-    print(f"  as one sweep ({len(done['groups'])} group): {sweep_s:7.1f} s; best trial {done['best']['trial']}, "
-          f"held-out echo accuracy {done['leaderboard'][0]['echo_accuracy']:.4f}")
+    print(
+        f"  as one sweep ({len(done['groups'])} group): {sweep_s:7.1f} s; best trial {done['best']['trial']}, "
+        f"held-out echo accuracy {done['leaderboard'][0]['echo_accuracy']:.4f}"
+    )
     print(f"sweep speedup vs sequential jobs: {jobs_s / sweep_s:.1f}x")
     return 0
 

@@ -24,17 +24,17 @@ from dataclasses import dataclass
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-import keras_rnn  # noqa: E402
-import tutorial_tf1  # noqa: E402
-from worker.engine import export  # noqa: E402
-from worker.engine.data import generate_epoch  # noqa: E402
-from worker.engine.group import train_group  # noqa: E402
-from worker.engine.model import initial_weights  # noqa: E402
-from worker.engine.train import train_model  # noqa: E402
-from contract.params import TrainingParams  # noqa: E402
+import keras_rnn
+import tutorial_tf1
+from contract.params import TrainingParams
+from worker.engine import export
+from worker.engine.data import generate_epoch
+from worker.engine.group import train_group
+from worker.engine.model import initial_weights
+from worker.engine.train import train_model
 
 SERVING_LENGTHS = (20, 100, 1000)
 GROUP_SIZES, QUICK_GROUP_SIZES = (1, 8, 32, 128), (1, 8)
@@ -80,7 +80,7 @@ def time_keras(params: TrainingParams, epochs: int) -> Timing:
     """(b) A stateful Keras SimpleRNN, model.fit once per epoch."""
     rng = np.random.default_rng(params.seed)
     t0 = time.perf_counter()
-    model = keras_rnn.build(params, params.seed)
+    model = keras_rnn.build(params, params.seed or 0)
     setup = time.perf_counter() - t0
     seconds, loss = [], float("nan")
     for _ in range(epochs):
@@ -95,8 +95,12 @@ def time_engine(params: TrainingParams, epochs: int) -> tuple[Timing, dict[str, 
     """(c) Our engine; its own compile and per-epoch timings. Also returns the trained weights."""
     result = train_model(params.model_copy(update={"num_epochs": epochs}))
     timing = Timing(
-        "(c) engine (XLA while-loop)", epochs, result.compile_seconds, result.epoch_seconds[0],
-        result.epoch_seconds, result.epoch_losses[-1],
+        "(c) engine (XLA while-loop)",
+        epochs,
+        result.compile_seconds,
+        result.epoch_seconds[0],
+        result.epoch_seconds,
+        result.epoch_losses[-1],
     )
     return timing, result.weights
 
@@ -105,10 +109,23 @@ def time_groups(params: TrainingParams, sizes: tuple[int, ...], epochs: int) -> 
     """The engine alone: K models (seeds seed..seed+K-1) in one compiled loop, for each K of sizes."""
     timings = []
     for models in sizes:
-        group = [params.model_copy(update={"num_epochs": epochs, "seed": params.seed + k}) for k in range(models)]
+        group = [
+            params.model_copy(update={"num_epochs": epochs, "seed": (params.seed or 0) + k}) for k in range(models)
+        ]
         first = train_group(group)[0]
-        timings.append((models, Timing(f"K={models}", epochs, first.compile_seconds, first.epoch_seconds[0],
-                                       first.epoch_seconds, first.epoch_losses[-1])))
+        timings.append(
+            (
+                models,
+                Timing(
+                    f"K={models}",
+                    epochs,
+                    first.compile_seconds,
+                    first.epoch_seconds[0],
+                    first.epoch_seconds,
+                    first.epoch_losses[-1],
+                ),
+            )
+        )
     return timings
 
 
@@ -116,13 +133,17 @@ def print_groups(params: TrainingParams, timings: list[tuple[int, Timing]]) -> N
     """The engine-alone table: one model against K models in one loop."""
     steps = params.steps_per_epoch
     print(f"\nengine alone, K models in one compiled loop ({steps} steps/epoch, the shapes above):\n")
-    print(f"{'models':>7}{'setup s':>10}{'steady s/epoch':>16}{'steps/s':>11}{'model-steps/s':>15}"
-          f"{'per model vs K=1':>18}")
+    print(
+        f"{'models':>7}{'setup s':>10}{'steady s/epoch':>16}{'steps/s':>11}{'model-steps/s':>15}"
+        f"{'per model vs K=1':>18}"
+    )
     single = steps / timings[0][1].steady_s
     for models, t in timings:
         rate = steps / t.steady_s
-        print(f"{models:>7}{t.setup_s:>10.3f}{t.steady_s:>16.4f}{rate:>11.0f}{models * rate:>15.0f}"
-              f"{models * rate / single:>17.1f}x")
+        print(
+            f"{models:>7}{t.setup_s:>10.3f}{t.steady_s:>16.4f}{rate:>11.0f}{models * rate:>15.0f}"
+            f"{models * rate / single:>17.1f}x"
+        )
 
 
 def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) -> dict[int, float]:
@@ -148,8 +169,15 @@ def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) 
 def learning_rate(seeds: int, epochs: int, series: int) -> dict[str, int]:
     """Per init: how many of seeds 0..seeds-1 reach a loss ≤ 0.01 within the epochs (defaults otherwise)."""
     return {
-        init: sum(min(train_model(TrainingParams(num_epochs=epochs, total_series_length=series, seed=seed, init=init,
-                                                 device="cpu")).epoch_losses) <= 0.01 for seed in range(seeds))
+        init: sum(
+            min(
+                train_model(
+                    TrainingParams(num_epochs=epochs, total_series_length=series, seed=seed, init=init, device="cpu")
+                ).epoch_losses
+            )
+            <= 0.01
+            for seed in range(seeds)
+        )
         for init in ("tutorial", "glorot")
     }
 
@@ -206,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  length {length:>5}: {ms:.3f} ms {'(target ≤ 1 ms)' if ms <= 1.0 else '(over 1 ms target)'}")
     seeds, epochs = (2, 1) if args.quick else (20, 5)
     learned = learning_rate(seeds, epochs, series)
-    print(f"\nlearns the echo (an epoch's loss ≤ 0.01) within {epochs} epochs, seeds 0–{seeds - 1}: "
-          + ", ".join(f"init={init} {count}/{seeds}" for init, count in learned.items()))
+    print(
+        f"\nlearns the echo (an epoch's loss ≤ 0.01) within {epochs} epochs, seeds 0–{seeds - 1}: "
+        + ", ".join(f"init={init} {count}/{seeds}" for init, count in learned.items())
+    )
     print(f"\nKeras speedup vs seed reference: {tutorial.steady_s / keras_timing.steady_s:.1f}x")
     print(f"engine speedup vs Keras: {keras_timing.steady_s / engine.steady_s:.1f}x")
     print(f"train speedup vs seed reference: {tutorial.steady_s / engine.steady_s:.1f}x")

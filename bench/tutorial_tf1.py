@@ -83,8 +83,17 @@ def build(params: TrainingParams, init: dict[str, np.ndarray]) -> TutorialProgra
         session = v1.Session(graph=graph)
         session.run(v1.global_variables_initializer())
     return TutorialProgram(
-        p, graph, session, batchX_placeholder, batchY_placeholder, init_state, total_loss,
-        train_step, current_state, predictions_series, {"W": W, "b": b, "W2": W2, "b2": b2},
+        p,
+        graph,
+        session,
+        batchX_placeholder,
+        batchY_placeholder,
+        init_state,
+        total_loss,
+        train_step,
+        current_state,
+        predictions_series,
+        {"W": W, "b": b, "W2": W2, "b2": b2},
     )
 
 

@@ -37,23 +37,29 @@ def lua_post(directory: Path, name: str, body: str) -> Path:
     """A wrk script that POSTs body as JSON."""
     path = directory / f"{name}.lua"
     path.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [==[{body}]==]\n"
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
     )
     return path
 
 
 def run(url: str, connections: int, seconds: float, script: Path | None = None, threads: int = 2) -> Load:
     """Hold `connections` keep-alive connections busy for `seconds`; the latency distribution of the answers."""
-    command = [binary(), f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command = [
+        binary(),
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+    ]
     if script is not None:
         command += ["-s", str(script)]
-    out = subprocess.run(command + [url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return parse(out, connections)
 
 
 def parse(out: str, connections: int) -> Load:
     """wrk's text report → Load."""
+
     def latency(percent: str) -> float:
         m = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
         if not m:

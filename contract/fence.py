@@ -88,8 +88,16 @@ class FencedWriter:
     def run(self, step: Step, release: bool = False) -> list[int]:
         """Apply every operation of step, or raise LeaseLost; release drops the leases in the same step."""
         fence = step.fence
-        args = [fence.token, len(fence.leases), "1" if release else "0", json.dumps(step.ops), self.prefix,
-                self.retention_s, int(time.time()), *step.payloads]
+        args = [
+            fence.token,
+            len(fence.leases),
+            "1" if release else "0",
+            json.dumps(step.ops),
+            self.prefix,
+            self.retention_s,
+            int(time.time()),
+            *step.payloads,
+        ]
         answer = self._script(keys=step.keys, args=args)
         if not answer or answer[0] != 1:
             lost = fence.leases[int(answer[1]) - 1] if answer else "?"

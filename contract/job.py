@@ -46,7 +46,9 @@ class SavedModel(BaseModel):
     uri: str
     name: str
     version: str
-    promoted: bool | None = Field(None, description="Whether this version became the champion GET /predict serves by default.")
+    promoted: bool | None = Field(
+        None, description="Whether this version became the champion GET /predict serves by default."
+    )
     promotion: str | None = Field(None, description="Why it was promoted or not.")
 
 
@@ -97,13 +99,21 @@ class Job(BaseModel):
     mlflow: MlflowLink | None = None
     model: SavedModel | None = None
     evaluation: Evaluation | None = None
-    stopped_early: int | None = Field(None, description="The epoch whose mean loss reached target_loss, ending the job early.")
-    owner: str | None = Field(None, description="The client that submitted it (its token's fingerprint), when tokens are on.")
+    stopped_early: int | None = Field(
+        None, description="The epoch whose mean loss reached target_loss, ending the job early."
+    )
+    owner: str | None = Field(
+        None, description="The client that submitted it (its token's fingerprint), when tokens are on."
+    )
     cancel_requested: bool = False
     phase: Literal["starting", "training", "saving"] | None = Field(
-        None, description="While running: starting (its MLflow run, compiling), training, or saving its model "
-                          "(from then on it can no longer be cancelled).")
+        None,
+        description="While running: starting (its MLflow run, compiling), training, or saving its model "
+        "(from then on it can no longer be cancelled).",
+    )
     attempts: int = Field(0, description="How many times a worker started this job.")
     worker: WorkerInfo | None = Field(None, description="The process running (or that last ran) the job.")
-    resumed: list[Resume] = Field(default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker.")
+    resumed: list[Resume] = Field(
+        default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker."
+    )
     sweep: TrialOf | None = Field(None, description="The sweep this job is a trial of, if any.")

@@ -18,6 +18,7 @@ from contract import job_scripts
 from contract.clock import now
 from contract.fence import FencedWriter
 from contract.job import FINISHED, STATUSES, Job, JobProgress, sources
+from contract.redis_values import hash_fields, scored, text
 
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
@@ -64,8 +65,15 @@ class JobStore:
         """The Redis key of the latest checkpoint of what one task trains (a job's id, or a sweep group's name)."""
         return f"{self.prefix}:checkpoint:{unit}"
 
-    def create(self, params: dict[str, Any], steps: int, owner: str | None = None, quota: int = 0,
-               transaction: Pipeline | None = None, **fields: Any) -> Job:
+    def create(
+        self,
+        params: dict[str, Any],
+        steps: int,
+        owner: str | None = None,
+        quota: int = 0,
+        transaction: Pipeline | None = None,
+        **fields: Any,
+    ) -> Job:
         """Record a new queued job of owner (a client id); QuotaExceeded when owner has quota jobs queued or running.
 
         A sweep's trials (fields holding sweep) do not count towards their owner's quota. With a
@@ -73,12 +81,20 @@ class JobStore:
         """
         if transaction is not None and quota:
             raise ValueError("a quota cannot be checked inside a transaction")
-        job = Job(id=str(uuid.uuid4()), status="queued", params=params, created_at=now(), owner=owner,
-                  progress=JobProgress(epochs=params["num_epochs"], steps=steps), **fields)
+        job = Job(
+            id=str(uuid.uuid4()),
+            status="queued",
+            params=params,
+            created_at=now(),
+            owner=owner,
+            progress=JobProgress(epochs=params["num_epochs"], steps=steps),
+            **fields,
+        )
         encoded = json.dumps(encode(job.model_dump()))
         active = "0" if job.sweep else "1"
-        created = self._create(keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active],
-                               client=transaction)
+        created = self._create(
+            keys=[self.key(job.id)], args=[encoded, self.prefix, job.id, owner or "", quota, active], client=transaction
+        )
         if transaction is None and not created:
             raise QuotaExceeded(f"{quota} jobs queued or running")
         return job
@@ -88,21 +104,25 @@ class JobStore:
         raw = self.redis.hgetall(self.key(job_id))
         if not raw:
             return None
-        return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
+        return Job.model_validate({text(k): json.loads(v) for k, v in raw.items()})
 
     def get_many(self, job_ids: list[str]) -> list[Job | None]:
         """Several jobs in one round trip, in order (None for one that is gone)."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(self.key(job_id))
-        return [Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()}) if raw else None
-                for raw in pipe.execute()]
+        return [
+            Job.model_validate({text(k): json.loads(v) for k, v in raw.items()}) if raw else None
+            for raw in pipe.execute()
+        ]
 
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
-        return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
+        return [text(m) for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
 
-    def list(self, status: str | None, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Job], int | None]:
+    def list(
+        self, status: str | None, limit: int, cursor: int | None, owner: str | None = None
+    ) -> tuple[list[Job], int | None]:
         """Newest first (owner's jobs only, when given); the cursor is the sequence number of the last job of the previous page."""
         if owner is not None:
             index = f"{self.prefix}:owner:{owner}"
@@ -114,9 +134,9 @@ class JobStore:
             batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
             if not batch:
                 break
-            for member, score in batch:
+            for member, score in scored(batch):
                 top = f"({int(score)}"
-                job = self.get(member.decode())
+                job = self.get(text(member))
                 if job is not None and (status is None or job.status == status):
                     found.append((job, int(score)))
         page = found[:limit]
@@ -124,16 +144,17 @@ class JobStore:
 
     def count_by_status(self) -> dict[str, int]:
         """How many jobs there are in each status (kept as jobs move: no scan)."""
-        counts = {k.decode(): int(v) for k, v in self.redis.hgetall(f"{self.prefix}:counts").items()}
+        counts = {text(k): int(v) for k, v in self.redis.hgetall(f"{self.prefix}:counts").items()}
         return {s: max(0, counts.get(s, 0)) for s in STATUSES}
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Overwrite some fields of a job other than its status."""
         assert "status" not in fields, "status changes go through move()"
-        self.redis.hset(self.key(job_id), mapping=encode(fields))
+        self.redis.hset(self.key(job_id), mapping=hash_fields(encode(fields)))
 
-    def move(self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None,
-             **fields: Any) -> str | None:
+    def move(
+        self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None, **fields: Any
+    ) -> str | None:
         """Move the job to status (setting fields too) if the state machine allows it from the status it has.
 
         only_from narrows the statuses it may leave. With a lease, the move also takes the job's
@@ -144,9 +165,18 @@ class JobStore:
         if only_from is not None:
             assert only_from <= allowed, f"{only_from} → {status} is not in the state machine"
             allowed = frozenset(only_from)
-        args = [json.dumps(encode({"status": status, **fields})), self.prefix, job_id, status,
-                "1" if status in FINISHED else "0", self.retention_s, int(time.time()),
-                lease.owner if lease else "", lease.ttl_ms if lease else 0, *allowed]
+        args = [
+            json.dumps(encode({"status": status, **fields})),
+            self.prefix,
+            job_id,
+            status,
+            "1" if status in FINISHED else "0",
+            self.retention_s,
+            int(time.time()),
+            lease.owner if lease else "",
+            lease.ttl_ms if lease else 0,
+            *allowed,
+        ]
         result = self._move(keys=[self.key(job_id), self.lease_key(job_id) if lease else ""], args=args)
         if not result or result[0] == 0:
             return None
@@ -171,7 +201,7 @@ class JobStore:
     def prune(self, batch: int = 500) -> int:
         """Forget finished jobs past the retention: their records and index entries; returns how many."""
         cutoff = time.time() - self.retention_s
-        ids = [m.decode() for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)]
+        ids = [text(m) for m in self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", cutoff, start=0, num=batch)]
         if not ids:
             return 0
         reading = self.redis.pipeline()

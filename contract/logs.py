@@ -16,10 +16,12 @@ class JobIdFilter(logging.Filter):
     """Stamp each record with the job it is about, if any."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "job_id", None) is None:
-            record.job_id = job_id_var.get()
-        if record.job_id is None and isinstance(record.args, dict):
-            record.job_id = record.args.get("id")  # Celery's task lines: the task id is the job id
+        job_id = getattr(record, "job_id", None)
+        if job_id is None:
+            job_id = job_id_var.get()
+        if job_id is None and isinstance(record.args, dict):
+            job_id = record.args.get("id")  # Celery's task lines: the task id is the job id
+        record.job_id = job_id
         return True
 
 

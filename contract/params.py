@@ -25,9 +25,7 @@ class TrainingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     num_epochs: int = Field(100, ge=1, le=10_000, description="Epochs; each draws a fresh series.")
-    total_series_length: int = Field(
-        50_000, ge=2, le=MAX_SERIES, description="Random bits per epoch."
-    )
+    total_series_length: int = Field(50_000, ge=2, le=MAX_SERIES, description="Random bits per epoch.")
     truncated_backprop_length: int = Field(
         15, ge=1, le=64, description="Window length: steps unrolled per training step."
     )
@@ -41,13 +39,21 @@ class TrainingParams(BaseModel):
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="Where to train.")
     init: Literal["tutorial", "glorot"] = Field(
-        "tutorial", description="Initial weights: the tutorial's (W, W2 uniform in [0, 1): some seeds sit at ln 2 "
-                                "for epochs), or Glorot-uniform (learns the echo from almost every seed).")
+        "tutorial",
+        description="Initial weights: the tutorial's (W, W2 uniform in [0, 1): some seeds sit at ln 2 "
+        "for epochs), or Glorot-uniform (learns the echo from almost every seed).",
+    )
     target_loss: float | None = Field(
-        None, gt=0, le=1, allow_inf_nan=False,
-        description="Stop early, succeeded, once an epoch's mean loss is at or below this; none: every epoch.")
+        None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Stop early, succeeded, once an epoch's mean loss is at or below this; none: every epoch.",
+    )
     time_limit_s: int | None = Field(
-        None, ge=1, le=7 * 24 * 3600,
+        None,
+        ge=1,
+        le=7 * 24 * 3600,
         description="Fail the job past this many seconds of running; workers cap it (6 h by default).",
     )
 
@@ -63,8 +69,7 @@ class TrainingParams(BaseModel):
         if self.echo_step >= self.total_series_length:
             raise _invalid(
                 "echo_step",
-                f"echo_step ({self.echo_step}) must be smaller than "
-                f"total_series_length ({self.total_series_length})",
+                f"echo_step ({self.echo_step}) must be smaller than total_series_length ({self.total_series_length})",
             )
         if self.num_epochs * self.steps_per_epoch > MAX_TOTAL_STEPS:
             raise _invalid(

@@ -14,17 +14,23 @@ class CommonSettings(BaseSettings):
 
     redis_url: str = Field(description="Redis: the queue, the job records and the rate limits.")
     mlflow_tracking_uri: str = Field(description="The MLflow tracking server.")
-    mlflow_ui_url: str | None = Field(None, description="Public base URL of the MLflow UI (run links); defaults to the tracking URI.")
+    mlflow_ui_url: str | None = Field(
+        None, description="Public base URL of the MLflow UI (run links); defaults to the tracking URI."
+    )
     registered_model: str = Field("echo-rnn", description="The registered model each job adds a version to.")
     champion_alias: str = Field("champion", description="The registered model's alias GET /predict serves by default.")
     job_key_prefix: str = Field("echo-rnn", description="Prefix of every Redis key of the service.")
     log_level: str = Field("INFO", description="Level of the JSON log lines.")
-    job_retention_s: int = Field(30 * 24 * 3600, ge=60, description="How long a finished job's record is kept in Redis (s).")
+    job_retention_s: int = Field(
+        30 * 24 * 3600, ge=60, description="How long a finished job's record is kept in Redis (s)."
+    )
     # MLflow's client takes these from the environment only; its defaults (7 retries, 120 s timeout)
     # hold a call to a stopped server for minutes. Subclasses choose their own defaults.
     mlflow_http_request_max_retries: int = Field(2, ge=0, le=10, description="MLflow client retries per HTTP request.")
     mlflow_http_request_backoff_factor: int = Field(1, ge=0, le=120, description="MLflow client backoff factor (s).")
-    mlflow_http_request_timeout: int = Field(30, ge=1, description="MLflow client connect/read timeout per request (s).")
+    mlflow_http_request_timeout: int = Field(
+        30, ge=1, description="MLflow client connect/read timeout per request (s)."
+    )
 
     @property
     def ui_url(self) -> str:

@@ -12,8 +12,14 @@ from contract.params import TrainingParams
 
 MAX_TRIALS = 256  # a worker trains a group as one program: this bounds a sweep's memory and records
 # Trials that agree on these train together, as one vectorized program (the engine's group key).
-SHAPE_FIELDS = ("state_size", "num_classes", "batch_size", "truncated_backprop_length", "total_series_length",
-                "num_epochs")
+SHAPE_FIELDS = (
+    "state_size",
+    "num_classes",
+    "batch_size",
+    "truncated_backprop_length",
+    "total_series_length",
+    "num_epochs",
+)
 SEARCHABLE = tuple(n for n in TrainingParams.model_fields if n not in ("device", "time_limit_s"))
 INT_FIELDS = frozenset(n for n in SEARCHABLE if TrainingParams.model_fields[n].annotation in (int, int | None))
 Value = int | float | str | None
@@ -64,21 +70,22 @@ class SweepRequest(BaseModel):
     name: str | None = Field(None, max_length=100, description="A label for people (the MLflow parent run's name).")
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters every trial shares.")
     grid: dict[str, list[Value]] | None = Field(
-        None, description="Per parameter, the values to try: every combination is a trial.")
+        None, description="Per parameter, the values to try: every combination is a trial."
+    )
     random: RandomSearch | None = Field(None, description="A random search instead of a grid.")
 
     @model_validator(mode="after")
     def _one_search(self) -> "SweepRequest":
         if (self.grid is None) == (self.random is None):
             raise _error("grid", "give either grid or random")
-        space = self.grid if self.grid is not None else self.random.space
-        where = "grid" if self.grid is not None else "random.space"
-        for name in space:
+        space: dict[str, list[Value]] | dict[str, Range | Choice]
+        space, where = (self.grid, "grid") if self.grid is not None else (self._random().space, "random.space")
+        for name, dim in space.items():
             if name not in SEARCHABLE:
                 raise _error(f"{where}.{name}", f"{name!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}")
             if name in self.params:
                 raise _error(f"{where}.{name}", f"{name!r} is both in params and searched")
-            if isinstance(space[name], Range) and (problem := space[name].problem()):
+            if isinstance(dim, Range) and (problem := dim.problem()):
                 raise _error(f"{where}.{name}", problem)
         if self.grid is not None:
             count = math.prod(len(v) for v in self.grid.values())
@@ -100,9 +107,14 @@ class SweepRequest(BaseModel):
         if self.grid is not None:
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
-        rng = random.Random(self.random.seed)
-        return [{name: _draw(rng, name, dim) for name, dim in self.random.space.items()}
-                for _ in range(self.random.trials)]
+        search = self._random()
+        rng = random.Random(search.seed)
+        return [{name: _draw(rng, name, dim) for name, dim in search.space.items()} for _ in range(search.trials)]
+
+    def _random(self) -> RandomSearch:
+        """The random search, for a request without a grid (the validator allows exactly one of them)."""
+        assert self.random is not None, "a request has a grid or a random search"
+        return self.random
 
     def trials(self) -> list[TrainingParams]:
         """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""
@@ -117,7 +129,7 @@ def _draw(rng: random.Random, name: str, dim: Range | Choice) -> Value:
     if isinstance(dim, Choice):
         return rng.choice(dim.values)
     value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high))) if dim.log else rng.uniform(dim.low, dim.high)
-    return int(round(value)) if name in INT_FIELDS else value
+    return round(value) if name in INT_FIELDS else value
 
 
 def shape_key(params: TrainingParams) -> tuple:
@@ -131,4 +143,3 @@ def group(trials: list[TrainingParams], size: int) -> list[list[int]]:
     for index, params in enumerate(trials):
         by_shape.setdefault(shape_key(params), []).append(index)
     return [members[i : i + size] for members in by_shape.values() for i in range(0, len(members), size)]
-

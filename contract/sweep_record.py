@@ -44,7 +44,9 @@ class SweepProgress(BaseModel):
 class Best(BaseModel):
     trial: int
     job_id: str
-    model: SavedModel | None = Field(None, description="Its registered version (only the best trial's model is registered).")
+    model: SavedModel | None = Field(
+        None, description="Its registered version (only the best trial's model is registered)."
+    )
 
 
 class Sweep(BaseModel):
@@ -75,14 +77,29 @@ class SweepList(BaseModel):
 
 def trial_of(job: Job, values: dict[str, Any]) -> Trial:
     """A trial's line from its job record."""
-    return Trial(trial=job.sweep.trial, job_id=job.id, group=job.sweep.group, values=values, status=job.status,
-                 fraction=job.progress.fraction, epoch=job.progress.epoch, loss=job.metrics.loss,
-                 evaluation=job.evaluation, stopped_early=job.stopped_early, error=job.error)
+    assert job.sweep is not None, f"job {job.id} is not a sweep's trial"
+    return Trial(
+        trial=job.sweep.trial,
+        job_id=job.id,
+        group=job.sweep.group,
+        values=values,
+        status=job.status,
+        fraction=job.progress.fraction,
+        epoch=job.progress.epoch,
+        loss=job.metrics.loss,
+        evaluation=job.evaluation,
+        stopped_early=job.stopped_early,
+        error=job.error,
+    )
 
 
 def leaderboard(trials: list[Trial]) -> list[Ranked]:
     """Succeeded trials by held-out echo accuracy (highest first), then held-out loss (lowest first)."""
-    done = sorted((t for t in trials if t.status == "succeeded" and t.evaluation),
-                  key=lambda t: (-t.evaluation.echo_accuracy, t.evaluation.loss, t.trial))
-    return [Ranked(rank=i + 1, trial=t.trial, job_id=t.job_id, values=t.values, echo_accuracy=t.evaluation.echo_accuracy,
-                   loss=t.evaluation.loss) for i, t in enumerate(done)]
+    done = sorted(
+        ((t, e) for t in trials if t.status == "succeeded" and (e := t.evaluation)),
+        key=lambda te: (-te[1].echo_accuracy, te[1].loss, te[0].trial),
+    )
+    return [
+        Ranked(rank=i + 1, trial=t.trial, job_id=t.job_id, values=t.values, echo_accuracy=e.echo_accuracy, loss=e.loss)
+        for i, (t, e) in enumerate(done)
+    ]

@@ -15,11 +15,12 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from contract import clock, job_scripts
-from contract.fence import Fence, Step
 from contract.clock import now
+from contract.fence import Fence, Step
 from contract.job import FINISHED, TrialOf, sources
 from contract.job_store import JobStore, QuotaExceeded, encode
 from contract.params import TrainingParams
+from contract.redis_values import hash_fields, scored, text
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
 
@@ -35,8 +36,14 @@ class SweepStore:
         """The Redis key of the sweep's record."""
         return f"{self.prefix}:sweep:{sweep_id}"
 
-    def create(self, request: SweepRequest, trials: list[TrainingParams], groups: list[list[int]],
-               owner: str | None = None, max_active: int = 0) -> Sweep:
+    def create(
+        self,
+        request: SweepRequest,
+        trials: list[TrainingParams],
+        groups: list[list[int]],
+        owner: str | None = None,
+        max_active: int = 0,
+    ) -> Sweep:
         """Record a queued sweep and a queued job per trial, all or none; QuotaExceeded when owner already has
         max_active (0: no limit) sweeps queued or running, counted with the write: two at once cannot both pass."""
         sweep_id = str(uuid.uuid4())
@@ -51,20 +58,47 @@ class SweepStore:
                         pipe.multi()
                     self._write(pipe, sweep_id, seq, request, trials, groups, owner)
                     pipe.execute()
-                    return self.get(sweep_id)
+                    sweep = self.get(sweep_id)
+                    assert sweep is not None, "written by the transaction just run"
+                    return sweep
                 except WatchError:
                     continue
 
-    def _write(self, pipe: Pipeline, sweep_id: str, seq: int, request: SweepRequest, trials: list[TrainingParams],
-               groups: list[list[int]], owner: str | None) -> None:
+    def _write(
+        self,
+        pipe: Pipeline,
+        sweep_id: str,
+        seq: int,
+        request: SweepRequest,
+        trials: list[TrainingParams],
+        groups: list[list[int]],
+        owner: str | None,
+    ) -> None:
         group_of = {t: g for g, members in enumerate(groups) for t in members}
-        job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner, transaction=pipe,
-                                    sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i])).id
-                   for i, p in enumerate(trials)]
-        record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
-                  "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
-                  "values": request.configurations(), "seq": seq, "cancel_requested": False}
-        pipe.hset(self.key(sweep_id), mapping={**encode(record), "groups_left": len(groups)})
+        job_ids = [
+            self.jobs.create(
+                p.model_dump(),
+                p.total_steps,
+                owner=owner,
+                transaction=pipe,
+                sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i]),
+            ).id
+            for i, p in enumerate(trials)
+        ]
+        record = {
+            "id": sweep_id,
+            "name": request.name,
+            "status": "queued",
+            "owner": owner,
+            "created_at": now(),
+            "request": request.model_dump(exclude_none=True),
+            "groups": groups,
+            "job_ids": job_ids,
+            "values": request.configurations(),
+            "seq": seq,
+            "cancel_requested": False,
+        }
+        pipe.hset(self.key(sweep_id), mapping=hash_fields({**encode(record), "groups_left": str(len(groups))}))
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
         pipe.sadd(self.active_key, sweep_id)
         if owner:
@@ -85,8 +119,8 @@ class SweepStore:
 
     def raw(self, sweep_id: str, curves: bool = False) -> dict[str, Any] | None:
         """The sweep's stored fields, decoded (the trials' loss curves only when asked for)."""
-        raw = {k: v for k, v in self.redis.hgetall(self.key(sweep_id)).items() if curves or not k.startswith(b"curves_")}
-        return {k.decode(): json.loads(v) for k, v in raw.items()} or None
+        raw = {text(k): v for k, v in self.redis.hgetall(self.key(sweep_id)).items()}
+        return {k: json.loads(v) for k, v in raw.items() if curves or not k.startswith("curves_")} or None
 
     def get(self, sweep_id: str) -> Sweep | None:
         """The sweep with its trials as their job records say, or None."""
@@ -97,10 +131,16 @@ class SweepStore:
         trials = [trial_of(job, values) for job, values in zip(jobs, record["values"]) if job is not None]
         finished = [t for t in trials if t.status in FINISHED]
         steps = sum(j.progress.steps for j in jobs if j) or 1
-        done = sum((1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
-                   for t, j in zip(trials, filter(None, jobs)))
-        progress = SweepProgress(trials=len(record["job_ids"]), finished=len(finished),
-                                 succeeded=sum(t.status == "succeeded" for t in trials), fraction=round(done / steps, 4))
+        done = sum(
+            (1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
+            for t, j in zip(trials, filter(None, jobs))
+        )
+        progress = SweepProgress(
+            trials=len(record["job_ids"]),
+            finished=len(finished),
+            succeeded=sum(t.status == "succeeded" for t in trials),
+            fraction=round(done / steps, 4),
+        )
         fields = {k: v for k, v in record.items() if k in Sweep.model_fields}
         return Sweep(**fields, progress=progress, trials=trials, leaderboard=leaderboard(trials))
 
@@ -113,21 +153,21 @@ class SweepStore:
         """How many of owner's newest sweeps are queued or running."""
         pipe = self.redis.pipeline()
         for member in self.redis.zrevrange(f"{self.prefix}:sweeps:owner:{owner}", 0, newest - 1):
-            pipe.hget(self.key(member.decode()), "status")
+            pipe.hget(self.key(text(member)), "status")
         return sum(raw is not None and json.loads(raw) not in FINISHED for raw in pipe.execute())
 
     def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Sweep], int | None]:
         """Newest first (owner's only, when given); the cursor is the sequence number of the last sweep shown."""
         index = f"{self.prefix}:sweeps:owner:{owner}" if owner else f"{self.prefix}:sweeps"
         top = f"({cursor}" if cursor is not None else "+inf"
-        batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
-        sweeps = [(s, int(score)) for member, score in batch[:limit] if (s := self.get(member.decode()))]
+        batch = scored(self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True))
+        sweeps = [(s, int(score)) for member, score in batch[:limit] if (s := self.get(text(member)))]
         return [s for s, _ in sweeps], (int(batch[limit - 1][1]) if len(batch) > limit else None)
 
     def update(self, sweep_id: str, **fields: Any) -> None:
         """Overwrite fields other than the status."""
         assert "status" not in fields, "status changes go through move()"
-        self.redis.hset(self.key(sweep_id), mapping=encode(fields))
+        self.redis.hset(self.key(sweep_id), mapping=hash_fields(encode(fields)))
 
     def move(self, sweep_id: str, status: str, only_from: set[str] | None = None, **fields: Any) -> bool:
         """Move the sweep to status if the job state machine allows it from where it is (or only_from); sets fields."""
@@ -157,7 +197,7 @@ class SweepStore:
         cutoff = time.time() - self.jobs.retention_s
         gone = 0
         for member in self.redis.zrange(f"{self.prefix}:sweeps", 0, batch - 1):
-            sweep_id = member.decode()
+            sweep_id = text(member)
             record = self.raw(sweep_id) or {}
             if record and not (record.get("finished_at") and clock.parse(record["finished_at"]) < cutoff):
                 continue

@@ -23,7 +23,7 @@ class Message:
 
 
 class Sender(Protocol):
-    def send_task(self, name: str, args: list[Any], task_id: str) -> Any: ...
+    def send_task(self, name: str, *, args: list[Any], task_id: str) -> Any: ...
 
 
 def train_job(job_id: str, params: dict[str, Any]) -> Message:

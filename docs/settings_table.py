@@ -12,6 +12,7 @@ that it names every variable they read.
 """
 
 import argparse
+import inspect
 import sys
 import typing
 from pathlib import Path
@@ -49,73 +50,185 @@ The start scripts and Compose read a few more variables of their own:
 # the settings classes: (variable, read by, default, what it does). Written by hand; the test checks
 # that every variable those files read is either a setting or listed here.
 SCRIPTS: list[tuple[str, str, str, str]] = [
-    ("API_HOST", "`docker/bin/api`", "`127.0.0.1` (Compose: `0.0.0.0`)",
-     "Address granian listens on; `make run` keeps it on this machine unless you set `0.0.0.0`."),
-    ("API_PORT", "`docker/bin/api`, `docker/bin/run-local`, `compose.yaml`", "`8000`",
-     "Port of the API; in Compose, the host port the API is published on (the container listens on 8000)."),
-    ("API_WORKERS", "`docker/bin/api`, `compose.yaml`", "one per CPU the process may use",
-     "API processes (granian workers); empty in Compose: one per CPU of the container."),
-    ("API_THREADS", "`docker/bin/api`", "`1`",
-     "Threads per API process (granian's blocking threads); more only contend for the GIL."),
-    ("MLFLOW_HOST", "`docker/bin/mlflow`", "`127.0.0.1` (Compose: `0.0.0.0`)",
-     "Address the MLflow server listens on; `make run` keeps it on this machine unless you set `0.0.0.0`."),
-    ("MLFLOW_PORT", "`docker/bin/mlflow`, `docker/bin/run-local`, `compose.yaml`", "`5000`",
-     "Port of the MLflow server and UI; in Compose, the host port it is published on."),
+    (
+        "API_HOST",
+        "`docker/bin/api`",
+        "`127.0.0.1` (Compose: `0.0.0.0`)",
+        "Address granian listens on; `make run` keeps it on this machine unless you set `0.0.0.0`.",
+    ),
+    (
+        "API_PORT",
+        "`docker/bin/api`, `docker/bin/run-local`, `compose.yaml`",
+        "`8000`",
+        "Port of the API; in Compose, the host port the API is published on (the container listens on 8000).",
+    ),
+    (
+        "API_WORKERS",
+        "`docker/bin/api`, `compose.yaml`",
+        "one per CPU the process may use",
+        "API processes (granian workers); empty in Compose: one per CPU of the container.",
+    ),
+    (
+        "API_THREADS",
+        "`docker/bin/api`",
+        "`1`",
+        "Threads per API process (granian's blocking threads); more only contend for the GIL.",
+    ),
+    (
+        "MLFLOW_HOST",
+        "`docker/bin/mlflow`",
+        "`127.0.0.1` (Compose: `0.0.0.0`)",
+        "Address the MLflow server listens on; `make run` keeps it on this machine unless you set `0.0.0.0`.",
+    ),
+    (
+        "MLFLOW_PORT",
+        "`docker/bin/mlflow`, `docker/bin/run-local`, `compose.yaml`",
+        "`5000`",
+        "Port of the MLflow server and UI; in Compose, the host port it is published on.",
+    ),
     ("MLFLOW_WORKERS", "`docker/bin/mlflow`, `compose.yaml`", "`1` (Compose: `2`)", "MLflow server processes."),
-    ("MLFLOW_BACKEND_STORE_URI", "`docker/bin/mlflow`", "required",
-     "MLflow's backend store. `make run`: `sqlite:///$ECHO_RNN_DATA/mlflow.db`; Compose: the PostgreSQL service."),
-    ("MLFLOW_ARTIFACTS_DESTINATION", "`docker/bin/mlflow`", "required",
-     "Where the MLflow server keeps the artifacts it proxies (`--serve-artifacts`). `make run`: "
-     "`$ECHO_RNN_DATA/mlartifacts`; Compose: the named volume `mlflow-artifacts`."),
-    ("MLFLOW_ALLOWED_HOSTS", "`docker/bin/mlflow`, `compose.yaml`",
-     "unset: MLflow's own (Compose: `mlflow,mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*`)",
-     "Host headers the MLflow server accepts (`--allowed-hosts`, fnmatch patterns); add a host's name "
-     "to open the UI from there."),
-    ("FLOWER_HOST", "`docker/bin/flower`", "`127.0.0.1` (Compose: `0.0.0.0`)",
-     "Address Flower listens on; `make run` keeps it on this machine unless you set `0.0.0.0`."),
-    ("FLOWER_USERNAME", "`docker/bin/flower`, `compose.yaml`", "`admin`", "Flower's login name (with `FLOWER_PASSWORD`)."),
-    ("FLOWER_PASSWORD", "`docker/bin/flower`, `compose.yaml`", "unset: no login (Compose: required)",
-     "Flower's login (`--basic-auth`, handed over as `FLOWER_BASIC_AUTH`); every page but `/healthcheck` and "
-     "`/metrics` asks for it. No commas. `.env.example`'s placeholder is refused."),
-    ("FLOWER_PORT", "`docker/bin/flower`, `docker/bin/run-local`, `compose.yaml`", "`5555`",
-     "Port of Flower; in Compose, the host port it is published on."),
-    ("MLFLOW_AUTH_ADMIN_PASSWORD", "`docker/bin/mlflow`", "unset: no login (Compose: `MLFLOW_ADMIN_PASSWORD`)",
-     "Set: the MLflow server runs its login (`--app-name basic-auth`); the admin is created, or given this "
-     "password, at each start. 12 characters or more; `.env.example`'s placeholder is refused."),
-    ("MLFLOW_AUTH_ADMIN_USERNAME", "`docker/bin/mlflow`", "`admin` (Compose: `MLFLOW_ADMIN_USERNAME`)",
-     "The MLflow admin: people's login to the UI."),
-    ("MLFLOW_SERVICE_USERNAME", "`docker/bin/mlflow`, `compose.yaml`", "`echo-rnn`",
-     "With the login on: the account, no admin, the API and the workers log in with (created at start)."),
-    ("MLFLOW_SERVICE_PASSWORD", "`docker/bin/mlflow`, `compose.yaml`", "(none) (Compose: required)",
-     "Its password (12 characters or more), set at each start; Compose hands it to the API and the workers "
-     "as `MLFLOW_TRACKING_PASSWORD`. `.env.example`'s placeholder is refused."),
-    ("MLFLOW_AUTH_DATABASE_URI", "`docker/bin/mlflow`", "`MLFLOW_BACKEND_STORE_URI`",
-     "Where the MLflow login keeps its users (tables of their own beside the runs by default)."),
-    ("MLFLOW_AUTH_CONFIG_PATH", "`docker/bin/mlflow`", "a file the script writes under `$TMPDIR`",
-     "MLflow's settings file for its login, written at each start (readable by its user only)."),
-    ("MLFLOW_FLASK_SERVER_SECRET_KEY", "`docker/bin/mlflow`", "drawn at each start",
-     "With the login on: the key that signs the UI forms' CSRF tokens, one for all server processes."),
-    ("MLFLOW_TRACKING_PASSWORD", "`docker/bin/api`, `docker/bin/worker`, MLflow's client", "(none)",
-     "The password MLflow's client logs in with, as `MLFLOW_TRACKING_USERNAME` (Compose: the service account, "
-     "`MLFLOW_SERVICE_USERNAME` and `MLFLOW_SERVICE_PASSWORD`); the scripts refuse `.env.example`'s placeholder."),
-    ("WORKER_CONCURRENCY", "`docker/bin/worker`, `compose.yaml`", "`1`",
-     "Jobs one worker runs at a time (Celery prefork processes); Compose keeps 1: one job per GPU."),
-    ("WORKER_NAME", "`docker/bin/worker`, `compose.yaml`", "`worker`",
-     "Prefix of the Celery node name: `WORKER_NAME@<host>` in Flower."),
-    ("TF_CPP_MIN_LOG_LEVEL", "`docker/bin/worker`, `docker/bin/api`", "`2`",
-     "TensorFlow's C++ log level, kept out of the JSON log lines of the workers and the API."),
-    ("ECHO_RNN_DATA", "`docker/bin/run-local`, `docker/bin/redis-local`", "`.data`",
-     "`make run`'s data directory: the MLflow database and artifacts, and its own Redis's append-only file."),
-    ("REDIS_PORT", "`docker/bin/redis-local`", "`6380`",
-     "Port of the Redis `make run` starts for itself when `REDIS_URL` is unset (append-only file under `ECHO_RNN_DATA`)."),
+    (
+        "MLFLOW_BACKEND_STORE_URI",
+        "`docker/bin/mlflow`",
+        "required",
+        "MLflow's backend store. `make run`: `sqlite:///$ECHO_RNN_DATA/mlflow.db`; Compose: the PostgreSQL service.",
+    ),
+    (
+        "MLFLOW_ARTIFACTS_DESTINATION",
+        "`docker/bin/mlflow`",
+        "required",
+        "Where the MLflow server keeps the artifacts it proxies (`--serve-artifacts`). `make run`: "
+        "`$ECHO_RNN_DATA/mlartifacts`; Compose: the named volume `mlflow-artifacts`.",
+    ),
+    (
+        "MLFLOW_ALLOWED_HOSTS",
+        "`docker/bin/mlflow`, `compose.yaml`",
+        "unset: MLflow's own (Compose: `mlflow,mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*`)",
+        "Host headers the MLflow server accepts (`--allowed-hosts`, fnmatch patterns); add a host's name "
+        "to open the UI from there.",
+    ),
+    (
+        "FLOWER_HOST",
+        "`docker/bin/flower`",
+        "`127.0.0.1` (Compose: `0.0.0.0`)",
+        "Address Flower listens on; `make run` keeps it on this machine unless you set `0.0.0.0`.",
+    ),
+    (
+        "FLOWER_USERNAME",
+        "`docker/bin/flower`, `compose.yaml`",
+        "`admin`",
+        "Flower's login name (with `FLOWER_PASSWORD`).",
+    ),
+    (
+        "FLOWER_PASSWORD",
+        "`docker/bin/flower`, `compose.yaml`",
+        "unset: no login (Compose: required)",
+        "Flower's login (`--basic-auth`, handed over as `FLOWER_BASIC_AUTH`); every page but `/healthcheck` and "
+        "`/metrics` asks for it. No commas. `.env.example`'s placeholder is refused.",
+    ),
+    (
+        "FLOWER_PORT",
+        "`docker/bin/flower`, `docker/bin/run-local`, `compose.yaml`",
+        "`5555`",
+        "Port of Flower; in Compose, the host port it is published on.",
+    ),
+    (
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "`docker/bin/mlflow`",
+        "unset: no login (Compose: `MLFLOW_ADMIN_PASSWORD`)",
+        "Set: the MLflow server runs its login (`--app-name basic-auth`); the admin is created, or given this "
+        "password, at each start. 12 characters or more; `.env.example`'s placeholder is refused.",
+    ),
+    (
+        "MLFLOW_AUTH_ADMIN_USERNAME",
+        "`docker/bin/mlflow`",
+        "`admin` (Compose: `MLFLOW_ADMIN_USERNAME`)",
+        "The MLflow admin: people's login to the UI.",
+    ),
+    (
+        "MLFLOW_SERVICE_USERNAME",
+        "`docker/bin/mlflow`, `compose.yaml`",
+        "`echo-rnn`",
+        "With the login on: the account, no admin, the API and the workers log in with (created at start).",
+    ),
+    (
+        "MLFLOW_SERVICE_PASSWORD",
+        "`docker/bin/mlflow`, `compose.yaml`",
+        "(none) (Compose: required)",
+        "Its password (12 characters or more), set at each start; Compose hands it to the API and the workers "
+        "as `MLFLOW_TRACKING_PASSWORD`. `.env.example`'s placeholder is refused.",
+    ),
+    (
+        "MLFLOW_AUTH_DATABASE_URI",
+        "`docker/bin/mlflow`",
+        "`MLFLOW_BACKEND_STORE_URI`",
+        "Where the MLflow login keeps its users (tables of their own beside the runs by default).",
+    ),
+    (
+        "MLFLOW_AUTH_CONFIG_PATH",
+        "`docker/bin/mlflow`",
+        "a file the script writes under `$TMPDIR`",
+        "MLflow's settings file for its login, written at each start (readable by its user only).",
+    ),
+    (
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "`docker/bin/mlflow`",
+        "drawn at each start",
+        "With the login on: the key that signs the UI forms' CSRF tokens, one for all server processes.",
+    ),
+    (
+        "MLFLOW_TRACKING_PASSWORD",
+        "`docker/bin/api`, `docker/bin/worker`, MLflow's client",
+        "(none)",
+        "The password MLflow's client logs in with, as `MLFLOW_TRACKING_USERNAME` (Compose: the service account, "
+        "`MLFLOW_SERVICE_USERNAME` and `MLFLOW_SERVICE_PASSWORD`); the scripts refuse `.env.example`'s placeholder.",
+    ),
+    (
+        "WORKER_CONCURRENCY",
+        "`docker/bin/worker`, `compose.yaml`",
+        "`1`",
+        "Jobs one worker runs at a time (Celery prefork processes); Compose keeps 1: one job per GPU.",
+    ),
+    (
+        "WORKER_NAME",
+        "`docker/bin/worker`, `compose.yaml`",
+        "`worker`",
+        "Prefix of the Celery node name: `WORKER_NAME@<host>` in Flower.",
+    ),
+    (
+        "TF_CPP_MIN_LOG_LEVEL",
+        "`docker/bin/worker`, `docker/bin/api`",
+        "`2`",
+        "TensorFlow's C++ log level, kept out of the JSON log lines of the workers and the API.",
+    ),
+    (
+        "ECHO_RNN_DATA",
+        "`docker/bin/run-local`, `docker/bin/redis-local`",
+        "`.data`",
+        "`make run`'s data directory: the MLflow database and artifacts, and its own Redis's append-only file.",
+    ),
+    (
+        "REDIS_PORT",
+        "`docker/bin/redis-local`",
+        "`6380`",
+        "Port of the Redis `make run` starts for itself when `REDIS_URL` is unset (append-only file under `ECHO_RNN_DATA`).",
+    ),
     ("POSTGRES_PASSWORD", "`compose.yaml`", "required", "Password of PostgreSQL, MLflow's backend store in Compose."),
     ("POSTGRES_USER", "`compose.yaml`", "`mlflow`", "PostgreSQL user of MLflow's backend store."),
     ("POSTGRES_DB", "`compose.yaml`", "`mlflow`", "PostgreSQL database of MLflow's backend store."),
     ("MLFLOW_ADMIN_USERNAME", "`compose.yaml`", "`admin`", "The MLflow admin people log in to the UI with."),
-    ("MLFLOW_ADMIN_PASSWORD", "`compose.yaml`", "required",
-     "Its password (12 characters or more); `.env` is where it changes (set again at each start)."),
-    ("PUBLISH_ADDRESS", "`compose.yaml`", "`127.0.0.1`",
-     "Address the API, the MLflow UI and Flower are published on: `0.0.0.0` opens them to other machines."),
+    (
+        "MLFLOW_ADMIN_PASSWORD",
+        "`compose.yaml`",
+        "required",
+        "Its password (12 characters or more); `.env` is where it changes (set again at each start).",
+    ),
+    (
+        "PUBLISH_ADDRESS",
+        "`compose.yaml`",
+        "`127.0.0.1`",
+        "Address the API, the MLflow UI and Flower are published on: `0.0.0.0` opens them to other machines.",
+    ),
 ]
 
 SCRIPTS_NOTES = """\
@@ -196,7 +309,7 @@ def _env(cls: type[BaseSettings], name: str) -> str:
 
 def _own(cls: type[BaseSettings]) -> set[str]:
     """The fields cls declares itself (new ones and overrides), not those it inherits."""
-    return set(cls.__dict__.get("__annotations__", {}))
+    return set(inspect.get_annotations(cls))
 
 
 def _where(cls: type) -> str:
@@ -219,30 +332,39 @@ def _shared() -> str:
             row.append(_default(name, own))
         description = _describe(CommonSettings, name, field)
         for process, cls in processes:
-            own = _describe(cls, name, cls.model_fields[name])
-            if own != description:
-                description += f" {process}: {own}"
-        rows.append(row + [description])
-    return (f"## Shared: API and workers\n\n{_where(CommonSettings)}. Each process may choose defaults of its "
-            "own; the columns give each one's.\n\n"
-            + _table(["Variable"] + [f"Default ({p})" for p, _ in processes] + ["Description"], rows))
+            own_description = _describe(cls, name, cls.model_fields[name])
+            if own_description != description:
+                description += f" {process}: {own_description}"
+        rows.append([*row, description])
+    return (
+        f"## Shared: API and workers\n\n{_where(CommonSettings)}. Each process may choose defaults of its "
+        "own; the columns give each one's.\n\n"
+        + _table(["Variable"] + [f"Default ({p})" for p, _ in processes] + ["Description"], rows)
+    )
 
 
 def _process(title: str, cls: type[BaseSettings]) -> str:
     added = [n for n in cls.model_fields if n not in CommonSettings.model_fields]
     rows = [[_env(cls, n), _default(n, cls.model_fields[n]), _describe(cls, n, cls.model_fields[n])] for n in added]
     overrides = sorted(_own(cls) & set(CommonSettings.model_fields))
-    note = (" It also sets its own defaults for " + ", ".join(_env(cls, n) for n in overrides) + " (above)."
-            if overrides else "")
+    note = (
+        " It also sets its own defaults for " + ", ".join(_env(cls, n) for n in overrides) + " (above)."
+        if overrides
+        else ""
+    )
     return f"## {title}\n\n{_where(cls)}.{note}\n\n" + _table(["Variable", "Default", "Description"], rows)
 
 
 def _scripts() -> str:
     rows = [[f"`{var}`", who, default, what.replace("|", "\\|")] for var, who, default, what in SCRIPTS]
-    return ("## Start scripts and Docker Compose\n\nRead by the scripts in `docker/bin` (the `Procfile` "
-            "and the containers run them) and by `compose.yaml`, not by the settings classes. Written by "
-            "hand in the generator.\n\n"
-            + _table(["Variable", "Read by", "Default", "What it does"], rows) + "\n" + SCRIPTS_NOTES)
+    return (
+        "## Start scripts and Docker Compose\n\nRead by the scripts in `docker/bin` (the `Procfile` "
+        "and the containers run them) and by `compose.yaml`, not by the settings classes. Written by "
+        "hand in the generator.\n\n"
+        + _table(["Variable", "Read by", "Default", "What it does"], rows)
+        + "\n"
+        + SCRIPTS_NOTES
+    )
 
 
 def render() -> str:

@@ -5,6 +5,8 @@ from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
 
+from contract.job_store import JobStore
+from contract.sweep_store import SweepStore
 from service import auth, jsonio, limits, metrics, problems
 from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
@@ -13,8 +15,6 @@ from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
 from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
-from contract.job_store import JobStore
-from contract.sweep_store import SweepStore
 
 
 class Services:
@@ -30,10 +30,20 @@ class Services:
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         self.mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-        resolver = ModelResolver(self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s, settings.champion_alias)
-        self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
-                                 settings.serving_threads)
-        self.load_limit = LoadLimit(self.redis, settings.redis_url, settings.job_key_prefix, settings.model_loads_per_client)
+        resolver = ModelResolver(
+            self.mlflow, self.jobs, settings.registered_model, settings.alias_ttl_s, settings.champion_alias
+        )
+        self.models = ModelCache(
+            self.mlflow,
+            self.redis,
+            settings.job_key_prefix,
+            resolver,
+            settings.model_cache_size,
+            settings.serving_threads,
+        )
+        self.load_limit = LoadLimit(
+            self.redis, settings.redis_url, settings.job_key_prefix, settings.model_loads_per_client
+        )
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
 
 
@@ -50,5 +60,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
     auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
     limits.install(app, settings, app.extensions["echo"].redis)  # reads the declarations of the views above
-    app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["echo"])  # GET /predict's common case, before Flask
+    # GET /predict's common case, before Flask: a WSGI middleware, installed as Flask's documentation does it.
+    app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["echo"])  # type: ignore[method-assign]
     return app

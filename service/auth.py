@@ -94,7 +94,15 @@ def install(app: Flask, settings: Settings) -> None:
         if g.client is not None or not needs_token(endpoints.of(app, request.endpoint), settings):
             return
         if presented is None:
-            raise Problem(401, "Unauthorized", "this endpoint needs a token: send 'Authorization: Bearer <token>'",
-                          headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
-        raise Problem(401, "Unauthorized", "the bearer token is not valid",
-                      headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})
+            raise Problem(
+                401,
+                "Unauthorized",
+                "this endpoint needs a token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'},
+            )
+        raise Problem(
+            401,
+            "Unauthorized",
+            "the bearer token is not valid",
+            headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'},
+        )

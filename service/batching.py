@@ -61,6 +61,7 @@ class Batcher:
                 self._hand_over()
         if request.error is not None:
             raise request.error
+        assert request.result is not None, "a request is answered with a result or an error"
         return request.result
 
     def _hand_over(self) -> None:
@@ -74,7 +75,8 @@ class Batcher:
     def _take(self) -> list[_Request]:
         with self._lock:
             length = bucket(self._queue[0].bits.shape[1], MIN_LENGTH)
-            batch, rows = [], 0
+            batch: list[_Request] = []
+            rows = 0
             for request in self._queue:
                 n = request.bits.shape[0]
                 if bucket(request.bits.shape[1], MIN_LENGTH) == length and (not batch or rows + n <= self.max_rows):
@@ -109,7 +111,7 @@ class Batcher:
         try:
             for request, result in zip(batch, self._pad_and_run([r.bits for r in batch])):
                 request.result = result
-        except BaseException as exc:  # every request of the call fails the same way
+        except BaseException as exc:  # noqa: BLE001 (every request of the call fails the same way)
             for request in batch:
                 request.error = exc
         for request in batch:

@@ -51,7 +51,7 @@ def route(target: Blueprint | Flask, endpoint: Endpoint) -> Callable[[Callable],
     """Register the decorated view at endpoint's method and path, and keep the declaration on it."""
 
     def register(view: Callable) -> Callable:
-        view.endpoint = endpoint
+        view.endpoint = endpoint  # type: ignore[attr-defined]  # a function takes attributes; Callable's type has none
         target.add_url_rule(endpoint.path, view_func=view, methods=[endpoint.method.upper()])
         return view
 
@@ -60,7 +60,11 @@ def route(target: Blueprint | Flask, endpoint: Endpoint) -> Callable[[Callable],
 
 def declared(app: Flask) -> dict[str, Endpoint]:
     """Flask endpoint name → declaration, for every declared view of app."""
-    return {name: view.endpoint for name, view in app.view_functions.items() if isinstance(getattr(view, "endpoint", None), Endpoint)}
+    return {
+        name: endpoint
+        for name, view in app.view_functions.items()
+        if isinstance(endpoint := getattr(view, "endpoint", None), Endpoint)
+    }
 
 
 def of(app: Flask, name: str | None) -> Endpoint | None:

@@ -42,8 +42,12 @@ class FastPredict:
         self.can_see: Callable[[str | None], bool] = (lambda _: False) if settings.tokens_on else (lambda _: True)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if (self.enabled and environ.get("PATH_INFO") == "/predict" and environ.get("REQUEST_METHOD") == "GET"
-                and "HTTP_AUTHORIZATION" not in environ):
+        if (
+            self.enabled
+            and environ.get("PATH_INFO") == "/predict"
+            and environ.get("REQUEST_METHOD") == "GET"
+            and "HTTP_AUTHORIZATION" not in environ
+        ):
             started = time.perf_counter()
             body = self._answer(environ.get("QUERY_STRING", ""))
             if body is not None:

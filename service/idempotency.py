@@ -20,6 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from flask import request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from contract.redis_values import text
 from service.endpoints import Answer
 from service.problems import Problem
 
@@ -35,10 +37,12 @@ REPLAYED = "Idempotent-Replayed"
 MAX_KEY_CHARS = 255
 # The header as the OpenAPI document describes it.
 PARAMETER = {
-    "name": HEADER, "in": "header", "required": False,
+    "name": HEADER,
+    "in": "header",
+    "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
     "description": "Any unique string (a UUID): the same key with the same body answers what the first request made "
-                   "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
+    "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
 }
 CONFLICT = f"A request with the same {HEADER} is still being processed; retry after Retry-After"
 REUSED = f"a malformed {HEADER}, or an {HEADER} already used with a different body"
@@ -46,9 +50,20 @@ REUSED = f"a malformed {HEADER}, or an {HEADER} already used with a different bo
 
 def replay_answer(schema: type, what: str, location: dict) -> Answer:
     """The OpenAPI answer of a submission replayed: 200, what the first request made as it is now."""
-    return Answer(200, schema, f"The {what} an earlier request with the same {HEADER} and body made, as it is now; "
-                  "nothing new was queued", {**location, REPLAYED: {
-                      "schema": {"type": "string", "const": "true"}, "description": "This answer replays an earlier submission"}})
+    return Answer(
+        200,
+        schema,
+        f"The {what} an earlier request with the same {HEADER} and body made, as it is now; nothing new was queued",
+        {
+            **location,
+            REPLAYED: {
+                "schema": {"type": "string", "const": "true"},
+                "description": "This answer replays an earlier submission",
+            },
+        },
+    )
+
+
 PENDING_TTL_S = 30
 WAIT_S = 5.0
 POLL_S = 0.02
@@ -75,8 +90,12 @@ def header_key() -> str | None:
     elif not all(" " <= c <= "~" for c in key):
         message = "must be printable ASCII"
     if message:
-        raise Problem(422, "Invalid request", f"invalid header: {HEADER} {message}",
-                      [{"field": HEADER, "message": message, "location": "header"}])
+        raise Problem(
+            422,
+            "Invalid request",
+            f"invalid header: {HEADER} {message}",
+            [{"field": HEADER, "message": message, "location": "header"}],
+        )
     return key
 
 
@@ -98,8 +117,9 @@ class Claim:
 class IdempotencyStore:
     """Idempotency keys in Redis."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: int, wait_s: float = WAIT_S,
-                 pending_ttl_s: int = PENDING_TTL_S):
+    def __init__(
+        self, redis: Redis, prefix: str, ttl_s: int, wait_s: float = WAIT_S, pending_ttl_s: int = PENDING_TTL_S
+    ):
         self.redis, self.prefix, self.ttl_s = redis, prefix, ttl_s
         self.wait_s, self.pending_ttl_s = wait_s, pending_ttl_s
         self._complete = redis.register_script(_COMPLETE)
@@ -123,15 +143,20 @@ class IdempotencyStore:
             stored = json.loads(raw)
             if stored["fingerprint"] != fingerprint:
                 raise Problem(
-                    422, "Idempotency-Key reused with a different body",
+                    422,
+                    "Idempotency-Key reused with a different body",
                     f"this {HEADER} was already used with other parameters; use a new key for a new submission",
                     [{"field": HEADER, "message": "already used with a different body", "location": "header"}],
                 )
             if stored.get("job_id"):
-                return Claim(redis_key, raw.decode(), fingerprint, stored["job_id"])
+                return Claim(redis_key, text(raw), fingerprint, stored["job_id"])
             if time.monotonic() > deadline:
-                raise Problem(409, "Conflict", f"a request with this {HEADER} is still being processed; retry",
-                              headers={"Retry-After": "1"})
+                raise Problem(
+                    409,
+                    "Conflict",
+                    f"a request with this {HEADER} is still being processed; retry",
+                    headers={"Retry-After": "1"},
+                )
             time.sleep(POLL_S)
 
     def complete(self, claim: Claim, job_id: str) -> None:
@@ -157,7 +182,5 @@ def release_quietly(store: IdempotencyStore, claim: Claim | None) -> None:
     """Give a claim's key back after a failed submission; should Redis not answer, it lapses by itself."""
     if claim is None:
         return
-    try:
+    with suppress(RedisError):  # the reservation lapses by itself (PENDING_TTL_S)
         store.release(claim)
-    except RedisError:
-        pass  # the reservation lapses by itself (PENDING_TTL_S)

@@ -4,7 +4,7 @@ A prediction answers 100,000 probabilities for a batch of 1,000 sequences of 100
 the standard library that takes longer than the model does.
 """
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Flask, Response
@@ -27,7 +27,9 @@ class OrjsonProvider(DefaultJSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         """A JSON response, serialised once, straight to bytes."""
         body = orjson.dumps(self._prepare_response_obj(args, kwargs), default=_default, option=OPTIONS)
-        return self._app.response_class(body, mimetype="application/json")
+        # install() hands this provider a Flask app, whose response_class takes a body (the sansio App's does not).
+        response_class = cast(type[Response], self._app.response_class)
+        return response_class(body, mimetype="application/json")
 
 
 def install(app: Flask) -> None:

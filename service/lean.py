@@ -15,4 +15,4 @@ def keep_out() -> None:
     for name in KEPT_OUT:
         if sys.modules.get(name) is not None:
             raise RuntimeError(f"{name} was imported before the API process could keep it out")
-        sys.modules[name] = None  # an import of it raises ModuleNotFoundError
+        sys.modules[name] = None  # type: ignore[assignment]  # Python's own way: its import raises ModuleNotFoundError

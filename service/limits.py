@@ -14,9 +14,12 @@ turns a request into a 500.
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 import redis
 from flask import Flask, Response, request
+from flask.typing import ResponseReturnValue
 from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 
 from service import auth, endpoints, problems
@@ -43,7 +46,7 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
 
     With every limit off there is no limiter at all: its per-request bookkeeping costs more than a prediction.
     """
-    limited = {name: limit for name, e in endpoints.declared(app).items() if (limit := limit_of(e, settings))}
+    limited = {name: (e, limit) for name, e in endpoints.declared(app).items() if (limit := limit_of(e, settings))}
     if not limited:
         return None
 
@@ -55,11 +58,16 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
         response.headers.pop(LIMITER_RETRY_AFTER, None)
         return response
 
+    # The limiter counts in the API's own Redis connections (its type says only str and int options).
+    storage_options: dict[str, Any] = {
+        "connection_pool": store.connection_pool,
+        "key_prefix": f"{settings.job_key_prefix}:ratelimit",
+    }
     limiter = Limiter(
         client_key,
         app=app,
         storage_uri=settings.redis_url,
-        storage_options={"connection_pool": store.connection_pool, "key_prefix": f"{settings.job_key_prefix}:ratelimit"},
+        storage_options=storage_options,
         strategy="fixed-window",
         headers_enabled=True,
         header_name_mapping={HeaderNames.RETRY_AFTER: LIMITER_RETRY_AFTER},
@@ -72,12 +80,13 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
         # Endpoints without a limit skip the limiter's bookkeeping, which costs more than a prediction.
         return request.endpoint not in limited
 
-    for name, limit in limited.items():
-        if endpoints.of(app, name).rate_limit == "jobs":  # only accepted jobs count
+    for name, (endpoint, limit) in limited.items():
+        if endpoint.rate_limit == "jobs":  # only accepted jobs count
             wrap = limiter.limit(limit, deduct_when=lambda r: r.status_code == 202)
         else:  # every prediction request counts, GET and POST in one budget
             wrap = limiter.shared_limit(limit, scope="predict")
-        app.view_functions[name] = wrap(app.view_functions[name])
+        view = cast(Callable[..., ResponseReturnValue], app.view_functions[name])  # the views are synchronous
+        app.view_functions[name] = wrap(view)
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded) -> Response:
@@ -89,7 +98,8 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
         except Exception:  # noqa: BLE001 (the store went away meanwhile: retry soon)
             pass
         return problems.response(
-            429, "Too Many Requests",
+            429,
+            "Too Many Requests",
             f"this client is over its limit of {exc.description} for {request.method} {request.path}; "
             "retry after the seconds in Retry-After",
             headers={"Retry-After": str(seconds)},

@@ -38,7 +38,9 @@ class LoadLimit:
         except RedisError:  # as the request limits do: an outage never refuses a request by itself
             return
         raise Problem(
-            429, "Too Many Requests",
+            429,
+            "Too Many Requests",
             f"{info.uri} is not loaded in this API process, and this client has caused its limit of {self.rate} model "
             "loads (MODEL_LOADS_PER_CLIENT); loaded versions, the champion among them, still answer at once",
-            headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})
+            headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+        )

@@ -2,21 +2,23 @@
 
 import logging
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
 from contract.job_store import JobStore
-from service.endpoints import Answer, Endpoint, route
 from contract.logs import job_id_var
+from service.endpoints import Answer, Endpoint, route
 
 log = logging.getLogger("service.requests")
 
 LATENCY = Histogram(
-    "echo_rnn_http_request_duration_seconds", "Time to answer a request, by endpoint.",
+    "echo_rnn_http_request_duration_seconds",
+    "Time to answer a request, by endpoint.",
     ["endpoint", "method", "status"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
@@ -31,12 +33,15 @@ class JobCollector:
     def __init__(self, jobs: JobStore, queue: str = "celery"):
         self.jobs, self.queue = jobs, queue
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
+        """The families, read now; none when Redis does not answer."""
         by_status = GaugeMetricFamily("echo_rnn_jobs", "Jobs by status.", labels=["status"])
         queue = GaugeMetricFamily("echo_rnn_queue_length", "Tasks waiting in the Celery queue.")
         reconciler = CounterMetricFamily(
-            "echo_rnn_reconciler_events", "What the workers' watchdog did: jobs taken over, messages sent again, "
-            "sweeps finished, and its errors.", labels=["event"])
+            "echo_rnn_reconciler_events",
+            "What the workers' watchdog did: jobs taken over, messages sent again, sweeps finished, and its errors.",
+            labels=["event"],
+        )
         try:
             for status, count in sorted(self.jobs.count_by_status().items()):
                 by_status.add_metric([status], count)
@@ -68,8 +73,13 @@ def instrument(app: Flask, jobs: JobStore, multiprocess_dir: str | None) -> None
         LATENCY.labels(endpoint, request.method, str(response.status_code)).observe(elapsed)
         if endpoint == "/predict" and response.status_code == 200:
             return response  # counted and timed above; a line each would cost more than the prediction
-        log.info("%s %s %s", request.method, request.path, response.status_code,
-                 extra={"status": response.status_code, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint})
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"status": response.status_code, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint},
+        )
         return response
 
     @route(app, Endpoint("get", "/metrics", (Answer(200, {"type": "string"}, media="text/plain"),)))

@@ -24,8 +24,15 @@ REFUSALS = 1024  # refused versions remembered per process
 class ModelCache:
     """The models a reference names, loaded on first use and kept in an LRU of size entries."""
 
-    def __init__(self, client: MlflowClient, redis: Redis, prefix: str, resolver: ModelResolver, size: int,
-                 serving_threads: int = 1):
+    def __init__(
+        self,
+        client: MlflowClient,
+        redis: Redis,
+        prefix: str,
+        resolver: ModelResolver,
+        size: int,
+        serving_threads: int = 1,
+    ):
         self.client, self.redis, self.prefix = client, redis, prefix
         self.resolver, self.size, self.serving_threads = resolver, size, serving_threads
         self._loaded: OrderedDict[Key, LoadedModel] = OrderedDict()
@@ -34,8 +41,12 @@ class ModelCache:
         self._lock = threading.Lock()
         self.hits = self.loads = 0
 
-    def get(self, ref: str | None, can_see: Callable[[str | None], bool] = lambda _: True,
-            before_load: Callable[[ModelInfo], None] = lambda _: None) -> tuple[ModelInfo, LoadedModel]:
+    def get(
+        self,
+        ref: str | None,
+        can_see: Callable[[str | None], bool] = lambda _: True,
+        before_load: Callable[[ModelInfo], None] = lambda _: None,
+    ) -> tuple[ModelInfo, LoadedModel]:
         """The model a reference names and its version; can_see(owner) says whose jobs' models the caller may use.
 
         before_load(info) runs only when this process must load the version first, and may refuse it (a Problem).
@@ -93,8 +104,11 @@ class ModelCache:
         if key in self._refused:
             raise self._refused[key]
         try:
-            record = call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version))
-            model_trust.check_origin(info, self.resolver.name, record)
+            record = model_trust.check_origin(
+                info,
+                self.resolver.name,
+                call_mlflow(lambda: provenance.lookup(self.redis, self.prefix, info.name, info.version)),
+            )
             graph = call_mlflow(lambda: download_graph(self.client, info, record))
             if graph is None:
                 raise model_trust.refuse(info, "its ONNX graph is missing from the model store")
@@ -102,7 +116,9 @@ class ModelCache:
             try:
                 return LoadedModel(graph, self.serving_threads)
             except Exception as exc:  # ours, checked, and still unloadable: the server's fault, said so
-                raise Problem(503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}") from exc
+                raise Problem(
+                    503, "Model unavailable", f"{info.uri} could not be loaded: {type(exc).__name__}"
+                ) from exc
         except Problem as problem:
             if problem.status == 403 and getattr(problem, "lasting", False):
                 with self._lock:

@@ -28,7 +28,9 @@ def download_graph(client: MlflowClient, info: ModelInfo, record: Provenance) ->
     uri = record.serving_uri or f"{location_of(client, info).rstrip('/')}/{provenance.SERVING_FILE}"
     with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
         try:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into, tracking_uri=client.tracking_uri)
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=into, tracking_uri=client.tracking_uri
+            )
         except mlflow.exceptions.MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
                 return None

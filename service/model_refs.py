@@ -6,7 +6,8 @@ from typing import Literal
 
 # ASCII classes only (pydantic's regex engine reads \d and \w as Unicode); MLflow stores versions
 # as 64-bit integers, hence at most 18 digits.
-FORMS = {
+Kind = Literal["default", "run", "job", "version", "alias"]
+FORMS: dict[Kind, str] = {
     "run": r"(?P<run_id>[0-9a-f]{32})",
     "job": r"(?P<job_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
     "version": r"models:/(?P<name>[^/@]+)/(?P<version>[0-9]{1,18})",
@@ -22,7 +23,7 @@ MESSAGE = "not a model reference: a job id, an MLflow run id, models:/NAME/VERSI
 class ModelRef:
     """A parsed reference; the fields its kind names are set."""
 
-    kind: Literal["default", "run", "job", "version", "alias"]
+    kind: Kind
     run_id: str | None = None
     job_id: str | None = None
     name: str | None = None

@@ -12,16 +12,23 @@ from service.problems import Problem
 BACKFILL_COMMAND = "echo-rnn models backfill"
 
 
-def refuse(info: ModelInfo, reason: str, lasting: bool = True) -> Problem:
-    """The problem that refuses to serve a version; lasting: the version can never be served (an API process
+class Refusal(Problem):
+    """A 403 that refuses to serve a version; lasting: the version can never be served (an API process
     remembers it and refuses at once), else until an administrator acts."""
-    problem = Problem(403, "Model not served", f"{info.uri} is not served: {reason}")
-    problem.lasting = lasting
-    return problem
+
+    def __init__(self, detail: str, lasting: bool):
+        super().__init__(403, "Model not served", detail)
+        self.lasting = lasting
 
 
-def check_origin(info: ModelInfo, name: str, record: Provenance | None) -> None:
-    """The version belongs to the service's registered model, was registered by one of its jobs, and has its graph."""
+def refuse(info: ModelInfo, reason: str, lasting: bool = True) -> Refusal:
+    """The problem that refuses to serve a version (see Refusal)."""
+    return Refusal(f"{info.uri} is not served: {reason}", lasting)
+
+
+def check_origin(info: ModelInfo, name: str, record: Provenance | None) -> Provenance:
+    """The version belongs to the service's registered model, was registered by one of its jobs, and has its graph;
+    returns its record."""
     if info.name != name:
         raise refuse(info, f"only versions of the registered model {name!r} are served")
     if record is None:
@@ -29,8 +36,13 @@ def check_origin(info: ModelInfo, name: str, record: Provenance | None) -> None:
     if record.run_id != info.run_id or (info.job_id is not None and record.job_id != info.job_id):
         raise refuse(info, "its run is not the one the service's job registered")
     if record.serving_digest is None:
-        raise refuse(info, "it was registered before the service served ONNX graphs; an administrator adds them to "
-                           f"every such version once with `{BACKFILL_COMMAND}`", lasting=False)
+        raise refuse(
+            info,
+            "it was registered before the service served ONNX graphs; an administrator adds them to "
+            f"every such version once with `{BACKFILL_COMMAND}`",
+            lasting=False,
+        )
+    return record
 
 
 def check_graph(info: ModelInfo, graph: bytes, record: Provenance) -> None:

@@ -25,12 +25,24 @@ class ModelInfo:
     @classmethod
     def of(cls, version: ModelVersion) -> "ModelInfo":
         """The info of an MLflow model version."""
-        return cls(name=version.name, version=str(version.version), uri=f"models:/{version.name}/{version.version}",
-                   run_id=version.run_id, job_id=(version.tags or {}).get("job_id"), model_id=version.model_id)
+        return cls(
+            name=version.name,
+            version=str(version.version),
+            uri=f"models:/{version.name}/{version.version}",
+            run_id=version.run_id,
+            job_id=(version.tags or {}).get("job_id"),
+            model_id=version.model_id,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of this reference."""
-        return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id, "job_id": self.job_id}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "uri": self.uri,
+            "run_id": self.run_id,
+            "job_id": self.job_id,
+        }
 
 
 def list_versions(client: MlflowClient, name: str, champion: str) -> list[dict[str, Any]]:
@@ -51,7 +63,7 @@ def list_versions(client: MlflowClient, name: str, champion: str) -> list[dict[s
             "promoted": {"true": True, "false": False}.get((v.tags or {}).get("promoted", "")),
             "promotion": (v.tags or {}).get("promotion_reason"),
             "created_at": iso(v.creation_timestamp),
-            "metrics": {k: metrics.get(v.run_id, {}).get(k) for k in FINAL_METRICS},
+            "metrics": {k: metrics.get(v.run_id or "", {}).get(k) for k in FINAL_METRICS},
         }
         for v in versions
     ]

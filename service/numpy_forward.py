@@ -6,6 +6,7 @@ two (docs/benchmarks.md), and for one long sequence ONNX Runtime is, by far.
 """
 
 import numpy as np
+from onnxruntime import InferenceSession
 
 from contract import provenance
 
@@ -23,7 +24,7 @@ class NumpyForward:
 
     def __call__(self, bits: np.ndarray) -> np.ndarray:
         """[rows, length] bits in, float32 [rows, length] probabilities out, as the graph gives them."""
-        rows, length = bits.shape
+        rows = bits.shape[0]
         states = self.w_x[None] * bits.T.astype(np.float32)[:, None, :] + self.b  # [length, state, rows]
         previous = np.zeros((states.shape[1], rows), np.float32)
         for step in states:  # each step's input term, overwritten by its state
@@ -36,7 +37,7 @@ class NumpyForward:
         return (logits[..., 1] / logits.sum(axis=-1)).T
 
 
-def weights_of(session, names: list[str]) -> dict[str, np.ndarray] | None:
+def weights_of(session: InferenceSession, names: list[str]) -> dict[str, np.ndarray] | None:
     """The trained weights a serving graph gives back as outputs; None for a graph written before it did."""
     outputs = {provenance.SERVING_WEIGHT_OUTPUT.format(k): k for k in provenance.SERVING_WEIGHTS}
     if not set(outputs) <= set(names):

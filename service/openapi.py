@@ -26,7 +26,8 @@ ERRORS = {
 }
 BEARER = "bearerAuth"
 SECURITY_SCHEME = {
-    "type": "http", "scheme": "bearer",
+    "type": "http",
+    "scheme": "bearer",
     "description": "One of the API's tokens (API_TOKENS). Operations that list this scheme need one here.",
 }
 
@@ -35,7 +36,9 @@ def document(app: Flask) -> dict[str, Any]:
     """Build the document for the app's declared endpoints under its settings; summaries are the views' docstrings."""
     declared = endpoints.declared(app)
     models = {m for e in declared.values() for m in _models(e)} | {schemas.ProblemDoc}
-    _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF)
+    _, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
+    )
     components = defs.get("$defs", {})
     settings = app.extensions["echo"].settings
     paths: dict[str, dict] = {}
@@ -45,19 +48,28 @@ def document(app: Flask) -> dict[str, Any]:
         protected, limit = auth.needs_token(endpoint, settings), limits.limit_of(endpoint, settings)
         codes = {*endpoint.errors, 405} | ({401} if protected else set()) | ({429} if limit else set())
         for code in sorted(codes):
-            op["responses"][str(code)] = _content(PROBLEM, schemas.ProblemDoc, endpoint.error_notes.get(code, ERRORS[code]))
+            op["responses"][str(code)] = _content(
+                PROBLEM, schemas.ProblemDoc, endpoint.error_notes.get(code, ERRORS[code])
+            )
         if protected:
             op["security"] = [{BEARER: []}]
-            op["responses"]["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
+            op["responses"]["401"]["headers"] = {
+                "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}
+            }
         if limit:
             op["description"] = f"Rate limit per client: {limit}."
-            op["responses"]["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}
+            op["responses"]["429"]["headers"] = {
+                "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}
+            }
         op["responses"] = dict(sorted(op["responses"].items()))
         paths.setdefault(endpoint.openapi_path, {})[endpoint.method] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "echo-rnn-service", "version": "0.1.0",
-                 "description": "Train and serve the echo RNN of Erik Hallström's TensorFlow tutorial."},
+        "info": {
+            "title": "echo-rnn-service",
+            "version": "0.1.0",
+            "description": "Train and serve the echo RNN of Erik Hallström's TensorFlow tutorial.",
+        },
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {BEARER: SECURITY_SCHEME}},
     }
@@ -72,14 +84,18 @@ def _operation(name: str, endpoint: Endpoint, summary: str, components: dict) ->
     op: dict[str, Any] = {
         "operationId": name.replace(".", "_"),
         "summary": summary,
-        "parameters": _path_params(endpoint) + (_query_params(endpoint.query, components) if endpoint.query else [])
+        "parameters": _path_params(endpoint)
+        + (_query_params(endpoint.query, components) if endpoint.query else [])
         + list(endpoint.headers),
         "responses": {str(a.status): _answer(a) for a in endpoint.answers},
     }
     if not op["parameters"]:
         del op["parameters"]
     if endpoint.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=endpoint.body.__name__)}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=endpoint.body.__name__)}}},
+        }
     return op
 
 

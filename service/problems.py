@@ -4,6 +4,7 @@ from typing import Any
 
 from flask import Flask, Response, json, request
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -15,12 +16,16 @@ DRAIN_BYTES = 64 * 1024 * 1024  # read at most this much of a refused body befor
 class Problem(Exception):
     """An error a client should see, with its HTTP status."""
 
-    def __init__(self, status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None):
+    def __init__(
+        self, status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None
+    ):
         super().__init__(detail)
         self.status, self.title, self.detail, self.errors, self.headers = status, title, detail, errors, headers or {}
 
 
-def response(status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None) -> Response:
+def response(
+    status: int, title: str, detail: str, errors: list[dict] | None = None, headers: dict | None = None
+) -> Response:
     """A problem+json response."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors is not None:
@@ -40,10 +45,10 @@ def field_errors(exc: ValidationError, location: str) -> list[dict]:
     ]
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     """Pydantic's message, or ours where its own would quote a regular expression."""
     if err["type"] == "string_pattern_mismatch":
-        return PATTERN_MESSAGES.get(err.get("ctx", {}).get("pattern"), err["msg"])
+        return PATTERN_MESSAGES.get(str(err.get("ctx", {}).get("pattern")), err["msg"])
     return err["msg"].removeprefix("Value error, ")
 
 
@@ -80,9 +85,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RedisError)
     def _redis(exc: RedisError) -> Response:
-        return response(503, "Service Unavailable", "the job store (Redis) is not answering", headers={"Retry-After": "5"})
+        return response(
+            503, "Service Unavailable", "the job store (Redis) is not answering", headers={"Retry-After": "5"}
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        app.logger.exception("unhandled error")
+        app.logger.error("unhandled error", exc_info=exc)
         return response(500, "Internal Server Error", "the server failed; the error was logged")

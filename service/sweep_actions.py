@@ -29,7 +29,9 @@ def enqueue(s: "Services", sweep: Sweep) -> None:
         for trial in sweep.trials:
             s.jobs.move(trial.job_id, "failed", only_from={"queued"}, finished_at=now(), error=QUEUE_DOWN)
         s.sweeps.move(sweep.id, "failed", error=QUEUE_DOWN)
-        raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; the sweep was not queued") from exc
+        raise Problem(
+            503, "Service Unavailable", "the queue (Redis) is not answering; the sweep was not queued"
+        ) from exc
 
 
 def cancel(s: "Services", sweep: Sweep) -> bool:
@@ -44,6 +46,8 @@ def cancel(s: "Services", sweep: Sweep) -> bool:
     # A sweep that never started ends here; a started one is ended by its last group, which closes
     # its parent run and registers nothing once it was cancelled.
     after = s.sweeps.get(sweep.id)
+    if after is None:  # pruned meanwhile: nothing of it is left running
+        return False
     if all(t.status in FINISHED for t in after.trials) and s.sweeps.move(sweep.id, "cancelled", only_from={"queued"}):
         return False
     return after.status not in FINISHED

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,14 +40,18 @@ class Process:
 
     def start(self) -> "Process":
         """Start it (appending to its log) and wait until it is ready."""
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== {time.strftime('%H:%M:%S')} start {self.role}\n".encode())
-        log.flush()
-        self.process = subprocess.Popen(
-            [str(ROOT / "docker" / "bin" / self.role)], cwd=ROOT, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
+        # The child keeps its own copy of the log's descriptor: ours closes once it has started.
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== {time.strftime('%H:%M:%S')} start {self.role}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [str(ROOT / "docker" / "bin" / self.role)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.wait_ready()
         return self
 
@@ -64,10 +68,8 @@ class Process:
         if self.process is None:
             return
         if self.process.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -77,10 +79,8 @@ class Process:
     def kill(self) -> None:
         """SIGKILL its whole process group."""
         if self.process is not None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait()
             self._reap_group()
 
@@ -93,10 +93,8 @@ class Process:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def logs(self) -> str:
         """What it printed so far."""
@@ -110,7 +108,9 @@ class MlflowServer(Process):
         self.port = port or free_port()
         directory.mkdir(parents=True, exist_ok=True)
         env = base_environment(
-            MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=str(self.port), MLFLOW_WORKERS="1",
+            MLFLOW_HOST="127.0.0.1",
+            MLFLOW_PORT=str(self.port),
+            MLFLOW_WORKERS="1",
             MLFLOW_BACKEND_STORE_URI=f"sqlite:///{directory / 'mlflow.db'}",
             MLFLOW_ARTIFACTS_DESTINATION=str(directory / "artifacts"),
         )
@@ -132,6 +132,7 @@ class MlflowServer(Process):
         def ready() -> bool:
             assert self.running, f"mlflow server exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return self.answers()
+
         wait_for(ready, 180, f"MLflow on port {self.port}", interval=0.5)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
@@ -159,6 +160,7 @@ class Worker(Process):
         def ready() -> bool:
             assert self.running, f"worker {self.name} exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return self.logs().count("ready.") > self._ready_seen
+
         wait_for(ready, 120, f"worker {self.name}", interval=0.5)
 
 
@@ -168,8 +170,13 @@ class Api(Process):
     def __init__(self, directory: Path, redis_url: str, mlflow_url: str, **settings: str):
         self.port = free_port()
         env = base_environment(
-            REDIS_URL=redis_url, MLFLOW_TRACKING_URI=mlflow_url, API_HOST="127.0.0.1", API_PORT=str(self.port),
-            API_WORKERS="1", PROMETHEUS_MULTIPROC_DIR=str(directory / "api-metrics"), **settings,
+            REDIS_URL=redis_url,
+            MLFLOW_TRACKING_URI=mlflow_url,
+            API_HOST="127.0.0.1",
+            API_PORT=str(self.port),
+            API_WORKERS="1",
+            PROMETHEUS_MULTIPROC_DIR=str(directory / "api-metrics"),
+            **settings,
         )
         super().__init__("api", env, directory / "api.log")
 
@@ -182,6 +189,7 @@ class Api(Process):
         def ready() -> bool:
             assert self.running, f"api exited; see {self.log_path}:\n{self.logs()[-2000:]}"
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+
         wait_for(ready, 120, f"API on port {self.port}", interval=0.5)
 
 
@@ -210,15 +218,15 @@ class Service:
         """SIGKILL every node (a node left paused by a failed test is woken to take it)."""
         for node in self.workers:
             if node.process is not None and node.process.poll() is None:
-                try:
+                with suppress(ProcessLookupError):
                     os.killpg(node.process.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
             node.kill()
         self.workers.clear()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers))
+        return "\n".join(
+            f"--- {p.role} {getattr(p, 'name', '')}\n{p.logs()[-3000:]}" for p in (self.api, *self.workers)
+        )
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 def free_port() -> int:
     """A TCP port nobody listens on now."""
     with socket.socket() as s:
@@ -30,7 +31,7 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.2):
             result = check()
             if result:
                 return result
-        except Exception as exc:  # the thing polled is not up yet
+        except Exception as exc:  # noqa: BLE001 (the thing polled is not up yet)
             last_error = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} did not happen within {timeout} s (last error: {last_error})")
@@ -56,8 +57,19 @@ class RedisServer:
         assert binary, "redis-server is not installed (make test installs Debian's redis-server)"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", "--appendonly", "yes" if self.appendonly else "no"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+            ],
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
@@ -107,14 +119,21 @@ class Stack:
 
     def start(self) -> "Stack":
         """Start it and wait until the API says it is ready and a worker answers."""
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(self.root / "docker" / "bin" / "run-local")], cwd=self.root, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        # The child keeps its own copy of the log's descriptor: ours closes once it has started.
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(self.root / "docker" / "bin" / "run-local")],
+                cwd=self.root,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
         def ready() -> bool:
             assert self.process.poll() is None, f"the stack exited; see {self.log_path}"
             return requests.get(f"{self.api}/readyz", timeout=2).status_code == 200
+
         wait_for(ready, 180, "the stack's /readyz", interval=1)
         wait_for(lambda: b"ready." in self.log_path.read_bytes(), 60, "a Celery worker")
         return self
@@ -148,9 +167,11 @@ def wait_status(api: str, job_id: str, statuses: set[str], timeout: float = 120)
 
 def _wait_record(url: str, statuses: set[str], timeout: float) -> dict:
     """Poll a job's or a sweep's URL until its status is one of statuses."""
+
     def check():
         record = requests.get(url, timeout=10).json()
         return record if record["status"] in statuses else None
+
     return wait_for(check, timeout, f"{url} reaching {statuses}", interval=0.1)
 
 
@@ -191,8 +212,9 @@ def loss_history_artifact(mlflow_url: str, run_id: str) -> list[tuple[int, float
     import mlflow.artifacts
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="loss_history.csv.gz", dst_path=tmp,
-                                                   tracking_uri=mlflow_url)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="loss_history.csv.gz", dst_path=tmp, tracking_uri=mlflow_url
+        )
         lines = gzip.decompress(Path(path).read_bytes()).decode().splitlines()
     assert lines[0] == "step,loss"
     return [(int(step), float(value)) for step, value in (line.split(",") for line in lines[1:])]

@@ -53,7 +53,7 @@ def default_echo_accuracy(api: Api) -> tuple[str, float]:
     """The version GET /predict serves without model=, and its echo accuracy on fresh sequences."""
     rng = random.Random(99)
     right = total = 0
-    version = None
+    version = ""
     for _ in range(5):
         bits = "".join(rng.choice("01") for _ in range(300))
         resp = requests.get(f"{api.url}/predict", params={"sequence": bits}, timeout=60)
@@ -71,7 +71,11 @@ def test_the_champion_only_moves_forward(service):
 
     first = train(api, **LEARNS)
     assert first["model"]["promoted"] is True and "the first champion" in first["model"]["promotion"]
-    assert first["evaluation"]["echo_accuracy"] >= 0.99 and set(first["evaluation"]["by_length"]) == {"16", "100", "1000"}
+    assert first["evaluation"]["echo_accuracy"] >= 0.99 and set(first["evaluation"]["by_length"]) == {
+        "16",
+        "100",
+        "1000",
+    }
 
     coin = train(api, **COIN_TOSS)
     assert coin["model"] is not None and coin["model"]["promoted"] is False
@@ -82,11 +86,17 @@ def test_the_champion_only_moves_forward(service):
 
     better = train(api, **BETTER)
     assert better["stopped_early"] is not None and better["stopped_early"] < BETTER["num_epochs"]
-    assert better["model"]["promoted"] is True and f"over champion v{first['model']['version']}" in better["model"]["promotion"]
+    assert (
+        better["model"]["promoted"] is True
+        and f"over champion v{first['model']['version']}" in better["model"]["promotion"]
+    )
     assert default_echo_accuracy(api)[0] == better["model"]["version"]
 
     again = train(api, **LEARNS)  # as good as the first champion, below the new one
-    assert again["model"]["promoted"] is False and f"champion v{better['model']['version']} scores higher" in again["model"]["promotion"]
+    assert (
+        again["model"]["promoted"] is False
+        and f"champion v{better['model']['version']} scores higher" in again["model"]["promotion"]
+    )
 
     client = MlflowClient(tracking_uri=mlflow.url)
     tags = client.get_model_version("echo-rnn", coin["model"]["version"]).tags

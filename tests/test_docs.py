@@ -93,9 +93,7 @@ def broken_links(page: Path) -> list[str]:
             continue
         path, _, anchor = target.partition("#")
         linked = (page.parent / path).resolve() if path else page
-        if not linked.exists():
-            broken.append(target)
-        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
             broken.append(target)
     return broken
 
@@ -108,8 +106,10 @@ def test_relative_links_point_to_existing_files(page: Path):
 
 def test_the_link_check_sees_broken_links(tmp_path: Path):
     page = tmp_path / "page.md"
-    page.write_text("# A heading\n[ok](#a-heading) [self](page.md#a-heading) [web](https://example.com/x)\n"
-                    "[no anchor](#nope) [no file](missing.md) ![no image](img.png)\n```\n[fenced](fenced.md)\n```\n")
+    page.write_text(
+        "# A heading\n[ok](#a-heading) [self](page.md#a-heading) [web](https://example.com/x)\n"
+        "[no anchor](#nope) [no file](missing.md) ![no image](img.png)\n```\n[fenced](fenced.md)\n```\n"
+    )
     assert broken_links(page) == ["#nope", "missing.md", "img.png"]
 
 
@@ -136,7 +136,9 @@ def unsourced_figures(text: str, source: str) -> list[str]:
 
 def test_the_readme_reads_in_minutes():
     lines = len(README.read_text().splitlines())
-    assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail into docs/"
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail into docs/"
+    )
 
 
 def test_every_figure_the_readme_quotes_is_the_benchmarks_page():
@@ -146,8 +148,10 @@ def test_every_figure_the_readme_quotes_is_the_benchmarks_page():
 
 def test_the_figure_check_sees_stale_figures():
     source = "`train speedup vs seed reference: 102.1x` (146.8x–200.4x); p50 0.78 ms; 240 MiB; 118 %; 130.2 s"
-    text = ("about 20× faster, 102.1× or 102.1x, 146.8x–200.4x, 0.78 ms, 0.79 ms, 240\nMiB, 118 %, 96 %,\n"
-            "6 h, 30.2 s, 5 seeds, port 6380, p50 ms, Python 3.11, 2 sweeps")
+    text = (
+        "about 20× faster, 102.1× or 102.1x, 146.8x–200.4x, 0.78 ms, 0.79 ms, 240\nMiB, 118 %, 96 %,\n"
+        "6 h, 30.2 s, 5 seeds, port 6380, p50 ms, Python 3.11, 2 sweeps"
+    )
     assert unsourced_figures(text, source) == ["20×", "0.79 ms", "96 %", "6 h", "30.2 s"]
 
 
@@ -178,8 +182,14 @@ def file_map(page: Path) -> set[str]:
 
 
 def test_the_file_map_names_every_module_and_only_those():
-    modules = {str(path.relative_to(ROOT)) for package in PACKAGES for path in (ROOT / package).rglob("*.py")
-               if path.name != "__init__.py" and "__pycache__" not in path.parts}
+    modules = {
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "__init__.py" and "__pycache__" not in path.parts
+    }
     named = {path for path in file_map(ARCHITECTURE) if path.startswith(tuple(f"{p}/" for p in PACKAGES))}
     assert not modules - named, f"docs/architecture.md's file map misses {sorted(modules - named)}"
-    assert not named - modules, f"docs/architecture.md's file map names modules that do not exist: {sorted(named - modules)}"
+    assert not named - modules, (
+        f"docs/architecture.md's file map names modules that do not exist: {sorted(named - modules)}"
+    )

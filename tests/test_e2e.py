@@ -1,6 +1,5 @@
 """The whole stack as make run starts it, driven over HTTP like a user would."""
 
-import io
 import time
 
 import numpy as np
@@ -88,7 +87,11 @@ def test_cancelling_queued_and_running_jobs(stack):
         assert done["status"] == "cancelled" and time.monotonic() - started < 3
         client = MlflowClient(tracking_uri=stack.mlflow)
         # The run closes once the losses already trained are on the server.
-        wait_for(lambda: client.get_run(done["mlflow"]["run_id"]).info.status == "KILLED", 120, "the run ending KILLED")
+        wait_for(
+            lambda client=client, done=done: client.get_run(done["mlflow"]["run_id"]).info.status == "KILLED",
+            120,
+            "the run ending KILLED",
+        )
     assert requests.delete(f"{stack.api}/jobs/{running[0]['id']}", timeout=5).status_code == 409
     # The cancelled queued job never ran, even after the workers became free.
     follow = submit(stack.api, num_epochs=1, seed=2)

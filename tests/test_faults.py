@@ -6,6 +6,7 @@ each on ports of its own and each in a process group of its own, so one of them 
 others run on. The machine's own Redis and PostgreSQL are never touched.
 """
 
+import itertools
 import re
 import shutil
 import time
@@ -16,17 +17,16 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from mlflow.tracking import MlflowClient
-
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contract import provenance
 from tests.faults_support import Api, MlflowServer, Worker
+from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
 from worker.retry import BestEffort, Outage, redis_transient
 from worker.tracking.metric_sender import MetricSender
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
-from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, wait_for, wait_status
 
 ARTIFACTS = ROOT / "test-artifacts" / "faults"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -91,10 +91,16 @@ def job(api: str, job_id: str) -> dict:
 
 def wait_progress(api: str, job_id: str, fraction: float, timeout: float = 180) -> dict:
     """Wait until the job runs and has reported at least this fraction."""
+
     def check():
         current = job(api, job_id)
         done = current["status"] in FINISHED
-        return current if done or current["status"] == "running" and current["progress"]["fraction"] >= fraction else None
+        return (
+            current
+            if done or (current["status"] == "running" and current["progress"]["fraction"] >= fraction)
+            else None
+        )
+
     current = wait_for(check, timeout, f"job {job_id} running past {fraction:.0%}", interval=0.2)
     assert current["status"] == "running", current
     return current
@@ -136,6 +142,7 @@ def assert_full_history(client: MlflowClient, done: dict) -> None:
 
 # --- the retry machinery, without servers --------------------------------------------------------
 
+
 def test_an_outage_retries_with_backoff_and_gives_up_past_its_limit_naming_the_server():
     calls = []
 
@@ -148,7 +155,7 @@ def test_an_outage_retries_with_backoff_and_gives_up_past_its_limit_naming_the_s
     with pytest.raises(MlflowUnavailable, match=r"MLflow at http://mlflow:5000 unreachable for 1 s .* while sending"):
         outage.call(down, "sending")
     assert 1.2 <= time.monotonic() - started < 2.5 and outage.given_up
-    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert len(calls) >= 4 and gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5, gaps  # exponential backoff
     # The outage is counted across calls: the next call gets one try, not a new limit.
     calls.clear()
@@ -200,7 +207,9 @@ class FlakyClient:
 
 def test_the_metric_sender_keeps_points_while_mlflow_is_down_and_sends_each_once_in_order():
     client = FlakyClient()
-    sender = MetricSender(client, "r" * 32, 0.05, Outage("MLflow", 30, transient, MlflowUnavailable, first_delay_s=0.05))
+    sender = MetricSender(
+        client, "r" * 32, 0.05, Outage("MLflow", 30, transient, MlflowUnavailable, first_delay_s=0.05)
+    )
     try:
         client.down = True
         for first in range(0, 2500, 250):  # training goes on: put() never waits
@@ -211,7 +220,9 @@ def test_the_metric_sender_keeps_points_while_mlflow_is_down_and_sends_each_once
         sender.drain()
     finally:
         sender.stop()
-    assert [m.step for m in client.received] == list(range(2500)) and [m.value for m in client.received] == list(range(2500))
+    assert [m.step for m in client.received] == list(range(2500)) and [m.value for m in client.received] == list(
+        range(2500)
+    )
     assert {m.timestamp for m in client.received[:250]} == {1000}
 
 
@@ -231,6 +242,7 @@ def test_the_metric_sender_gives_up_past_the_limit_and_the_job_learns_it():
 
 # --- MLflow --------------------------------------------------------------------------------------
 
+
 def test_predict_serves_cached_models_while_mlflow_is_down(up):
     api, client = up.api.url, up.client
     trained = wait_status(api, submit(api, **TINY_JOB)["id"], FINISHED, timeout=240)
@@ -242,7 +254,9 @@ def test_predict_serves_cached_models_while_mlflow_is_down(up):
         model["name"], source.source, run_id=source.run_id, model_id=source.source.rsplit("/", 1)[-1]
     )
     store = redis.Redis.from_url(up.redis.url)  # the same files as the job's version: the API may serve it
-    provenance.copy(store, "echo-rnn", provenance.lookup(store, "echo-rnn", model["name"], model["version"]), other.version)
+    provenance.copy(
+        store, "echo-rnn", provenance.lookup(store, "echo-rnn", model["name"], model["version"]), other.version
+    )
     served = {}
     for ref in (trained["id"], model["uri"]):
         resp = requests.get(f"{api}/predict", params={"sequence": "0110100111", "model": ref}, timeout=60)
@@ -268,7 +282,9 @@ def test_predict_serves_cached_models_while_mlflow_is_down(up):
 
     up.mlflow.start()
     wait_for(lambda: readyz(api).status_code == 200, 30, "/readyz recovering by itself")
-    resp = requests.get(f"{api}/predict", params={"sequence": "0110", "model": f"models:/{model['name']}/{other.version}"}, timeout=60)
+    resp = requests.get(
+        f"{api}/predict", params={"sequence": "0110", "model": f"models:/{model['name']}/{other.version}"}, timeout=60
+    )
     assert resp.status_code == 200, resp.text
 
 
@@ -306,6 +322,7 @@ def test_training_goes_on_while_mlflow_restarts_and_loses_no_point(up):
 
 # --- Redis ---------------------------------------------------------------------------------------
 
+
 def test_a_redis_restart_loses_no_job(up):
     api, client = up.api.url, up.client
     running = submit(api, **LONG_JOB)
@@ -324,7 +341,10 @@ def test_a_redis_restart_loses_no_job(up):
 
     jobs = [running, *queued]
     ends = {j["id"]: wait_end(up, j["id"]) for j in jobs}
-    assert all(e["status"] == "succeeded" for e in ends.values()), ({k: (e["status"], e["error"]) for k, e in ends.items()}, up.logs())
+    assert all(e["status"] == "succeeded" for e in ends.values()), (
+        {k: (e["status"], e["error"]) for k, e in ends.items()},
+        up.logs(),
+    )
     for done in ends.values():
         assert done["attempts"] == 1 and not done["resumed"], f"job {done['id']} was started {done['attempts']} times"
         runs = client.search_runs([done["mlflow"]["experiment_id"]], f"tags.job_id = '{done['id']}'")
@@ -334,6 +354,7 @@ def test_a_redis_restart_loses_no_job(up):
 
 
 # --- MLflow gone for good (last: it leaves MLflow stopped) -------------------------------------
+
 
 def test_a_job_fails_with_a_clear_reason_when_mlflow_stays_down(up):
     api = up.api.url
@@ -350,5 +371,7 @@ def test_a_job_fails_with_a_clear_reason_when_mlflow_stays_down(up):
     finally:
         impatient.kill()
     assert done["status"] == "failed", (done, impatient.logs()[-3000:])
-    assert "MLflow" in done["error"] and up.mlflow.url in done["error"] and "unreachable" in done["error"], done["error"]
+    assert "MLflow" in done["error"] and up.mlflow.url in done["error"] and "unreachable" in done["error"], done[
+        "error"
+    ]
     assert took < 30, f"the job failed {took:.0f} s after MLflow went away; its limit is 5 s"

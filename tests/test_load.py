@@ -48,8 +48,14 @@ class SecondWorker:
         self.log_path = log_path
         env = {**stack.env, "MLFLOW_TRACKING_URI": stack.mlflow, "WORKER_NAME": "load", "WORKER_CONCURRENCY": "1"}
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen([str(ROOT / "docker" / "bin" / "worker")], cwd=ROOT, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [str(ROOT / "docker" / "bin" / "worker")],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(lambda: self.process.poll() is None and b"ready." in log_path.read_bytes(), 90, "the second worker")
 
     def stop(self) -> None:
@@ -123,12 +129,15 @@ def test_a_hundred_jobs_at_once_all_succeed_once(stack, second_worker, redis_cli
     deadline = time.monotonic() + JOBS_TIMEOUT_S
     while len(done) < JOBS:
         assert time.monotonic() < deadline, (
-            f"{JOBS - len(done)} jobs unfinished after {JOBS_TIMEOUT_S} s", stack.logs()[-3000:])
+            f"{JOBS - len(done)} jobs unfinished after {JOBS_TIMEOUT_S} s",
+            stack.logs()[-3000:],
+        )
         time.sleep(3)
         seen, cursor = set(), None
         while len(seen) < JOBS:
-            page = session.get(f"{api}/jobs", params={"limit": 100, **({"cursor": cursor} if cursor else {})},
-                               timeout=30).json()
+            page = session.get(
+                f"{api}/jobs", params={"limit": 100, **({"cursor": cursor} if cursor else {})}, timeout=30
+            ).json()
             for job in page["jobs"]:
                 if job["id"] in ids:
                     seen.add(job["id"])
@@ -142,7 +151,9 @@ def test_a_hundred_jobs_at_once_all_succeed_once(stack, second_worker, redis_cli
     failed = {i: (j["status"], j["error"]) for i, j in done.items() if j["status"] != "succeeded"}
     assert not failed, failed
     jobs = [done[i] for i in ids]
-    assert all(j.get("attempts", 1) == 1 for j in jobs), [(j["id"], j.get("attempts")) for j in jobs if j.get("attempts") != 1]
+    assert all(j.get("attempts", 1) == 1 for j in jobs), [
+        (j["id"], j.get("attempts")) for j in jobs if j.get("attempts") != 1
+    ]
     assert all(j["progress"]["fraction"] == 1.0 for j in jobs)
 
     # None lost: the queue is empty and no message waits unacknowledged; each task's result is in.
@@ -179,10 +190,12 @@ def test_a_hundred_jobs_at_once_all_succeed_once(stack, second_worker, redis_cli
 
     run_s = [_seconds(j["started_at"], j["finished_at"]) for j in jobs]
     wait_s = [_seconds(j["created_at"], j["started_at"]) for j in jobs]
-    print(f"\n{JOBS} jobs: submitted in {submit_s:.1f} s ({len(refusals)} answers 429 first), "
-          f"all finished {total_s:.0f} s after the first submission; "
-          f"{on_second} ran on the second worker, {JOBS - on_second} on the stack's.\n"
-          f"  running time per job: {_quantiles(run_s)}\n  queued per job: {_quantiles(wait_s)}")
+    print(
+        f"\n{JOBS} jobs: submitted in {submit_s:.1f} s ({len(refusals)} answers 429 first), "
+        f"all finished {total_s:.0f} s after the first submission; "
+        f"{on_second} ran on the second worker, {JOBS - on_second} on the stack's.\n"
+        f"  running time per job: {_quantiles(run_s)}\n  queued per job: {_quantiles(wait_s)}"
+    )
 
 
 def test_a_thousand_concurrent_predictions_get_no_error(stack, trained_job):
@@ -197,12 +210,16 @@ def test_a_thousand_concurrent_predictions_get_no_error(stack, trained_job):
         assert resp.status_code == 200, resp.text
         reference[bits], headers = resp.json(), resp.headers
     step = trained_job["params"]["echo_step"]
-    right = np.mean([a == b for body in reference.values() for a, b in zip(body["echo"][step:], body["sequence"][:-step])])
+    right = np.mean(
+        [a == b for body in reference.values() for a, b in zip(body["echo"][step:], body["sequence"][:-step])]
+    )
     assert right >= 0.99, right
 
     # A window of the per-client prediction limit with room for all of them.
     if "X-RateLimit-Limit" in headers:
-        assert int(headers["X-RateLimit-Limit"]) >= PREDICTIONS, f"the API allows a client {headers['X-RateLimit-Limit']}"
+        assert int(headers["X-RateLimit-Limit"]) >= PREDICTIONS, (
+            f"the API allows a client {headers['X-RateLimit-Limit']}"
+        )
         if int(headers["X-RateLimit-Remaining"]) < PREDICTIONS:
             time.sleep(max(0.0, float(headers["X-RateLimit-Reset"]) - time.time()) + 1)
 
@@ -233,5 +250,7 @@ def test_a_thousand_concurrent_predictions_get_no_error(stack, trained_job):
     assert not wrong, f"{len(wrong)} answers differ from the same sequence asked alone"
     latency = sorted(elapsed for _, elapsed, _, _ in results)
     cuts = statistics.quantiles(latency, n=100, method="inclusive")
-    print(f"\n{PREDICTIONS} predictions from {THREADS} threads in {wall:.1f} s ({PREDICTIONS / wall:.0f}/s): "
-          f"latency p50 {cuts[49] * 1000:.0f} ms, p99 {cuts[98] * 1000:.0f} ms, max {latency[-1] * 1000:.0f} ms")
+    print(
+        f"\n{PREDICTIONS} predictions from {THREADS} threads in {wall:.1f} s ({PREDICTIONS / wall:.0f}/s): "
+        f"latency p50 {cuts[49] * 1000:.0f} ms, p99 {cuts[98] * 1000:.0f} ms, max {latency[-1] * 1000:.0f} ms"
+    )

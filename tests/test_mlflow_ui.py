@@ -7,8 +7,15 @@ from tests.conftest import ARTIFACTS
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by make test (make system-deps)
 # As root on a closed network: no sandbox, no background connections to Google's hosts.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -26,7 +33,7 @@ def test_a_finished_jobs_run_page_shows_params_loss_chart_and_figure(page, train
     page.goto(trained_job["mlflow"]["url"])
 
     expect(page.get_by_text(f"Parameters ({len(trained_job['params'])})")).to_be_visible(timeout=30_000)
-    for name, value in trained_job["params"].items():
+    for name in trained_job["params"]:
         expect(page.get_by_role("cell", name=name, exact=True)).to_be_visible()
     page.screenshot(path=ARTIFACTS / "mlflow-run-overview.png", full_page=True)
 
@@ -108,7 +115,10 @@ def test_the_run_page_shows_the_last_figure_beside_the_loss_chart(page, trained_
         page.mouse.up()
     page.mouse.move(0, 0)
     card_box, image_box, slider_box = figure_card.bounding_box(), image.bounding_box(), slider.bounding_box()
-    assert card_box["y"] < image_box["y"] and image_box["y"] + image_box["height"] < slider_box["y"], (card_box, image_box)
+    assert card_box["y"] < image_box["y"] and image_box["y"] + image_box["height"] < slider_box["y"], (
+        card_box,
+        image_box,
+    )
     assert slider_box["y"] + slider_box["height"] < card_box["y"] + card_box["height"]
     loss_box = chart_card(page, "loss").bounding_box()
     assert abs(loss_box["y"] - card_box["y"]) < 2  # side by side, in the same row
@@ -117,6 +127,10 @@ def test_the_run_page_shows_the_last_figure_beside_the_loss_chart(page, trained_
     main = page.locator("main")
     main_box = main.bounding_box()
     bottom = max(card_box["y"] + card_box["height"], loss_box["y"] + loss_box["height"]) + 4
-    page.set_viewport_size({"width": 1400, "height": int(bottom) + 200})  # the Assistant's floating button below the clip
-    page.screenshot(path=ARTIFACTS / "mlflow-run-figure.png",
-                    clip={"x": main_box["x"], "y": 0, "width": main_box["width"], "height": bottom})
+    page.set_viewport_size(
+        {"width": 1400, "height": int(bottom) + 200}
+    )  # the Assistant's floating button below the clip
+    page.screenshot(
+        path=ARTIFACTS / "mlflow-run-figure.png",
+        clip={"x": main_box["x"], "y": 0, "width": main_box["width"], "height": bottom},
+    )

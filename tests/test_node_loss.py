@@ -14,8 +14,17 @@ from celery import Celery
 from redis import Redis
 
 from contract import clock, tasks
-from tests.faults_support import Service, Worker, running_service
-from tests.support import ROOT, RedisServer, loss_history_artifact, loss_steps, submit, submit_sweep, wait_for, wait_status, wait_sweep
+from tests.faults_support import Service, running_service
+from tests.support import (
+    ROOT,
+    loss_history_artifact,
+    loss_steps,
+    submit,
+    submit_sweep,
+    wait_for,
+    wait_status,
+    wait_sweep,
+)
 
 ARTIFACTS = ROOT / "test-artifacts" / "node-loss"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -48,7 +57,9 @@ def loss_history(service: Service, run_id: str) -> list[tuple[int, float]]:
 
 
 def versions_of(service: Service, job_id: str) -> list:
-    return [v for v in service.client.search_model_versions("name = 'echo-rnn'") if (v.tags or {}).get("job_id") == job_id]
+    return [
+        v for v in service.client.search_model_versions("name = 'echo-rnn'") if (v.tags or {}).get("job_id") == job_id
+    ]
 
 
 def runs_of(service: Service, done: dict) -> list:
@@ -150,17 +161,25 @@ def test_redis_down_at_the_end_of_a_job_leaves_one_outcome_in_both(up):
     assert done["model"]["version"] in [v.version for v in versions]
     for other in (v for v in versions if v.version != done["model"]["version"]):
         assert "ignored" in other.tags
-        resp = requests.get(f"{up.api.url}/predict", params={"sequence": "0110", "model": f"models:/echo-rnn/{other.version}"},
-                            timeout=30)
+        resp = requests.get(
+            f"{up.api.url}/predict",
+            params={"sequence": "0110", "model": f"models:/echo-rnn/{other.version}"},
+            timeout=30,
+        )
         assert resp.status_code == 403, resp.text
-    assert requests.get(f"{up.api.url}/predict", params={"sequence": "0110", "model": done["model"]["uri"]},
-                        timeout=60).status_code == 200
+    assert (
+        requests.get(
+            f"{up.api.url}/predict", params={"sequence": "0110", "model": done["model"]["uri"]}, timeout=60
+        ).status_code
+        == 200
+    )
 
 
 def test_a_sweep_group_whose_node_dies_resumes_every_trial_from_the_groups_checkpoint(up):
     doomed = up.worker("group-doomed")
-    sweep = submit_sweep(up.api.url, {"params": {k: v for k, v in RESUMABLE.items() if k != "seed"},
-                                      "grid": {"seed": [31, 32, 33]}})
+    sweep = submit_sweep(
+        up.api.url, {"params": {k: v for k, v in RESUMABLE.items() if k != "seed"}, "grid": {"seed": [31, 32, 33]}}
+    )
     checkpoint = f"echo-rnn:checkpoint:group:{sweep['id']}:0"
     redis = Redis.from_url(up.redis.url)
 

@@ -18,6 +18,7 @@ worker nodes it needs, each in a process group of its own, with short leases and
 takeovers take seconds. Logs go to test-artifacts/partition/, figures to its figures.txt.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -38,7 +39,15 @@ from contract.job_store import JobStore
 from contract.params import TrainingParams
 from tests.faults_support import Service, Worker, running_service
 from tests.support import (
-    ROOT, RedisServer, loss_history_artifact, loss_steps, submit, submit_sweep, wait_for, wait_status, wait_sweep,
+    ROOT,
+    RedisServer,
+    loss_history_artifact,
+    loss_steps,
+    submit,
+    submit_sweep,
+    wait_for,
+    wait_status,
+    wait_sweep,
 )
 from worker.attempt.watchdog import Watchdog
 
@@ -79,6 +88,7 @@ def up(service) -> Iterator[Service]:
 
 # --- small helpers --------------------------------------------------------------------------------
 
+
 def job(service: Service, job_id: str) -> dict:
     return requests.get(f"{service.api.url}/jobs/{job_id}", timeout=10).json()
 
@@ -100,8 +110,9 @@ def loss_history(service: Service, run_id: str) -> list[tuple[int, float]]:
 
 
 def versions_of(service: Service, job_id: str) -> list:
-    return [v for v in service.client.search_model_versions(f"name = '{MODEL}'")
-            if (v.tags or {}).get("job_id") == job_id]
+    return [
+        v for v in service.client.search_model_versions(f"name = '{MODEL}'") if (v.tags or {}).get("job_id") == job_id
+    ]
 
 
 def versions_of_run(service: Service, run_id: str) -> list:
@@ -144,18 +155,24 @@ def log_lines(node: Worker) -> list[dict]:
     lines = []
     for text in node.logs().splitlines():
         if text.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 lines.append(json.loads(text))
-            except ValueError:
-                pass
     return lines
 
 
 def stop_line(node: Worker, job_id: str, timeout: float) -> dict | None:
     """The node's first log line saying an attempt of this job writes nothing more (waiting up to timeout), or None."""
+
     def found() -> dict | None:
-        return next((line for line in log_lines(node)
-                     if STOPPED in str(line.get("message", "")) and job_id in json.dumps(line)), None)
+        return next(
+            (
+                line
+                for line in log_lines(node)
+                if STOPPED in str(line.get("message", "")) and job_id in json.dumps(line)
+            ),
+            None,
+        )
+
     try:
         return wait_for(found, timeout, f"{node.name} logging that job {job_id} {STOPPED}", 0.1)
     except TimeoutError:
@@ -185,12 +202,15 @@ def twin(service: Service, params: dict) -> dict:
         done = wait_status(service.api.url, submit(service.api.url, **params)["id"], FINISHED, timeout=300)
         assert done["status"] == "succeeded", (done["error"], service.logs())
         run_id = done["mlflow"]["run_id"]
-        service.twins[key] = {"metric": loss_history(service, run_id),
-                              "every_step": loss_history_artifact(service.mlflow.url, run_id)}
+        service.twins[key] = {
+            "metric": loss_history(service, run_id),
+            "every_step": loss_history_artifact(service.mlflow.url, run_id),
+        }
     return service.twins[key]
 
 
 # --- a node paused past its lease -----------------------------------------------------------------
+
 
 @dataclass
 class Paused:
@@ -241,19 +261,26 @@ def pause_until_taken_over(up: Service, label: str, ready: Callable[[dict], bool
             os.killpg(paused.process.pid, signal.SIGCONT)
     stop = stop_line(paused, submitted["id"], 30)
     wake_to_stop_s = log_time(stop) - woke_at if stop else None
-    figure(f"{label} takeover_s={takeover_s:.1f} wake_to_stop_s="
-           f"{'none' if wake_to_stop_s is None else f'{wake_to_stop_s:.1f}'} paused_in={at_pause['phase']}")
+    figure(
+        f"{label} takeover_s={takeover_s:.1f} wake_to_stop_s="
+        f"{'none' if wake_to_stop_s is None else f'{wake_to_stop_s:.1f}'} paused_in={at_pause['phase']}"
+    )
     return Paused(submitted["id"], paused, at_pause, paused_at, woke_at, takeover_s, stop, wake_to_stop_s)
 
 
 def assert_paused_attempt_wrote_nothing_more(up: Service, paused: Paused) -> dict:
     """The checks both pause tests share; returns the job's final record."""
     assert paused.takeover_s < 60, f"taken over {paused.takeover_s:.0f} s after its node was paused"
-    assert paused.stop is not None, (f"the paused node never logged that the job's attempt {STOPPED} "
-                                     f"within 30 s of waking:\n{paused.node.logs()[-4000:]}")
+    assert paused.stop is not None, (
+        f"the paused node never logged that the job's attempt {STOPPED} "
+        f"within 30 s of waking:\n{paused.node.logs()[-4000:]}"
+    )
     assert paused.wake_to_stop_s is not None and paused.wake_to_stop_s < 30, paused.wake_to_stop_s
     assert paused.stop.get("pid") == paused.at_pause["worker"]["pid"], (
-        "the job's pool child (the pid its record names) logs it", paused.stop, paused.at_pause["worker"])
+        "the job's pool child (the pid its record names) logs it",
+        paused.stop,
+        paused.at_pause["worker"],
+    )
 
     done = wait_status(up.api.url, paused.job_id, FINISHED, timeout=300)
     assert done["status"] == "succeeded", (done["error"], up.logs())
@@ -326,9 +353,18 @@ def test_a_node_paused_at_the_end_of_training_writes_nothing_more(up):
 # (when to start counting, seconds after it): spread around the end of training, so that some
 # DELETEs land before saving, some as it begins and some during it.
 CANCEL_SCHEDULE: list[tuple[str, float]] = [
-    ("running", 0.0), ("training", 0.0), ("saving", 0.0), ("training", 0.005),
-    ("training", 0.01), ("saving", 0.002), ("training", 0.02), ("training", 0.04),
-    ("saving", 0.01), ("training", 0.08), ("training", 0.15), ("saving", 0.05),
+    ("running", 0.0),
+    ("training", 0.0),
+    ("saving", 0.0),
+    ("training", 0.005),
+    ("training", 0.01),
+    ("saving", 0.002),
+    ("training", 0.02),
+    ("training", 0.04),
+    ("saving", 0.01),
+    ("training", 0.08),
+    ("training", 0.15),
+    ("saving", 0.05),
 ]
 
 
@@ -350,7 +386,7 @@ def test_every_cancel_answered_202_ends_cancelled(up):
     for seed, (moment, delay) in enumerate(CANCEL_SCHEDULE):
         submitted = submit(up.api.url, **EARLY, seed=seed)
 
-        def at_moment() -> bool:
+        def at_moment(submitted: dict = submitted, moment: str = moment) -> bool:
             fields = record_fields(redis, submitted["id"], "status", "phase", "progress", "stopped_early")
             return reached(moment, fields)
 
@@ -358,17 +394,20 @@ def test_every_cancel_answered_202_ends_cancelled(up):
         time.sleep(delay)
         resp = requests.delete(f"{up.api.url}/jobs/{submitted['id']}", timeout=10)
         done = wait_status(up.api.url, submitted["id"], FINISHED, timeout=120)
-        answers.append((resp.status_code, submitted["id"],
-                        {"moment": moment, "delay": delay, "status": done["status"]}))
+        answers.append(
+            (resp.status_code, submitted["id"], {"moment": moment, "delay": delay, "status": done["status"]})
+        )
         assert resp.status_code in (202, 409), (seed, resp.status_code, resp.text)
         expected = "cancelled" if resp.status_code == 202 else "succeeded"
         assert done["status"] == expected, (
-            f"DELETE answered {resp.status_code} ({moment} + {delay} s), job {done['status']}", resp.text,
-            done["error"])
+            f"DELETE answered {resp.status_code} ({moment} + {delay} s), job {done['status']}",
+            resp.text,
+            done["error"],
+        )
     for code, job_id, _ in answers:
         expected = "KILLED" if code == 202 else "FINISHED"
 
-        def runs_closed() -> bool:
+        def runs_closed(job_id: str = job_id, expected: str = expected, code: int = code) -> bool:
             runs = runs_tagged(up, job_id)
             return all(r.info.status == expected for r in runs) and (code == 202 or len(runs) == 1)
 
@@ -380,6 +419,7 @@ def test_every_cancel_answered_202_ends_cancelled(up):
 
 
 # --- the reconciler -------------------------------------------------------------------------------
+
 
 def test_a_job_whose_message_was_lost_still_runs(up):
     cancel_leftovers(up)
@@ -393,8 +433,10 @@ def test_a_job_whose_message_was_lost_still_runs(up):
     node_ready = time.time()
     # RECONCILE_AFTER_S (4) + 2 × WATCHDOG_INTERVAL_S (1) + the job's own time (a few seconds): well inside 120 s.
     done = wait_status(up.api.url, submitted["id"], FINISHED, timeout=120)
-    figure(f"lost-message started_after_s={clock.parse(done['started_at']) - node_ready:.1f} "
-           f"succeeded_after_s={clock.parse(done['finished_at']) - node_ready:.1f}")
+    figure(
+        f"lost-message started_after_s={clock.parse(done['started_at']) - node_ready:.1f} "
+        f"succeeded_after_s={clock.parse(done['finished_at']) - node_ready:.1f}"
+    )
     assert done["status"] == "succeeded", (done["error"], up.logs())
     assert reconciler_count(redis, "resent") >= resent_before + 1, "the reconciler counted the job it sent again"
 
@@ -422,8 +464,10 @@ def test_a_sweep_whose_finish_never_ran_is_finished_by_the_reconciler(up):
             break
         print(f"try {attempt}: the sweep had ended before its node was killed; again")
     else:
-        pytest.fail(f"in {tries} tries the finisher node always ended the sweep before it could be killed between "
-                    "its trials' ends and the sweep's: the scenario could not be set up")
+        pytest.fail(
+            f"in {tries} tries the finisher node always ended the sweep before it could be killed between "
+            "its trials' ends and the sweep's: the scenario could not be set up"
+        )
 
     finished_before = reconciler_count(redis, "sweeps_finished")
     up.worker("sweep-reconciler", **RECONCILING)
@@ -448,11 +492,16 @@ def test_a_sweep_whose_finish_never_ran_is_finished_by_the_reconciler(up):
 
 # --- a planted version ----------------------------------------------------------------------------
 
+
 def test_a_planted_version_is_never_adopted_or_served(up):
     node = up.worker("planted", **TAKEOVER)
     submitted = submit(up.api.url, **MEDIUM)
-    running = wait_for(lambda: (j := job(up, submitted["id"]))["progress"]["fraction"] >= 0.3 and j["mlflow"] and j,
-                       180, "the job reaching 30 %", 0.05)
+    running = wait_for(
+        lambda: (j := job(up, submitted["id"]))["progress"]["fraction"] >= 0.3 and j["mlflow"] and j,
+        180,
+        "the job reaching 30 %",
+        0.05,
+    )
     run_id = running["mlflow"]["run_id"]
     client = up.client
     try:
@@ -460,12 +509,14 @@ def test_a_planted_version_is_never_adopted_or_served(up):
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    planted = client.create_model_version(MODEL, source=f"runs:/{run_id}/planted", run_id=run_id,
-                                          tags={"job_id": submitted["id"]})
+    planted = client.create_model_version(
+        MODEL, source=f"runs:/{run_id}/planted", run_id=run_id, tags={"job_id": submitted["id"]}
+    )
     pid = running["worker"]["pid"]
     assert os.getpgid(pid) == node.process.pid, "the job's pool child is a process of the node"
-    assert job(up, submitted["id"])["status"] == "running", \
+    assert job(up, submitted["id"])["status"] == "running", (
         "the job ended before its child could be killed: make MEDIUM longer"
+    )
     os.kill(pid, signal.SIGKILL)  # Celery's main process sees its child lost and requeues the task
 
     done = wait_status(up.api.url, submitted["id"], FINISHED, timeout=240)
@@ -480,6 +531,7 @@ def test_a_planted_version_is_never_adopted_or_served(up):
 
 # --- the watchdog, in process ---------------------------------------------------------------------
 
+
 def test_the_watchdog_survives_a_broker_error_during_a_takeover(up, tmp_path):
     # Database 1 of the module's Redis is this test's alone: the service's records and counters are in 0.
     store_redis = Redis(host="127.0.0.1", port=up.redis.port, db=1)
@@ -488,8 +540,12 @@ def test_the_watchdog_survives_a_broker_error_during_a_takeover(up, tmp_path):
     broker = RedisServer(tmp_path / "broker").start()
     app = Celery("t", broker=broker.url, set_as_current=False)
     # A stopped broker fails a send at once (kombu's OperationalError, not a RedisError), never retried here.
-    app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0, broker_connection_timeout=1,
-                    task_publish_retry=False)
+    app.conf.update(
+        broker_connection_retry=False,
+        broker_connection_max_retries=0,
+        broker_connection_timeout=1,
+        task_publish_retry=False,
+    )
 
     def send(message: tasks.Message) -> None:
         """What the worker's main process hands the watchdog: send_task through a Celery app."""

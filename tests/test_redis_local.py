@@ -30,7 +30,9 @@ def test_a_redis_with_its_append_only_file_is_used_quietly(tmp_path):
     durable = RedisServer(tmp_path / "durable", appendonly=True).start()
     try:
         done = redis_local(REDIS_URL=durable.url, ECHO_RNN_DATA=str(tmp_path))
-        assert done.returncode == 0 and done.stdout.split() == [durable.url, "existing"] and "WARNING" not in done.stderr
+        assert (
+            done.returncode == 0 and done.stdout.split() == [durable.url, "existing"] and "WARNING" not in done.stderr
+        )
     finally:
         durable.stop()
 

@@ -18,6 +18,7 @@ def job(stack, job_id: str) -> dict:
 
 def kill_when(stack, job_id: str, ready) -> dict:
     """SIGKILL the process training the job once ready(job) holds; returns the job as it was."""
+
     def reached() -> dict | None:
         current = job(stack, job_id)
         return current if ready(current) else None
@@ -35,7 +36,9 @@ def loss_history(stack, run_id: str) -> list[tuple[int, float]]:
 def test_a_job_whose_worker_is_killed_resumes_and_logs_every_step_once(stack, redis_client):
     victim = submit(stack.api, **RESUMABLE)
     checkpoint_key = f"echo-rnn:checkpoint:{victim['id']}"
-    killed = kill_when(stack, victim["id"], lambda j: j["progress"]["fraction"] >= 0.4 and redis_client.exists(checkpoint_key))
+    killed = kill_when(
+        stack, victim["id"], lambda j: j["progress"]["fraction"] >= 0.4 and redis_client.exists(checkpoint_key)
+    )
     done = wait_status(stack.api, victim["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 2 and len(done["resumed"]) == 1

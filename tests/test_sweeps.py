@@ -14,7 +14,9 @@ BASE = {"num_epochs": 3, "total_series_length": 6000, "init": "glorot"}  # 80 st
 @pytest.fixture(scope="module")
 def grid_sweep(stack) -> dict:
     """Two shapes (state_size 4 and 6) × two seeds: two groups of two trials, on the stack's two workers."""
-    sweep = submit_sweep(stack.api, {"name": "grid test", "params": BASE, "grid": {"state_size": [4, 6], "seed": [1, 2]}})
+    sweep = submit_sweep(
+        stack.api, {"name": "grid test", "params": BASE, "grid": {"state_size": [4, 6], "seed": [1, 2]}}
+    )
     assert sweep["status"] == "queued" and sweep["groups"] == [[0, 1], [2, 3]]
     done = wait_sweep(stack.api, sweep["id"], FINISHED)
     assert done["status"] == "succeeded", (done, stack.logs()[-4000:])
@@ -42,8 +44,10 @@ def test_only_the_best_trial_is_registered_and_gated(stack, grid_sweep):
     assert model["promoted"] is not None and model["promotion"]
     job = requests.get(f"{stack.api}/jobs/{best['job_id']}", timeout=5).json()
     assert job["model"] == model
-    run_ids = {requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["mlflow"]["run_id"]
-               for t in grid_sweep["trials"]}
+    run_ids = {
+        requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["mlflow"]["run_id"]
+        for t in grid_sweep["trials"]
+    }
     versions = [v for v in client.search_model_versions(f"name = '{model['name']}'") if v.run_id in run_ids]
     assert [v.version for v in versions] == [model["version"]]
 
@@ -60,7 +64,9 @@ def test_mlflow_holds_a_parent_run_with_a_child_run_per_trial(stack, grid_sweep)
         run = client.get_run(job["mlflow"]["run_id"])
         assert run.data.tags["mlflow.parentRunId"] == parent and run.info.status == "FINISHED"
         assert run.data.params["state_size"] == str(trial["values"]["state_size"])
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == 120  # 240 steps in buckets of 2 (≤ 200 points)
+        assert (
+            len(client.get_metric_history(run.info.run_id, "loss")) == 120
+        )  # 240 steps in buckets of 2 (≤ 200 points)
 
 
 def test_a_trial_trains_exactly_as_the_same_job_would(stack, grid_sweep):
@@ -78,8 +84,11 @@ def test_a_trial_trains_exactly_as_the_same_job_would(stack, grid_sweep):
 
 def test_cancelling_a_sweep_cancels_every_trial(stack):
     sweep = submit_sweep(stack.api, {"params": {"num_epochs": 300}, "grid": {"seed": [1, 2, 3]}})
-    wait_for(lambda: requests.get(f"{stack.api}/sweeps/{sweep['id']}", timeout=5).json()["progress"]["fraction"] > 0,
-             120, "the sweep training")
+    wait_for(
+        lambda: requests.get(f"{stack.api}/sweeps/{sweep['id']}", timeout=5).json()["progress"]["fraction"] > 0,
+        120,
+        "the sweep training",
+    )
     resp = requests.delete(f"{stack.api}/sweeps/{sweep['id']}", timeout=10)
     assert resp.status_code in (200, 202), resp.text
     done = wait_sweep(stack.api, sweep["id"], FINISHED, timeout=60)

@@ -28,39 +28,40 @@ app.conf.update(
 
 
 @worker_init.connect
-def _bound_mlflow_calls(**_) -> None:
+def _bound_mlflow_calls(**_: object) -> None:
     # Before the pool forks: every child's MLflow client then gives up on a stopped server in
     # seconds, where its defaults would hang a call for minutes.
     settings.configure_mlflow_client()
 
 
 @worker_ready.connect
-def _watch_for_lost_jobs(**_) -> None:
+def _watch_for_lost_jobs(**_: object) -> None:
     # In the main process: it lives as long as the node, whatever its children do.
     from worker.attempt.watchdog import Watchdog
     from worker.tasks import job_store
 
-    watchdog = Watchdog(job_store(), lambda message: tasks.send(app, message), settings.watchdog_interval_s,
-                        settings.reconcile_after_s)
+    watchdog = Watchdog(
+        job_store(), lambda message: tasks.send(app, message), settings.watchdog_interval_s, settings.reconcile_after_s
+    )
     _watchdogs.append(watchdog.start())
 
 
 @worker_shutdown.connect
-def _stop_watching(**_) -> None:
+def _stop_watching(**_: object) -> None:
     for watchdog in _watchdogs:
         watchdog.stop()
 
 
 @setup_logging.connect
-def _json_logs(**_) -> None:
+def _json_logs(**_: object) -> None:
     logs.configure(settings.log_level)
 
 
 @task_prerun.connect
-def _job_context(task_id: str, **_) -> None:
+def _job_context(task_id: str, **_: object) -> None:
     logs.job_id_var.set(task_id)  # a job's task id is its job id; a group's, the group's name
 
 
 @task_postrun.connect
-def _job_context_end(**_) -> None:
+def _job_context_end(**_: object) -> None:
     logs.job_id_var.set(None)

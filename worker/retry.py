@@ -83,8 +83,14 @@ class Outage:
                     raise self.error(
                         f"{self.name} unreachable for {down:.0f} s (limit {self.limit_s:g} s) while {what}: {_short(exc)}"
                     ) from exc
-                log.warning("%s unreachable for %.0f s while %s; retrying in %.1f s: %s", self.name, down, what,
-                            min(delay, left), _short(exc))
+                log.warning(
+                    "%s unreachable for %.0f s while %s; retrying in %.1f s: %s",
+                    self.name,
+                    down,
+                    what,
+                    min(delay, left),
+                    _short(exc),
+                )
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, self.max_delay_s)
             else:
@@ -118,7 +124,9 @@ class BestEffort:
             if not self.transient(exc):
                 raise
             if not self._down:
-                log.warning("%s unreachable: skipping %s (and such calls for a while): %s", self.name, what, _short(exc))
+                log.warning(
+                    "%s unreachable: skipping %s (and such calls for a while): %s", self.name, what, _short(exc)
+                )
             self._down = True
             self._skip_until = time.monotonic() + self.pause_s
             return default

@@ -30,8 +30,12 @@ def _url(value: str) -> str:
 def main(
     ctx: typer.Context,
     api: Annotated[str, typer.Option(envvar="ECHO_RNN_API", callback=_url, help="Base URL of the API.")] = DEFAULT_API,
-    token: Annotated[str | None, typer.Option(envvar="ECHO_RNN_TOKEN", show_default=False,
-                                              help="API token, sent as 'Authorization: Bearer ...'.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ECHO_RNN_TOKEN", show_default=False, help="API token, sent as 'Authorization: Bearer ...'."
+        ),
+    ] = None,
 ) -> None:
     """Train, follow and use echo RNN models through the echo-rnn API.
 

@@ -51,9 +51,14 @@ class ApiError(CliError):
         title = body.get("title") or f"HTTP {resp.status_code} {resp.reason or ''}".strip()
         detail = body.get("detail")
         errors = body.get("errors") or []
-        lines = [f"{labels.get(e.get('field'), e.get('field')) if labels else e.get('field')}: {e.get('message')}"
-                 for e in errors if isinstance(e, dict)]
+        lines = [_error_line(e, labels or {}) for e in errors if isinstance(e, dict)]
         super().__init__(f"{title}: {detail}" if detail else title, lines)
+
+
+def _error_line(error: dict, labels: dict[str, str]) -> str:
+    """One entry of a problem document's errors: the field (as the CLI names it) and the message."""
+    field = str(error.get("field"))
+    return f"{labels.get(field, field)}: {error.get('message')}"
 
 
 class Api:
@@ -66,14 +71,17 @@ class Api:
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def call(self, method: str, path: str, labels: dict[str, str] | None = None, timeout: float | None = None,
-             **kwargs: Any) -> Any:
+    def call(
+        self, method: str, path: str, labels: dict[str, str] | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         """The JSON answer of one request; CliError on any failure."""
         limit = timeout or self.timeout
         try:
             resp = self.session.request(method, f"{self.base}{path}", timeout=limit, **kwargs)
         except requests.Timeout:
-            raise Unreachable(f"cannot reach the API at {self.base} (no answer within {limit:g} s; is it running? make run)") from None
+            raise Unreachable(
+                f"cannot reach the API at {self.base} (no answer within {limit:g} s; is it running? make run)"
+            ) from None
         except requests.ConnectionError:
             raise Unreachable(f"cannot reach the API at {self.base} (is it running? make run)") from None
         if resp.status_code >= 400:

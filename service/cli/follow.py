@@ -60,7 +60,7 @@ def _ask(api: Api, path: str) -> futures.Future:
     def call() -> None:
         try:
             answer.set_result(api.call("GET", path))
-        except Exception as exc:  # raised again by answer.result(), in the main thread
+        except Exception as exc:  # noqa: BLE001 (raised again by answer.result(), in the main thread)
             answer.set_exception(exc)
 
     threading.Thread(target=call, daemon=True).start()
@@ -85,8 +85,14 @@ def _fields(job: dict) -> dict:
     p, m = job["progress"], job.get("metrics") or {}
     # A running job shows what it is doing: starting (MLflow run, compiling), training, saving its model.
     status = (job.get("phase") or job["status"]) if job["status"] == "running" else job["status"]
-    return {"status": status, "epoch": p["epoch"], "epochs": p["epochs"], "loss": num(m.get("loss")),
-            "step": p["step"], "steps": p["steps"]}
+    return {
+        "status": status,
+        "epoch": p["epoch"],
+        "epochs": p["epochs"],
+        "loss": num(m.get("loss")),
+        "step": p["step"],
+        "steps": p["steps"],
+    }
 
 
 def _total(job: dict) -> float:
@@ -102,7 +108,8 @@ def _done(job: dict) -> float:
 def _watch(api: Api, job: dict, ctrl_c: CtrlC) -> dict:
     """Poll the job, updating the bar, until it has finished or Ctrl-C is pressed; the last job seen."""
     with _bar() as bar:
-        task = bar.add_task("train", total=_total(job), completed=_done(job), **_fields(job))
+        task = bar.add_task("train", total=_total(job), **_fields(job))
+        bar.update(task, completed=_done(job))  # a float: add_task's signature takes only an int
         status = (job["status"], job.get("phase"))
         while job["status"] not in FINISHED and not ctrl_c.nap(POLL_S):
             answer = ctrl_c.result(_ask(api, f"/jobs/{job['id']}"))
@@ -112,7 +119,9 @@ def _watch(api: Api, job: dict, ctrl_c: CtrlC) -> dict:
             if (job["status"], job.get("phase")) != status:
                 status = (job["status"], job.get("phase"))
                 phase = f" ({job['phase']})" if job.get("phase") else ""
-                bar.console.print(f"job {job['id']}: {job['status']}{phase}" + (f" on {job['device']}" if job.get("device") else ""))
+                bar.console.print(
+                    f"job {job['id']}: {job['status']}{phase}" + (f" on {job['device']}" if job.get("device") else "")
+                )
             bar.update(task, completed=_done(job), **_fields(job))
     return job
 

@@ -15,9 +15,13 @@ JobId = Annotated[str, typer.Argument(help="The job's id (echo-rnn jobs lists th
 @handled
 def jobs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="Only jobs in this status: queued, running, succeeded, failed, cancelled.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only jobs in this status: queued, running, succeeded, failed, cancelled.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page (1-100).")] = 20,
-    cursor: Annotated[int | None, typer.Option(help="Where the page starts: the cursor the previous page printed.")] = None,
+    cursor: Annotated[
+        int | None, typer.Option(help="Where the page starts: the cursor the previous page printed.")
+    ] = None,
     json: Json = False,
 ) -> None:
     """List jobs, newest first, as a table."""
@@ -30,11 +34,20 @@ def jobs(
     for job in page["jobs"]:
         p, m = job["progress"], job.get("metrics") or {}
         model = (job.get("model") or {}).get("uri", "-")
-        table.add_row(job["id"], job["status"], percent(job), f"{p['epoch']}/{p['epochs']}", num(m.get("loss")),
-                      when(job["created_at"]), model)
+        table.add_row(
+            job["id"],
+            job["status"],
+            percent(job),
+            f"{p['epoch']}/{p['epochs']}",
+            num(m.get("loss")),
+            when(job["created_at"]),
+            model,
+        )
     out.print(table if page["jobs"] else "no jobs")
     if page.get("next_cursor") is not None:
-        more = f"echo-rnn jobs --cursor {page['next_cursor']} --limit {limit}" + (f" --status {status}" if status else "")
+        more = f"echo-rnn jobs --cursor {page['next_cursor']} --limit {limit}" + (
+            f" --status {status}" if status else ""
+        )
         err.print(f"more: {more}", markup=False)
 
 
@@ -46,7 +59,9 @@ def show(ctx: typer.Context, job_id: JobId, json: Json = False) -> None:
     if json:
         return dump(job)
     p, m = job["progress"], job.get("metrics") or {}
-    status = job["status"] + (" (cancel requested)" if job.get("cancel_requested") and job["status"] == "running" else "")
+    status = job["status"] + (
+        " (cancel requested)" if job.get("cancel_requested") and job["status"] == "running" else ""
+    )
     rows = {
         "job": job["id"],
         "status": status,
@@ -56,7 +71,7 @@ def show(ctx: typer.Context, job_id: JobId, json: Json = False) -> None:
         "finished": when(job.get("finished_at")),
         "progress": f"{percent(job)}  epoch {p['epoch']}/{p['epochs']}  step {p['step']}/{p['steps']}",
         "metrics": f"loss {num(m.get('loss'))}  epoch_loss {num(m.get('epoch_loss'))}  "
-                   f"echo_accuracy {num(m.get('echo_accuracy'))}",
+        f"echo_accuracy {num(m.get('echo_accuracy'))}",
         "params": "  ".join(f"{k}={v}" for k, v in job["params"].items()),
         "model": (job.get("model") or {}).get("uri", "-"),
         "evaluation": evaluation_line(job),

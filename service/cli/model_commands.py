@@ -23,8 +23,14 @@ def _echo_line(result: dict) -> Text:
 @handled
 def predict(
     ctx: typer.Context,
-    sequences: Annotated[list[str], typer.Argument(help="Bit strings such as 0110100111010; several go in one batch.", show_default=False)],
-    model: Annotated[str | None, typer.Option(help="A job id, run id, models:/echo-rnn/N or models:/echo-rnn@ALIAS; default the champion.")] = None,
+    sequences: Annotated[
+        list[str],
+        typer.Argument(help="Bit strings such as 0110100111010; several go in one batch.", show_default=False),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="A job id, run id, models:/echo-rnn/N or models:/echo-rnn@ALIAS; default the champion."),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False,
 ) -> None:
     """Echo bit sequences with a registered model: each input and its echo lined up."""
@@ -40,7 +46,9 @@ def predict(
         return dump(answer)
     m = answer["model"]
     step = results[0]["echo_step"]
-    out.print(f"model  {m['uri']} (version {m['version']}, job {m.get('job_id') or '-'}), echo_step {step}", markup=False)
+    out.print(
+        f"model  {m['uri']} (version {m['version']}, job {m.get('job_id') or '-'}), echo_step {step}", markup=False
+    )
     for i, result in enumerate(results):
         out.print(("\n" if i else "") + f"input  {result['sequence']}", markup=False)
         out.print(_echo_line(result))
@@ -51,7 +59,9 @@ models_app = typer.Typer(name="models", help="The registered model versions.", i
 
 @models_app.callback()
 @handled
-def models(ctx: typer.Context, json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False) -> None:
+def models(
+    ctx: typer.Context, json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False
+) -> None:
     """List the registered model versions, newest first, with their job, run and final metrics."""
     if ctx.invoked_subcommand is not None:
         return
@@ -61,8 +71,15 @@ def models(ctx: typer.Context, json: Annotated[bool, typer.Option("--json", help
         return dump(answer)
     table = Table("version", "aliases", "job", "run", "echo_accuracy", "loss", "created (UTC)", box=None)
     for v in answer["models"]:
-        table.add_row(v["version"], ",".join(v["aliases"]) or "-", v.get("job_id") or "-", v.get("run_id") or "-",
-                      num(v["metrics"].get("echo_accuracy")), num(v["metrics"].get("loss")), when(v["created_at"]))
+        table.add_row(
+            v["version"],
+            ",".join(v["aliases"]) or "-",
+            v.get("job_id") or "-",
+            v.get("run_id") or "-",
+            num(v["metrics"].get("echo_accuracy")),
+            num(v["metrics"].get("loss")),
+            when(v["created_at"]),
+        )
     out.print(table if answer["models"] else "no registered models yet")
 
 

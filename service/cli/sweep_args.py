@@ -53,8 +53,9 @@ def dimension(text: str, option: str = "--space") -> dict[str, Any]:
     return {"low": low, "high": high, "log": len(parts) == 3}
 
 
-def body(params: list[str], grid: list[str], trials: int | None, space: list[str], seed: int | None,
-         name: str | None) -> dict[str, Any]:
+def body(
+    params: list[str], grid: list[str], trials: int | None, space: list[str], seed: int | None, name: str | None
+) -> dict[str, Any]:
     """The request: --param values every trial shares, and a grid or a random search."""
     if bool(grid) == (trials is not None):
         raise typer.BadParameter("give either --grid (one or more) or --random N with --space", param_hint="--grid")
@@ -73,9 +74,16 @@ def body(params: list[str], grid: list[str], trials: int | None, space: list[str
 
 def labels(request: dict[str, Any]) -> dict[str, str]:
     """The API's field names with the option that sets them, for its 422s."""
-    out = {"name": "name (--name)", "grid": "grid (--grid)", "random.trials": "random.trials (--random)",
-           "random.seed": "random.seed (--search-seed)", "random.space": "random.space (--space)"}
+    out = {
+        "name": "name (--name)",
+        "grid": "grid (--grid)",
+        "random.trials": "random.trials (--random)",
+        "random.seed": "random.seed (--search-seed)",
+        "random.space": "random.space (--space)",
+    }
     out |= {f"params.{k}": f"params.{k} (--param {k}=…)" for k in request.get("params", {})}
     out |= {f"grid.{k}": f"grid.{k} (--grid {k}=…)" for k in request.get("grid") or {}}
-    out |= {f"random.space.{k}": f"random.space.{k} (--space {k}=…)" for k in (request.get("random") or {}).get("space", {})}
+    out |= {
+        f"random.space.{k}": f"random.space.{k} (--space {k}=…)" for k in (request.get("random") or {}).get("space", {})
+    }
     return out

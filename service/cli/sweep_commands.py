@@ -12,7 +12,9 @@ from service.cli.sweep_watch import follow
 sweep = typer.Typer(name="sweep", no_args_is_help=True, help="Sweeps: many jobs from a grid or a random search.")
 Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")]
 SweepId = Annotated[str, typer.Argument(help="The sweep's id (echo-rnn sweep list lists them).", show_default=False)]
-Wait = Annotated[bool, typer.Option("--wait", "-w", help="A live table of the trials until the sweep ends (Ctrl-C stops watching).")]
+Wait = Annotated[
+    bool, typer.Option("--wait", "-w", help="A live table of the trials until the sweep ends (Ctrl-C stops watching).")
+]
 Many = list[str] | None
 
 
@@ -21,11 +23,25 @@ Many = list[str] | None
 def start(
     ctx: typer.Context,
     param: Annotated[Many, typer.Option("--param", "-p", help="NAME=VALUE every trial shares (repeatable).")] = None,
-    grid: Annotated[Many, typer.Option("--grid", "-g", help="NAME=V1,V2,… : every combination of the --grid values is a trial (repeatable).")] = None,
-    random: Annotated[int | None, typer.Option("--random", help="A random search of N trials instead of a grid.", show_default=False)] = None,
-    space: Annotated[Many, typer.Option("--space", help="With --random: NAME=LOW:HIGH[:log] or NAME=A|B|C (repeatable).")] = None,
-    search_seed: Annotated[int | None, typer.Option("--search-seed", help="Seed of the random search's draws [API default: 0].", show_default=False)] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A label (the MLflow parent run's name).", show_default=False)] = None,
+    grid: Annotated[
+        Many,
+        typer.Option(
+            "--grid", "-g", help="NAME=V1,V2,… : every combination of the --grid values is a trial (repeatable)."
+        ),
+    ] = None,
+    random: Annotated[
+        int | None, typer.Option("--random", help="A random search of N trials instead of a grid.", show_default=False)
+    ] = None,
+    space: Annotated[
+        Many, typer.Option("--space", help="With --random: NAME=LOW:HIGH[:log] or NAME=A|B|C (repeatable).")
+    ] = None,
+    search_seed: Annotated[
+        int | None,
+        typer.Option("--search-seed", help="Seed of the random search's draws [API default: 0].", show_default=False),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="A label (the MLflow parent run's name).", show_default=False)
+    ] = None,
     wait: Wait = False,
 ) -> None:
     """Start a sweep (values read as int, float, else text; none is null); prints its id. --wait watches it."""
@@ -57,7 +73,9 @@ def show(ctx: typer.Context, sweep_id: SweepId, wait: Wait = False, json: Json =
 def list_(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Sweeps per page (1-100).")] = 20,
-    cursor: Annotated[int | None, typer.Option(help="Where the page starts: the cursor the previous page printed.")] = None,
+    cursor: Annotated[
+        int | None, typer.Option(help="Where the page starts: the cursor the previous page printed.")
+    ] = None,
     json: Json = False,
 ) -> None:
     """List sweeps, newest first, as a table."""
@@ -79,5 +97,8 @@ def cancel(ctx: typer.Context, sweep_id: SweepId) -> None:
     if found["status"] == "cancelled":
         out.print(f"sweep {sweep_id}: cancelled", markup=False)
     else:
-        out.print(f"sweep {sweep_id}: cancel requested; its running trials stop at their next check "
-                  f"(echo-rnn sweep show {sweep_id})", markup=False)
+        out.print(
+            f"sweep {sweep_id}: cancel requested; its running trials stop at their next check "
+            f"(echo-rnn sweep show {sweep_id})",
+            markup=False,
+        )

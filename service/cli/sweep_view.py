@@ -21,8 +21,10 @@ def summary(sweep: dict) -> str:
     p = sweep["progress"]
     cancel = " (cancel requested)" if sweep.get("cancel_requested") and sweep["status"] in ("queued", "running") else ""
     name = f" {sweep['name']!r}" if sweep.get("name") else ""
-    return (f"sweep {sweep['id']}{name}: {sweep['status']}{cancel}  {100 * p['fraction']:.0f}%  "
-            f"{p['finished']}/{p['trials']} trials finished, {p['succeeded']} succeeded, {groups(sweep)}")
+    return (
+        f"sweep {sweep['id']}{name}: {sweep['status']}{cancel}  {100 * p['fraction']:.0f}%  "
+        f"{p['finished']}/{p['trials']} trials finished, {p['succeeded']} succeeded, {groups(sweep)}"
+    )
 
 
 def groups(sweep: dict) -> str:
@@ -36,8 +38,15 @@ def trials(sweep: dict) -> Table:
     table = Table("trial", "values", "status", "progress", "loss", "held-out echo acc.", "held-out loss", box=None)
     for t in sweep["trials"]:
         ev = t.get("evaluation") or {}
-        table.add_row(str(t["trial"]), values(t["values"]), t["status"], f"{100 * t['fraction']:.0f}%", num(t.get("loss")),
-                      num(ev.get("echo_accuracy")), num(ev.get("loss")))
+        table.add_row(
+            str(t["trial"]),
+            values(t["values"]),
+            t["status"],
+            f"{100 * t['fraction']:.0f}%",
+            num(t.get("loss")),
+            num(ev.get("echo_accuracy")),
+            num(ev.get("loss")),
+        )
     return table
 
 
@@ -50,8 +59,9 @@ def leaderboard(sweep: dict, top: int = TOP) -> Table:
     """The best trials first, by held-out echo accuracy, then held-out loss."""
     table = Table("rank", "trial", "values", "held-out echo acc.", "held-out loss", "job", box=None)
     for r in sweep["leaderboard"][:top]:
-        table.add_row(str(r["rank"]), str(r["trial"]), values(r["values"]), num(r["echo_accuracy"]), num(r["loss"]),
-                      r["job_id"])
+        table.add_row(
+            str(r["rank"]), str(r["trial"]), values(r["values"]), num(r["echo_accuracy"]), num(r["loss"]), r["job_id"]
+        )
     return table
 
 
@@ -80,7 +90,14 @@ def sweeps(page: dict) -> Table:
     table = Table("id", "name", "status", "progress", "trials", "succeeded", "best acc.", "created (UTC)", box=None)
     for s in page["sweeps"]:
         p, top = s["progress"], (s["leaderboard"] or [{}])[0]
-        table.add_row(s["id"], s.get("name") or "-", s["status"], f"{100 * p['fraction']:.0f}%",
-                      f"{p['finished']}/{p['trials']}", str(p["succeeded"]), num(top.get("echo_accuracy")),
-                      when(s["created_at"]))
+        table.add_row(
+            s["id"],
+            s.get("name") or "-",
+            s["status"],
+            f"{100 * p['fraction']:.0f}%",
+            f"{p['finished']}/{p['trials']}",
+            str(p["succeeded"]),
+            num(top.get("echo_accuracy")),
+            when(s["created_at"]),
+        )
     return table

@@ -4,10 +4,10 @@ from typing import Annotated
 
 import typer
 
+from contract.params import TrainingParams
 from service.cli.api import Api, handled
 from service.cli.follow import follow
 from service.cli.output import out
-from contract.params import TrainingParams
 
 # Each option of the command and the training parameter it sets.
 OPTIONS = {
@@ -52,7 +52,9 @@ def train(
     device: Annotated[str | None, _opt("--device")] = None,
     init: Annotated[str | None, _opt("--init")] = None,
     target_loss: Annotated[float | None, _opt("--target-loss")] = None,
-    wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the job with a progress bar until it ends.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Follow the job with a progress bar until it ends.")
+    ] = False,
 ) -> None:
     """Submit a training job (only the options given are sent); --wait follows it to its end."""
     given = locals()  # each option sets the parameter named after it: --state-size → state_size

@@ -1,16 +1,19 @@
 """HTTP routes, one module per resource."""
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from service.problems import Problem, invalid
 
+if TYPE_CHECKING:  # service.app imports the routes
+    from service.app import Services
+
 T = TypeVar("T", bound=BaseModel)
 
 
-def services():
+def services() -> "Services":
     """The app's Services."""
     return current_app.extensions["echo"]
 
@@ -31,8 +34,12 @@ def json_body() -> Any:
 def parse(schema: type[T], data: Any, location: str) -> T:
     """Validate data against a schema, or a 422 naming each bad field."""
     if not isinstance(data, dict):
-        raise Problem(422, "Invalid request", f"the {location} must be a JSON object",
-                      [{"field": "(body)", "message": "must be an object", "location": location}])
+        raise Problem(
+            422,
+            "Invalid request",
+            f"the {location} must be a JSON object",
+            [{"field": "(body)", "message": "must be an object", "location": location}],
+        )
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -8,8 +8,16 @@ from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 from service.endpoints import Answer, Endpoint, route
 from service.openapi import document
 
-# Swagger UI 5 (OpenAPI 3.1) as packaged on PyPI; found without importing its Flask plugin.
-ASSETS = Path(importlib.util.find_spec("flask_openapi3_swagger").submodule_search_locations[0]) / "templates" / "swagger"
+
+def _swagger_assets() -> Path:
+    """Swagger UI 5 (OpenAPI 3.1) as packaged on PyPI; found without importing its Flask plugin."""
+    spec = importlib.util.find_spec("flask_openapi3_swagger")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("flask-openapi3-swagger is not installed")
+    return Path(spec.submodule_search_locations[0]) / "templates" / "swagger"
+
+
+ASSETS = _swagger_assets()
 
 bp = Blueprint("docs", __name__)
 

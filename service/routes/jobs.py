@@ -6,30 +6,35 @@ from flask import Blueprint, Response, jsonify, url_for
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from service import auth, idempotency
-from service.endpoints import Answer, Endpoint, route
-from service.problems import Problem
-from service.routes import json_body, parse, query_args, services
-from service.schemas import JobList, JobListQuery
 from contract import tasks
 from contract.clock import now
 from contract.job import FINISHED, Job
 from contract.job_store import QuotaExceeded
 from contract.params import TrainingParams
+from service import auth, idempotency
+from service.endpoints import Answer, Endpoint, route
+from service.problems import Problem
+from service.routes import json_body, parse, query_args, services
+from service.schemas import JobList, JobListQuery
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
 LOCATION = {"Location": {"schema": {"type": "string"}, "description": "The job's URL"}}
 SUBMIT = Endpoint(
-    "post", "/jobs", body=TrainingParams, access="jobs", rate_limit="jobs",
+    "post",
+    "/jobs",
+    body=TrainingParams,
+    access="jobs",
+    rate_limit="jobs",
     answers=(
         Answer(202, Job, "Accepted: the job is queued", LOCATION),
         idempotency.replay_answer(Job, "job", LOCATION),
     ),
-    errors=(400, 409, 413, 415, 422, 429, 503), headers=(idempotency.PARAMETER,),
+    errors=(400, 409, 413, 415, 422, 429, 503),
+    headers=(idempotency.PARAMETER,),
     error_notes={
         429: "Over this client's rate limit, or (with tokens) the token already has MAX_ACTIVE_JOBS_PER_TOKEN jobs "
-             "queued or running; retry after Retry-After seconds",
+        "queued or running; retry after Retry-After seconds",
         409: idempotency.CONFLICT,
         422: f"Invalid parameters (errors names each field), {idempotency.REUSED}",
     },
@@ -66,9 +71,13 @@ def submit() -> Response:
     except QuotaExceeded as exc:
         if claim is not None:
             _release(claim)
-        raise Problem(429, "Too Many Requests",
-                      f"this token already has {quota} jobs queued or running (MAX_ACTIVE_JOBS_PER_TOKEN); "
-                      "submit more once some have finished", headers={"Retry-After": "30"}) from exc
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"this token already has {quota} jobs queued or running (MAX_ACTIVE_JOBS_PER_TOKEN); "
+            "submit more once some have finished",
+            headers={"Retry-After": "30"},
+        ) from exc
     except RedisError as exc:
         if claim is not None:
             _release(claim)
@@ -94,8 +103,9 @@ def submit() -> Response:
 def _claim(key: str, fingerprint: str) -> idempotency.Claim:
     """Reserve key for a new job, or the claim of the job it already made (if that job still exists)."""
     s = services()
-    return idempotency.claim_for(s.idempotency, auth.client_id() or "anonymous", key, fingerprint,
-                                 lambda job_id: s.jobs.get(job_id) is not None)
+    return idempotency.claim_for(
+        s.idempotency, auth.client_id() or "anonymous", key, fingerprint, lambda job_id: s.jobs.get(job_id) is not None
+    )
 
 
 def _replay(job_id: str) -> Response:
@@ -125,11 +135,20 @@ def index() -> Response:
     return jsonify(jobs=[_job(j) for j in jobs], next_cursor=cursor)
 
 
-@route(bp, Endpoint("delete", "/jobs/<job_id>", (
-    Answer(200, Job, "Cancelled: the queued job will never run"),
-    Answer(202, Job, "Cancellation requested for a running job"),
-), (404, 409, 503), access="jobs",
-    error_notes={409: "The job has already finished, or has finished training and is saving its model"}))
+@route(
+    bp,
+    Endpoint(
+        "delete",
+        "/jobs/<job_id>",
+        (
+            Answer(200, Job, "Cancelled: the queued job will never run"),
+            Answer(202, Job, "Cancellation requested for a running job"),
+        ),
+        (404, 409, 503),
+        access="jobs",
+        error_notes={409: "The job has already finished, or has finished training and is saving its model"},
+    ),
+)
 def cancel(job_id: str) -> Response:
     """Cancel a queued job (it never runs) or ask a running one to stop at its next check."""
     s = services()
@@ -144,6 +163,9 @@ def cancel(job_id: str) -> Response:
     if job.status in FINISHED:
         raise Problem(409, "Conflict", f"job {job_id} has already {job.status}")
     if job.phase == "saving":
-        raise Problem(409, "Conflict", f"job {job_id} has finished training and is saving its model; "
-                      "it can no longer be cancelled")
+        raise Problem(
+            409,
+            "Conflict",
+            f"job {job_id} has finished training and is saving its model; it can no longer be cancelled",
+        )
     raise Problem(409, "Conflict", f"job {job_id} is {job.status}; try again", headers={"Retry-After": "1"})

@@ -22,11 +22,22 @@ bp = Blueprint("models", __name__)
 def index() -> Response:
     """Registered versions, newest first, with their run, job and final metrics."""
     s = services()
-    return jsonify(models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model, s.settings.champion_alias)))
+    return jsonify(
+        models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model, s.settings.champion_alias))
+    )
 
 
-@route(bp, Endpoint("post", "/models/backfill", (Answer(202, BackfillQueued),), (403, 503), access="jobs",
-                    error_notes={403: "Only an admin token may ask for it, when tokens are on."}))
+@route(
+    bp,
+    Endpoint(
+        "post",
+        "/models/backfill",
+        (Answer(202, BackfillQueued),),
+        (403, 503),
+        access="jobs",
+        error_notes={403: "Only an admin token may ask for it, when tokens are on."},
+    ),
+)
 def backfill() -> Response:
     """Queue a worker task that writes the ONNX graph the API serves for each version registered before it existed."""
     if not auth.sees_everything():
@@ -36,7 +47,10 @@ def backfill() -> Response:
         tasks.send(services().celery, message)
     except (OperationalError, RedisError) as exc:
         raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; nothing was queued") from exc
-    resp = jsonify(task_id=message.task_id, detail="a worker adds the ONNX graph to every version that lacks one; "
-                                                   "GET /models shows them served once it is done")
+    resp = jsonify(
+        task_id=message.task_id,
+        detail="a worker adds the ONNX graph to every version that lacks one; "
+        "GET /models shows them served once it is done",
+    )
     resp.status_code = 202
     return resp

@@ -13,6 +13,7 @@ from service.model_versions import ModelInfo
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
 from service.schemas import MAX_QUERY_BITS, PredictBody, PredictMany, PredictOne, PredictQuery
+from service.serving import LoadedModel
 
 if TYPE_CHECKING:
     from service.app import Services
@@ -26,11 +27,14 @@ def _too_large(sequences: list[str]) -> None:
         raise Problem(413, "Content Too Large", f"at most {limits.max_sequences} sequences per request")
     longest = max(len(s) for s in sequences)
     if longest > limits.max_sequence_bits:
-        raise Problem(413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}")
+        raise Problem(
+            413, "Content Too Large", f"a sequence has {longest} bits; the limit is {limits.max_sequence_bits}"
+        )
 
 
-def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool],
-         client: str | None) -> tuple[dict, list[dict]]:
+def echo(
+    s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool], client: str | None
+) -> tuple[dict, list[dict]]:
     """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each.
 
     can_see(owner) says whose jobs' models the caller may name; a version this process must load first
@@ -50,12 +54,11 @@ def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable
 
     info, model = s.models.get(ref, can_see=can_see, before_load=before_load)
     _within_budget(s, cells * model.state_size)
-    results: list[dict | None] = [None] * len(sequences)
+    results: dict[int, dict] = {}
     for rows in groups.values():
         group = [sequences[r] for r in rows]
-        for r, result in zip(rows, _run(model, group)):
-            results[r] = result
-    return info.as_dict(), results
+        results.update(zip(rows, _run(model, group)))
+    return info.as_dict(), [results[r] for r in range(len(sequences))]
 
 
 class NotLoaded(Exception):
@@ -65,8 +68,12 @@ class NotLoaded(Exception):
 def _within_budget(s: "Services", cost: int) -> None:
     budget = s.settings.predict_budget
     if cost > budget:
-        raise Problem(413, "Content Too Large", f"the request asks for {cost:,} cells × state size of work, over the "
-                      f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request")
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"the request asks for {cost:,} cells × state size of work, over the "
+            f"budget of {budget:,} (PREDICT_BUDGET); send fewer or shorter sequences per request",
+        )
 
 
 def _trained_state_size(s: "Services", info: ModelInfo) -> int:
@@ -85,10 +92,14 @@ def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
     return groups
 
 
-def _run(model, sequences: list[str]) -> list[dict]:
+def _run(model: LoadedModel, sequences: list[str]) -> list[dict]:
     lengths = [len(s) for s in sequences]
     if min(lengths) == max(lengths):
-        bits = (np.frombuffer("".join(sequences).encode(), np.uint8) - ord("0")).astype(np.int32).reshape(len(sequences), -1)
+        bits = (
+            (np.frombuffer("".join(sequences).encode(), np.uint8) - ord("0"))
+            .astype(np.int32)
+            .reshape(len(sequences), -1)
+        )
     else:
         bits = np.zeros((len(sequences), max(lengths)), np.int32)
         for row, s in enumerate(sequences):
@@ -98,29 +109,56 @@ def _run(model, sequences: list[str]) -> list[dict]:
     echoes = np.where(p_one > 0.5, ord("1"), ord("0")).astype(np.uint8)
     rounded = np.round(p_one.astype(np.float64), 6)
     return [
-        {"sequence": s, "echo": echoes[row, :n].tobytes().decode(), "probabilities": rounded[row, :n],
-         "echo_step": model.echo_step}
+        {
+            "sequence": s,
+            "echo": echoes[row, :n].tobytes().decode(),
+            "probabilities": rounded[row, :n],
+            "echo_step": model.echo_step,
+        }
         for row, (s, n) in enumerate(zip(sequences, lengths))
     ]
 
 
-@route(bp, Endpoint("get", "/predict", (Answer(200, PredictOne),), (400, 403, 404, 413, 422, 503), query=PredictQuery,
-                    access="models", rate_limit="predict"))
+@route(
+    bp,
+    Endpoint(
+        "get",
+        "/predict",
+        (Answer(200, PredictOne),),
+        (400, 403, 404, 413, 422, 503),
+        query=PredictQuery,
+        access="models",
+        rate_limit="predict",
+    ),
+)
 def predict_one() -> Response:
     """Echo one bit sequence: ?sequence=0110…&model=REF."""
     args = query_args()
     if len(args.get("sequence", "")) > services().settings.max_sequence_bits:
         _too_large([args["sequence"]])
     if len(args.get("sequence", "")) > MAX_QUERY_BITS:
-        raise Problem(413, "Content Too Large", f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; "
-                      "send longer sequences with POST /predict")
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"GET /predict takes at most {MAX_QUERY_BITS} bits in its query; send longer sequences with POST /predict",
+        )
     query = parse(PredictQuery, args, "query")
     model, results = echo(services(), [query.sequence], query.model, auth.can_see, limits.client_key())
     return jsonify(model=model, **results[0])
 
 
-@route(bp, Endpoint("post", "/predict", (Answer(200, PredictMany),), (400, 403, 404, 413, 415, 422, 503), body=PredictBody,
-                    access="models", rate_limit="predict"))
+@route(
+    bp,
+    Endpoint(
+        "post",
+        "/predict",
+        (Answer(200, PredictMany),),
+        (400, 403, 404, 413, 415, 422, 503),
+        body=PredictBody,
+        access="models",
+        rate_limit="predict",
+    ),
+)
 def predict_many() -> Response:
     """Echo a batch: {"sequences": [...], "model": REF}."""
     data = json_body()

@@ -20,18 +20,23 @@ log = logging.getLogger(__name__)
 LOCATION = {"Location": {"schema": {"type": "string"}, "description": "The sweep's URL"}}
 NOT_FOUND = {404: "Unknown sweep (or another token's)"}
 SUBMIT = Endpoint(
-    "post", "/sweeps", body=SweepRequest, access="jobs", rate_limit="jobs",
+    "post",
+    "/sweeps",
+    body=SweepRequest,
+    access="jobs",
+    rate_limit="jobs",
     answers=(
         Answer(202, Sweep, "Accepted: every trial is a queued job, its group queued as one task", LOCATION),
         idempotency.replay_answer(Sweep, "sweep", LOCATION),
     ),
-    errors=(400, 409, 413, 415, 422, 429, 503), headers=(idempotency.PARAMETER,),
+    errors=(400, 409, 413, 415, 422, 429, 503),
+    headers=(idempotency.PARAMETER,),
     error_notes={
         409: idempotency.CONFLICT,
         422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
-             f"grid.state_size), more trials than MAX_SWEEP_TRIALS, {idempotency.REUSED}",
+        f"grid.state_size), more trials than MAX_SWEEP_TRIALS, {idempotency.REUSED}",
         429: "Over this client's rate limit (a sweep counts as one submission), or (with tokens) the token already "
-             "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
+        "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
     },
 )
 
@@ -53,8 +58,9 @@ def _bounded(request: SweepRequest, most: int) -> None:
     if count > most:
         field = "grid" if request.grid is not None else "random.trials"
         message = f"the sweep makes {count} trials; this service takes at most {most} (MAX_SWEEP_TRIALS)"
-        raise Problem(422, "Invalid request", f"invalid body: {field}",
-                      [{"field": field, "message": message, "location": "body"}])
+        raise Problem(
+            422, "Invalid request", f"invalid body: {field}", [{"field": field, "message": message, "location": "body"}]
+        )
 
 
 @route(bp, SUBMIT)
@@ -67,9 +73,13 @@ def submit() -> Response:
     owner = auth.client_id() if s.settings.tokens_on else None
     claim = None
     if key is not None:
-        claim = idempotency.claim_for(s.idempotency, f"sweeps:{auth.client_id() or 'anonymous'}", key,
-                                      idempotency.fingerprint(request.model_dump(mode="json")),
-                                      lambda sweep_id: s.sweeps.raw(sweep_id) is not None)
+        claim = idempotency.claim_for(
+            s.idempotency,
+            f"sweeps:{auth.client_id() or 'anonymous'}",
+            key,
+            idempotency.fingerprint(request.model_dump(mode="json")),
+            lambda sweep_id: s.sweeps.raw(sweep_id) is not None,
+        )
         if claim.job_id is not None:
             return _replay(claim.job_id)
     try:
@@ -94,11 +104,17 @@ def _create(request: SweepRequest, owner: str | None) -> Sweep:
     trials = request.trials()
     most = s.settings.max_active_sweeps_per_token
     try:
-        sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner, max_active=most)
+        sweep = s.sweeps.create(
+            request, trials, group(trials, s.settings.sweep_group_size), owner=owner, max_active=most
+        )
     except QuotaExceeded as exc:
-        raise Problem(429, "Too Many Requests", f"this token already has {most} sweeps queued or running "
-                      "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished",
-                      headers={"Retry-After": "30"}) from exc
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"this token already has {most} sweeps queued or running "
+            "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished",
+            headers={"Retry-After": "30"},
+        ) from exc
     sweep_actions.enqueue(s, sweep)
     return sweep
 
@@ -111,15 +127,15 @@ def _replay(sweep_id: str) -> Response:
     return resp
 
 
-@route(bp, Endpoint("get", "/sweeps/<sweep_id>", (Answer(200, Sweep),), (404, 503), access="jobs",
-                    error_notes=NOT_FOUND))
+@route(
+    bp, Endpoint("get", "/sweeps/<sweep_id>", (Answer(200, Sweep),), (404, 503), access="jobs", error_notes=NOT_FOUND)
+)
 def show(sweep_id: str) -> Response:
     """One sweep: status, progress over all trials, each trial, the leaderboard and the best model."""
     return jsonify(_sweep(_get(sweep_id)))
 
 
-@route(bp, Endpoint("get", "/sweeps", (Answer(200, SweepList),), (400, 422, 503), query=SweepListQuery,
-                    access="jobs"))
+@route(bp, Endpoint("get", "/sweeps", (Answer(200, SweepList),), (400, 422, 503), query=SweepListQuery, access="jobs"))
 def index() -> Response:
     """Sweeps, newest first (a token's own; every sweep for an admin token); ?limit=, ?cursor=."""
     query = parse(SweepListQuery, query_args(), "query")
@@ -128,10 +144,20 @@ def index() -> Response:
     return jsonify(sweeps=[_sweep(s) for s in sweeps], next_cursor=cursor)
 
 
-@route(bp, Endpoint("delete", "/sweeps/<sweep_id>", (
-    Answer(200, Sweep, "Cancelled: no trial is left running (queued ones never run)"),
-    Answer(202, Sweep, "Queued trials cancelled; the running ones were asked to stop"),
-), (404, 409, 503), access="jobs", error_notes={**NOT_FOUND, 409: "The sweep has already finished"}))
+@route(
+    bp,
+    Endpoint(
+        "delete",
+        "/sweeps/<sweep_id>",
+        (
+            Answer(200, Sweep, "Cancelled: no trial is left running (queued ones never run)"),
+            Answer(202, Sweep, "Queued trials cancelled; the running ones were asked to stop"),
+        ),
+        (404, 409, 503),
+        access="jobs",
+        error_notes={**NOT_FOUND, 409: "The sweep has already finished"},
+    ),
+)
 def cancel(sweep_id: str) -> Response:
     """Cancel a sweep: every queued trial never runs, every running one stops at its next check."""
     sweep = _get(sweep_id)

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.params import TrainingParams
 from worker.engine.model import initial_weights
 from worker.engine.train import train_model
-from contract.params import TrainingParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import tutorial_tf1  # noqa: E402
+import tutorial_tf1
 
 
 @pytest.mark.parametrize("seed", [0, 1])  # 0 sits on the ln 2 plateau, 1 learns at once

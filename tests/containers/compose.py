@@ -49,8 +49,11 @@ def env_file_from_example(path: Path, ports: dict[str, int], project: str) -> di
     """.env.example with every change-me replaced by a fresh secret, and the project and ports of this run."""
     values = {
         "COMPOSE_PROJECT_NAME": project,
-        "API_PORT": str(ports["api"]), "MLFLOW_PORT": str(ports["mlflow"]), "FLOWER_PORT": str(ports["flower"]),
-        "PUBLISH_ADDRESS": "127.0.0.1", "MLFLOW_UI_URL": f"http://127.0.0.1:{ports['mlflow']}",
+        "API_PORT": str(ports["api"]),
+        "MLFLOW_PORT": str(ports["mlflow"]),
+        "FLOWER_PORT": str(ports["flower"]),
+        "PUBLISH_ADDRESS": "127.0.0.1",
+        "MLFLOW_UI_URL": f"http://127.0.0.1:{ports['mlflow']}",
         "COMPOSE_FILE": ":".join(FILES),
     }
     lines, settings = [], {}
@@ -84,20 +87,29 @@ class ComposeStack:
 
     # --- Compose ----------------------------------------------------------------------------------
 
-    def compose(self, *args: str, timeout: float = 600, check: bool = True, log: Path | None = None,
-                files: tuple[str, ...] = FILES) -> subprocess.CompletedProcess:
+    def compose(
+        self,
+        *args: str,
+        timeout: float = 600,
+        check: bool = True,
+        log: Path | None = None,
+        files: tuple[str, ...] = FILES,
+    ) -> subprocess.CompletedProcess:
         words = [*self.command, "--env-file", str(self.env_file), "-p", self.project]
         for name in files:
             words += ["-f", str(ROOT / name)]
         env = {k: os.environ[k] for k in ENGINE_ENV if k in os.environ}
         if log is not None:
-            with open(log, "ab") as out:
-                result = subprocess.run([*words, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        timeout=timeout)
+            with open(log, "ab") as out:  # text=True: nothing is captured, the result's type is the other branch's
+                result = subprocess.run(
+                    [*words, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout
+                )
         else:
             result = subprocess.run([*words, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            detail = log.read_text(errors="replace")[-4000:] if log else f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            detail = (
+                log.read_text(errors="replace")[-4000:] if log else f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            )
             raise AssertionError(f"{' '.join(args[:3])} failed ({result.returncode}):\n{detail}")
         return result
 
@@ -115,9 +127,20 @@ class ComposeStack:
 
     def containers(self) -> dict[str, list[str]]:
         """service: ids of its containers (running or not), from the labels Compose puts on them."""
-        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.project}",
-                              "--format", '{{.Label "com.docker.compose.service"}} {{.ID}}'],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+                "--format",
+                '{{.Label "com.docker.compose.service"}} {{.ID}}',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         found: dict[str, list[str]] = {}
         for line in out.splitlines():
             service, _, container = line.partition(" ")
@@ -133,8 +156,9 @@ class ComposeStack:
         out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]
 
-    def wait_healthy(self, services=SERVICES, timeout: float = 300,
-                     starting: subprocess.Popen | None = None) -> dict[str, float]:
+    def wait_healthy(
+        self, services=SERVICES, timeout: float = 300, starting: subprocess.Popen | None = None
+    ) -> dict[str, float]:
         """Wait until every service is healthy; seconds from each container's start to its first healthy
         check (seen within half a second). starting: the up command, which must not fail meanwhile."""
         healthy: dict[str, float] = {}
@@ -145,8 +169,11 @@ class ComposeStack:
             ids = {service: found[0] for service, found in self.containers().items() if service in services and found}
             waiting = {service: container for service, container in ids.items() if service not in healthy}
             if waiting:
-                states = json.loads(subprocess.run(["docker", "inspect", *waiting.values()], capture_output=True,
-                                                   text=True, check=True).stdout)
+                states = json.loads(
+                    subprocess.run(
+                        ["docker", "inspect", *waiting.values()], capture_output=True, text=True, check=True
+                    ).stdout
+                )
                 for service, state in zip(waiting, (s["State"] for s in states)):
                     if state.get("Health", {}).get("Status") == "healthy":
                         healthy[service] = time.time() - docker_time(state["StartedAt"])
@@ -219,8 +246,13 @@ class ComposeStack:
         """Every point of the run's loss, through the REST API (paged)."""
         points, token = [], None
         while True:
-            page = self.mlflow_get("/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="loss",
-                                   max_results=25000, **({"page_token": token} if token else {}))
+            page = self.mlflow_get(
+                "/api/2.0/mlflow/metrics/get-history",
+                run_id=run_id,
+                metric_key="loss",
+                max_results=25000,
+                **({"page_token": token} if token else {}),
+            )
             points += [(int(m["step"]), float(m["value"])) for m in page.get("metrics", [])]
             token = page.get("next_page_token")
             if not token:

@@ -50,7 +50,9 @@ def test_the_cpu_variant_has_no_reservation(unstarted):
 def test_compose_refuses_to_start_without_the_secrets(unstarted):
     """${VAR:?}: a .env without a password stops Compose before anything runs."""
     text = unstarted.env_file.read_text()
-    unstarted.env_file.write_text("\n".join(line for line in text.splitlines() if not line.startswith("MLFLOW_ADMIN_PASSWORD=")))
+    unstarted.env_file.write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("MLFLOW_ADMIN_PASSWORD="))
+    )
     try:
         result = unstarted.compose("config", check=False, files=CPU)
         assert result.returncode != 0 and "MLFLOW_ADMIN_PASSWORD" in result.stdout + result.stderr

@@ -25,7 +25,9 @@ RESUMABLE = dict(num_epochs=60, total_series_length=200_000, truncated_backprop_
 # Each group of the partition's sweep trains for about 12 s alone: cut off at 30 %, most of it is left.
 PARTITIONED = dict(num_epochs=120, total_series_length=200_000, truncated_backprop_length=64, seed=41)
 GB = 10**9  # as docker images counts
-TF_LOADING = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called|I0000 \S+ +\d+ port\.cc:\d+\] oneDNN custom operations are on)")
+TF_LOADING = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called|I0000 \S+ +\d+ port\.cc:\d+\] oneDNN custom operations are on)"
+)
 
 
 def test_every_service_is_healthy_within_its_start_period(compose_stack: ComposeStack):
@@ -33,7 +35,9 @@ def test_every_service_is_healthy_within_its_start_period(compose_stack: Compose
     for service, seconds in compose_stack.figures["container_start_to_healthy_s"].items():
         check = config["services"][service]["healthcheck"]
         start_period = parse_duration(check["start_period"])
-        assert seconds <= start_period, f"{service} healthy after {seconds:.0f} s, its start period is {start_period:.0f} s"
+        assert seconds <= start_period, (
+            f"{service} healthy after {seconds:.0f} s, its start period is {start_period:.0f} s"
+        )
     assert set(compose_stack.figures["container_start_to_healthy_s"]) == set(SERVICES)
 
 
@@ -50,8 +54,11 @@ def test_nothing_but_the_api_mlflow_and_flower_is_published(compose_stack: Compo
     for service in SERVICES:
         ports = compose_stack.inspect(service)["NetworkSettings"]["Ports"] or {}
         published = {inner: [(b["HostIp"], b["HostPort"]) for b in bound] for inner, bound in ports.items() if bound}
-        expected = {"api": ("8000/tcp", compose_stack.ports["api"]), "mlflow": ("5000/tcp", compose_stack.ports["mlflow"]),
-                    "flower": ("5555/tcp", compose_stack.ports["flower"])}.get(service)
+        expected = {
+            "api": ("8000/tcp", compose_stack.ports["api"]),
+            "mlflow": ("5000/tcp", compose_stack.ports["mlflow"]),
+            "flower": ("5555/tcp", compose_stack.ports["flower"]),
+        }.get(service)
         if expected is None:
             assert published == {}, f"{service} is published: {published}"
         else:
@@ -66,7 +73,10 @@ def test_logins(compose_stack: ComposeStack):
     assert requests.get(f"{api}/jobs", headers=compose_stack.bearer(), timeout=timeout).status_code == 200
     search = f"{mlflow}/api/2.0/mlflow/experiments/search?max_results=10"
     assert requests.get(search, timeout=timeout).status_code == 401
-    assert requests.get(search, auth=(compose_stack.mlflow_login[0], "wrong-password-x"), timeout=timeout).status_code == 401
+    assert (
+        requests.get(search, auth=(compose_stack.mlflow_login[0], "wrong-password-x"), timeout=timeout).status_code
+        == 401
+    )
     assert requests.get(search, auth=compose_stack.mlflow_login, timeout=timeout).status_code == 200
     assert requests.get(f"{mlflow}/", timeout=timeout).status_code == 401, "the UI asks people to log in"
     assert requests.get(f"{mlflow}/", auth=compose_stack.mlflow_login, timeout=timeout).status_code == 200
@@ -76,8 +86,12 @@ def test_logins(compose_stack: ComposeStack):
     assert requests.get(f"{flower}/healthcheck", timeout=timeout).status_code == 200
     # The service account the API and workers use is no admin: it cannot create users.
     service = (compose_stack.settings["MLFLOW_SERVICE_USERNAME"], compose_stack.settings["MLFLOW_SERVICE_PASSWORD"])
-    created = requests.post(f"{mlflow}/api/2.0/mlflow/users/create", json={"username": "intruder", "password": "x" * 16},
-                            auth=service, timeout=timeout)
+    created = requests.post(
+        f"{mlflow}/api/2.0/mlflow/users/create",
+        json={"username": "intruder", "password": "x" * 16},
+        auth=service,
+        timeout=timeout,
+    )
     assert created.status_code == 403, created.text
 
 
@@ -94,8 +108,12 @@ def trained(compose_stack: ComposeStack) -> dict:
 def test_a_job_trained_through_the_api_predicts(compose_stack: ComposeStack, trained: dict):
     rng = np.random.default_rng(5)
     sequences = ["".join(map(str, rng.integers(0, 2, 200))) for _ in range(20)]
-    resp = requests.post(f"{compose_stack.api}/predict", json={"sequences": sequences, "model": trained["id"]},
-                         headers=compose_stack.bearer(), timeout=120)
+    resp = requests.post(
+        f"{compose_stack.api}/predict",
+        json={"sequences": sequences, "model": trained["id"]},
+        headers=compose_stack.bearer(),
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model"]["version"] == trained["model"]["version"]
@@ -103,8 +121,12 @@ def test_a_job_trained_through_the_api_predicts(compose_stack: ComposeStack, tra
     right = sum(r["echo"][step:] == s[:-step] for r, s in zip(body["results"], sequences))
     assert right >= 19, f"{right} of 20 sequences echoed exactly"
     # A job id names a model for the token that submitted the job only.
-    one = requests.get(f"{compose_stack.api}/predict", params={"sequence": "0110100111010", "model": trained["id"]},
-                       headers=compose_stack.bearer(), timeout=60)
+    one = requests.get(
+        f"{compose_stack.api}/predict",
+        params={"sequence": "0110100111010", "model": trained["id"]},
+        headers=compose_stack.bearer(),
+        timeout=60,
+    )
     # The first echo_step outputs echo nothing yet: the rest is the input, echo_step later.
     assert one.status_code == 200 and one.json()["echo"][3:] == "0110100111", one.text
 
@@ -120,13 +142,20 @@ def test_the_mlflow_run_is_read_back_through_mlflows_port(compose_stack: Compose
     history = compose_stack.loss_history(run_id)
     assert_each_bucket_once(history, trained["progress"]["steps"])
     assert history[-1][1] < 0.05
-    files = {f["path"] for f in compose_stack.mlflow_get("/api/2.0/mlflow/artifacts/list", run_id=run_id).get("files", [])}
+    files = {
+        f["path"] for f in compose_stack.mlflow_get("/api/2.0/mlflow/artifacts/list", run_id=run_id).get("files", [])
+    }
     assert "echo_figure.png" in files and any(f.startswith("loss_history.csv") for f in files), files
-    figure = requests.get(f"{compose_stack.mlflow}/get-artifact", params={"path": "echo_figure.png", "run_uuid": run_id},
-                          auth=compose_stack.mlflow_login, timeout=30)
+    figure = requests.get(
+        f"{compose_stack.mlflow}/get-artifact",
+        params={"path": "echo_figure.png", "run_uuid": run_id},
+        auth=compose_stack.mlflow_login,
+        timeout=30,
+    )
     assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG"), figure.status_code
-    version = compose_stack.mlflow_get("/api/2.0/mlflow/model-versions/get", name=trained["model"]["name"],
-                                       version=trained["model"]["version"])["model_version"]
+    version = compose_stack.mlflow_get(
+        "/api/2.0/mlflow/model-versions/get", name=trained["model"]["name"], version=trained["model"]["version"]
+    )["model_version"]
     assert version["run_id"] == run_id and version["status"] == "READY"
     # The run link in the job points at the UI as published.
     assert trained["mlflow"]["url"].startswith(f"{compose_stack.mlflow}/#/experiments/")
@@ -141,9 +170,14 @@ def test_compose_logs_are_json_lines(compose_stack: ComposeStack, trained: dict)
         lines = [line for line in lines if not TF_LOADING.match(line)]
         parsed = [parse_json(line) for line in lines]
         others = [line for line, record in zip(lines, parsed) if record is None]
-        compose_stack.figures.setdefault("log_lines", {})[service] = {"json": len(lines) - len(others), "other": len(others)}
+        compose_stack.figures.setdefault("log_lines", {})[service] = {
+            "json": len(lines) - len(others),
+            "other": len(others),
+        }
         assert len(lines) - len(others) >= 3 and not others, f"{service}: not JSON: {others[:5]}"
-    worker_lines = [parse_json(re.split(r"\s\|\s", line, maxsplit=1)[-1]) for line in compose_stack.logs("worker").splitlines()]
+    worker_lines = [
+        parse_json(re.split(r"\s\|\s", line, maxsplit=1)[-1]) for line in compose_stack.logs("worker").splitlines()
+    ]
     assert any(r and r.get("job_id") == trained["id"] for r in worker_lines), "the job's lines carry its job_id"
 
 
@@ -177,8 +211,10 @@ def test_a_worker_container_killed_mid_job_is_resumed_in_the_same_run(compose_st
     history = compose_stack.loss_history(done["mlflow"]["run_id"])
     steps = RESUMABLE["num_epochs"] * (RESUMABLE["total_series_length"] // 5 // 64)
     assert_each_bucket_once(history, steps)
-    runs = compose_stack.mlflow_get_post("/api/2.0/mlflow/runs/search", {
-        "experiment_ids": [done["mlflow"]["experiment_id"]], "filter": f"tags.job_id = '{done['id']}'"})
+    runs = compose_stack.mlflow_get_post(
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [done["mlflow"]["experiment_id"]], "filter": f"tags.job_id = '{done['id']}'"},
+    )
     assert len(runs.get("runs", [])) == 1
     compose_stack.wait_healthy(("worker",), timeout=120)
 
@@ -217,7 +253,7 @@ def test_a_worker_cut_off_from_the_network_mid_job_is_taken_over_and_writes_noth
     deadline = time.monotonic() + 300
     while True:
         victim = compose_stack.job(victim_id)
-        if victim["status"] != "running" and victim["status"] != "queued" or time.monotonic() > deadline:
+        if (victim["status"] != "running" and victim["status"] != "queued") or time.monotonic() > deadline:
             break
         if victim["status"] == "running" and victim["progress"]["fraction"] >= 0.3:
             break
@@ -229,17 +265,25 @@ def test_a_worker_cut_off_from_the_network_mid_job_is_taken_over_and_writes_noth
     subprocess.run(["docker", "network", "disconnect", network, cut], check=True, capture_output=True)
     cut_at = time.time()
     try:
-        taken = wait_until(lambda: (j := compose_stack.job(victim_id))["resumed"] and j, 180, "another container taking the trial over")
+        taken = wait_until(
+            lambda: (j := compose_stack.job(victim_id))["resumed"] and j, 180, "another container taking the trial over"
+        )
     finally:
         subprocess.run(["docker", "network", "connect", network, cut], check=True, capture_output=True)
     reconnected_at = time.time()
-    done = wait_until(lambda: (s := compose_stack.sweep(sweep["id"]))["status"] in FINISHED and s, 300, "the sweep ending")
-    stopped = [line for line in container_logs(cut).splitlines() if "writes nothing more" in line and sweep["id"] in line]
+    done = wait_until(
+        lambda: (s := compose_stack.sweep(sweep["id"]))["status"] in FINISHED and s, 300, "the sweep ending"
+    )
+    stopped = [
+        line for line in container_logs(cut).splitlines() if "writes nothing more" in line and sweep["id"] in line
+    ]
     compose_stack.figures["partition"] = {
         "fraction_at_cut": round(victim["progress"]["fraction"], 3),
         "taken_over_after_cut_s": round(iso_seconds(taken["resumed"][0]["at"]) - cut_at, 1),
         "cut_s": round(reconnected_at - cut_at, 1),
-        "cut_worker_stopped_after_cut_s": round(iso_seconds(json.loads(stopped[0])["time"]) - cut_at, 1) if stopped else None,
+        "cut_worker_stopped_after_cut_s": round(iso_seconds(json.loads(stopped[0])["time"]) - cut_at, 1)
+        if stopped
+        else None,
     }
     assert done["status"] == "succeeded", done
     assert stopped, f"the cut-off worker never said it writes nothing more:\n{container_logs(cut)[-3000:]}"
@@ -250,13 +294,15 @@ def test_a_worker_cut_off_from_the_network_mid_job_is_taken_over_and_writes_noth
     steps = record["progress"]["steps"]
     history = compose_stack.loss_history(record["mlflow"]["run_id"])
     assert_each_bucket_once(history, steps)
-    versions = compose_stack.mlflow_get("/api/2.0/mlflow/model-versions/search",
-                                        filter=f"name = '{done['best']['model']['name']}'").get("model_versions", [])
+    versions = compose_stack.mlflow_get(
+        "/api/2.0/mlflow/model-versions/search", filter=f"name = '{done['best']['model']['name']}'"
+    ).get("model_versions", [])
     trial_runs = {compose_stack.job(t["job_id"])["mlflow"]["run_id"] for t in done["trials"]}
     assert [v["version"] for v in versions if v["run_id"] in trial_runs] == [done["best"]["model"]["version"]]
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+
 
 def assert_each_bucket_once(history: list[tuple[int, float]], steps: int) -> None:
     """A run's loss: one point per bucket of consecutive steps (every step for a short job; the
@@ -265,7 +311,9 @@ def assert_each_bucket_once(history: list[tuple[int, float]], steps: int) -> Non
     assert history, "no loss logged"
     size = history[0][0] + 1
     expected = [min((i + 1) * size, steps) - 1 for i in range(-(-steps // size))]
-    assert [s for s, _ in history] == expected, f"buckets of {size} steps: {len(history)} points, {len(expected)} expected"
+    assert [s for s, _ in history] == expected, (
+        f"buckets of {size} steps: {len(history)} points, {len(expected)} expected"
+    )
 
 
 def parse_duration(value) -> float:
@@ -304,7 +352,9 @@ def wait_answer(call, timeout: float = 30):
 
 
 def container_hostname(container: str) -> str:
-    out = subprocess.run(["docker", "inspect", "-f", "{{.Config.Hostname}}", container], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Config.Hostname}}", container], capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 

@@ -22,8 +22,11 @@ def running(store: JobStore, token: str = "me") -> tuple[str, Fence]:
 
 def test_a_step_applies_while_the_token_holds_the_lease(store):
     job_id, fence = running(store)
-    store.fenced.run(Step(fence).hset(store.key(job_id), encode({"progress": {"epochs": 1, "steps": 1, "step": 1}}))
-                     .set(f"{store.prefix}:x", b"\x00bytes", ttl_s=60))
+    store.fenced.run(
+        Step(fence)
+        .hset(store.key(job_id), encode({"progress": {"epochs": 1, "steps": 1, "step": 1}}))
+        .set(f"{store.prefix}:x", b"\x00bytes", ttl_s=60)
+    )
     assert store.get(job_id).progress.step == 1 and store.redis.get(f"{store.prefix}:x") == b"\x00bytes"
 
 
@@ -35,16 +38,18 @@ def test_a_step_is_refused_whole_once_the_lease_is_another_attempts_or_lapsed(st
     else:
         store.redis.delete(store.lease_key(job_id))
     with pytest.raises(LeaseLost):
-        store.fenced.run(Step(fence).set(f"{store.prefix}:x", "1").move(store.key(job_id), job_id, "succeeded", {}),
-                         release=True)
+        store.fenced.run(
+            Step(fence).set(f"{store.prefix}:x", "1").move(store.key(job_id), job_id, "succeeded", {}), release=True
+        )
     assert store.get(job_id).status == "running" and not store.redis.exists(f"{store.prefix}:x")
     assert store.redis.get(store.lease_key(job_id)) == (holder.encode() if holder else None)
 
 
 def test_the_final_move_releases_the_lease_in_the_same_step(store):
     job_id, fence = running(store)
-    assert store.fenced.run(Step(fence).move(store.key(job_id), job_id, "succeeded", encode({"phase": None})),
-                            release=True) == [1]
+    assert store.fenced.run(
+        Step(fence).move(store.key(job_id), job_id, "succeeded", encode({"phase": None})), release=True
+    ) == [1]
     assert store.get(job_id).status == "succeeded" and not store.redis.exists(store.lease_key(job_id))
     assert store.count_by_status()["succeeded"] == 1 and store.ids("succeeded") == [job_id]
     assert store.ids("running") == []
@@ -52,8 +57,9 @@ def test_the_final_move_releases_the_lease_in_the_same_step(store):
 
 def test_the_phase_never_goes_back_once_saving(store):
     job_id, fence = running(store)
-    assert store.fenced.run(Step(fence).hset_unless(store.key(job_id), encode({"phase": "saving"}),
-                                                    "cancel_requested", True)) == [1]
+    assert store.fenced.run(
+        Step(fence).hset_unless(store.key(job_id), encode({"phase": "saving"}), "cancel_requested", True)
+    ) == [1]
     store.fenced.run(Step(fence).hset(store.key(job_id), encode({"phase": "training", "metrics": {"loss": 0.5}})))
     job = store.get(job_id)
     assert job.phase == "saving" and job.metrics.loss == 0.5
@@ -65,8 +71,9 @@ def test_the_phase_never_goes_back_once_saving(store):
 def test_saving_is_refused_once_a_cancel_was_asked_for(store):
     job_id, fence = running(store)
     assert store.request_cancel(job_id)
-    assert store.fenced.run(Step(fence).hset_unless(store.key(job_id), encode({"phase": "saving"}),
-                                                    "cancel_requested", True)) == [0]
+    assert store.fenced.run(
+        Step(fence).hset_unless(store.key(job_id), encode({"phase": "saving"}), "cancel_requested", True)
+    ) == [0]
     assert store.get(job_id).phase != "saving"
 
 
@@ -74,7 +81,7 @@ def test_a_group_is_counted_once_and_the_last_one_says_so(store):
     sweeps = SweepStore(store)
     key, done = sweeps.key("s"), sweeps.done_key("s")
     store.redis.hset(key, "groups_left", 2)
-    job_id, fence = running(store)
+    _job_id, fence = running(store)
     assert store.fenced.run(Step(fence).group_done(key, done, 0)) == [0]
     assert store.fenced.run(Step(fence).group_done(key, done, 0)) == [0], "counted once"
     assert store.fenced.run(Step(fence).group_done(key, done, 1)) == [1]

@@ -57,7 +57,7 @@ def test_a_start_and_a_cancel_never_both_win(store):
         wins = []
         go = threading.Barrier(2)
 
-        def attempt(status):
+        def attempt(status, job=job, wins=wins, go=go):
             go.wait()
             if store.move(job.id, status, only_from={"queued"}):
                 wins.append(status)
@@ -140,16 +140,18 @@ def test_a_cancel_and_the_saving_phase_never_both_win(store):
         fence = Fence("me", (store.lease_key(job.id),))
         go, wins = threading.Barrier(2), []
 
-        def enter_saving(job_id: str) -> bool:
+        def enter_saving(job_id: str, fence: Fence = fence) -> bool:
             step = Step(fence).hset_unless(store.key(job_id), encode({"phase": "saving"}), "cancel_requested", True)
             return store.fenced.run(step) == [1]
 
-        def attempt(name, call):
+        def attempt(name, call, job=job, wins=wins, go=go):
             go.wait()
             if call(job.id):
                 wins.append(name)
 
-        threads = [threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", enter_saving))]
+        threads = [
+            threading.Thread(target=attempt, args=a) for a in (("cancel", store.request_cancel), ("save", enter_saving))
+        ]
         for t in threads:
             t.start()
         for t in threads:

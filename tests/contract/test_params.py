@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from contract.params import MAX_EPOCH_BITS, MAX_TOTAL_STEPS, TrainingParams
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def errors_of(**fields) -> list[dict]:
+def errors_of(**fields) -> list[ErrorDetails]:
     with pytest.raises(ValidationError) as caught:
         TrainingParams(**fields)
     return caught.value.errors()
@@ -83,8 +84,15 @@ def test_too_many_bits():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("num_epochs", 0), ("state_size", 0), ("num_classes", 1), ("batch_size", 0), ("seed", -1),
-     ("truncated_backprop_length", 65), ("echo_step", -1)],
+    [
+        ("num_epochs", 0),
+        ("state_size", 0),
+        ("num_classes", 1),
+        ("batch_size", 0),
+        ("seed", -1),
+        ("truncated_backprop_length", 65),
+        ("echo_step", -1),
+    ],
 )
 def test_field_bounds_are_named(field, value):
     assert [e["loc"] for e in errors_of(**{field: value})] == [(field,)]
@@ -101,8 +109,9 @@ def test_importing_params_does_not_import_tensorflow():
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("field, value", [("init", "xavier"), ("init", 1), ("target_loss", 0), ("target_loss", 1.5),
-                                          ("target_loss", "0.1")])
+@pytest.mark.parametrize(
+    "field, value", [("init", "xavier"), ("init", 1), ("target_loss", 0), ("target_loss", 1.5), ("target_loss", "0.1")]
+)
 def test_init_and_target_loss_are_validated_by_the_same_schema(field, value):
     assert [e["loc"] for e in errors_of(**{field: value})] == [(field,)]
 

@@ -7,11 +7,15 @@ from contract.provenance import Provenance
 
 
 def test_a_record_reads_back_and_copies_to_another_version(redis_client):
-    made = Provenance("echo-rnn", "3", "job-1", "r" * 32, "d" * 64, "s" * 64, "mlflow-artifacts:/1/models/m-1/artifacts/echo_rnn.onnx")
+    made = Provenance(
+        "echo-rnn", "3", "job-1", "r" * 32, "d" * 64, "s" * 64, "mlflow-artifacts:/1/models/m-1/artifacts/echo_rnn.onnx"
+    )
     provenance.record(redis_client, "prov-test", made)
     assert provenance.lookup(redis_client, "prov-test", "echo-rnn", "3") == made
     provenance.copy(redis_client, "prov-test", made, "4")
-    assert provenance.lookup(redis_client, "prov-test", "echo-rnn", "4") == Provenance(**{**made.__dict__, "version": "4"})
+    assert provenance.lookup(redis_client, "prov-test", "echo-rnn", "4") == Provenance(
+        **{**made.__dict__, "version": "4"}
+    )
     assert provenance.lookup(redis_client, "prov-test", "echo-rnn", "5") is None
 
 

@@ -15,21 +15,40 @@ def error_of(body: dict) -> dict:
 
 
 def test_a_grid_is_every_combination_in_order_over_the_base_params():
-    request = SweepRequest.model_validate({"params": {"num_epochs": 5}, "grid": {"seed": [0, 1], "learning_rate": [0.1, 0.3]}})
-    assert request.configurations() == [{"seed": 0, "learning_rate": 0.1}, {"seed": 0, "learning_rate": 0.3},
-                                        {"seed": 1, "learning_rate": 0.1}, {"seed": 1, "learning_rate": 0.3}]
+    request = SweepRequest.model_validate(
+        {"params": {"num_epochs": 5}, "grid": {"seed": [0, 1], "learning_rate": [0.1, 0.3]}}
+    )
+    assert request.configurations() == [
+        {"seed": 0, "learning_rate": 0.1},
+        {"seed": 0, "learning_rate": 0.3},
+        {"seed": 1, "learning_rate": 0.1},
+        {"seed": 1, "learning_rate": 0.3},
+    ]
     trials = request.trials()
     assert trials[3] == TrainingParams(num_epochs=5, seed=1, learning_rate=0.3)
 
 
 def test_a_random_search_is_the_same_for_the_same_seed_and_draws_within_its_ranges():
-    body = {"random": {"trials": 20, "seed": 7, "space": {
-        "learning_rate": {"low": 0.01, "high": 1.0, "log": True}, "state_size": {"low": 2, "high": 8},
-        "init": {"values": ["tutorial", "glorot"]}}}}
-    first, again = SweepRequest.model_validate(body).configurations(), SweepRequest.model_validate(body).configurations()
+    body = {
+        "random": {
+            "trials": 20,
+            "seed": 7,
+            "space": {
+                "learning_rate": {"low": 0.01, "high": 1.0, "log": True},
+                "state_size": {"low": 2, "high": 8},
+                "init": {"values": ["tutorial", "glorot"]},
+            },
+        }
+    }
+    first, again = (
+        SweepRequest.model_validate(body).configurations(),
+        SweepRequest.model_validate(body).configurations(),
+    )
     assert first == again and len(first) == 20
-    assert all(0.01 <= c["learning_rate"] <= 1.0 and isinstance(c["state_size"], int) and 2 <= c["state_size"] <= 8
-               for c in first)
+    assert all(
+        0.01 <= c["learning_rate"] <= 1.0 and isinstance(c["state_size"], int) and 2 <= c["state_size"] <= 8
+        for c in first
+    )
     assert {c["init"] for c in first} == {"tutorial", "glorot"}
     other = SweepRequest.model_validate({**body, "random": {**body["random"], "seed": 8}}).configurations()
     assert other != first
@@ -40,20 +59,35 @@ def test_trials_without_a_seed_get_one_each():
     assert all(t.seed is not None for t in trials)
 
 
-@pytest.mark.parametrize("body, field, words", [
-    ({}, "grid", "either grid or random"),
-    ({"grid": {"seed": [1]}, "random": {"trials": 1, "space": {"seed": {"values": [1]}}}}, "grid", "either"),
-    ({"grid": {"device": ["cpu"]}}, "grid.device", "cannot be searched"),
-    ({"grid": {"colour": ["red"]}}, "grid.colour", "cannot be searched"),
-    ({"params": {"seed": 1}, "grid": {"seed": [2]}}, "grid.seed", "both in params and searched"),
-    ({"grid": {"state_size": [4, 0]}}, "grid.state_size", "trial 1 (state_size=0)"),
-    ({"params": {"total_series_length": 50}, "grid": {"batch_size": [5]}}, "params.total_series_length", "too short"),
-    ({"grid": {"seed": list(range(MAX_TRIALS + 1))}}, "grid", f"1 to {MAX_TRIALS}"),
-    ({"grid": {"seed": []}}, "grid", "makes 0 trials"),
-    ({"random": {"trials": 2, "space": {"init": {"low": 1, "high": 2}}}}, "random.space.init", "trial 0"),
-    ({"random": {"trials": 2, "space": {"learning_rate": {"low": 0, "high": 1, "log": True}}}}, "random.space.learning_rate", "log range"),
-    ({"random": {"trials": 2, "space": {"state_size": {"low": 8, "high": 2}}}}, "random.space.state_size", "below low"),
-])
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({}, "grid", "either grid or random"),
+        ({"grid": {"seed": [1]}, "random": {"trials": 1, "space": {"seed": {"values": [1]}}}}, "grid", "either"),
+        ({"grid": {"device": ["cpu"]}}, "grid.device", "cannot be searched"),
+        ({"grid": {"colour": ["red"]}}, "grid.colour", "cannot be searched"),
+        ({"params": {"seed": 1}, "grid": {"seed": [2]}}, "grid.seed", "both in params and searched"),
+        ({"grid": {"state_size": [4, 0]}}, "grid.state_size", "trial 1 (state_size=0)"),
+        (
+            {"params": {"total_series_length": 50}, "grid": {"batch_size": [5]}},
+            "params.total_series_length",
+            "too short",
+        ),
+        ({"grid": {"seed": list(range(MAX_TRIALS + 1))}}, "grid", f"1 to {MAX_TRIALS}"),
+        ({"grid": {"seed": []}}, "grid", "makes 0 trials"),
+        ({"random": {"trials": 2, "space": {"init": {"low": 1, "high": 2}}}}, "random.space.init", "trial 0"),
+        (
+            {"random": {"trials": 2, "space": {"learning_rate": {"low": 0, "high": 1, "log": True}}}},
+            "random.space.learning_rate",
+            "log range",
+        ),
+        (
+            {"random": {"trials": 2, "space": {"state_size": {"low": 8, "high": 2}}}},
+            "random.space.state_size",
+            "below low",
+        ),
+    ],
+)
 def test_bad_requests_name_the_field_to_change(body, field, words):
     error = error_of(body)
     assert error["field"] == field and words in error["message"], error

@@ -8,8 +8,9 @@ from contract.job_store import JobStore, QuotaExceeded
 from contract.sweep import SweepRequest, group
 from contract.sweep_store import SweepStore
 
-REQUEST = SweepRequest.model_validate({"params": {"num_epochs": 2, "total_series_length": 750},
-                                       "grid": {"state_size": [4, 8], "seed": [0, 1]}})
+REQUEST = SweepRequest.model_validate(
+    {"params": {"num_epochs": 2, "total_series_length": 750}, "grid": {"state_size": [4, 8], "seed": [0, 1]}}
+)
 
 
 @pytest.fixture
@@ -79,8 +80,11 @@ def test_progress_and_leaderboard_follow_the_trials_records(sweeps):
     first, second = sweep.trials[0].job_id, sweep.trials[1].job_id
     for job_id, accuracy in ((first, 0.9), (second, 0.99)):
         sweeps.jobs.move(job_id, "running")
-        sweeps.jobs.update(job_id, evaluation={"echo_accuracy": accuracy, "loss": 0.1},
-                           progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0})
+        sweeps.jobs.update(
+            job_id,
+            evaluation={"echo_accuracy": accuracy, "loss": 0.1},
+            progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0},
+        )
         sweeps.jobs.move(job_id, "succeeded")
     got = sweeps.get(sweep.id)
     assert got.progress.finished == 2 and got.progress.succeeded == 2 and got.progress.fraction == 0.5

@@ -5,7 +5,14 @@ import pytest
 
 from tests.deploy.manifests import Object, render
 from tests.docker.parsing import (
-    COMPOSE, COMPOSE_CPU, COMPOSE_GPU, ENV_EXAMPLE, interpolate, load_compose, merge, read_env_file,
+    COMPOSE,
+    COMPOSE_CPU,
+    COMPOSE_GPU,
+    ENV_EXAMPLE,
+    interpolate,
+    load_compose,
+    merge,
+    read_env_file,
 )
 
 
@@ -20,5 +27,7 @@ def compose() -> dict[str, dict]:
     """variant: compose.yaml with its variant's file, as docker compose reads them with .env.example."""
     env_file = read_env_file(ENV_EXAMPLE)
     base = interpolate(load_compose(COMPOSE), env_file)
-    return {"cpu": merge(base, interpolate(load_compose(COMPOSE_CPU), env_file)),
-            "gpu": merge(base, interpolate(load_compose(COMPOSE_GPU), env_file))}
+    return {
+        "cpu": merge(base, interpolate(load_compose(COMPOSE_CPU), env_file)),
+        "gpu": merge(base, interpolate(load_compose(COMPOSE_GPU), env_file)),
+    }

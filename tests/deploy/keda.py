@@ -22,14 +22,36 @@ import jsonschema
 from referencing import Registry, Resource
 
 API_VERSION = "keda.sh/v1alpha1"
-SPEC = {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount",
-        "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers"}
-SPEC_INTEGERS = {"pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount", "minReplicaCount",
-                 "maxReplicaCount"}
+SPEC = {
+    "scaleTargetRef",
+    "pollingInterval",
+    "cooldownPeriod",
+    "initialCooldownPeriod",
+    "idleReplicaCount",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "fallback",
+    "advanced",
+    "triggers",
+}
+SPEC_INTEGERS = {
+    "pollingInterval",
+    "cooldownPeriod",
+    "initialCooldownPeriod",
+    "idleReplicaCount",
+    "minReplicaCount",
+    "maxReplicaCount",
+}
 SCALE_TARGET_REF = {"apiVersion", "kind", "name", "envSourceContainerName"}
 FALLBACK = {"failureThreshold", "replicas", "behavior"}
 FALLBACK_REQUIRED = {"failureThreshold", "replicas"}
-FALLBACK_BEHAVIORS = {"static", "currentReplicas", "currentReplicasIfHigher", "currentReplicasIfLower", "scalingModifiers"}
+FALLBACK_BEHAVIORS = {
+    "static",
+    "currentReplicas",
+    "currentReplicasIfHigher",
+    "currentReplicasIfLower",
+    "scalingModifiers",
+}
 ADVANCED = {"restoreToOriginalReplicaCount", "horizontalPodAutoscalerConfig", "scalingModifiers"}
 HPA_CONFIG = {"name", "behavior"}
 SCALING_MODIFIERS = {"target", "activationTarget", "metricType", "formula"}
@@ -38,9 +60,22 @@ METRIC_TYPES = {"AverageValue", "Value", "Utilization"}
 MODIFIER_METRIC_TYPES = {"AverageValue", "Value"}
 TRIGGER = {"type", "metadata", "name", "useCachedMetrics", "authenticationRef", "metricType"}
 # The redis trigger's metadata (redis-lists page): every value a string.
-REDIS_METADATA = {"address", "host", "port", "usernameFromEnv", "passwordFromEnv", "listName", "listLength",
-                  "activationListLength", "enableTLS", "unsafeSsl", "databaseIndex", "addressFromEnv", "hostFromEnv",
-                  "portFromEnv"}
+REDIS_METADATA = {
+    "address",
+    "host",
+    "port",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "listName",
+    "listLength",
+    "activationListLength",
+    "enableTLS",
+    "unsafeSsl",
+    "databaseIndex",
+    "addressFromEnv",
+    "hostFromEnv",
+    "portFromEnv",
+}
 REDIS_REQUIRED = {"listName", "listLength"}
 REDIS_ADDRESS = ({"address"}, {"host", "port"}, {"addressFromEnv"}, {"hostFromEnv", "portFromEnv"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -63,7 +98,9 @@ def hpa_behavior_problems(behavior: Any, kubernetes_version: str) -> list[str]:
     registry = Registry().with_resource(definitions["$id"], Resource.from_contents(definitions))
     schema = {"$ref": f"{definitions['$id']}#/$defs/io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"}
     validator = jsonschema.Draft202012Validator(schema, registry=registry)
-    return [f"advanced.horizontalPodAutoscalerConfig.behavior: {error.message}" for error in validator.iter_errors(behavior)]
+    return [
+        f"advanced.horizontalPodAutoscalerConfig.behavior: {error.message}" for error in validator.iter_errors(behavior)
+    ]
 
 
 def trigger_problems(index: int, trigger: dict) -> list[str]:
@@ -72,10 +109,13 @@ def trigger_problems(index: int, trigger: dict) -> list[str]:
     if "metricType" in trigger and trigger["metricType"] not in METRIC_TYPES:
         problems.append(f"{where}.metricType: {trigger['metricType']!r}")
     metadata = trigger.get("metadata", {})
-    problems += [f"{where}.metadata.{key}: {value!r} is not a string" for key, value in metadata.items()
-                 if not isinstance(value, str)]
+    problems += [
+        f"{where}.metadata.{key}: {value!r} is not a string"
+        for key, value in metadata.items()
+        if not isinstance(value, str)
+    ]
     if trigger.get("type") != "redis":
-        return problems + [f"{where}.type: {trigger.get('type')!r}: only the redis trigger is checked here"]
+        return [*problems, f"{where}.type: {trigger.get('type')!r}: only the redis trigger is checked here"]
     problems += _unknown(f"{where}.metadata", metadata, REDIS_METADATA)
     problems += _missing(f"{where}.metadata", metadata, REDIS_REQUIRED)
     if not any(fields <= set(metadata) for fields in REDIS_ADDRESS):
@@ -95,8 +135,9 @@ def problems(scaled_object: dict, kubernetes_version: str) -> list[str]:
         found.append(f"not a {API_VERSION} ScaledObject")
     spec = scaled_object.get("spec", {})
     found += _unknown("spec", spec, SPEC) + _missing("spec", spec, {"scaleTargetRef", "triggers"})
-    not_integers = [key for key in SPEC_INTEGERS & set(spec)
-                    if not isinstance(spec[key], int) or isinstance(spec[key], bool)]
+    not_integers = [
+        key for key in SPEC_INTEGERS & set(spec) if not isinstance(spec[key], int) or isinstance(spec[key], bool)
+    ]
     found += [f"spec.{key}: {spec[key]!r} is not an integer" for key in sorted(not_integers)]
     if not not_integers:
         counts = {key: spec.get(key, default) for key, default in (("minReplicaCount", 0), ("maxReplicaCount", 100))}
@@ -105,7 +146,9 @@ def problems(scaled_object: dict, kubernetes_version: str) -> list[str]:
         if "idleReplicaCount" in spec and spec["idleReplicaCount"] >= counts["minReplicaCount"]:
             found.append("spec.idleReplicaCount: must be less than minReplicaCount")
     target = spec.get("scaleTargetRef", {})
-    found += _unknown("spec.scaleTargetRef", target, SCALE_TARGET_REF) + _missing("spec.scaleTargetRef", target, {"name"})
+    found += _unknown("spec.scaleTargetRef", target, SCALE_TARGET_REF) + _missing(
+        "spec.scaleTargetRef", target, {"name"}
+    )
     fallback = spec.get("fallback")
     if fallback is not None:
         found += _unknown("spec.fallback", fallback, FALLBACK) + _missing("spec.fallback", fallback, FALLBACK_REQUIRED)
@@ -126,12 +169,17 @@ def problems(scaled_object: dict, kubernetes_version: str) -> list[str]:
     if modifiers is not None:
         where = "spec.advanced.scalingModifiers"
         found += _unknown(where, modifiers, SCALING_MODIFIERS) + _missing(where, modifiers, SCALING_MODIFIERS_REQUIRED)
-        found += [f"{where}.{key}: {modifiers[key]!r} is not a string" for key in ("target", "activationTarget", "formula")
-                  if key in modifiers and not isinstance(modifiers[key], str)]
+        found += [
+            f"{where}.{key}: {modifiers[key]!r} is not a string"
+            for key in ("target", "activationTarget", "formula")
+            if key in modifiers and not isinstance(modifiers[key], str)
+        ]
         if modifiers.get("metricType", "AverageValue") not in MODIFIER_METRIC_TYPES:
             found.append(f"{where}.metricType: {modifiers['metricType']!r}")
         names = {t.get("name") for t in triggers}
         unknown = formula_names(modifiers.get("formula", "")) - names
         found += [f"{where}.formula: {name!r} names no trigger" for name in sorted(unknown)]
-        found += [f"triggers[{i}]: a trigger of a formula needs a name" for i, t in enumerate(triggers) if "name" not in t]
+        found += [
+            f"triggers[{i}]: a trigger of a formula needs a name" for i, t in enumerate(triggers) if "name" not in t
+        ]
     return found

@@ -28,10 +28,17 @@ Object = dict[str, Any]
 
 def render(directory: Path) -> dict[str, list[Object]]:
     """make manifests into directory: variant -> its objects."""
-    subprocess.run(["make", "--no-print-directory", "manifests", f"MANIFESTS={directory}"], cwd=ROOT, check=True,
-                   capture_output=True, text=True)
-    return {variant: [o for o in yaml.safe_load_all((directory / f"{variant}.yaml").read_text()) if o]
-            for variant in VARIANTS}
+    subprocess.run(
+        ["make", "--no-print-directory", "manifests", f"MANIFESTS={directory}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {
+        variant: [o for o in yaml.safe_load_all((directory / f"{variant}.yaml").read_text()) if o]
+        for variant in VARIANTS
+    }
 
 
 def find(objects: list[Object], kind: str, name: str | None = None) -> list[Object]:
@@ -50,7 +57,9 @@ def workloads(objects: list[Object]) -> list[Object]:
 
 def component(obj: Object) -> str:
     """app.kubernetes.io/component of an object's pods (or of the object)."""
-    labels = obj["spec"]["template"]["metadata"]["labels"] if obj["kind"] in WORKLOAD_KINDS else obj["metadata"]["labels"]
+    labels = (
+        obj["spec"]["template"]["metadata"]["labels"] if obj["kind"] in WORKLOAD_KINDS else obj["metadata"]["labels"]
+    )
     return labels["app.kubernetes.io/component"]
 
 
@@ -77,7 +86,9 @@ def env(container: Object) -> dict[str, Object]:
 
 def settings(objects: list[Object]) -> dict[str, str]:
     """The data of the settings ConfigMap (its name carries Kustomize's hash)."""
-    [config] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("echo-rnn-settings-")]
+    [config] = [
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("echo-rnn-settings-")
+    ]
     return config["data"]
 
 
@@ -87,7 +98,8 @@ _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 def resolved_env(objects: list[Object], container: Object, secret: str = "<secret>") -> dict[str, str]:
     """The values a container's variables take: ConfigMap keys looked up, secrets as the placeholder
     secret, $(NAME) references to earlier variables expanded as Kubernetes expands them."""
-    data, values = settings(objects), {}
+    data = settings(objects)
+    values: dict[str, str] = {}
     for name, entry in env(container).items():
         if "value" in entry:
             values[name] = _REFERENCE.sub(lambda m: values.get(m[1], m[0]), entry["value"])
@@ -156,6 +168,7 @@ def seconds(duration: str) -> int:
 def healthcheck_module() -> ModuleType:
     """docker/healthcheck.py, the images' health check (a script, not a package)."""
     spec = importlib.util.spec_from_file_location("healthcheck", ROOT / "docker" / "healthcheck.py")
+    assert spec is not None and spec.loader is not None, "docker/healthcheck.py is there"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

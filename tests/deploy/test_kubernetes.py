@@ -10,8 +10,21 @@ import urllib.parse
 import pytest
 
 from tests.deploy.manifests import (
-    SECRET_KEYS, VARIANTS, component, compose_variant, containers, env, find, image, one, pod_spec, resolved_env,
-    secret_name, settings, the_container, workloads,
+    SECRET_KEYS,
+    VARIANTS,
+    component,
+    compose_variant,
+    containers,
+    env,
+    find,
+    image,
+    one,
+    pod_spec,
+    resolved_env,
+    secret_name,
+    settings,
+    the_container,
+    workloads,
 )
 from tests.docker.parsing import ENV_EXAMPLE, command_words, env_names, read_env_file
 from tests.support import ROOT
@@ -22,8 +35,17 @@ SECRET_NAME = re.compile(r"PASSWORD|TOKENS$|SECRET_KEY")
 # Variables a pod has that its compose service has not, and why: MLflow's backend store URL is
 # joined from its parts by Kubernetes (the password stays in the Secret); PostgreSQL's data lives
 # below the volume's root (initdb refuses a volume's lost+found).
-EXTRA_ENV = {"mlflow": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB",
-                        "POSTGRES_OPTIONS"}, "postgres": {"PGDATA"}}
+EXTRA_ENV = {
+    "mlflow": {
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_HOST",
+        "POSTGRES_PORT",
+        "POSTGRES_DB",
+        "POSTGRES_OPTIONS",
+    },
+    "postgres": {"PGDATA"},
+}
 # .env.example's names that are compose's own (its files, published ports and address).
 COMPOSE_ONLY = {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "PUBLISH_ADDRESS", "API_PORT", "MLFLOW_PORT", "FLOWER_PORT"}
 KUBERNETES_ONLY = {"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_OPTIONS"}
@@ -31,15 +53,25 @@ KUBERNETES_ONLY = {"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_OPTIONS"}
 
 # --- what is rendered ------------------------------------------------------------------------------
 
+
 def test_each_variant_has_the_whole_service(rendered):
     # The stateful ones are StatefulSets: their claims outlive kubectl delete -k.
-    expected = {("Deployment", f"echo-rnn-{r}") for r in ("api", "worker", "flower")} | {
-        ("StatefulSet", f"echo-rnn-{r}") for r in ("redis", "postgres", "mlflow")} | {
-        *{("Service", f"echo-rnn-{r}") for r in ROLES - {"worker"}}, ("PodDisruptionBudget", "echo-rnn-api"),
-        ("PodDisruptionBudget", "echo-rnn-worker"), ("ScaledObject", "echo-rnn-worker"),
-        ("NetworkPolicy", "echo-rnn-redis"), ("NetworkPolicy", "echo-rnn-postgres")}
-    names = {variant: {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] != "ConfigMap"}
-             for variant, objects in rendered.items()}
+    expected = (
+        {("Deployment", f"echo-rnn-{r}") for r in ("api", "worker", "flower")}
+        | {("StatefulSet", f"echo-rnn-{r}") for r in ("redis", "postgres", "mlflow")}
+        | {
+            *{("Service", f"echo-rnn-{r}") for r in ROLES - {"worker"}},
+            ("PodDisruptionBudget", "echo-rnn-api"),
+            ("PodDisruptionBudget", "echo-rnn-worker"),
+            ("ScaledObject", "echo-rnn-worker"),
+            ("NetworkPolicy", "echo-rnn-redis"),
+            ("NetworkPolicy", "echo-rnn-postgres"),
+        }
+    )
+    names = {
+        variant: {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] != "ConfigMap"}
+        for variant, objects in rendered.items()
+    }
     assert names["cpu"] == names["gpu"] == expected
     postgres = {(kind, "echo-rnn-postgres") for kind in ("StatefulSet", "Service", "NetworkPolicy")}
     assert names["gpu-ingress-external-postgres"] == (expected - postgres) | {("Ingress", "echo-rnn")}
@@ -60,6 +92,7 @@ def test_everything_is_in_one_namespace_and_keda_finds_redis_there(rendered, var
 
 
 # --- the same service as compose -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_each_role_runs_what_compose_runs(rendered, compose, variant):
@@ -90,8 +123,13 @@ def test_settings_are_env_examples_non_secret_ones(rendered):
     example = set(read_env_file(ENV_EXAMPLE))
     for variant, objects in rendered.items():
         assert set(settings(objects)) == (example - COMPOSE_ONLY - SECRET_KEYS) | KUBERNETES_ONLY, variant
-        used = {entry["valueFrom"]["configMapKeyRef"]["key"] for w in workloads(objects) for c in containers(w)
-                for entry in env(c).values() if "configMapKeyRef" in entry.get("valueFrom", {})}
+        used = {
+            entry["valueFrom"]["configMapKeyRef"]["key"]
+            for w in workloads(objects)
+            for c in containers(w)
+            for entry in env(c).values()
+            if "configMapKeyRef" in entry.get("valueFrom", {})
+        }
         assert used == set(settings(objects)), f"{variant}: settings nothing reads, or read and missing"
 
 
@@ -124,7 +162,10 @@ def test_mlflow_keeps_its_store_in_postgres_and_its_artifacts_on_a_volume(render
         assert (store.hostname, store.port) == ("echo-rnn-postgres", service["spec"]["ports"][0]["port"])
         postgres = resolved_env(objects, the_container(objects, "postgres"), secret="s3cret")
         assert (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]) == (
-            store.username, store.password, mlflow["POSTGRES_DB"])
+            store.username,
+            store.password,
+            mlflow["POSTGRES_DB"],
+        )
     server = one(objects, "StatefulSet", "echo-rnn-mlflow")
     [mount] = the_container(objects, "mlflow")["volumeMounts"]
     assert mount["mountPath"] == mlflow["MLFLOW_ARTIFACTS_DESTINATION"]
@@ -143,6 +184,7 @@ def test_redis_keeps_its_append_only_file_on_a_claim(rendered, compose):
 
 # --- images ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_images_are_pinned_by_value(rendered, compose, variant):
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -156,10 +198,13 @@ def test_images_are_pinned_by_value(rendered, compose, variant):
             assert reference.tag.split("-")[0] == version, (role, reference)
     worker = image(the_container(rendered[variant], "worker"))
     assert worker.tag.endswith("-cpu" if variant == "cpu" else "-gpu")
-    assert worker.tag.rpartition("-")[2] == services["worker"]["image"].rpartition(":")[2], "compose's build of the worker"
+    assert worker.tag.rpartition("-")[2] == services["worker"]["image"].rpartition(":")[2], (
+        "compose's build of the worker"
+    )
 
 
 # --- secrets --------------------------------------------------------------------------------------
+
 
 def string_values(value) -> list[str]:
     if isinstance(value, dict):
@@ -193,6 +238,7 @@ def test_no_secret_value_in_a_manifest(rendered, variant):
 
 # --- the optional Ingress --------------------------------------------------------------------------
 
+
 def test_the_ingress_reaches_the_services_and_mlflow_knows_its_name(rendered):
     objects = rendered["gpu-ingress-external-postgres"]
     ingress = one(objects, "Ingress", "echo-rnn")
@@ -213,17 +259,22 @@ def test_the_ingress_reaches_the_services_and_mlflow_knows_its_name(rendered):
 
 # --- how to deploy it -------------------------------------------------------------------------------
 
+
 def test_the_docs_say_how_to_deploy(rendered):
     docs = (ROOT / "docs" / "kubernetes.md").read_text()
-    lines = docs[docs.rindex("\n", 0, docs.index("create secret generic")) + 1:].splitlines()
+    lines = docs[docs.rindex("\n", 0, docs.index("create secret generic")) + 1 :].splitlines()
     end = next(i for i, line in enumerate(lines) if not line.rstrip().endswith("\\"))
     words = shlex.split(" ".join(line.rstrip().rstrip("\\") for line in lines[: end + 1]))
     assert words[words.index("generic") + 1] == secret_name()
     assert words[words.index("-n") + 1] == one(rendered["gpu"], "Service", "echo-rnn-api")["metadata"]["namespace"]
     keys = {w.split("=", 1)[1].split("=")[0] for w in words if w.startswith("--from-literal=")}
     assert keys == SECRET_KEYS
-    for needed in ("kubectl apply -k deploy/kubernetes/overlays/gpu", "kubectl apply -k deploy/kubernetes/overlays/cpu",
-                   "make manifests", "KEDA"):
+    for needed in (
+        "kubectl apply -k deploy/kubernetes/overlays/gpu",
+        "kubectl apply -k deploy/kubernetes/overlays/cpu",
+        "make manifests",
+        "KEDA",
+    ):
         assert needed in docs, needed
     readme = (ROOT / "README.md").read_text()
     assert "docs/kubernetes.md" in readme and "kubectl apply -k" in readme

@@ -12,15 +12,29 @@ from kombu.transport.redis import Channel
 
 from contract.settings import CommonSettings
 from tests.deploy.manifests import (
-    VARIANTS, Object, component, compose_variant, containers, env, env_container, find, healthcheck_module, one,
-    pod_spec, resolved_env, seconds, selected, the_container, workloads,
+    VARIANTS,
+    Object,
+    component,
+    compose_variant,
+    containers,
+    env,
+    env_container,
+    find,
+    healthcheck_module,
+    one,
+    pod_spec,
+    resolved_env,
+    seconds,
+    selected,
+    the_container,
+    workloads,
 )
 from tests.docker.parsing import DOCKERFILES, parse_dockerfile
 from tests.support import ROOT
 from worker.settings import WorkerSettings
 
-
 # --- probes, grace periods, resources ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_container_has_liveness_and_readiness_probes(rendered, variant):
@@ -57,7 +71,9 @@ def test_worker_probes_ping_its_own_celery_node(rendered):
         assert container[kind]["exec"]["command"] == ["python", f"{workdir}/docker/healthcheck.py", "worker"], kind
     # The ping goes through Redis: liveness lets a Redis outage pass for as long as a job waits for Redis.
     liveness = container["livenessProbe"]
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= WorkerSettings.model_fields["redis_retry_s"].default
+    assert (
+        liveness["periodSeconds"] * liveness["failureThreshold"] >= WorkerSettings.model_fields["redis_retry_s"].default
+    )
     assert liveness["timeoutSeconds"] > healthcheck_module().TIMEOUT_S
 
 
@@ -79,7 +95,9 @@ def test_every_container_asks_for_what_it_needs(rendered, variant):
     for workload in workloads(rendered[variant]):
         for container in containers(workload):
             resources = container["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"], container["name"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"], container[
+                "name"
+            ]
     # One granian process per CPU the API pod asks for: docker/bin/api would count the node's.
     api = the_container(rendered[variant], "api")
     assert resolved_env(rendered[variant], api)["API_WORKERS"] == str(api["resources"]["requests"]["cpu"])
@@ -116,6 +134,7 @@ def test_pods_run_unprivileged(rendered, variant):
 
 # --- autoscaling and disruptions ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_workers_scale_on_the_work_waiting_and_being_done(rendered, variant):
     objects = rendered[variant]
@@ -125,8 +144,11 @@ def test_workers_scale_on_the_work_waiting_and_being_done(rendered, variant):
     assert "replicas" not in worker["spec"], "KEDA's HorizontalPodAutoscaler owns the count"
     lists = {t["name"]: t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
     prefix = CommonSettings.model_fields["job_key_prefix"].default
-    assert lists == {"queued": Celery().conf.task_default_queue, "running": f"{prefix}:status:running",
-                     "delivered": Channel.unacked_key}
+    assert lists == {
+        "queued": Celery().conf.task_default_queue,
+        "running": f"{prefix}:status:running",
+        "delivered": Channel.unacked_key,
+    }
     assert all(t["type"] == "redis" and t["metadata"]["databaseIndex"] == "0" for t in scaled["spec"]["triggers"])
     assert urllib.parse.urlparse(resolved_env(objects, env_container(worker))["REDIS_URL"]).path == "/0"
     modifiers = scaled["spec"]["advanced"]["scalingModifiers"]
@@ -144,7 +166,9 @@ def test_disruption_budgets_keep_the_api_up_and_let_drains_through(rendered, var
     objects = rendered[variant]
     budgets = {b["metadata"]["name"]: b for b in find(objects, "PodDisruptionBudget")}
     assert {frozenset(selected(objects, b["spec"]["selector"])) for b in budgets.values()} == {
-        frozenset({"api"}), frozenset({"worker"})}
+        frozenset({"api"}),
+        frozenset({"worker"}),
+    }
     api = one(objects, "Deployment", "echo-rnn-api")
     assert 1 <= budgets["echo-rnn-api"]["spec"]["minAvailable"] < api["spec"]["replicas"]
     assert budgets["echo-rnn-worker"]["spec"]["maxUnavailable"] >= 1
@@ -161,6 +185,7 @@ def test_replicas_spread_over_nodes(rendered, variant):
 
 # --- network policies ------------------------------------------------------------------------------
 
+
 def network_clients(objects: list[Object], service: str, variable_names: set[str]) -> tuple[set[str], set[str]]:
     """(the components a NetworkPolicy lets reach service's pods, the components whose env names it)."""
     policy = one(objects, "NetworkPolicy", service)
@@ -171,9 +196,15 @@ def network_clients(objects: list[Object], service: str, variable_names: set[str
         for peer in rule["from"]:
             if "namespaceSelector" not in peer:
                 allowed |= selected(objects, peer["podSelector"])
-    needing = {component(w) for w in workloads(objects)
-               if any(service in value for name, value in resolved_env(objects, env_container(w)).items()
-                      if name in variable_names)}
+    needing = {
+        component(w)
+        for w in workloads(objects)
+        if any(
+            service in value
+            for name, value in resolved_env(objects, env_container(w)).items()
+            if name in variable_names
+        )
+    }
     return allowed, needing
 
 
@@ -190,5 +221,7 @@ def test_redis_answers_only_the_pods_that_need_it(rendered, variant):
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])
 def test_postgres_answers_only_mlflow(rendered, variant):
-    allowed, needing = network_clients(rendered[variant], "echo-rnn-postgres", {"POSTGRES_HOST", "MLFLOW_BACKEND_STORE_URI"})
+    allowed, needing = network_clients(
+        rendered[variant], "echo-rnn-postgres", {"POSTGRES_HOST", "MLFLOW_BACKEND_STORE_URI"}
+    )
     assert allowed == needing == {"mlflow"}

@@ -56,18 +56,37 @@ def test_scaled_object_uses_only_documented_fields(rendered, variant):
     assert keda.problems(scaled, KUBERNETES_VERSION) == []
 
 
-@pytest.mark.parametrize(("mistake", "reported"), [
-    (lambda s: s["spec"].update(pollingIntervall=15), "spec.pollingIntervall"),
-    (lambda s: s["spec"]["triggers"][0]["metadata"].update(listLenght="1"), "metadata.listLenght"),
-    (lambda s: s["spec"]["triggers"][0]["metadata"].update(databaseIndex=0), "is not a string"),
-    (lambda s: s["spec"]["triggers"][1]["metadata"].pop("address"), "no address"),
-    (lambda s: s["spec"]["triggers"][2].pop("name"), "needs a name"),
-    (lambda s: s["spec"]["advanced"]["scalingModifiers"].update(formula="queued + runing"), "'runing' names no trigger"),
-    (lambda s: s["spec"]["fallback"].update(behavior="currentReplicasIfHigh"), "spec.fallback.behavior"),
-    (lambda s: s["spec"].update(minReplicaCount="1"), "is not an integer"),
-    (lambda s: s["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(window=1),
-     "horizontalPodAutoscalerConfig.behavior"),
-], ids=["spec field", "metadata field", "metadata type", "address", "trigger name", "formula", "fallback", "integer", "hpa"])
+@pytest.mark.parametrize(
+    ("mistake", "reported"),
+    [
+        (lambda s: s["spec"].update(pollingIntervall=15), "spec.pollingIntervall"),
+        (lambda s: s["spec"]["triggers"][0]["metadata"].update(listLenght="1"), "metadata.listLenght"),
+        (lambda s: s["spec"]["triggers"][0]["metadata"].update(databaseIndex=0), "is not a string"),
+        (lambda s: s["spec"]["triggers"][1]["metadata"].pop("address"), "no address"),
+        (lambda s: s["spec"]["triggers"][2].pop("name"), "needs a name"),
+        (
+            lambda s: s["spec"]["advanced"]["scalingModifiers"].update(formula="queued + runing"),
+            "'runing' names no trigger",
+        ),
+        (lambda s: s["spec"]["fallback"].update(behavior="currentReplicasIfHigh"), "spec.fallback.behavior"),
+        (lambda s: s["spec"].update(minReplicaCount="1"), "is not an integer"),
+        (
+            lambda s: s["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(window=1),
+            "horizontalPodAutoscalerConfig.behavior",
+        ),
+    ],
+    ids=[
+        "spec field",
+        "metadata field",
+        "metadata type",
+        "address",
+        "trigger name",
+        "formula",
+        "fallback",
+        "integer",
+        "hpa",
+    ],
+)
 def test_keda_check_catches_a_mistake(rendered, mistake, reported):
     scaled = copy.deepcopy(find(rendered["gpu"], "ScaledObject")[0])
     mistake(scaled)

@@ -8,6 +8,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -24,11 +25,12 @@ SCHEMA = Path(__file__).with_name("compose-spec.json")
 
 # --- Dockerfiles ------------------------------------------------------------------------------
 
+
 @dataclass
 class Instruction:
     keyword: str  # upper case
-    args: str     # continuation lines joined, comment lines inside dropped
-    line: int     # where it starts
+    args: str  # continuation lines joined, comment lines inside dropped
+    line: int  # where it starts
 
 
 @dataclass
@@ -111,6 +113,7 @@ def env_keys(instruction: Instruction) -> list[str]:
 
 # --- Compose files ----------------------------------------------------------------------------
 
+
 class Reset:
     """Compose's !reset tag: in an override file, drop what the files before it set here."""
 
@@ -122,14 +125,20 @@ class ComposeLoader(yaml.SafeLoader):
     """YAML with Compose's !reset and !override tags."""
 
 
-ComposeLoader.add_constructor("!reset", lambda loader, node: Reset(
-    loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
-    else loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
-    else loader.construct_scalar(node)))
+ComposeLoader.add_constructor(
+    "!reset",
+    lambda loader, node: Reset(
+        loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_mapping(node)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_scalar(cast(yaml.ScalarNode, node))
+    ),
+)
 
 
 def load_compose(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=ComposeLoader)  # noqa: S506 (a SafeLoader subclass)
+    return yaml.load(path.read_text(), Loader=ComposeLoader)
 
 
 def strip_tags(value):
@@ -249,6 +258,7 @@ def command_words(command) -> list[str]:
 
 # --- Procfile and docker/bin ------------------------------------------------------------------
 
+
 def procfile() -> dict[str, str]:
     """role: command of the Procfile (what make run starts)."""
     roles = {}
@@ -265,7 +275,7 @@ _ASSIGNED = re.compile(r"(?:^|\s|export\s+)([A-Z_][A-Z0-9_]*)=")
 
 @dataclass
 class ScriptVariables:
-    read: set[str]      # every variable the script reads
+    read: set[str]  # every variable the script reads
     required: set[str]  # read with no default and never set by the script itself
     exported: set[str]  # set and exported by the script
 
@@ -290,6 +300,7 @@ def script_variables(path: Path) -> ScriptVariables:
 
 # --- Requirement locks ------------------------------------------------------------------------
 
+
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -310,6 +321,7 @@ def requirement_name(requirement: str) -> str:
 
 # --- .dockerignore ----------------------------------------------------------------------------
 
+
 def _pattern_regex(pattern: str) -> re.Pattern:
     out, i = "", 0
     while i < len(pattern):
@@ -324,7 +336,7 @@ def _pattern_regex(pattern: str) -> re.Pattern:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i)
-            out, i = out + pattern[i:end + 1], end + 1
+            out, i = out + pattern[i : end + 1], end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out + r"\Z")

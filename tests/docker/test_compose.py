@@ -11,12 +11,32 @@ import urllib.parse
 
 import jsonschema
 import pytest
+from pydantic_settings import BaseSettings
 
 from service.settings import Settings
 from tests.docker.parsing import (
-    COMPOSE, COMPOSE_CPU, COMPOSE_GPU, DOCKER, DOCKERFILES, ENV_EXAMPLE, SCHEMA, MissingVariable, command_words, env_names, env_value,
-    interpolate, load_compose, merge, parse_dockerfile, procfile, read_env_file, read_lock, referenced_variables,
-    required_variables, script_variables, strip_tags,
+    COMPOSE,
+    COMPOSE_CPU,
+    COMPOSE_GPU,
+    DOCKER,
+    DOCKERFILES,
+    ENV_EXAMPLE,
+    SCHEMA,
+    MissingVariable,
+    command_words,
+    env_names,
+    env_value,
+    interpolate,
+    load_compose,
+    merge,
+    parse_dockerfile,
+    procfile,
+    read_env_file,
+    read_lock,
+    referenced_variables,
+    required_variables,
+    script_variables,
+    strip_tags,
 )
 from tests.support import ROOT
 from worker.settings import WorkerSettings
@@ -25,7 +45,7 @@ SERVICES = {"redis", "postgres", "mlflow", "api", "worker", "flower"}
 PUBLISHED = {"api": 8000, "mlflow": 5000, "flower": 5555}
 NEEDS = {"mlflow": {"postgres"}, "api": {"redis", "mlflow"}, "worker": {"redis", "mlflow"}, "flower": {"redis"}}
 # The settings class each role's Python process reads its environment through.
-SETTINGS = {"api": Settings, "worker": WorkerSettings, "flower": WorkerSettings}
+SETTINGS: dict[str, type[BaseSettings]] = {"api": Settings, "worker": WorkerSettings, "flower": WorkerSettings}
 # Read by MLflow's client in the API and the workers: the service account's login.
 MLFLOW_CLIENT = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
 # The secrets .env must give (compose's ${VAR:?}); .env.example has the placeholder for each.
@@ -68,6 +88,7 @@ def published_ports(service: dict) -> list[tuple[str, int, int]]:
 
 # --- the Compose Specification -----------------------------------------------------------------
 
+
 def test_schema_is_the_compose_specification(schema):
     assert schema["title"] == "Compose Specification"
     assert "Apache License" in (SCHEMA.parent / "compose-spec.LICENSE").read_text()
@@ -103,6 +124,7 @@ def test_validation_catches_a_mistake(schema):
 
 
 # --- the services and what they need --------------------------------------------------------------
+
 
 def test_services(gpu):
     assert set(gpu["services"]) == SERVICES
@@ -192,13 +214,17 @@ def test_workers_scale(gpu):
 def test_only_the_api_mlflow_ui_and_flower_are_published(gpu):
     published = {name: published_ports(service) for name, service in gpu["services"].items() if service.get("ports")}
     assert {name: [container for _, _, container in ports] for name, ports in published.items()} == {
-        name: [port] for name, port in PUBLISHED.items()}
+        name: [port] for name, port in PUBLISHED.items()
+    }
     assert {name: [host for _, host, _ in ports] for name, ports in published.items()} == {
-        name: [port] for name, port in PUBLISHED.items()}, "with .env.example, the ports make run uses"
+        name: [port] for name, port in PUBLISHED.items()
+    }, "with .env.example, the ports make run uses"
     # On this machine only, unless .env's PUBLISH_ADDRESS opens them.
     assert {address for ports in published.values() for address, _, _ in ports} == {"127.0.0.1"}
     raw = load_compose(COMPOSE)["services"]
-    assert all(str(port).startswith("${PUBLISH_ADDRESS:-127.0.0.1}:") for name in PUBLISHED for port in raw[name]["ports"])
+    assert all(
+        str(port).startswith("${PUBLISH_ADDRESS:-127.0.0.1}:") for name in PUBLISHED for port in raw[name]["ports"]
+    )
     for name, port in PUBLISHED.items():  # and the server in the container listens there
         variable = {"api": "API_PORT", "mlflow": "MLFLOW_PORT", "flower": "FLOWER_PORT"}[name]
         assert env_value(gpu["services"][name], variable) == str(port)
@@ -214,11 +240,14 @@ def test_all_state_is_in_named_volumes(gpu):
 
 
 def named_volume_at(model: dict, service: dict, target: str) -> bool:
-    return any(str(v).split(":")[0] in (model.get("volumes") or {}) and str(v).split(":")[1] == target
-               for v in service.get("volumes", []))
+    return any(
+        str(v).split(":")[0] in (model.get("volumes") or {}) and str(v).split(":")[1] == target
+        for v in service.get("volumes", [])
+    )
 
 
 # --- the same commands and environment as make run ------------------------------------------------
+
 
 @pytest.mark.parametrize("role", sorted(procfile()))
 def test_each_role_runs_the_procfile_script(gpu, role):
@@ -273,6 +302,7 @@ def test_the_healthchecks_are_the_images(gpu):
 
 # --- the CPU variant ------------------------------------------------------------------------------
 
+
 def test_cpu_variant_builds_the_cpu_worker_without_a_gpu(gpu, cpu):
     worker = cpu["services"]["worker"]
     assert worker["build"]["args"]["TENSORFLOW"] == "cpu"
@@ -286,9 +316,12 @@ def test_cpu_variant_builds_the_cpu_worker_without_a_gpu(gpu, cpu):
     for key in ("command", "healthcheck", "depends_on"):
         assert worker[key] == gpu["services"]["worker"][key], key
     same_env = {k: v for k, v in worker["environment"].items() if k != "WORKER_MAX_TASKS_PER_CHILD"}
-    assert same_env == {k: v for k, v in gpu["services"]["worker"]["environment"].items() if k != "WORKER_MAX_TASKS_PER_CHILD"}
+    assert same_env == {
+        k: v for k, v in gpu["services"]["worker"]["environment"].items() if k != "WORKER_MAX_TASKS_PER_CHILD"
+    }
     assert {k: v for k, v in cpu["services"].items() if k != "worker"} == {
-        k: v for k, v in gpu["services"].items() if k != "worker"}
+        k: v for k, v in gpu["services"].items() if k != "worker"
+    }
 
 
 def test_the_gpu_reservation_is_a_file_of_its_own():
@@ -316,11 +349,14 @@ def test_env_example_chooses_the_gpu_variant(example_env):
 
 # --- settings through .env ------------------------------------------------------------------------
 
+
 def test_env_example_documents_every_variable_compose_reads(example_env):
     used = set().union(*(referenced_variables(load_compose(path)) for path in (COMPOSE, COMPOSE_GPU, COMPOSE_CPU)))
     assert used <= set(example_env), f"not in .env.example: {used - set(example_env)}"
     # Compose's own: which files it reads, and the project's name (the files name none).
-    assert set(example_env) - {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME"} <= used, f"set in .env.example, read by nothing: {set(example_env) - used}"
+    assert set(example_env) - {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME"} <= used, (
+        f"set in .env.example, read by nothing: {set(example_env) - used}"
+    )
 
 
 def test_required_settings_fail_early_without_env():
@@ -330,7 +366,7 @@ def test_required_settings_fail_early_without_env():
         interpolate(load_compose(COMPOSE), {})
     for missing in SECRETS:
         with pytest.raises(MissingVariable, match=missing):
-            interpolate(load_compose(COMPOSE), {name: "x" for name in SECRETS - {missing}})
+            interpolate(load_compose(COMPOSE), dict.fromkeys(SECRETS - {missing}, "x"))
 
 
 def test_env_example_has_a_placeholder_for_every_secret(example_env):
@@ -339,23 +375,53 @@ def test_env_example_has_a_placeholder_for_every_secret(example_env):
 
 def start_script(role: str, **env: str) -> subprocess.CompletedProcess:
     """docker/bin/<role> with only the given environment (and PATH): it must stop before starting anything."""
-    return subprocess.run([str(DOCKER / "bin" / role)], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env={"PATH": os.environ["PATH"], **env})
+    return subprocess.run(
+        [str(DOCKER / "bin" / role)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **env},
+    )
 
 
-@pytest.mark.parametrize(("role", "env", "named"), [
-    ("mlflow", {"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://mlflow:change-me@postgres:5432/mlflow",
-                "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere"}, "POSTGRES_PASSWORD"),
-    ("mlflow", {"MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/nowhere.db", "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
-                "MLFLOW_AUTH_ADMIN_PASSWORD": "change-me", "MLFLOW_SERVICE_PASSWORD": "a-real-password-1"},
-     "MLFLOW_ADMIN_PASSWORD"),
-    ("mlflow", {"MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/nowhere.db", "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
-                "MLFLOW_AUTH_ADMIN_PASSWORD": "a-real-password-1", "MLFLOW_SERVICE_PASSWORD": "change-me"},
-     "MLFLOW_SERVICE_PASSWORD"),
-    ("api", {"MLFLOW_TRACKING_PASSWORD": "change-me"}, "MLFLOW_SERVICE_PASSWORD"),
-    ("worker", {"MLFLOW_TRACKING_PASSWORD": "change-me"}, "MLFLOW_SERVICE_PASSWORD"),
-    ("flower", {"FLOWER_PASSWORD": "change-me", "REDIS_URL": "redis://127.0.0.1:9/0"}, "FLOWER_PASSWORD"),
-], ids=["postgres", "mlflow-admin", "mlflow-service", "api", "worker", "flower"])
+@pytest.mark.parametrize(
+    ("role", "env", "named"),
+    [
+        (
+            "mlflow",
+            {
+                "MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://mlflow:change-me@postgres:5432/mlflow",
+                "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
+            },
+            "POSTGRES_PASSWORD",
+        ),
+        (
+            "mlflow",
+            {
+                "MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/nowhere.db",
+                "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": "change-me",
+                "MLFLOW_SERVICE_PASSWORD": "a-real-password-1",
+            },
+            "MLFLOW_ADMIN_PASSWORD",
+        ),
+        (
+            "mlflow",
+            {
+                "MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/nowhere.db",
+                "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/nowhere",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": "a-real-password-1",
+                "MLFLOW_SERVICE_PASSWORD": "change-me",
+            },
+            "MLFLOW_SERVICE_PASSWORD",
+        ),
+        ("api", {"MLFLOW_TRACKING_PASSWORD": "change-me"}, "MLFLOW_SERVICE_PASSWORD"),
+        ("worker", {"MLFLOW_TRACKING_PASSWORD": "change-me"}, "MLFLOW_SERVICE_PASSWORD"),
+        ("flower", {"FLOWER_PASSWORD": "change-me", "REDIS_URL": "redis://127.0.0.1:9/0"}, "FLOWER_PASSWORD"),
+    ],
+    ids=["postgres", "mlflow-admin", "mlflow-service", "api", "worker", "flower"],
+)
 def test_start_scripts_refuse_the_placeholders(role, env, named):
     """Compose's ${VAR:?} lets a value through that is still .env.example's placeholder: the scripts don't."""
     result = start_script(role, **env)
@@ -367,7 +433,9 @@ def test_start_scripts_refuse_the_placeholders(role, env, named):
 def test_the_mlflow_login_is_on_and_the_apps_use_the_service_account(gpu):
     mlflow = gpu["services"]["mlflow"]
     raw = load_compose(COMPOSE)["services"]
-    assert re.fullmatch(r"\$\{MLFLOW_ADMIN_PASSWORD:\?[^}]+\}", raw["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    assert re.fullmatch(
+        r"\$\{MLFLOW_ADMIN_PASSWORD:\?[^}]+\}", raw["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    )
     assert "--app-name basic-auth" in (DOCKER / "bin" / "mlflow").read_text()
     for name in ("api", "worker"):
         service = gpu["services"][name]
@@ -381,7 +449,9 @@ def test_the_mlflow_login_is_on_and_the_apps_use_the_service_account(gpu):
     assert env_value(mlflow, "MLFLOW_SERVICE_USERNAME") != env_value(mlflow, "MLFLOW_AUTH_ADMIN_USERNAME")
 
 
-@pytest.mark.parametrize(("role", "variable"), [("api", "API_HOST"), ("mlflow", "MLFLOW_HOST"), ("flower", "FLOWER_HOST")])
+@pytest.mark.parametrize(
+    ("role", "variable"), [("api", "API_HOST"), ("mlflow", "MLFLOW_HOST"), ("flower", "FLOWER_HOST")]
+)
 def test_servers_listen_on_127_0_0_1_unless_told_and_compose_tells_them(gpu, role, variable):
     """make run keeps everything on this machine; inside a container the server must listen on all its interfaces."""
     assert f'"${{{variable}:-127.0.0.1}}"' in (DOCKER / "bin" / role).read_text()
@@ -402,13 +472,20 @@ def test_the_api_and_only_the_api_gets_tokens(gpu, example_env):
         assert ("API_TOKENS" in env_names(service)) == (name == "api"), name
     # .env.example's placeholder is refused: nobody runs the API with a token everyone knows.
     with pytest.raises(ValueError, match="generate one"):
-        Settings(redis_url="redis://redis:6379/0", mlflow_tracking_uri="http://mlflow:5000",
-                 api_tokens=env_value(gpu["services"]["api"], "API_TOKENS"))
+        Settings(
+            redis_url="redis://redis:6379/0",
+            mlflow_tracking_uri="http://mlflow:5000",
+            api_tokens=env_value(gpu["services"]["api"], "API_TOKENS"),
+        )
     # The limits compose sets are ones the settings accept.
     api = gpu["services"]["api"]
-    Settings(redis_url="redis://redis:6379/0", mlflow_tracking_uri="http://mlflow:5000",
-             rate_limit_jobs=env_value(api, "RATE_LIMIT_JOBS"), rate_limit_predict=env_value(api, "RATE_LIMIT_PREDICT"),
-             predict_requires_token=env_value(api, "PREDICT_REQUIRES_TOKEN"))
+    Settings(
+        redis_url="redis://redis:6379/0",
+        mlflow_tracking_uri="http://mlflow:5000",
+        rate_limit_jobs=env_value(api, "RATE_LIMIT_JOBS"),
+        rate_limit_predict=env_value(api, "RATE_LIMIT_PREDICT"),
+        predict_requires_token=env_value(api, "PREDICT_REQUIRES_TOKEN"),
+    )
 
 
 def test_env_file_stays_out_of_git():
@@ -418,7 +495,19 @@ def test_env_file_stays_out_of_git():
 def test_the_docs_document_the_deployment():
     page = (ROOT / "docs" / "compose.md").read_text()
     assert "docs/compose.md" in (ROOT / "README.md").read_text()
-    for needed in ("docker compose up", "compose.cpu.yaml", "compose.gpu.yaml", "--scale worker=3", "cp .env.example .env",
-                   "localhost:8000", "localhost:5000", "localhost:5555", "docker-compose 1.29", "make test-containers",
-                   "MLFLOW_ADMIN_PASSWORD", "FLOWER_PASSWORD", "PUBLISH_ADDRESS"):
+    for needed in (
+        "docker compose up",
+        "compose.cpu.yaml",
+        "compose.gpu.yaml",
+        "--scale worker=3",
+        "cp .env.example .env",
+        "localhost:8000",
+        "localhost:5000",
+        "localhost:5555",
+        "docker-compose 1.29",
+        "make test-containers",
+        "MLFLOW_ADMIN_PASSWORD",
+        "FLOWER_PASSWORD",
+        "PUBLISH_ADDRESS",
+    ):
         assert needed in page, f"docs/compose.md does not mention {needed}"

@@ -14,8 +14,16 @@ from collections.abc import Iterator
 import pytest
 
 from tests.docker.parsing import (
-    DOCKER, DOCKERFILES, arg_defaults, copy_sources, dockerignore_rules, env_keys, exec_form,
-    is_ignored, parse_dockerfile, procfile,
+    DOCKER,
+    DOCKERFILES,
+    arg_defaults,
+    copy_sources,
+    dockerignore_rules,
+    env_keys,
+    exec_form,
+    is_ignored,
+    parse_dockerfile,
+    procfile,
 )
 from tests.docker.test_locks import pyproject
 from tests.support import ROOT, RedisServer, free_port, wait_for
@@ -40,7 +48,9 @@ def test_one_dockerfile_per_role():
 def test_hadolint_finds_nothing(role):
     result = subprocess.run(
         [str(HADOLINT), "--config", str(ROOT / ".hadolint.yaml"), "--format", "json", str(DOCKERFILES[role])],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     findings = json.loads(result.stdout or "[]")
     assert findings == [], "\n".join(f"{f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings)
@@ -60,12 +70,13 @@ def test_every_ignored_rule_says_why(role):
         if re.match(r"\s*#\s*hadolint\s+(global\s+)?ignore=", line):
             before = lines[number - 1].strip() if number else ""
             assert before.startswith("#") and "hadolint" not in before and len(before) > 10, (
-                f"{DOCKERFILES[role].name}:{number + 1}: say why above the ignore pragma")
+                f"{DOCKERFILES[role].name}:{number + 1}: say why above the ignore pragma"
+            )
 
 
 @pytest.mark.parametrize("role", DOCKERFILES)
 def test_multi_stage_non_root_healthy_image(role):
-    instructions, stages = parse_dockerfile(DOCKERFILES[role])
+    _instructions, stages = parse_dockerfile(DOCKERFILES[role])
     assert len(stages) >= 2 and stages[0].name == "builder", "build in a stage of its own"
     final = stages[-1]
     for stage in stages:
@@ -93,11 +104,11 @@ def test_runs_the_procfile_script(role):
     assert exec_form(final.last("CMD").args) == shlex.split(procfile()[role])
     assert not final.all("ENTRYPOINT"), "the Procfile's command runs as is"
     assert final.last("WORKDIR").args == "/app"
-    copied = {tuple(copy_sources(i)) + (shlex.split(i.args)[-1],) for i in final.all("COPY")}
+    copied = {(*copy_sources(i), shlex.split(i.args)[-1]) for i in final.all("COPY")}
     assert ("docker/bin/", "docker/bin/") in copied, "docker/bin must land in /app/docker/bin"
     assert ("docker/healthcheck.py", "docker/") in copied
     script = ROOT / procfile()[role]
-    for needed in re.findall(r'\$here/\.\./([\w.-]+)', script.read_text()):  # files the script names beside it
+    for needed in re.findall(r"\$here/\.\./([\w.-]+)", script.read_text()):  # files the script names beside it
         assert (f"docker/{needed}", "docker/") in copied, f"the {role} image lacks docker/{needed}"
     assert script.is_file() and os.access(script, os.X_OK), f"{script} must be executable (git keeps the mode)"
     env = {k for i in final.all("ENV") for k in env_keys(i)}
@@ -125,7 +136,9 @@ def test_installs_from_the_locks_ci_uses(role):
         assert f"--constraint {lock}" in install, f"{role}: not pinned by {lock}"
     extra = re.findall(r"--extra (\S+)", install)
     assert extra == ([EXTRAS[role]] if EXTRAS[role] else []), install
-    assert not re.search(r"uv pip install[^&;]*\s(?!-)[a-z][\w.-]*[=<>]=", install), "no package pinned beside the locks"
+    assert not re.search(r"uv pip install[^&;]*\s(?!-)[a-z][\w.-]*[=<>]=", install), (
+        "no package pinned beside the locks"
+    )
     copied = {s for i in stages[0].all("COPY") for s in copy_sources(i)}
     assert {"pyproject.toml", "requirements/"} <= copied
     # The project itself goes in without resolving anything more, built with the lock's setuptools.
@@ -146,8 +159,9 @@ def test_images_leave_out_what_nothing_runs(role):
     instructions, _ = parse_dockerfile(DOCKERFILES[role])
     install = next(i.args for i in instructions if i.keyword == "RUN" and "-r pyproject.toml" in i.args)
     assert "--extra server" not in install
-    left_outs = ["-name tests -prune -exec rm -rf"] + (['"$site/tensorflow/include"', '"$site/clang/native"']
-                                                        if role == "worker" else [])
+    left_outs = ["-name tests -prune -exec rm -rf"] + (
+        ['"$site/tensorflow/include"', '"$site/clang/native"'] if role == "worker" else []
+    )
     for left_out in left_outs:
         assert left_out in install, left_out
     env = " ".join(i.args for i in instructions if i.keyword == "ENV")
@@ -191,30 +205,51 @@ def test_no_secret_baked_in(role):
 def test_build_context_takes_only_what_the_dockerfiles_copy():
     rules = dockerignore_rules(ROOT / ".dockerignore")
     assert rules[0][2] == "*", "an allowlist: everything out first"
-    for role, path in DOCKERFILES.items():
+    for path in DOCKERFILES.values():
         instructions, _ = parse_dockerfile(path)
         for instruction in instructions:
-            for source in (copy_sources(instruction) if instruction.keyword == "COPY" else []):
+            for source in copy_sources(instruction) if instruction.keyword == "COPY" else []:
                 assert (ROOT / source).exists(), f"{path.name} copies {source}, which does not exist"
-                files = [source] if (ROOT / source).is_file() else [
-                    str(f.relative_to(ROOT)) for f in (ROOT / source).rglob("*")
-                    if f.is_file() and "__pycache__" not in f.parts]
+                files = (
+                    [source]
+                    if (ROOT / source).is_file()
+                    else [
+                        str(f.relative_to(ROOT))
+                        for f in (ROOT / source).rglob("*")
+                        if f.is_file() and "__pycache__" not in f.parts
+                    ]
+                )
                 assert files, source
                 left_out = [f for f in files if is_ignored(rules, f)]
                 assert not left_out, f"{path.name} copies {source}, but .dockerignore leaves out {left_out}"
     for source in ("service/app.py", "worker/celery_app.py", "docker/bin/worker", "requirements/gpu.txt"):
         assert not is_ignored(rules, source), source
-    for left_out in (".env", ".venv/bin/python", ".git/HEAD", ".data/mlflow.db", "mlflow.db", "tests/conftest.py",
-                     "test-artifacts/stack.log", "service/__pycache__/app.cpython-311.pyc", "compose.yaml",
-                     "docker/api.Dockerfile", "bench/train_speed.py", "mlruns/0/meta.yaml"):
+    for left_out in (
+        ".env",
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".data/mlflow.db",
+        "mlflow.db",
+        "tests/conftest.py",
+        "test-artifacts/stack.log",
+        "service/__pycache__/app.cpython-311.pyc",
+        "compose.yaml",
+        "docker/api.Dockerfile",
+        "bench/train_speed.py",
+        "mlruns/0/meta.yaml",
+    ):
         assert is_ignored(rules, left_out), f"{left_out} would be sent to the build"
 
 
 # --- docker/healthcheck.py, what every HEALTHCHECK runs ---------------------------------------
 
+
 def healthcheck(role: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(DOCKER / "healthcheck.py"), role], capture_output=True, text=True, timeout=60,
+        [sys.executable, str(DOCKER / "healthcheck.py"), role],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT), **env},
     )
 
@@ -225,7 +260,7 @@ def http_server() -> Iterator[tuple[int, dict]]:
     paths: dict[str, int] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             self.send_response(paths.get(self.path, 503))
             self.end_headers()
 
@@ -240,9 +275,14 @@ def http_server() -> Iterator[tuple[int, dict]]:
     server.server_close()
 
 
-@pytest.mark.parametrize(("role", "variable", "path"), [
-    ("api", "API_PORT", "/healthz"), ("mlflow", "MLFLOW_PORT", "/health"), ("flower", "FLOWER_PORT", "/healthcheck"),
-])
+@pytest.mark.parametrize(
+    ("role", "variable", "path"),
+    [
+        ("api", "API_PORT", "/healthz"),
+        ("mlflow", "MLFLOW_PORT", "/health"),
+        ("flower", "FLOWER_PORT", "/healthcheck"),
+    ],
+)
 def test_http_healthchecks(http_server, role, variable, path):
     port, paths = http_server
     assert healthcheck(role, **{variable: str(port)}).returncode == 1, "unhealthy while the path fails"
@@ -265,12 +305,20 @@ def own_redis(tmp_path) -> Iterator[RedisServer]:
 
 def test_worker_healthcheck_pings_this_containers_node(own_redis, tmp_path):
     """Healthy once docker/bin/worker's node (WORKER_NAME@host) answers; another node's name is not."""
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "REDIS_URL": own_redis.url,
-           "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "WORKER_NAME": "health", "WORKER_CONCURRENCY": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "REDIS_URL": own_redis.url,
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+        "WORKER_NAME": "health",
+        "WORKER_CONCURRENCY": "1",
+    }
     settings = {k: env[k] for k in ("REDIS_URL", "MLFLOW_TRACKING_URI", "WORKER_NAME")}
     log_path = tmp_path / "worker.log"
-    log = open(log_path, "wb")
-    worker = subprocess.Popen([str(DOCKER / "bin" / "worker")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [str(DOCKER / "bin" / "worker")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(lambda: b"ready." in log_path.read_bytes(), 90, "the worker", 0.5)
         assert healthcheck("worker", **settings).returncode == 0, log_path.read_text(errors="replace")[-2000:]
@@ -283,4 +331,3 @@ def test_worker_healthcheck_pings_this_containers_node(own_redis, tmp_path):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
-        log.close()

@@ -5,7 +5,7 @@ import re
 import subprocess
 import tomllib
 
-from tests.docker.parsing import normalize, read_lock, requirement_name
+from tests.docker.parsing import read_lock, requirement_name
 from tests.support import ROOT
 
 LOCK = ROOT / "requirements" / "lock.txt"
@@ -39,7 +39,9 @@ def test_gpu_lock_has_tensorflow_with_cuda_and_no_cpu_build():
     nvidia = {name for name in gpu if name.startswith("nvidia-")}
     for library in ("nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"):
         assert library in nvidia, f"{library} missing from gpu.txt: tensorflow[and-cuda] brings it"
-    assert any(r.replace(" ", "").startswith("tensorflow[and-cuda]==") for r in pyproject()["optional-dependencies"]["gpu"])
+    assert any(
+        r.replace(" ", "").startswith("tensorflow[and-cuda]==") for r in pyproject()["optional-dependencies"]["gpu"]
+    )
 
 
 def test_cpu_lock_has_the_same_tensorflow_without_cuda():

@@ -9,7 +9,6 @@ from service.settings import Settings
 from tests.support import free_port, problem
 
 
-
 def fields(body: dict) -> set[str]:
     return {e["field"] for e in body["errors"]}
 
@@ -58,13 +57,19 @@ def test_a_body_nested_too_deeply_for_pythons_parser_is_a_400(client, path):
 def test_a_body_nested_too_deeply_is_a_400_over_http_too(stack):
     import requests
 
-    resp = requests.post(f"{stack.api}/jobs", data="[" * 100_000 + "]" * 100_000,
-                         headers={"Content-Type": "application/json"}, timeout=30)
+    resp = requests.post(
+        f"{stack.api}/jobs",
+        data="[" * 100_000 + "]" * 100_000,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
     assert resp.status_code == 400 and "nested too deeply" in resp.json()["detail"], resp.text
 
 
 def test_oversize_body_and_inputs(client):
-    problem(client.post("/jobs", data=json.dumps({"x": "1" * (1024 * 1024 + 10)}), content_type="application/json"), 413)
+    problem(
+        client.post("/jobs", data=json.dumps({"x": "1" * (1024 * 1024 + 10)}), content_type="application/json"), 413
+    )
     problem(client.get("/predict", query_string={"sequence": "1" * 100_001}), 413)
     problem(client.get("/predict", query_string={"sequence": "1" * 65_001}), 413)  # the query's own limit
     problem(client.post("/predict", json={"sequences": ["1"] * 1001}), 413)
@@ -77,7 +82,9 @@ def test_bad_predictions_requests(client):
     assert fields(problem(client.get("/predict", query_string={"sequence": "01", "x": "1"}), 422)) == {"x"}
     assert fields(problem(client.post("/predict", json={"sequences": []}), 422)) == {"sequences"}
     assert fields(problem(client.post("/predict", json={"sequences": ["01", 5]}), 422)) == {"sequences.1"}
-    assert fields(problem(client.get("/predict", query_string={"sequence": "01", "model": "nonsense"}), 422)) == {"model"}
+    assert fields(problem(client.get("/predict", query_string={"sequence": "01", "model": "nonsense"}), 422)) == {
+        "model"
+    }
     problem(client.get("/predict", query_string={"sequence": "01", "sequence ": "1", "model": "m"}), 422)
 
 
@@ -88,7 +95,9 @@ def test_unknown_things_are_404(client):
     problem(client.get("/predict", query_string={"sequence": "01", "model": "models:/echo-rnn/999999"}), 404)
     problem(client.get("/predict", query_string={"sequence": "01", "model": "models:/echo-rnn@nobody"}), 404)
     problem(client.get("/predict", query_string={"sequence": "01", "model": "0" * 32}), 404)
-    problem(client.get("/predict", query_string={"sequence": "01", "model": "00000000-0000-0000-0000-000000000000"}), 404)
+    problem(
+        client.get("/predict", query_string={"sequence": "01", "model": "00000000-0000-0000-0000-000000000000"}), 404
+    )
 
 
 def test_wrong_method_and_list_query(client):

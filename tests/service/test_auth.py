@@ -6,18 +6,16 @@ import secrets
 import pytest
 from pydantic import ValidationError
 
-from service.app import create_app
-from service.settings import Settings
 from contract.clock import now
 from contract.job_store import JobStore
-from tests.support import problem
 from contract.logs import formatter
+from service.app import create_app
+from service.settings import Settings
+from tests.support import problem
 
 TOKEN = secrets.token_urlsafe(32)
 OTHER = secrets.token_urlsafe(32)
 TINY = {"num_epochs": 1, "total_series_length": 1000}
-
-
 
 
 def bearer(token: str) -> dict:
@@ -65,8 +63,13 @@ def unauthorized(resp, error: str | None = None) -> None:
 
 def test_job_endpoints_need_a_token(secured, jobs, created):
     before = jobs.redis.zcard("echo-rnn:jobs")
-    for wrong, error in ((None, None), ("x" * 43, "invalid_token"), (TOKEN[:-1], "invalid_token"),
-                         (TOKEN + "x", "invalid_token"), (TOKEN.upper(), "invalid_token")):
+    for wrong, error in (
+        (None, None),
+        ("x" * 43, "invalid_token"),
+        (TOKEN[:-1], "invalid_token"),
+        (TOKEN + "x", "invalid_token"),
+        (TOKEN.upper(), "invalid_token"),
+    ):
         headers = bearer(wrong) if wrong else {}
         unauthorized(secured.post("/jobs", json=TINY, headers=headers), error)
         unauthorized(secured.get("/jobs", headers=headers), error)
@@ -116,8 +119,12 @@ def test_predict_can_require_a_token(settings, trained_job):
     unauthorized(client.post("/predict", json={"sequences": ["01"]}, headers=bearer(OTHER)), "invalid_token")
     unauthorized(client.get("/models"))
     assert client.get("/predict", query_string=query, headers=bearer(TOKEN)).status_code == 200
-    assert client.post("/predict", json={"sequences": ["01"], "model": trained_job["model"]["uri"]},
-                       headers=bearer(TOKEN)).status_code == 200
+    assert (
+        client.post(
+            "/predict", json={"sequences": ["01"], "model": trained_job["model"]["uri"]}, headers=bearer(TOKEN)
+        ).status_code
+        == 200
+    )
     assert client.get("/models", headers=bearer(TOKEN)).status_code == 200
     assert client.get("/healthz").status_code == 200
 
@@ -181,9 +188,17 @@ def test_the_document_shows_who_needs_a_token(settings):
     scheme = spec["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     secured = {(p, m) for p, ops in spec["paths"].items() for m, op in ops.items() if op.get("security")}
-    assert secured == {("/jobs", "post"), ("/jobs", "get"), ("/jobs/{job_id}", "get"), ("/jobs/{job_id}", "delete"),
-                       ("/sweeps", "post"), ("/sweeps", "get"), ("/sweeps/{sweep_id}", "get"),
-                       ("/sweeps/{sweep_id}", "delete"), ("/models/backfill", "post")}
+    assert secured == {
+        ("/jobs", "post"),
+        ("/jobs", "get"),
+        ("/jobs/{job_id}", "get"),
+        ("/jobs/{job_id}", "delete"),
+        ("/sweeps", "post"),
+        ("/sweeps", "get"),
+        ("/sweeps/{sweep_id}", "get"),
+        ("/sweeps/{sweep_id}", "delete"),
+        ("/models/backfill", "post"),
+    }
     for path, method in secured:
         op = spec["paths"][path][method]
         assert op["security"] == [{"bearerAuth": []}]
@@ -191,7 +206,9 @@ def test_the_document_shows_who_needs_a_token(settings):
     assert "401" not in spec["paths"]["/predict"]["get"]["responses"]
     strict = create_app(derive(settings, api_tokens=[TOKEN], predict_requires_token=True)).test_client()
     spec = strict.get("/openapi.json").get_json()
-    assert {"/predict", "/models"} <= {p for p, ops in spec["paths"].items() for op in ops.values() if op.get("security")}
+    assert {"/predict", "/models"} <= {
+        p for p, ops in spec["paths"].items() for op in ops.values() if op.get("security")
+    }
     open_spec = create_app(settings).test_client().get("/openapi.json").get_json()
     assert not [op for ops in open_spec["paths"].values() for op in ops.values() if op.get("security")]
 
@@ -203,4 +220,6 @@ def test_only_an_admin_token_backfills_the_models(settings):
     refused = problem(app.post("/models/backfill", headers={"Authorization": f"Bearer {TOKEN}"}), 403)
     assert "admin token" in refused["detail"]
     queued = app.post("/models/backfill", headers={"Authorization": f"Bearer {admin}"})
-    assert queued.status_code == 202 and queued.get_json()["task_id"].startswith("backfill-"), queued.get_data(as_text=True)
+    assert queued.status_code == 202 and queued.get_json()["task_id"].startswith("backfill-"), queued.get_data(
+        as_text=True
+    )

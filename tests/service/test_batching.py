@@ -40,7 +40,7 @@ def concurrently(batcher: Batcher, arrays: list[np.ndarray]) -> list:
         start.wait()
         try:
             out[i] = batcher(arrays[i])
-        except Exception as exc:  # the test looks at what each caller got
+        except Exception as exc:  # noqa: BLE001 (the test looks at what each caller got)
             out[i] = exc
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(arrays))]
@@ -51,7 +51,9 @@ def concurrently(batcher: Batcher, arrays: list[np.ndarray]) -> list:
     return out
 
 
-@pytest.mark.parametrize("n, least, want", [(1, 1, 1), (3, 1, 4), (16, 16, 16), (17, 16, 32), (100, 16, 128), (5, 16, 16)])
+@pytest.mark.parametrize(
+    "n, least, want", [(1, 1, 1), (3, 1, 4), (16, 16, 16), (17, 16, 32), (100, 16, 128), (5, 16, 16)]
+)
 def test_bucket(n, least, want):
     assert bucket(n, least) == want
 

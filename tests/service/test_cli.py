@@ -79,8 +79,13 @@ def test_train_sends_only_given_options_then_cancel_jobs_and_show(stack):
 
 
 def test_ctrl_c_while_waiting_leaves_the_job_running(stack):
-    proc = subprocess.Popen([str(ECHO_RNN), "--api", stack.api, "train", *LONG, "--wait"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    proc = subprocess.Popen(
+        [str(ECHO_RNN), "--api", stack.api, "train", *LONG, "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     try:
         job_id = proc.stdout.readline().strip()
         wait_status(stack.api, job_id, {"running"}, timeout=120)
@@ -138,8 +143,14 @@ for k in range(1, trials + 1):
 def test_ctrl_c_while_a_lock_is_held_still_stops_following_at_once(stack):
     job_id = submit(stack.api, num_epochs=2000, seed=6)["id"]
     try:
-        sweep = subprocess.run([sys.executable, "-c", SWEEP, stack.api, job_id, "40"], capture_output=True,
-                               text=True, timeout=300, env=env(), cwd=ROOT)
+        sweep = subprocess.run(
+            [sys.executable, "-c", SWEEP, stack.api, job_id, "40"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env(),
+            cwd=ROOT,
+        )
     finally:
         ok(cli(stack.api, "cancel", job_id))
     assert sweep.returncode == 0, (sweep.stdout, sweep.stderr[-4000:])

@@ -28,7 +28,12 @@ def test_refused_queries_get_the_routes_problems(client):
 def test_a_prediction_is_timed_in_the_latency_histogram(stack, trained_job):
     requests.get(f"{stack.api}/predict", params={**QUERY, "model": trained_job["model"]["uri"]}, timeout=60)
     metrics = requests.get(f"{stack.api}/metrics", timeout=30).text
-    counts = [line for line in metrics.splitlines()
-              if line.startswith("echo_rnn_http_request_duration_seconds_count") and 'endpoint="/predict"' in line
-              and 'method="GET"' in line and 'status="200"' in line]
+    counts = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("echo_rnn_http_request_duration_seconds_count")
+        and 'endpoint="/predict"' in line
+        and 'method="GET"' in line
+        and 'status="200"' in line
+    ]
     assert counts and float(counts[0].split()[-1]) >= 1, counts

@@ -7,12 +7,12 @@ import uuid
 import pytest
 import requests
 
+from contract.clock import now
+from contract.job_store import JobStore
 from service.app import create_app
 from service.idempotency import HEADER, REPLAYED, IdempotencyStore
 from service.problems import Problem
 from tests.service.test_auth import OTHER, TINY, TOKEN, bearer, derive, problem
-from contract.clock import now
-from contract.job_store import JobStore
 
 
 @pytest.fixture
@@ -161,6 +161,7 @@ def test_a_key_whose_job_is_gone_starts_afresh(client, jobs, created):
 
 
 # --- the store itself ----------------------------------------------------------------------------
+
 
 def store(redis_client, **kwargs) -> IdempotencyStore:
     return IdempotencyStore(redis_client, f"test-{uuid.uuid4().hex[:8]}", ttl_s=3600, **kwargs)

@@ -4,11 +4,11 @@ import secrets
 
 import pytest
 
+from contract.clock import now
+from contract.job_store import JobStore
 from service.app import create_app
 from tests.service.test_auth import OTHER, TINY, TOKEN, bearer, client_at, derive, problem
 from tests.support import free_port
-from contract.clock import now
-from contract.job_store import JobStore
 
 
 def address() -> str:

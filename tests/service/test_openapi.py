@@ -20,8 +20,12 @@ def spec(client):
 def test_every_route_and_error_is_documented(client, spec):
     assert spec["openapi"].startswith("3.1")
     app = client.application
-    routes = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule), m.lower()) for r in app.url_map.iter_rules()
-              for m in r.methods - {"HEAD", "OPTIONS"} if r.rule not in STATIC_FILES}
+    routes = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule), m.lower())
+        for r in app.url_map.iter_rules()
+        for m in r.methods - {"HEAD", "OPTIONS"}
+        if r.rule not in STATIC_FILES
+    }
     documented = {(p, m) for p, ops in spec["paths"].items() for m in ops}
     assert routes == documented
     for path, ops in spec["paths"].items():

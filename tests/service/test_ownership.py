@@ -5,11 +5,11 @@ import secrets
 import pytest
 
 from contract.clock import now
+from contract.job import FINISHED
 from contract.job_store import JobStore
 from service.app import create_app
 from tests.service.test_auth import TINY, derive
 from tests.service.test_auth import bearer as auth_bearer
-from contract.job import FINISHED
 from tests.support import problem, wait_for
 
 ALICE, BOB, ADMIN = "alice", "bob", "admin"  # names of each test's own tokens (see tokens)
@@ -38,8 +38,14 @@ TOKENS: dict[str, str] = {}
 @pytest.fixture
 def app(settings, jobs, tokens):
     """An app with two clients' tokens and an admin token; the jobs its tests queue are cancelled at the end."""
-    built = create_app(derive(settings, api_tokens=[tokens[ALICE], tokens[BOB]], api_admin_tokens=[tokens[ADMIN]],
-                              max_active_jobs_per_token=2))
+    built = create_app(
+        derive(
+            settings,
+            api_tokens=[tokens[ALICE], tokens[BOB]],
+            api_admin_tokens=[tokens[ADMIN]],
+            max_active_jobs_per_token=2,
+        )
+    )
     yield built
     for job_id in getattr(built, "made", []):
         jobs.move(job_id, "cancelled", only_from={"queued"}, finished_at=now())
@@ -61,7 +67,9 @@ def test_another_token_neither_reads_nor_cancels_a_job_and_lists_only_its_own(ap
     assert client.get(f"/jobs/{alices['id']}", headers=bearer(ALICE)).get_json()["cancel_requested"] is False
     listed = {j["id"] for j in client.get("/jobs?limit=100", headers=bearer(BOB)).get_json()["jobs"]}
     assert bobs["id"] in listed and alices["id"] not in listed
-    assert all(j["owner"] == bobs["owner"] for j in client.get("/jobs?limit=100", headers=bearer(BOB)).get_json()["jobs"])
+    assert all(
+        j["owner"] == bobs["owner"] for j in client.get("/jobs?limit=100", headers=bearer(BOB)).get_json()["jobs"]
+    )
 
 
 def test_an_admin_token_sees_and_cancels_every_job(app):

@@ -1,7 +1,6 @@
 """What one request may cost, against the real API under granian: memory, a work budget, oversized bodies."""
 
 import json
-import os
 import random
 import time
 import urllib.error
@@ -34,7 +33,9 @@ def rss_mib(pid: int) -> float:
 @pytest.fixture(scope="module")
 def api(stack, redis_server, tmp_path_factory) -> Iterator[Api]:
     """One API process of the test's own (its memory is measured), on the stack's Redis and MLflow."""
-    server = Api(tmp_path_factory.mktemp("cost"), redis_server.url, stack.mlflow, RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="")
+    server = Api(
+        tmp_path_factory.mktemp("cost"), redis_server.url, stack.mlflow, RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS=""
+    )
     server.start()
     yield server
     server.kill()
@@ -68,7 +69,10 @@ def test_a_long_sequence_among_short_ones_costs_its_own_work_not_a_rectangle(api
 
 def test_a_normal_batch_still_answers(api, trained_job):
     rng = random.Random(3)
-    body = {"sequences": ["".join(rng.choice("01") for _ in range(100)) for _ in range(1000)], "model": trained_job["model"]["uri"]}
+    body = {
+        "sequences": ["".join(rng.choice("01") for _ in range(100)) for _ in range(1000)],
+        "model": trained_job["model"]["uri"],
+    }
     requests.post(f"{api.url}/predict", json=body, timeout=120)  # shapes compiled
     started = time.perf_counter()
     resp = requests.post(f"{api.url}/predict", json=body, timeout=120)
@@ -83,13 +87,17 @@ def test_work_over_the_budget_is_refused_before_anything_is_allocated(small_budg
     before = rss_mib(small_budget_api.process.pid)
     resp = requests.post(url, json={**ONE_LONG_MANY_SHORT, "model": trained_job["model"]["uri"]}, timeout=30)
     assert resp.status_code == 413 and resp.headers["Content-Type"] == "application/problem+json", resp.text
-    assert "PREDICT_BUDGET" in resp.json()["detail"] and "589,824" in resp.json()["detail"]  # (131,072 + 1,024 × 16) × 4
+    assert (
+        "PREDICT_BUDGET" in resp.json()["detail"] and "589,824" in resp.json()["detail"]
+    )  # (131,072 + 1,024 × 16) × 4
     assert rss_mib(small_budget_api.process.pid) - before < 20
 
 
 def test_a_client_that_sends_a_whole_oversized_body_reads_the_413(api):
     body = json.dumps({"num_epochs": 1, "padding": "x" * (5 * 1024 * 1024)}).encode()
-    request = urllib.request.Request(f"{api.url}/jobs", data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{api.url}/jobs", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413

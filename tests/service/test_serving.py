@@ -25,8 +25,14 @@ print(json.dumps({"loaded": [m for m in KEPT_OUT if sys.modules.get(m) is not No
 
 def test_an_api_process_loads_and_serves_a_model_without_importing_tensorflow(stack, trained_job):
     env = {**stack.env, "MLFLOW_TRACKING_URI": stack.mlflow}
-    done = subprocess.run([sys.executable, "-c", CODE, trained_job["model"]["uri"]], env=env,
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CODE, trained_job["model"]["uri"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["loaded"] == [], "the API process loaded what it keeps out"

@@ -41,7 +41,15 @@ def served(settings) -> Iterator[tuple[str, list[str]]]:  # noqa: F811
 
 def test_values_read_as_int_then_float_then_text():
     assert [value(t) for t in ("3", "-2", "0.1", "1e-3", "glorot", "none", "None", "nan")] == [
-        3, -2, 0.1, 0.001, "glorot", None, None, "nan"]
+        3,
+        -2,
+        0.1,
+        0.001,
+        "glorot",
+        None,
+        None,
+        "nan",
+    ]
     assert dimension("0.01:1:log") == {"low": 0.01, "high": 1.0, "log": True}
     assert dimension("1:5") == {"low": 1.0, "high": 5.0, "log": False}
     assert dimension("tutorial|glorot") == {"values": ["tutorial", "glorot"]}
@@ -50,24 +58,38 @@ def test_values_read_as_int_then_float_then_text():
 
 def test_options_make_the_request_body():
     grid = body(["num_epochs=5"], ["seed=0,1,2,3", "learning_rate=0.1,0.3"], None, [], None, "lr")
-    assert grid == {"params": {"num_epochs": 5}, "name": "lr",
-                    "grid": {"seed": [0, 1, 2, 3], "learning_rate": [0.1, 0.3]}}
+    assert grid == {
+        "params": {"num_epochs": 5},
+        "name": "lr",
+        "grid": {"seed": [0, 1, 2, 3], "learning_rate": [0.1, 0.3]},
+    }
     search = body(["target_loss=none"], [], 8, ["learning_rate=0.01:1:log", "init=tutorial|glorot"], 7, None)
-    assert search == {"params": {"target_loss": None}, "random": {
-        "trials": 8, "seed": 7, "space": {"learning_rate": {"low": 0.01, "high": 1.0, "log": True},
-                                          "init": {"values": ["tutorial", "glorot"]}}}}
+    assert search == {
+        "params": {"target_loss": None},
+        "random": {
+            "trials": 8,
+            "seed": 7,
+            "space": {
+                "learning_rate": {"low": 0.01, "high": 1.0, "log": True},
+                "init": {"values": ["tutorial", "glorot"]},
+            },
+        },
+    }
     assert "seed" not in body([], [], 2, ["seed=1|2"], None, None)["random"]
 
 
-@pytest.mark.parametrize("args", [
-    ([], [], None, [], None),  # no search
-    ([], ["seed=1"], 3, ["seed=1|2"], None),  # both
-    ([], ["seed=1"], None, ["init=glorot"], None),  # --space without --random
-    (["epochs"], ["seed=1"], None, [], None),  # not NAME=VALUE
-    ([], ["seed=1", "seed=2"], None, [], None),  # twice
-    ([], [], 2, ["learning_rate=a:b"], None),  # not numbers
-    ([], [], 2, ["learning_rate=1:2:3"], None),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ([], [], None, [], None),  # no search
+        ([], ["seed=1"], 3, ["seed=1|2"], None),  # both
+        ([], ["seed=1"], None, ["init=glorot"], None),  # --space without --random
+        (["epochs"], ["seed=1"], None, [], None),  # not NAME=VALUE
+        ([], ["seed=1", "seed=2"], None, [], None),  # twice
+        ([], [], 2, ["learning_rate=a:b"], None),  # not numbers
+        ([], [], 2, ["learning_rate=1:2:3"], None),
+    ],
+)
 def test_bad_options_are_usage_errors(args):
     with pytest.raises(typer.BadParameter):
         body(*args, None)
@@ -75,10 +97,14 @@ def test_bad_options_are_usage_errors(args):
 
 def test_start_queues_the_sweep_then_show_list_and_cancel(served, store):  # noqa: F811
     api, _ = served
-    stdout = ok(run_cli(api, "sweep", "start", *TINY, "--grid", "state_size=4,8", "--grid", "seed=0,1", "--name", "demo"))
+    stdout = ok(
+        run_cli(api, "sweep", "start", *TINY, "--grid", "state_size=4,8", "--grid", "seed=0,1", "--name", "demo")
+    )
     sweep_id = stdout.strip()
     assert [(name, args[:2]) for name, _, args in queued_tasks(store)] == [
-        ("echo_rnn.train_group", [sweep_id, 0]), ("echo_rnn.train_group", [sweep_id, 1])]
+        ("echo_rnn.train_group", [sweep_id, 0]),
+        ("echo_rnn.train_group", [sweep_id, 1]),
+    ]
     shown = ok(run_cli(api, "sweep", "show", sweep_id))
     assert f"sweep {sweep_id} 'demo': queued  0%  0/4 trials finished" in shown and "state_size=8 seed=1" in shown
     assert sweep_id in ok(run_cli(api, "sweep", "list")) and "demo" in ok(run_cli(api, "sweep", "list"))
@@ -102,8 +128,12 @@ def play_the_worker(sweeps: SweepStore, sweep_id: str) -> None:  # noqa: F811
     for t in sweep.trials:
         jobs.move(t.job_id, "running", only_from={"queued"}, started_at=now())
         done = jobs.get(t.job_id).progress.model_copy(update={"epoch": 1, "fraction": 1.0})
-        jobs.update(t.job_id, progress=done, metrics={"loss": 0.05},
-                    evaluation={"echo_accuracy": 0.9 + t.trial / 100, "loss": 0.2 - t.trial / 100})
+        jobs.update(
+            t.job_id,
+            progress=done,
+            metrics={"loss": 0.05},
+            evaluation={"echo_accuracy": 0.9 + t.trial / 100, "loss": 0.2 - t.trial / 100},
+        )
         jobs.move(t.job_id, "succeeded", only_from={"running"}, finished_at=now())
     best = sweep.trials[-1]
     model = {"uri": "models:/echo-rnn/7", "name": "echo-rnn", "version": "7"}
@@ -112,8 +142,13 @@ def play_the_worker(sweeps: SweepStore, sweep_id: str) -> None:  # noqa: F811
 
 def watching(api: str, asked: list[str]) -> tuple[subprocess.Popen, str]:
     """echo-rnn sweep start --wait, once it has polled its sweep; the process and the sweep's id."""
-    proc = subprocess.Popen([str(ECHO_RNN), "--api", api, "sweep", "start", *TINY, "--grid", "seed=0,1,2", "--wait"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    proc = subprocess.Popen(
+        [str(ECHO_RNN), "--api", api, "sweep", "start", *TINY, "--grid", "seed=0,1,2", "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     sweep_id = proc.stdout.readline().strip()
     wait_for(lambda: f"/sweeps/{sweep_id}" in asked, 30, "the CLI polling its sweep")
     return proc, sweep_id

@@ -69,16 +69,24 @@ def test_a_grid_is_queued_as_trial_jobs_in_groups_of_the_same_shapes(client, sto
     assert resp.headers["Location"] == f"/sweeps/{sweep['id']}"
     assert (sweep["status"], sweep["name"], sweep["request"]["grid"]) == ("queued", "sizes", GRID["grid"])
     assert sweep["groups"] == [[0, 1], [2, 3]] and sweep["progress"]["trials"] == 4
-    assert [t["values"] for t in sweep["trials"]] == [{"state_size": s, "seed": seed} for s in (4, 8) for seed in (0, 1)]
+    assert [t["values"] for t in sweep["trials"]] == [
+        {"state_size": s, "seed": seed} for s in (4, 8) for seed in (0, 1)
+    ]
     assert [(t["trial"], t["group"], t["status"]) for t in sweep["trials"]] == [
-        (0, 0, "queued"), (1, 0, "queued"), (2, 1, "queued"), (3, 1, "queued")]
+        (0, 0, "queued"),
+        (1, 0, "queued"),
+        (2, 1, "queued"),
+        (3, 1, "queued"),
+    ]
     for t in sweep["trials"]:
         job = client.get(f"/jobs/{t['job_id']}").get_json()
         assert job["sweep"] == {"sweep_id": sweep["id"], "trial": t["trial"], "group": t["group"]}
         assert {k: job["params"][k] for k in t["values"]} == t["values"] and job["params"]["num_epochs"] == 1
     job_ids = [t["job_id"] for t in sweep["trials"]]
-    assert queued_tasks(store) == [(tasks.TRAIN_GROUP, f"{sweep['id']}-g0", [sweep["id"], 0, job_ids[:2]]),
-                                   (tasks.TRAIN_GROUP, f"{sweep['id']}-g1", [sweep["id"], 1, job_ids[2:]])]
+    assert queued_tasks(store) == [
+        (tasks.TRAIN_GROUP, f"{sweep['id']}-g0", [sweep["id"], 0, job_ids[:2]]),
+        (tasks.TRAIN_GROUP, f"{sweep['id']}-g1", [sweep["id"], 1, job_ids[2:]]),
+    ]
     assert client.get(f"/sweeps/{sweep['id']}").get_json() == sweep
 
 
@@ -94,16 +102,19 @@ def test_a_random_search_draws_the_same_trials_from_the_same_seed(client, store,
     assert small["groups"] == [[0, 1], [2, 3], [4]] and len(queued_tasks(store)) == 2 + 3
 
 
-@pytest.mark.parametrize("body, bad", [
-    ({"params": TINY}, {"grid"}),
-    ({"grid": {"seed": [1]}, "random": {"trials": 1, "space": {"seed": {"values": [1]}}}}, {"grid"}),
-    ({"grid": {"seed": [1]}, "colour": "red"}, {"colour"}),
-    ({"grid": {"state_size": [4, 1000]}}, {"grid.state_size"}),
-    ({"params": {"num_epochs": 0}, "grid": {"seed": [1]}}, {"params.num_epochs"}),
-    ({"grid": {"device": ["cpu"]}}, {"grid.device"}),
-    ({"grid": {"seed": list(range(MAX_TRIALS + 1))}}, {"grid"}),
-    ({"random": {"trials": MAX_TRIALS + 1, "space": {"seed": {"values": [1]}}}}, {"random.trials"}),
-])
+@pytest.mark.parametrize(
+    "body, bad",
+    [
+        ({"params": TINY}, {"grid"}),
+        ({"grid": {"seed": [1]}, "random": {"trials": 1, "space": {"seed": {"values": [1]}}}}, {"grid"}),
+        ({"grid": {"seed": [1]}, "colour": "red"}, {"colour"}),
+        ({"grid": {"state_size": [4, 1000]}}, {"grid.state_size"}),
+        ({"params": {"num_epochs": 0}, "grid": {"seed": [1]}}, {"params.num_epochs"}),
+        ({"grid": {"device": ["cpu"]}}, {"grid.device"}),
+        ({"grid": {"seed": list(range(MAX_TRIALS + 1))}}, {"grid"}),
+        ({"random": {"trials": MAX_TRIALS + 1, "space": {"seed": {"values": [1]}}}}, {"random.trials"}),
+    ],
+)
 def test_an_invalid_sweep_names_the_field_and_queues_nothing(client, store, body, bad):
     assert fields(problem(client.post("/sweeps", json=body), 422)) == bad
     assert store.llen("celery") == 0 and store.zcard("echo-rnn:jobs") == 0
@@ -189,7 +200,10 @@ def test_a_queue_that_does_not_take_a_group_fails_the_sweep_with_a_503(settings,
 
 def test_the_openapi_document_has_the_sweeps(client):
     spec = client.get("/openapi.json").get_json()
-    assert set(spec["paths"]["/sweeps"]) == {"get", "post"} and set(spec["paths"]["/sweeps/{sweep_id}"]) == {"get", "delete"}
+    assert set(spec["paths"]["/sweeps"]) == {"get", "post"} and set(spec["paths"]["/sweeps/{sweep_id}"]) == {
+        "get",
+        "delete",
+    }
     post = spec["paths"]["/sweeps"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SweepRequest"}
     assert post["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Sweep"}
@@ -200,7 +214,9 @@ def test_the_openapi_document_has_the_sweeps(client):
 
 
 def test_redis_down_is_a_503_not_a_500():
-    dead = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
+    dead = Settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}"
+    )
     client = create_app(dead).test_client()
     problem(client.post("/sweeps", json=GRID), 503)
     problem(client.get("/sweeps"), 503)
@@ -243,7 +259,9 @@ def test_a_sweep_the_queue_refused_gives_its_idempotency_key_back(settings, stor
     problem(app.test_client().post("/sweeps", json=GRID, headers=headers), 503)
     app.extensions["echo"].celery = live
     retry = app.test_client().post("/sweeps", json=GRID, headers=headers)
-    assert retry.status_code == 202 and retry.get_json()["status"] == "queued", "a new sweep, not the failed one replayed"
+    assert retry.status_code == 202 and retry.get_json()["status"] == "queued", (
+        "a new sweep, not the failed one replayed"
+    )
 
 
 def test_post_sweeps_documents_its_idempotency_key(client):

@@ -37,8 +37,10 @@ def silent_port() -> Iterator[int]:
 @pytest.fixture
 def bare_redis() -> Callable[..., redis.Redis]:
     """Clients without redis-py's own retries (4 s on a closed port), so a failure is one failure."""
+
     def make(port: int, **options) -> redis.Redis:
         return redis.Redis(port=port, retry=Retry(NoBackoff(), 0), socket_connect_timeout=1, **options)
+
     return make
 
 
@@ -65,8 +67,11 @@ def experiment() -> str:
 def settings(redis_server, mlflow_url, experiment) -> WorkerSettings:
     """A worker's settings against the real servers, with short flush and retry times."""
     return WorkerSettings(
-        redis_url=redis_server.url, mlflow_tracking_uri=mlflow_url, mlflow_experiment=experiment,
-        log_flush_s=0.05, mlflow_retry_s=10,
+        redis_url=redis_server.url,
+        mlflow_tracking_uri=mlflow_url,
+        mlflow_experiment=experiment,
+        log_flush_s=0.05,
+        mlflow_retry_s=10,
     )
 
 
@@ -99,4 +104,3 @@ def global_tracking_uri(client) -> Iterator[None]:
     mlflow.set_tracking_uri(client.tracking_uri)
     yield
     mlflow.set_tracking_uri(before)
-

@@ -27,7 +27,8 @@ class Flaky:
     """A call that raises `error` for its first `failures` calls, then returns "ok"; records when it was called."""
 
     def __init__(self, failures: float, error: Callable[[], Exception] = lambda: Down("refused")):
-        self.failures, self.error, self.times = failures, error, []
+        self.failures, self.error = failures, error
+        self.times: list[float] = []
 
     def __call__(self) -> str:
         self.times.append(time.monotonic())
@@ -50,6 +51,7 @@ def down_then(error: type[Exception]) -> Callable[[], str]:
     def fn() -> str:
         calls.append(1)
         raise Down() if len(calls) == 1 else error()
+
     return fn
 
 
@@ -61,6 +63,7 @@ class GaveUp(Exception):
 
 
 # --- Outage --------------------------------------------------------------------------------------
+
 
 def test_transient_errors_are_retried_with_doubling_delays_until_the_call_succeeds():
     fn = Flaky(3)
@@ -151,7 +154,9 @@ def test_the_outage_is_shared_by_threads():
     second = threading.Thread(target=call)
     second.start()
     first.join(5), second.join(5)
-    assert len(ended) == 2 and all(e - started < 0.85 for e in ended)  # a limit of its own: 1 s, [e - started for e in ended]
+    assert len(ended) == 2 and all(
+        e - started < 0.85 for e in ended
+    )  # a limit of its own: 1 s, [e - started for e in ended]
 
 
 def test_errors_that_are_not_transient_are_raised_at_once():
@@ -186,6 +191,7 @@ def test_down_s_grows_while_the_server_is_away():
 
 
 # --- BestEffort ----------------------------------------------------------------------------------
+
 
 def test_best_effort_returns_the_default_while_down_and_skips_calls_for_pause_s():
     effort = BestEffort("Redis", is_down, pause_s=0.5)
@@ -235,6 +241,7 @@ def test_best_effort_on_a_real_redis_that_does_not_answer_waits_once(bare_redis,
 
 # --- Redis ---------------------------------------------------------------------------------------
 
+
 def test_a_refused_connection_is_transient(bare_redis, closed_port):
     with pytest.raises(RedisConnectionError) as raised:
         bare_redis(closed_port).ping()
@@ -272,7 +279,9 @@ def test_redis_outage_names_the_server_without_its_password():
 
 def test_redis_outage_gives_up_on_a_redis_that_is_gone(bare_redis, closed_port):
     outage = redis_outage(f"redis://127.0.0.1:{closed_port}/0", 0.3)
-    with pytest.raises(Unreachable, match=rf"^Redis at 127.0.0.1:{closed_port} unreachable .* while recording the end: ConnectionError"):
+    with pytest.raises(
+        Unreachable, match=rf"^Redis at 127.0.0.1:{closed_port} unreachable .* while recording the end: ConnectionError"
+    ):
         outage.call(bare_redis(closed_port).ping, "recording the end")
 
 

@@ -8,12 +8,15 @@ A group's trials train under the sweep's run; only the best one's model is logge
 import dataclasses
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from contract import clock, provenance
 from contract.clock import now
 from contract.fence import Step
+from contract.job import Job
 from contract.job_store import JobStore, encode
 from contract.params import TrainingParams
 from contract.sweep_store import SweepStore
@@ -26,6 +29,11 @@ from worker.retry import BestEffort, Outage, redis_transient
 from worker.settings import WorkerSettings
 from worker.tracking.progress import ProgressWriter
 from worker.tracking.run_logger import RunLogger, loss_history_csv
+
+if TYPE_CHECKING:  # TensorFlow is imported in the child process that runs the task, never before fork
+    from worker.engine.checkpoint import GroupCheckpoint
+    from worker.engine.export import EchoModel
+    from worker.engine.results import StepReport, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +63,15 @@ class Attempt:
 
     def __init__(self, ctx: Context):
         self.ctx, self.store, self.settings, self.unit = ctx, ctx.store, ctx.settings, ctx.unit
+        assert ctx.claim.fence is not None, "an attempt runs on a claim that took its leases"
         self.fence, self.job_ids = ctx.claim.fence, ctx.claim.job_ids
-        self.jobs: list = []  # their records, as the attempt read them at its start
+        self.jobs: list[Job] = []  # their records, as the attempt read them at its start
         self.params: list[TrainingParams] = []
         self.checkpoints = Checkpoints(self.store, self.unit.name)
         self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
         self.runs: list[RunLogger] = []
         self.writers: list[ProgressWriter] = []
+        self.serving_module: Future[EchoModel] | None = None  # a job's, traced while it trains
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
     def write(self, step: Step, what: str, release: bool = False) -> list[int]:
@@ -76,7 +86,10 @@ class Attempt:
 
     def run(self) -> tuple[str, bool]:
         """Train and end every trial; returns the attempt's outcome and whether it ended the sweep's last group."""
-        self.jobs = self.ctx.redis_retry.call(lambda: self.store.get_many(self.job_ids), "reading the jobs")
+        found = self.ctx.redis_retry.call(lambda: self.store.get_many(self.job_ids), "reading the jobs")
+        if missing := [job_id for job_id, job in zip(self.job_ids, found) if job is None]:
+            raise LookupError(f"claimed jobs without a record: {', '.join(missing)}")
+        self.jobs = [job for job in found if job is not None]
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         parent = self._start_sweep() if not self.unit.is_job else None
         self.runs = runs.open_runs(self.settings, self.jobs, parent, self.ctx.keeper.check)
@@ -88,11 +101,13 @@ class Attempt:
         lost = self.ctx.claim.attempts - 1
         if lost >= self.settings.max_worker_losses:  # rejecting on worker loss must not loop for ever
             raise WorkerLost(f"the worker running this job was lost {lost} times; giving up")
-        every_s, points = ((0.1, self.settings.loss_points_max) if self.unit.is_job
-                           else (0.5, self.settings.trial_loss_points_max))  # the engine reports every ~50 ms
-        self.writers = [ProgressWriter(lambda fields, j=job.id: self.record(j, fields), run, p.total_steps,
-                                       self.best_effort, points, every_s)
-                        for job, run, p in zip(self.jobs, self.runs, self.params)]
+        every_s, points = (
+            (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
+        )  # the engine reports every ~50 ms
+        self.writers = [
+            ProgressWriter(partial(self.record, job.id), run, p.total_steps, self.best_effort, points, every_s)
+            for job, run, p in zip(self.jobs, self.runs, self.params)
+        ]
         checkpoint = self._resume() if self.ctx.claim.resumed else None
         from worker.engine.results import TrainingCancelled
 
@@ -103,13 +118,14 @@ class Attempt:
         return self._save(results)
 
     def _start_sweep(self) -> str:
-        sweeps = SweepStore(self.store)
-        self.ctx.redis_retry.call(lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep")
-        link = self.ctx.redis_retry.call(lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id),
-                                         "opening the sweep's run")
+        sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
+        self.ctx.redis_retry.call(lambda: sweeps.move(sweep_id, "running", started_at=now()), "starting the sweep")
+        link = self.ctx.redis_retry.call(
+            lambda: sweep_end.parent_run(sweeps, self.settings, sweep_id), "opening the sweep's run"
+        )
         return link["run_id"]
 
-    def _resume(self):
+    def _resume(self) -> "GroupCheckpoint | None":
         """Each run gets what the checkpoint has and it lacks; progress never goes back."""
         checkpoint = self.ctx.redis_retry.call(self.checkpoints.load, "loading the checkpoint")
         if checkpoint is not None and len(checkpoint.models) != len(self.jobs):
@@ -124,31 +140,34 @@ class Attempt:
         self.write(step, "recording the resume")
         return checkpoint
 
-    def _train(self, checkpoint):
+    def _train(self, checkpoint: "GroupCheckpoint | None") -> "list[TrainingResult]":
         # TensorFlow is imported here, in the child process that runs the task, never before fork.
         from worker.engine import export
         from worker.engine.group import train_group
 
-        serving_module = None
         if self.unit.is_job:  # traced while the job trains
             ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
-            serving_module = ahead.submit(export.traced, self.params[0])
+            self.serving_module = ahead.submit(export.traced, self.params[0])
             ahead.shutdown(wait=False)
-        self.serving_module = serving_module
 
-        def on_checkpoint(c) -> None:
+        def on_checkpoint(c: "GroupCheckpoint") -> None:
             self.ctx.keeper.check()
             self.best_effort.call(lambda: self.checkpoints.save(self.fence, c), "saving a checkpoint")
 
-        return train_group(self.params, on_progress=self._progress, should_stop=self._stop_check(), resume=checkpoint,
-                           on_checkpoint=on_checkpoint)
+        return train_group(
+            self.params,
+            on_progress=self._progress,
+            should_stop=self._stop_check(),
+            resume=checkpoint,
+            on_checkpoint=on_checkpoint,
+        )
 
-    def _progress(self, reports: list) -> None:
+    def _progress(self, reports: "list[StepReport | None]") -> None:
         for writer, report in zip(self.writers, reports):
             if report is not None:  # None: a trial that stopped early, at its target_loss
                 writer(report if self.unit.is_job else dataclasses.replace(report, window=None))
 
-    def _stop_check(self):
+    def _stop_check(self) -> Callable[[], bool]:
         """The engine's cancel check: lost leases, every trial's cancel requested, or the shortest time limit passed."""
         cap = self.settings.max_job_seconds
         limit = min(min(p.time_limit_s or cap for p in self.params), cap)
@@ -170,7 +189,7 @@ class Attempt:
 
         return should_stop
 
-    def _save(self, results: list) -> tuple[str, bool]:
+    def _save(self, results: "list[TrainingResult]") -> tuple[str, bool]:
         """Enter the saving phase (a trial cancelled first ends cancelled), publish, close the runs, end."""
         self.ctx.keeper.check()
         for writer, result in zip(self.writers, results):
@@ -182,11 +201,13 @@ class Attempt:
         step = Step(self.fence)
         for job, run, result, kept in zip(self.jobs, self.runs, results, saving):
             if kept:
-                scores = dataclasses.asdict(result.evaluation)
+                scores = dataclasses.asdict(result.evaluated())
                 run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
                 run.add("eval_loss", [scores["loss"]], len(result.losses))
-                step.hset(self.store.key(job.id), encode({"device": result.device, "evaluation": scores,
-                                                          "stopped_early": result.stopped_early}))
+                step.hset(
+                    self.store.key(job.id),
+                    encode({"device": result.device, "evaluation": scores, "stopped_early": result.stopped_early}),
+                )
         if any(saving):
             self.write(step, "recording the evaluation")
         from worker.attempt import publishing
@@ -203,7 +224,9 @@ class Attempt:
         """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
         group counted, the leases released. A run that cannot be closed fails its trial. True for the
         step that counted a sweep's last group."""
-        errors = runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
+        errors = (
+            runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
+        )
         step = Step(self.fence)
         for job_id, status, extra, error in zip(self.job_ids, statuses, fields, errors):
             if error and status == "succeeded":
@@ -211,8 +234,8 @@ class Attempt:
             step.move(self.store.key(job_id), job_id, status, encode({"finished_at": now(), "phase": None, **extra}))
         step.delete(self.checkpoints.key)
         if not self.unit.is_job:
-            sweeps = SweepStore(self.store)
-            step.group_done(sweeps.key(self.unit.sweep_id), sweeps.done_key(self.unit.sweep_id), self.unit.group)
+            sweeps, (sweep_id, group) = SweepStore(self.store), self.unit.sweep
+            step.group_done(sweeps.key(sweep_id), sweeps.done_key(sweep_id), group)
         done = self.write(step, "recording the ends", release=True)
         for job_id, status in zip(self.job_ids, statuses):
             log.info("job %s %s", job_id, status)
@@ -231,15 +254,22 @@ class Attempt:
 
     def model_step(self, job_id: str, model: dict, record: provenance.Provenance) -> Step:
         """The fenced step that makes a version this service's: the job's model and the version's record together."""
-        return (Step(self.fence).hset(self.store.key(job_id), encode({"model": model}))
-                .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record)))
+        return (
+            Step(self.fence)
+            .hset(self.store.key(job_id), encode({"model": model}))
+            .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record))
+        )
 
-    def loss_history(self, i: int, result) -> None:
+    def loss_history(self, i: int, result: "TrainingResult") -> None:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
         if self.unit.is_job:
-            self.runs[i].log_artifacts_later(lambda: {"echo_figure.png": render(result.losses, *result.last_window),
-                                                      "loss_history.csv.gz": loss_history_csv(result.losses)})
+            self.runs[i].log_artifacts_later(
+                lambda: {
+                    "echo_figure.png": render(result.losses, *result.last_window),
+                    "loss_history.csv.gz": loss_history_csv(result.losses),
+                }
+            )
         else:
             self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})

@@ -2,6 +2,7 @@
 
 from contract.fence import Fence, Step
 from contract.job_store import JobStore
+from contract.redis_values import as_bytes
 from worker.engine.checkpoint import GroupCheckpoint
 
 TTL_S = 7 * 24 * 3600  # an abandoned task's checkpoint is forgotten after this
@@ -19,5 +20,5 @@ class Checkpoints:
 
     def load(self) -> GroupCheckpoint | None:
         """The latest checkpoint, if any."""
-        data = self.store.redis.get(self.key)
+        data = as_bytes(self.store.redis.get(self.key))
         return GroupCheckpoint.from_bytes(data) if data else None

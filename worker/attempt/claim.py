@@ -16,6 +16,7 @@ from redis.exceptions import WatchError
 from contract.clock import now
 from contract.fence import Fence
 from contract.job_store import JobStore, Lease, LeaseHeld
+from contract.redis_values import as_bytes
 from worker.attempt import lease
 from worker.retry import Outage
 
@@ -71,20 +72,37 @@ def _attempts(store: JobStore, job_ids: list[str]) -> list[int]:
 def _claim_one(store: JobStore, job_id: str, held: Lease, worker: dict, redis_retry: Outage) -> str:
     for _ in range(2):  # a second try once a dead holder's stale lease is cleared
         try:
-            if redis_retry.call(lambda: store.move(job_id, "running", only_from={"queued"}, lease=held,
-                                                   started_at=now(), phase="starting", worker=worker), "claiming the job"):
+            if redis_retry.call(
+                lambda: store.move(
+                    job_id,
+                    "running",
+                    only_from={"queued"},
+                    lease=held,
+                    started_at=now(),
+                    phase="starting",
+                    worker=worker,
+                ),
+                "claiming the job",
+            ):
                 return "started"
-            if redis_retry.call(lambda: store.move(job_id, "running", only_from={"running"}, lease=held,
-                                                   phase="starting", worker=worker), "claiming the job"):
+            if redis_retry.call(
+                lambda: store.move(
+                    job_id, "running", only_from={"running"}, lease=held, phase="starting", worker=worker
+                ),
+                "claiming the job",
+            ):
                 return "resumed"
             return "skipped"
         except LeaseHeld:
-            raw = store.redis.get(store.lease_key(job_id))
+            raw = as_bytes(store.redis.get(store.lease_key(job_id)))
             if raw is not None and raw.decode() == held.owner:
                 return "resumed"  # this very attempt (a delivery naming a job twice)
             if not lease.holder_is_dead(raw):
-                log.warning("job %s is running under a live lease (%s): dropping this duplicate delivery",
-                            job_id, raw.decode() if raw else "just released")
+                log.warning(
+                    "job %s is running under a live lease (%s): dropping this duplicate delivery",
+                    job_id,
+                    raw.decode() if raw else "just released",
+                )
                 return "duplicate"
             log.warning("job %s: the process holding its lease died; taking it over", job_id)
             _delete_if_unchanged(store, store.lease_key(job_id), raw)

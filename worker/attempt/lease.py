@@ -26,12 +26,16 @@ for i = 1, #KEYS do if redis.call('GET', KEYS[i]) ~= ARGV[1] then return 0 end e
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
 """
-_RELEASE = "for i = 1, #KEYS do if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end end return 1"
+_RELEASE = (
+    "for i = 1, #KEYS do if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end end return 1"
+)
 
 
 def token(attempt: int) -> str:
     """A new attempt's token: node, pid, attempt number and a nonce (no two attempts share one)."""
-    return json.dumps({"node": socket.gethostname(), "pid": os.getpid(), "attempt": attempt, "nonce": os.urandom(6).hex()})
+    return json.dumps(
+        {"node": socket.gethostname(), "pid": os.getpid(), "attempt": attempt, "nonce": os.urandom(6).hex()}
+    )
 
 
 def holder_is_dead(raw: bytes | None) -> bool:
@@ -88,7 +92,9 @@ class LeaseKeeper:
                     self._renewed = max(self._renewed, sent)
                 else:
                     self._taken = True
-                    log.error("a lease of this attempt is held by another now (%s); stopping", ", ".join(self.fence.leases))
+                    log.error(
+                        "a lease of this attempt is held by another now (%s); stopping", ", ".join(self.fence.leases)
+                    )
                     return
             except RedisError as exc:
                 log.warning("could not renew the leases %s: %s", ", ".join(self.fence.leases), exc)

@@ -15,7 +15,7 @@ from worker.attempt.attempt import Attempt, Context
 from worker.attempt.claim import claim
 from worker.attempt.lease import LeaseKeeper
 from worker.attempt.unit import Unit
-from worker.retry import RedisUnavailable, redis_outage
+from worker.retry import Outage, RedisUnavailable, redis_outage
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def run_attempt(store: JobStore, settings: WorkerSettings, unit: Unit) -> str:
             outcome, last_group = attempt.run()
         except (LeaseLost, RedisUnavailable):
             raise
-        except Exception as exc:  # any other failure ends the trials with a readable reason
+        except Exception as exc:  # noqa: BLE001 (any other failure ends the trials with a readable reason)
             outcome, last_group = "failed", attempt.fail(exc)
     except LeaseLost as exc:
         log.error("%s: this attempt lost its lease (%s); it writes nothing more", unit.label, exc)
@@ -59,7 +59,7 @@ def run_attempt(store: JobStore, settings: WorkerSettings, unit: Unit) -> str:
         return _leave(attempt, keeper, "abandoned")
     keeper.stop(release=False)  # the attempt's last step released the leases
     if last_group:
-        _finish_sweep(store, settings, unit.sweep_id)
+        _finish_sweep(store, settings, unit.sweep[0])
     return outcome
 
 
@@ -75,11 +75,11 @@ def _leave(attempt: Attempt | None, keeper: LeaseKeeper, outcome: str) -> str:
     return outcome
 
 
-def _count_empty_group(store: JobStore, settings: WorkerSettings, unit: Unit, redis_retry) -> None:
+def _count_empty_group(store: JobStore, settings: WorkerSettings, unit: Unit, redis_retry: Outage) -> None:
     """A group whose trials all ended before it ran (cancelled while queued) counts as finished all the same."""
-    sweeps = SweepStore(store)
-    if redis_retry.call(lambda: sweeps.group_finished(unit.sweep_id, unit.group), "counting the group as finished"):
-        _finish_sweep(store, settings, unit.sweep_id)
+    sweeps, (sweep_id, group) = SweepStore(store), unit.sweep
+    if redis_retry.call(lambda: sweeps.group_finished(sweep_id, group), "counting the group as finished"):
+        _finish_sweep(store, settings, sweep_id)
 
 
 def _finish_sweep(store: JobStore, settings: WorkerSettings, sweep_id: str) -> str | None:

@@ -23,8 +23,9 @@ MLFLOW_CALLS_AT_ONCE = 4
 RUN_STATUS = {"succeeded": "FINISHED", "cancelled": "KILLED", "failed": "FAILED"}
 
 
-def open_runs(settings: WorkerSettings, jobs: list[Job], parent_run_id: str | None,
-              guard: Callable[[], None]) -> list[RunLogger]:
+def open_runs(
+    settings: WorkerSettings, jobs: list[Job], parent_run_id: str | None, guard: Callable[[], None]
+) -> list[RunLogger]:
     """Each trial's run (reopened when its record names one), a few at once.
 
     Should one fail to open, what becomes of those opened depends on why: the attempt left to
@@ -36,10 +37,21 @@ def open_runs(settings: WorkerSettings, jobs: list[Job], parent_run_id: str | No
     def open_run(job: Job) -> RunLogger:
         tags = None
         if parent_run_id and job.sweep is not None:
-            tags = {"mlflow.parentRunId": parent_run_id, "sweep_id": job.sweep.sweep_id, "trial": str(job.sweep.trial),
-                    "mlflow.runName": f"trial-{job.sweep.trial}"}
-        return RunLogger(settings, job.id, job.params, run_id=job.mlflow.run_id if job.mlflow else None, tags=tags,
-                         gate=gate, guard=guard)
+            tags = {
+                "mlflow.parentRunId": parent_run_id,
+                "sweep_id": job.sweep.sweep_id,
+                "trial": str(job.sweep.trial),
+                "mlflow.runName": f"trial-{job.sweep.trial}",
+            }
+        return RunLogger(
+            settings,
+            job.id,
+            job.params,
+            run_id=job.mlflow.run_id if job.mlflow else None,
+            tags=tags,
+            gate=gate,
+            guard=guard,
+        )
 
     with ThreadPoolExecutor(8, thread_name_prefix="runs") as pool:  # a round trip or two each
         opening = [pool.submit(open_run, job) for job in jobs]

@@ -7,9 +7,11 @@ is idempotent: an attempt that takes over after a lost finisher ends the sweep t
 """
 
 import io
+import itertools
 import json
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from mlflow.tracking import MlflowClient
@@ -20,10 +22,11 @@ from contract.fence import Fence, LeaseLost, Step
 from contract.job import FINISHED
 from contract.job_store import encode
 from contract.provenance import Provenance
+from contract.sweep_record import Sweep
 from contract.sweep_store import SweepStore
 from worker.attempt import lease
-from worker.attempt.runs import RUN_STATUS
 from worker.attempt.lease import LeaseKeeper
+from worker.attempt.runs import RUN_STATUS
 from worker.settings import WorkerSettings
 from worker.tracking.mlflow_retry import mlflow_outage
 from worker.tracking.run_logger import RunLogger
@@ -34,20 +37,30 @@ CURVE_POINTS = 200  # per trial, for the parent's comparison figure
 
 def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> dict:
     """The sweep's parent run link (experiment_id, run_id, url), created once whichever group asks first."""
-    record = sweeps.raw(sweep_id)
+    record = _record(sweeps, sweep_id)
     if record.get("mlflow"):
         return record["mlflow"]
-    with sweeps.redis.lock(f"{sweeps.key(sweep_id)}:parent-lock", timeout=2 * settings.mlflow_retry_s + 120,
-                           blocking_timeout=2 * settings.mlflow_retry_s + 120):
-        record = sweeps.raw(sweep_id)
+    with sweeps.redis.lock(
+        f"{sweeps.key(sweep_id)}:parent-lock",
+        timeout=2 * settings.mlflow_retry_s + 120,
+        blocking_timeout=2 * settings.mlflow_retry_s + 120,
+    ):
+        record = _record(sweeps, sweep_id)
         if record.get("mlflow"):
             return record["mlflow"]
         request = record["request"]
-        params = {**{f"base.{k}": v for k, v in request.get("params", {}).items()}, "trials": len(record["job_ids"]),
-                  "search": "grid" if "grid" in request else "random",
-                  "space": json.dumps(request.get("grid") or request["random"]["space"])[:6000]}
-        run = RunLogger(settings, sweep_id, params, tags={
-            "sweep_id": sweep_id, "mlflow.runName": record.get("name") or f"sweep-{sweep_id[:8]}"})
+        params = {
+            **{f"base.{k}": v for k, v in request.get("params", {}).items()},
+            "trials": len(record["job_ids"]),
+            "search": "grid" if "grid" in request else "random",
+            "space": json.dumps(request.get("grid") or request["random"]["space"])[:6000],
+        }
+        run = RunLogger(
+            settings,
+            sweep_id,
+            params,
+            tags={"sweep_id": sweep_id, "mlflow.runName": record.get("name") or f"sweep-{sweep_id[:8]}"},
+        )
         run.abandon()  # nothing to stream: the last group reopens it to finish
         link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
         sweeps.update(sweep_id, mlflow=link)
@@ -63,7 +76,7 @@ def _thin(losses: np.ndarray) -> np.ndarray:
     if len(losses) <= CURVE_POINTS:
         return losses.astype(float).round(5)
     edges = np.linspace(0, len(losses), CURVE_POINTS + 1).astype(int)
-    return np.array([losses[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]).round(5)
+    return np.array([losses[a:b].mean() for a, b in itertools.pairwise(edges)]).round(5)
 
 
 def finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> str | None:
@@ -90,18 +103,27 @@ def finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> str |
         keeper.stop(release=True)
 
 
-def _finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: Fence, keeper: LeaseKeeper) -> str | None:
+def _finish(
+    sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: Fence, keeper: LeaseKeeper
+) -> str | None:
     record, sweep = sweeps.raw(sweep_id, curves=True), sweeps.get(sweep_id)
-    if sweep is None or sweep.status in FINISHED:
+    if record is None or sweep is None or sweep.status in FINISHED:
         return None
     if not all(t.status in FINISHED for t in sweep.trials):
         log.info("sweep %s: some trials have not ended; not finished yet", sweep_id)
         return None
-    run = RunLogger(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check) \
-        if record.get("mlflow") else None
+    run = (
+        RunLogger(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check)
+        if record.get("mlflow")
+        else None
+    )
     logged = {b["trial"]: b for g in range(len(sweep.groups)) if (b := record.get(f"group_best_{g}"))}
     # The best trial with a logged model: its group logged its best one's before ending its trials.
-    best = None if sweep.cancel_requested else next((logged[r.trial] for r in sweep.leaderboard if r.trial in logged), None)
+    best = (
+        None
+        if sweep.cancel_requested
+        else next((logged[r.trial] for r in sweep.leaderboard if r.trial in logged), None)
+    )
     model = None
     if best is not None:
         model = _publish_best(sweeps, settings, sweep_id, run, fence, keeper, best, record.get("best"))
@@ -110,10 +132,19 @@ def _finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: 
         _log_parent(run, sweep, record)
         run.end(RUN_STATUS[status])
     error = None if best or status == "cancelled" else "no trial succeeded"
-    step = Step(fence).sweep_end(sweeps.key(sweep_id), sweep_id, encode({
-        "status": status, "error": error, "finished_at": now(),
-        "best": {"trial": best["trial"], "job_id": best["job_id"], "model": model} if best else None}))
-    if model is not None:
+    step = Step(fence).sweep_end(
+        sweeps.key(sweep_id),
+        sweep_id,
+        encode(
+            {
+                "status": status,
+                "error": error,
+                "finished_at": now(),
+                "best": {"trial": best["trial"], "job_id": best["job_id"], "model": model} if best else None,
+            }
+        ),
+    )
+    if best is not None and model is not None:
         step.hset(sweeps.jobs.key(best["job_id"]), encode({"model": model}))
     keeper.check()
     moved = sweeps.jobs.fenced.run(step, release=True)[0]
@@ -121,39 +152,66 @@ def _finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, fence: 
     return status
 
 
-def _publish_best(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, run: RunLogger | None, fence: Fence,
-                  keeper: LeaseKeeper, best: dict, before: dict | None) -> dict:
+def _publish_best(
+    sweeps: SweepStore,
+    settings: WorkerSettings,
+    sweep_id: str,
+    run: RunLogger | None,
+    fence: Fence,
+    keeper: LeaseKeeper,
+    best: dict,
+    before: dict | None,
+) -> dict:
     """Register the best trial's model (or take the version an earlier finisher recorded), record it, gate it."""
     from worker.tracking.publish import Candidate, publish
     from worker.tracking.registry import Registry
 
     client = run.client if run is not None else MlflowClient(settings.mlflow_tracking_uri)
-    outage = run.outage if run is not None else mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s,
-                                                              guard=keeper.check)
-    registry = Registry(client, outage, sweeps.redis, f"{sweeps.prefix}:champion-lock", settings.registered_model,
-                        settings.champion_alias, settings.champion_min_accuracy)
+    outage = (
+        run.outage
+        if run is not None
+        else mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s, guard=keeper.check)
+    )
+    registry = Registry(
+        client,
+        outage,
+        sweeps.redis,
+        f"{sweeps.prefix}:champion-lock",
+        settings.registered_model,
+        settings.champion_alias,
+        settings.champion_min_accuracy,
+    )
     recorded = before["model"] if before and before.get("job_id") == best["job_id"] and before.get("model") else None
 
     def record(model: dict, prov: Provenance) -> None:
         keeper.check()
-        sweeps.jobs.fenced.run(Step(fence)
-                               .hset(sweeps.key(sweep_id), encode({"best": {"trial": best["trial"], "job_id": best["job_id"],
-                                                                            "model": model}}))
-                               .hset(sweeps.jobs.key(best["job_id"]), encode({"model": model}))
-                               .set(provenance.key(sweeps.prefix, prov.name, prov.version), provenance.encoded(prov)))
+        sweeps.jobs.fenced.run(
+            Step(fence)
+            .hset(
+                sweeps.key(sweep_id),
+                encode({"best": {"trial": best["trial"], "job_id": best["job_id"], "model": model}}),
+            )
+            .hset(sweeps.jobs.key(best["job_id"]), encode({"model": model}))
+            .set(provenance.key(sweeps.prefix, prov.name, prov.version), provenance.encoded(prov))
+        )
 
     candidate = Candidate(best["job_id"], best["run_id"], best["logged"], best["echo_accuracy"], best["loss"])
     return publish(registry, candidate, record, recorded)
 
 
-def _log_parent(run: RunLogger, sweep, record: dict) -> None:
+def _log_parent(run: RunLogger, sweep: Sweep, record: dict) -> None:
     rows = [r.model_dump() for r in sweep.leaderboard]
     columns = ["rank", "trial", "job_id", "echo_accuracy", "loss"]
-    table = "\n".join([",".join([*columns, "values"])] + [
-        ",".join([*(str(r[c]) for c in columns), json.dumps(r["values"]).replace(",", ";")]) for r in rows])
+    table = "\n".join(
+        [",".join([*columns, "values"])]
+        + [",".join([*(str(r[c]) for c in columns), json.dumps(r["values"]).replace(",", ";")]) for r in rows]
+    )
     curves = {int(t): c for g in range(len(sweep.groups)) for t, c in (record.get(f"curves_{g}") or {}).items()}
-    files = {"leaderboard.json": json.dumps(rows, indent=1).encode(), "leaderboard.csv": table.encode() + b"\n",
-             "loss_curves.png": _figure(curves, [r["trial"] for r in rows[:5]])}
+    files = {
+        "leaderboard.json": json.dumps(rows, indent=1).encode(),
+        "leaderboard.csv": table.encode() + b"\n",
+        "loss_curves.png": _figure(curves, [r["trial"] for r in rows[:5]]),
+    }
     if rows:
         run.add("best_eval_echo_accuracy", [rows[0]["echo_accuracy"]], 0)
         run.add("best_eval_loss", [rows[0]["loss"]], 0)
@@ -183,3 +241,11 @@ def _figure(curves: dict[int, list[float]], highlighted: list[int]) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     return buffer.getvalue()
+
+
+def _record(sweeps: SweepStore, sweep_id: str) -> dict[str, Any]:
+    """The stored fields of a sweep that a group runs for (a sweep's record outlives its groups)."""
+    record = sweeps.raw(sweep_id)
+    if record is None:
+        raise LookupError(f"no sweep {sweep_id}")
+    return record

@@ -17,6 +17,12 @@ class Unit:
         return self.sweep_id is None
 
     @property
+    def sweep(self) -> tuple[str, int]:
+        """A sweep group's sweep id and group number."""
+        assert self.sweep_id is not None and self.group is not None, f"{self.label} is not a sweep's group"
+        return self.sweep_id, self.group
+
+    @property
     def name(self) -> str:
         """What its checkpoint is filed under."""
         return self.job_ids[0] if self.sweep_id is None else f"group:{self.sweep_id}:{self.group}"

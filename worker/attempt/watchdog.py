@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from contract import clock, tasks
-from contract.job import FINISHED
+from contract.job import FINISHED, Job
 from contract.job_store import JobStore
+from contract.redis_values import text
 from contract.sweep_store import SweepStore
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,13 @@ class Round:
 class Watchdog:
     """A periodic check in the worker's main process (which never imports TensorFlow)."""
 
-    def __init__(self, store: JobStore, send: Callable[[tasks.Message], None], interval_s: float,
-                 reconcile_after_s: float = 300.0):
+    def __init__(
+        self,
+        store: JobStore,
+        send: Callable[[tasks.Message], None],
+        interval_s: float,
+        reconcile_after_s: float = 300.0,
+    ):
         """send enqueues a message (the celery app's send_task)."""
         self.store, self.sweeps, self.send = store, SweepStore(store), send
         self.interval_s, self.reconcile_after_s = interval_s, reconcile_after_s
@@ -79,7 +85,7 @@ class Watchdog:
         if n:
             try:
                 self.store.redis.hincrby(self.counters, event, n)
-            except Exception:
+            except Exception:  # noqa: BLE001 (counting must never stop the watchdog)
                 log.warning("could not count the watchdog's %s", event)
 
     def round(self) -> Round:
@@ -111,12 +117,13 @@ class Watchdog:
             job = self.store.get(job_id)
             if job is None or job.status != "running":
                 continue
-            if self._send_again(job, "lost its worker (%s)" % (job.worker.host if job.worker else "unknown"),
-                                TAKEOVER_GUARD_S):
+            if self._send_again(
+                job, "lost its worker (%s)" % (job.worker.host if job.worker else "unknown"), TAKEOVER_GUARD_S
+            ):
                 done.taken_over.append(job_id)
 
     def _resend_queued(self, done: Round, deadline: float) -> None:
-        oldest = [m.decode() for m in self.store.redis.zrange(f"{self.store.prefix}:status:queued", 0, BATCH - 1)]
+        oldest = [text(m) for m in self.store.redis.zrange(f"{self.store.prefix}:status:queued", 0, BATCH - 1)]
         cutoff = time.time() - self.reconcile_after_s
         for job in filter(None, self.store.get_many(oldest)):
             if time.monotonic() > deadline:
@@ -128,7 +135,7 @@ class Watchdog:
             if self._send_again(job, f"queued since {job.created_at}", self.reconcile_after_s):
                 done.resent.append(job.id)
 
-    def _send_again(self, job, why: str, guard_s: float) -> bool:
+    def _send_again(self, job: Job, why: str, guard_s: float) -> bool:
         """Send the job's task (a trial: its group's) again, once per guard_s; False when sent lately."""
         redis = self.store.redis
         if not redis.set(self.store.takeover_key(job.id), 1, nx=True, ex=max(1, int(guard_s))):
@@ -153,13 +160,13 @@ class Watchdog:
         for member in redis.srandmember(self.sweeps.active_key, BATCH) or []:
             if time.monotonic() > deadline:
                 return
-            sweep_id = member.decode()
+            sweep_id = text(member)
             raw = redis.hmget(self.sweeps.key(sweep_id), "status", "job_ids")
             if raw[0] is None or json.loads(raw[0]) in FINISHED:
                 redis.srem(self.sweeps.active_key, sweep_id)  # ended, or forgotten
                 continue
             statuses = redis.pipeline(transaction=False)
-            for job_id in json.loads(raw[1]):
+            for job_id in json.loads(raw[1] or "[]"):
                 statuses.hget(self.store.key(job_id), "status")
             if not all(s is not None and json.loads(s) in FINISHED for s in statuses.execute()):
                 continue

@@ -3,7 +3,9 @@ state (Checkpoint), and a group's models together (GroupCheckpoint, what a task'
 
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +19,8 @@ class Checkpoint:
     epoch: int
     done: int
     step: int  # global steps trained so far
-    rng_state: dict  # the data generator's state at the start of `epoch`, to draw that epoch again
-    eval_rng_state: dict
+    rng_state: Mapping[str, Any]  # the data generator's state at the start of `epoch`, to draw that epoch again
+    eval_rng_state: Mapping[str, Any]
     state: np.ndarray  # the RNN state carried into window `done`
     weights: dict[str, np.ndarray]
     accumulators: dict[str, np.ndarray]
@@ -29,11 +31,15 @@ class Checkpoint:
     def to_bytes(self) -> bytes:
         """Serialise as one .npz (arrays) with the scalars as JSON inside."""
         meta = {
-            "epoch": self.epoch, "done": self.done, "step": self.step, "rng_state": self.rng_state,
-            "eval_rng_state": self.eval_rng_state, "epoch_losses": self.epoch_losses,
+            "epoch": self.epoch,
+            "done": self.done,
+            "step": self.step,
+            "rng_state": self.rng_state,
+            "eval_rng_state": self.eval_rng_state,
+            "epoch_losses": self.epoch_losses,
             "echo_accuracy": self.echo_accuracy,
         }
-        arrays = {"state": self.state, "losses": self.losses}
+        arrays: dict[str, Any] = {"state": self.state, "losses": self.losses}  # Any: savez's **kwds type
         arrays |= {f"w_{k}": v for k, v in self.weights.items()}
         arrays |= {f"a_{k}": v for k, v in self.accumulators.items()}
         buffer = io.BytesIO()
@@ -63,7 +69,7 @@ class GroupCheckpoint:
 
     def to_bytes(self) -> bytes:
         """Serialise as one .npz: every model's checkpoint bytes and the stopped models' windows."""
-        arrays = {f"c{k}": np.frombuffer(c.to_bytes(), np.uint8) for k, c in enumerate(self.models)}
+        arrays: dict[str, Any] = {f"c{k}": np.frombuffer(c.to_bytes(), np.uint8) for k, c in enumerate(self.models)}
         for k, window in enumerate(self.windows):
             if window is not None:
                 arrays |= {f"w{k}_{i}": part for i, part in enumerate(window)}
@@ -77,6 +83,7 @@ class GroupCheckpoint:
         with np.load(io.BytesIO(data)) as npz:
             models = sum(name.startswith("c") for name in npz.files)
             checkpoints = [Checkpoint.from_bytes(npz[f"c{k}"].tobytes()) for k in range(models)]
-            windows = [tuple(npz[f"w{k}_{i}"] for i in range(3)) if f"w{k}_0" in npz.files else None
-                       for k in range(models)]
+            windows = [
+                tuple(npz[f"w{k}_{i}"] for i in range(3)) if f"w{k}_0" in npz.files else None for k in range(models)
+            ]
         return cls(checkpoints, windows)

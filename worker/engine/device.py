@@ -1,5 +1,7 @@
 """Choosing where TensorFlow trains: a GPU when asked or available, else the CPU."""
 
+from contextlib import suppress
+
 import tensorflow as tf
 
 
@@ -11,15 +13,13 @@ def select_device(requested: str) -> str:
     """Resolve auto/cpu/gpu to a TensorFlow device name, turning on GPU memory growth."""
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
-            # A job must never hold the whole card: other jobs share it.
+        # A job must never hold the whole card: other jobs share it. RuntimeError: already
+        # initialised in this process; growth was set then.
+        with suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised in this process; growth was set then
     if requested == "gpu" and not gpus:
         raise DeviceUnavailable(
-            "device=gpu was requested but TensorFlow sees no GPU on this worker; "
-            "use device=auto or device=cpu"
+            "device=gpu was requested but TensorFlow sees no GPU on this worker; use device=auto or device=cpu"
         )
     if requested == "cpu" or not gpus:
         return "/CPU:0"

@@ -1,6 +1,8 @@
 """Held-out evaluation of a trained network: echo accuracy and loss on fresh sequences of several lengths."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -20,13 +22,14 @@ class Evaluation:
     by_length: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def evaluate(forward, params: TrainingParams) -> Evaluation:
+def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> Evaluation:
     """Run forward (bits [rows, length] → probabilities [rows, length, classes]) from zero state on sequences
     drawn from a generator apart from training's; each length at least echo_step + 1 long.
 
     One call for every length (one XLA compilation at the job's end): a sequence of L bits is the
     first L positions of its row, and from a zero state those outputs depend on nothing after them.
     """
+    assert params.seed is not None, "evaluated parameters are resolved (a concrete seed)"
     rng = np.random.default_rng([params.seed, 2])
     lengths = sorted({max(n, params.echo_step + 1) for n in LENGTHS})
     x = np.zeros((ROWS * len(lengths), lengths[-1]), np.int32)

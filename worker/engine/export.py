@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from contract.params import TrainingParams
 from worker.engine.kept import kept
 from worker.engine.model import WEIGHT_NAMES, initial_weights, make_forward
-from contract.params import TrainingParams
 
 MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")
@@ -45,7 +45,6 @@ class EchoModel(tf.Module):
         rows, length = tf.shape(sequences)[0], tf.shape(sequences)[1]
         padded = tf.pad(sequences, [[0, bucket(rows) - rows], [0, bucket(length) - length]])
         return self.forward(padded)[:rows, :length]
-
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> "EchoModel":
         """Take trained weights into this (already traced) module."""

@@ -38,8 +38,10 @@ class _Template:
         self.bars = []
         for row in range(rows):
             axes = self.figure.add_subplot(2, 3, row + 2)
-            axes.axis([0, width, 0, 2])
-            self.bars.append([axes.stairs(np.zeros(width), edges, fill=True, color=c) for c in ("blue", "red", "green")])
+            axes.axis((0, width, 0, 2))
+            self.bars.append(
+                [axes.stairs(np.zeros(width), edges, fill=True, color=c) for c in ("blue", "red", "green")]
+            )
         self.figure.tight_layout()
         # Everything but the loss panel and the bars is the same in every render: drawn once, then copied.
         self.loss_axes.set_visible(False)
@@ -68,7 +70,7 @@ def render(losses: np.ndarray, x: np.ndarray, y: np.ndarray, probabilities: np.n
     """PNG of the loss and, per row of the window, input (blue), echo (red), prediction (green)."""
     rows, width = min(PANELS, x.shape[0]), x.shape[1]
     predicted = probabilities.argmax(-1)
-    series = [(x[row], y[row] * 0.5, predicted[row] * 0.3) for row in range(rows)]
+    series: list[tuple[np.ndarray, ...]] = [(x[row], y[row] * 0.5, predicted[row] * 0.3) for row in range(rows)]
     with _drawing:
         template = kept(_templates, (rows, width), lambda: _Template(rows, width), TEMPLATES_KEPT)
         return template.render(np.asarray(losses, np.float64), series)

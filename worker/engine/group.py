@@ -7,18 +7,25 @@ the compiled step while the others go on (it still computes, unrecorded), and it
 
 import time
 from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from contract.params import TrainingParams
 from contract.sweep import SHAPE_FIELDS
+from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.device import select_device
 from worker.engine.evaluate import evaluate
 from worker.engine.forward import WEIGHT_NAMES
-from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.group_model import GroupTrainer, epoch_capacity
 from worker.engine.results import (
-    EVAL_LENGTH, EVAL_SEQUENCES, StepReport, TrainingCancelled, TrainingResult, echo_score, echo_sequences,
+    EVAL_LENGTH,
+    EVAL_SEQUENCES,
+    StepReport,
+    TrainingCancelled,
+    TrainingResult,
+    echo_score,
+    echo_sequences,
     snapshot_epochs,
 )
 from worker.engine.trial import Trial
@@ -60,7 +67,15 @@ def train_group(
 class _GroupLoop:
     """The state of one group's training between compiled window runs."""
 
-    def __init__(self, params_list, on_progress, should_stop, on_checkpoint, checkpoint_every_s, device):
+    def __init__(
+        self,
+        params_list: list[TrainingParams],
+        on_progress: Callable[[list[StepReport | None]], None] | None,
+        should_stop: Callable[[], bool] | None,
+        on_checkpoint: Callable[[GroupCheckpoint], None] | None,
+        checkpoint_every_s: float,
+        device: str,
+    ):
         self.on_progress, self.should_stop = on_progress, should_stop
         self.on_checkpoint, self.checkpoint_every_s, self.device = on_checkpoint, checkpoint_every_s, device
         self.params = params_list[0]  # the shapes every model shares
@@ -89,8 +104,12 @@ class _GroupLoop:
         for trial, checkpoint, window in zip(self.trials, resume.models, resume.windows):
             trial.resume(checkpoint, window)
             trial.check_target()
-        self.trainer.restore(*({n: np.stack([getattr(c, part)[n] for c in resume.models]) for n in WEIGHT_NAMES}
-                               for part in ("weights", "accumulators")))
+        self.trainer.restore(
+            *(
+                {n: np.stack([getattr(c, part)[n] for c in resume.models]) for n in WEIGHT_NAMES}
+                for part in ("weights", "accumulators")
+            )
+        )
         positions = {(c.epoch, c.done) for t, c in zip(self.trials, resume.models) if t.active}
         if len(positions) > 1:
             raise ValueError(f"the models still training stand at different positions: {sorted(positions)}")
@@ -107,8 +126,10 @@ class _GroupLoop:
         drawn = [t.draw_epoch() if t.active else (np.zeros(shape, np.int32),) * 2 for t in trials]
         xs_np, ys_np = (np.stack([d[i] for d in drawn], axis=1) for i in (0, 1))  # [steps, K, B, T]
         capacity = epoch_capacity(steps, len(trials), params)  # windows past steps are zeros the loop never reaches
-        xs, ys = (tf.constant(np.concatenate([a, np.zeros((capacity - steps, *a.shape[1:]), a.dtype)]))
-                  for a in (xs_np, ys_np))
+        xs, ys = (
+            tf.constant(np.concatenate([a, np.zeros((capacity - steps, *a.shape[1:]), a.dtype)]))
+            for a in (xs_np, ys_np)
+        )
         active = tf.constant([t.active for t in trials])
         base = epoch * steps
         state = tf.zeros([len(trials), params.batch_size, params.state_size]) if state is None else tf.constant(state)
@@ -120,8 +141,9 @@ class _GroupLoop:
         while done < steps:
             count = min(self.chunk, steps - done)
             t0 = time.monotonic()
-            state, losses, probs = self.trainer.run_windows(xs, ys, tf.constant(done), tf.constant(count), state,
-                                                            losses, self.rates, active)
+            state, losses, probs = self.trainer.run_windows(
+                xs, ys, tf.constant(done), tf.constant(count), state, losses, self.rates, active
+            )
             losses_np = losses.numpy()
             self._size_chunks(count, time.monotonic() - t0)
             for k, trial in enumerate(trials):
@@ -140,8 +162,9 @@ class _GroupLoop:
         if any(t.active for t in trials):  # stopping here: nothing left to resume
             self._maybe_checkpoint(epoch + 1, 0, base + done, None)
 
-    def _end_epoch(self, epoch: int, seconds: float, xs: np.ndarray, ys: np.ndarray, probs: np.ndarray,
-                   losses: np.ndarray) -> None:
+    def _end_epoch(
+        self, epoch: int, seconds: float, xs: np.ndarray, ys: np.ndarray, probs: np.ndarray, losses: np.ndarray
+    ) -> None:
         """Each active model's epoch loss, echo check, last window and report."""
         trials = self.trials
         idle = np.zeros((EVAL_SEQUENCES, EVAL_LENGTH), np.int32)
@@ -176,8 +199,14 @@ class _GroupLoop:
         carried = np.zeros(shape, np.float32) if state is None else state.numpy()
         weights, accumulators = self.trainer.weight_values(), self.trainer.accumulator_values()
         checkpoints = [
-            t.checkpoint(epoch, done, step, carried[k], {n: w[k] for n, w in weights.items()},
-                         {n: a[k] for n, a in accumulators.items()})
+            t.checkpoint(
+                epoch,
+                done,
+                step,
+                carried[k],
+                {n: w[k] for n, w in weights.items()},
+                {n: a[k] for n, a in accumulators.items()},
+            )
             for k, t in enumerate(self.trials)
         ]
         self.on_checkpoint(GroupCheckpoint(checkpoints, [None if t.active else t.last_window for t in self.trials]))
@@ -191,8 +220,12 @@ class _GroupLoop:
         """What each model's training produced, with its held-out evaluation."""
         weights = self.trainer.weight_values()
         return [
-            trial.result(self.device, {n: w[k] for n, w in weights.items()}, self.compile_seconds,
-                         evaluate(self.trainer.forward_of(k), trial.params))
+            trial.result(
+                self.device,
+                {n: w[k] for n, w in weights.items()},
+                self.compile_seconds,
+                evaluate(self.trainer.forward_of(k), trial.params),
+            )
             for k, trial in enumerate(self.trials)
         ]
 

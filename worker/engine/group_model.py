@@ -6,6 +6,8 @@ XLA fuses into a few loops per time step (forward.contract); a matmul per produc
 arithmetic. One model is the group of one: a job runs the same compiled step.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -57,8 +59,9 @@ class GroupTrainer:
     def __init__(self, inits: list[dict[str, np.ndarray]]):
         self.models = len(inits)
         self.weights = [tf.Variable(np.stack([init[n] for init in inits]), name=n) for n in WEIGHT_NAMES]
-        self.accumulators = [tf.Variable(tf.zeros(w.shape), name=f"{n}_accum")
-                             for n, w in zip(WEIGHT_NAMES, self.weights)]
+        self.accumulators = [
+            tf.Variable(tf.zeros(w.shape), name=f"{n}_accum") for n, w in zip(WEIGHT_NAMES, self.weights)
+        ]
         self.single = [tf.Variable(inits[0][n], name=f"{n}_single") for n in WEIGHT_NAMES]  # one model at a time
         self.run_windows = tf.function(self._run_windows, jit_compile=True)
         self.forward = make_forward(self.single)
@@ -71,12 +74,20 @@ class GroupTrainer:
         with new values in its variables, so its functions are compiled once per process. Learning
         rates are arguments of the compiled function, so they are not part of the key.
         """
-        key = (device, len(inits), params.state_size, params.num_classes, params.batch_size,
-               params.truncated_backprop_length, epoch_capacity(params.steps_per_epoch, len(inits), params))
+        key = (
+            device,
+            len(inits),
+            params.state_size,
+            params.num_classes,
+            params.batch_size,
+            params.truncated_backprop_length,
+            epoch_capacity(params.steps_per_epoch, len(inits), params),
+        )
         trainer = kept(_TRAINERS, key, lambda: cls(inits), TRAINERS_KEPT)
         stacked = {n: np.stack([init[n] for init in inits]) for n in WEIGHT_NAMES}
-        trainer.restore(stacked, {n: np.full(v.shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32)
-                                  for n, v in stacked.items()})
+        trainer.restore(
+            stacked, {n: np.full(v.shape, ADAGRAD_INITIAL_ACCUMULATOR, np.float32) for n, v in stacked.items()}
+        )
         return trainer
 
     def weight_values(self) -> dict[str, np.ndarray]:
@@ -93,7 +104,7 @@ class GroupTrainer:
             var.assign(weights[name])
             acc.assign(accumulators[name])
 
-    def forward_of(self, model: int):
+    def forward_of(self, model: int) -> Callable[[tf.Tensor], tf.Tensor]:
         """The compiled single-model forward pass ([B, L] bits to [B, L, C]), set to one model's current weights."""
         for var, stacked in zip(self.single, self.weights):
             var.assign(stacked[model])
@@ -103,7 +114,17 @@ class GroupTrainer:
         """Every model on its own bits from a zero state: [K, R, L] to [K, R, L, C]."""
         return stacked_probabilities(*self.weights, tf.constant(x)).numpy()
 
-    def _run_windows(self, xs, ys, start, count, state, losses, learning_rates, active):
+    def _run_windows(
+        self,
+        xs: tf.Tensor,
+        ys: tf.Tensor,
+        start: tf.Tensor,
+        count: tf.Tensor,
+        state: tf.Tensor,
+        losses: tf.Tensor,
+        learning_rates: tf.Tensor,
+        active: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Train windows start..start+count of an epoch ([capacity, K, B, T] bits and labels, zeros past its
         steps); models where `active` is false compute but keep their weights and accumulators. Returns the
         carried state, the [capacity, K] losses and the last window's probabilities [K, B, T, C]."""
@@ -111,9 +132,16 @@ class GroupTrainer:
         accumulators = [a.read_value() for a in self.accumulators]
         rates = [_per_model(learning_rates, w) for w in weights]
         keep = [_per_model(active, w) for w in weights]
-        shape = xs.shape[1:] + [self.weights[2].shape[-1]]
+        shape = [*xs.shape[1:], self.weights[2].shape[-1]]
 
-        def body(i, weights, accumulators, state, losses, _logits):
+        def body(
+            i: tf.Tensor,
+            weights: list[tf.Tensor],
+            accumulators: list[tf.Tensor],
+            state: tf.Tensor,
+            losses: tf.Tensor,
+            _logits: tf.Tensor,
+        ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor], tf.Tensor, tf.Tensor, tf.Tensor]:
             # A gather, not a slice: a slice would make start a compile-time constant.
             x, y = tf.gather(xs, start + i), tf.gather(ys, start + i)
             with tf.GradientTape() as tape:
@@ -126,8 +154,10 @@ class GroupTrainer:
             grads = tape.gradient(total, weights)
             # TF1's ApplyAdagrad: no epsilon, accumulate first.
             accumulators = [tf.where(k, a + g * g, a) for k, a, g in zip(keep, accumulators, grads)]
-            weights = [tf.where(k, w - lr * g * tf.math.rsqrt(a), w)
-                       for k, lr, w, g, a in zip(keep, rates, weights, grads, accumulators)]
+            weights = [
+                tf.where(k, w - lr * g * tf.math.rsqrt(a), w)
+                for k, lr, w, g, a in zip(keep, rates, weights, grads, accumulators)
+            ]
             losses = tf.tensor_scatter_nd_update(losses, [[start + i]], loss[None])
             return i + 1, weights, accumulators, states[:, :, -1], losses, logits
 

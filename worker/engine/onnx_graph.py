@@ -63,12 +63,18 @@ def build(weights: dict[str, np.ndarray], echo_step: int) -> bytes:
     ]
     outputs = [
         helper.make_tensor_value_info(SERVING_OUTPUT, TensorProto.FLOAT, ["batch", "length"]),
-        *(helper.make_tensor_value_info(SERVING_WEIGHT_OUTPUT.format(k), TensorProto.FLOAT, array.shape)
-          for k, array in arrays.items()),
+        *(
+            helper.make_tensor_value_info(SERVING_WEIGHT_OUTPUT.format(k), TensorProto.FLOAT, array.shape)
+            for k, array in arrays.items()
+        ),
     ]
     graph = helper.make_graph(
-        nodes, "echo_rnn", [helper.make_tensor_value_info(SERVING_INPUT, TensorProto.INT32, ["batch", "length"])],
-        outputs, constants)
+        nodes,
+        "echo_rnn",
+        [helper.make_tensor_value_info(SERVING_INPUT, TensorProto.INT32, ["batch", "length"])],
+        outputs,
+        constants,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="echo-rnn-service")
     model.ir_version = 8  # what ONNX Runtime releases of the last years all read
     helper.set_model_props(model, {SERVING_META_ECHO_STEP: str(echo_step), SERVING_META_STATE_SIZE: str(state)})

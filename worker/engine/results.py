@@ -47,6 +47,12 @@ class TrainingResult:
     compile_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
     evaluation: Evaluation | None = None
+
+    def evaluated(self) -> Evaluation:
+        """The held-out evaluation, which train_group gives every model it trained."""
+        assert self.evaluation is not None, "a trained model is evaluated"
+        return self.evaluation
+
     stopped_early: int | None = None  # the epoch whose mean loss reached params.target_loss, if it ended the run
 
 

@@ -6,11 +6,26 @@ from contract.params import TrainingParams
 from worker.engine.checkpoint import Checkpoint
 from worker.engine.group import CHUNK_TARGET_S, GroupCheckpoint, train_group
 from worker.engine.results import (
-    EVAL_LENGTH, EVAL_SEQUENCES, StepReport, TrainingCancelled, TrainingResult, echo_accuracy, snapshot_epochs,
+    EVAL_LENGTH,
+    EVAL_SEQUENCES,
+    StepReport,
+    TrainingCancelled,
+    TrainingResult,
+    echo_accuracy,
+    snapshot_epochs,
 )
 
-__all__ = ["CHUNK_TARGET_S", "EVAL_LENGTH", "EVAL_SEQUENCES", "StepReport", "TrainingCancelled",
-           "TrainingResult", "echo_accuracy", "snapshot_epochs", "train_model"]
+__all__ = [
+    "CHUNK_TARGET_S",
+    "EVAL_LENGTH",
+    "EVAL_SEQUENCES",
+    "StepReport",
+    "TrainingCancelled",
+    "TrainingResult",
+    "echo_accuracy",
+    "snapshot_epochs",
+    "train_model",
+]
 
 
 def train_model(
@@ -25,13 +40,18 @@ def train_model(
     cancellation and offers checkpoints at epoch ends and at least every 2 s."""
 
     def report(reports: list[StepReport | None]) -> None:
-        on_progress(reports[0])  # a group of one reports only while its model trains
+        if on_progress is not None and reports[0] is not None:  # a group of one reports only while its model trains
+            on_progress(reports[0])
 
     def offer(group: GroupCheckpoint) -> None:
-        on_checkpoint(group.models[0])
+        if on_checkpoint is not None:
+            on_checkpoint(group.models[0])
 
     return train_group(
-        [params], report if on_progress else None, should_stop,
-        None if resume is None else GroupCheckpoint([resume], [None]), offer if on_checkpoint else None,
+        [params],
+        report if on_progress else None,
+        should_stop,
+        None if resume is None else GroupCheckpoint([resume], [None]),
+        offer if on_checkpoint else None,
         checkpoint_every_s,
     )[0]

@@ -32,11 +32,17 @@ def backfill(redis: Redis, settings: WorkerSettings) -> dict[str, list[str]]:
         record = provenance.lookup(redis, prefix, name, version.version)
         if record is None or record.serving_digest is not None:
             continue
-        location = (client.get_logged_model(version.model_id).artifact_location if version.model_id
-                    else client.get_model_version_download_uri(name, version.version))
+        location = (
+            client.get_logged_model(version.model_id).artifact_location
+            if version.model_id
+            else client.get_model_version_download_uri(name, version.version)
+        )
         with tempfile.TemporaryDirectory(prefix="echo-rnn-backfill-") as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
-                                                             tracking_uri=client.tracking_uri))
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri
+                )
+            )
             if provenance.digest(local) != record.digest:
                 left.append(f"{version.version}: its files changed since it was registered")
                 continue
@@ -52,10 +58,17 @@ def backfill(redis: Redis, settings: WorkerSettings) -> dict[str, list[str]]:
             graph = onnx_graph.build(weights, int(module.echo_step.numpy()))
             (local / provenance.SERVING_FILE).write_bytes(graph)
             get_artifact_repository(location, tracking_uri=client.tracking_uri).log_artifact(
-                str(local / provenance.SERVING_FILE))
-        provenance.record(redis, prefix, dataclasses.replace(
-            record, serving_digest=provenance.file_digest(graph),
-            serving_uri=f"{location.rstrip('/')}/{provenance.SERVING_FILE}"))
+                str(local / provenance.SERVING_FILE)
+            )
+        provenance.record(
+            redis,
+            prefix,
+            dataclasses.replace(
+                record,
+                serving_digest=provenance.file_digest(graph),
+                serving_uri=f"{location.rstrip('/')}/{provenance.SERVING_FILE}",
+            ),
+        )
         log.info("version %s of %s: its ONNX graph added", version.version, name)
         added.append(version.version)
     return {"added": added, "left": left}

@@ -6,10 +6,11 @@ from collections import deque
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
-from worker.tracking.mlflow_retry import MlflowUnavailable
 from worker.retry import Outage, Unreachable
+from worker.tracking.mlflow_retry import MlflowUnavailable
 
 MAX_METRICS_PER_BATCH = 1000  # the tracking server's limit per log_batch
 
@@ -41,7 +42,7 @@ class MetricSender:
         with self._cond:
             return self._count
 
-    def put(self, key: str, values, first_step: int, timestamp: int, stride: int = 1) -> None:
+    def put(self, key: str, values: ArrayLike, first_step: int, timestamp: int, stride: int = 1) -> None:
         """Queue one point per value at steps first_step, first_step + stride, …; raises once the sender has given up."""
         self.check()
         values = np.array(values, dtype=np.float64).ravel()
@@ -65,7 +66,9 @@ class MetricSender:
         with self._cond:
             self._flushing = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: (not self._count and not self._sending) or self.error or self.fenced or self._stopped)
+            self._cond.wait_for(
+                lambda: (not self._count and not self._sending) or self.error or self.fenced or self._stopped
+            )
             self._flushing = False
             unsent = self._count
         self.check()
@@ -98,7 +101,9 @@ class MetricSender:
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._stopped or self._count >= MAX_METRICS_PER_BATCH or (self._flushing and self._count > 0),
+                    lambda: (
+                        self._stopped or self._count >= MAX_METRICS_PER_BATCH or (self._flushing and self._count > 0)
+                    ),
                     self.interval_s,
                 )
                 if self._stopped:
@@ -114,7 +119,9 @@ class MetricSender:
     def _send(self, batch: list[Metric]) -> bool:
         """Send one batch, retrying while MLflow is down within the limit."""
         try:
-            self.outage.call(lambda: self.client.log_batch(self.run_id, metrics=batch), f"sending {len(batch)} metric points")
+            self.outage.call(
+                lambda: self.client.log_batch(self.run_id, metrics=batch), f"sending {len(batch)} metric points"
+            )
             return True
         except LeaseLost as exc:  # another worker carries the run on: not a point more from here
             with self._cond:
@@ -122,9 +129,11 @@ class MetricSender:
                 self._sending = False
                 self._cond.notify_all()
             return False
-        except Exception as exc:  # gave up (or the server refused them): the job cannot log its run
+        except Exception as exc:  # noqa: BLE001 (gave up, or the server refused them: the job cannot log its run)
             with self._cond:
-                self.error = (str(exc) if isinstance(exc, Unreachable) else f"MLflow did not accept metrics: {exc}")[:500]
+                self.error = (str(exc) if isinstance(exc, Unreachable) else f"MLflow did not accept metrics: {exc}")[
+                    :500
+                ]
                 self._sending = False
                 self._cond.notify_all()
             return False

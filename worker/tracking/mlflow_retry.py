@@ -26,8 +26,9 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, requests.RequestException, urllib3.exceptions.HTTPError))
 
 
-def mlflow_outage(tracking_uri: str, limit_s: float, gate: threading.Semaphore | None = None,
-                  guard: Callable[[], None] | None = None) -> Outage:
+def mlflow_outage(
+    tracking_uri: str, limit_s: float, gate: threading.Semaphore | None = None, guard: Callable[[], None] | None = None
+) -> Outage:
     """Retrying calls to one MLflow server for at most limit_s of unavailability (at most gate's count at once;
     guard, checked before each try, stops them)."""
     return Outage(f"MLflow at {tracking_uri}", limit_s, transient, MlflowUnavailable, gate=gate, guard=guard)

@@ -6,9 +6,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import mlflow.tensorflow
-from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+import numpy as np
+from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model, ModelSignature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -29,8 +29,15 @@ SIGNATURE = ModelSignature(
 )
 
 
-def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingResult, outage: Outage,
-              module: EchoModel | None = None, experiment_id: str | None = None) -> dict:
+def log_model(
+    client: MlflowClient,
+    run_id: str,
+    job_id: str,
+    result: TrainingResult,
+    outage: Outage,
+    module: EchoModel | None = None,
+    experiment_id: str | None = None,
+) -> dict:
     """Log the trained network into the run as an MLflow TensorFlow model; returns its model_uri, model_id, digest
     (of the SavedModel's files), serving_digest (of the ONNX file) and serving_uri (where the ONNX file is).
 
@@ -39,12 +46,18 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
     may not write), its files go up side by side, and the run's metrics are not copied onto it
     (Model.log reads every metric's whole history to copy those of step 0).
     """
-    module = module.set_weights(result.weights) if module is not None else build(result.weights, result.params.echo_step)
+    module = (
+        module.set_weights(result.weights) if module is not None else build(result.weights, result.params.echo_step)
+    )
     if experiment_id is None:
         experiment_id = outage.call(lambda: client.get_run(run_id).info.experiment_id, "reading the run")
     params = {k: str(v) for k, v in result.params.model_dump().items()}  # as Model.log copies the run's
-    model = outage.call(lambda: client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
-                                                           tags={"job_id": job_id}, params=params), "logging the model")
+    model = outage.call(
+        lambda: client.create_logged_model(
+            experiment_id, name="model", source_run_id=run_id, tags={"job_id": job_id}, params=params
+        ),
+        "logging the model",
+    )
     try:
         digests = _write(client, model, run_id, module, result, outage)
     except BaseException:
@@ -57,17 +70,20 @@ def log_model(client: MlflowClient, run_id: str, job_id: str, result: TrainingRe
     return {"model_uri": f"models:/{model.model_id}", "model_id": model.model_id, **digests}
 
 
-def _write(client: MlflowClient, model, run_id: str, module: EchoModel, result: TrainingResult,
-           outage: Outage) -> dict[str, str]:
+def _write(
+    client: MlflowClient, model: LoggedModel, run_id: str, module: EchoModel, result: TrainingResult, outage: Outage
+) -> dict[str, str]:
     """Save the model's files, upload them and link the model to the run; returns the files' digests and the graph's URI."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model")
         mlflow.tensorflow.save_model(
-            module, path,
-            mlflow_model=Model(artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id,
-                               model_id=model.model_id),
+            module,
+            path,
+            mlflow_model=Model(
+                artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id, model_id=model.model_id
+            ),
             # No input example: MLflow would load and run the model to check it; the signature says what it takes.
             signature=SIGNATURE,
             # Explicit requirements: inferring them costs seconds for this tiny model.
@@ -76,8 +92,11 @@ def _write(client: MlflowClient, model, run_id: str, module: EchoModel, result: 
         serving = onnx_graph.build(result.weights, result.params.echo_step)
         (Path(path) / provenance.SERVING_FILE).write_bytes(serving)
         # The digests of the files as written: they go up as they are, so the API's check needs no download back.
-        digests = {"digest": provenance.digest(path), "serving_digest": provenance.file_digest(serving),
-                   "serving_uri": f"{model.artifact_location.rstrip('/')}/{provenance.SERVING_FILE}"}
+        digests = {
+            "digest": provenance.digest(path),
+            "serving_digest": provenance.file_digest(serving),
+            "serving_uri": f"{model.artifact_location.rstrip('/')}/{provenance.SERVING_FILE}",
+        }
         outage.call(lambda: _upload(client, model.artifact_location, path), "uploading the model")
     outage.call(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]), "linking the model")
     return digests
@@ -89,7 +108,9 @@ def _upload(client: MlflowClient, location: str, path: str) -> None:
     root = Path(path)
     files = [f for f in root.rglob("*") if f.is_file()]
     with ThreadPoolExecutor(UPLOADS_AT_ONCE, thread_name_prefix="model-upload") as pool:
-        uploads = [pool.submit(repo.log_artifact, str(f), None if f.parent == root else f.parent.relative_to(root).as_posix())
-                   for f in files]
+        uploads = [
+            pool.submit(repo.log_artifact, str(f), None if f.parent == root else f.parent.relative_to(root).as_posix())
+            for f in files
+        ]
         for upload in uploads:
             upload.result()

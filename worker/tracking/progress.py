@@ -10,13 +10,16 @@ Every step's loss goes to the run's artifact loss_history.csv.gz at the end.
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from worker.engine.checkpoint import Checkpoint
 from worker.retry import BestEffort, redis_transient
 from worker.tracking.run_logger import RunLogger
+
+if TYPE_CHECKING:  # the engine's results import TensorFlow
+    from worker.engine.results import StepReport
 
 
 class ProgressWriter:
@@ -27,8 +30,15 @@ class ProgressWriter:
     run's history has every bucket once.
     """
 
-    def __init__(self, record: Callable[[dict[str, Any]], None], tracker: RunLogger, steps: int,
-                 best_effort: BestEffort | None = None, max_points: int = 2000, record_every_s: float = 0.0):
+    def __init__(
+        self,
+        record: Callable[[dict[str, Any]], None],
+        tracker: RunLogger,
+        steps: int,
+        best_effort: BestEffort | None = None,
+        max_points: int = 2000,
+        record_every_s: float = 0.0,
+    ):
         self.record, self.tracker = record, tracker
         # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
         self.best_effort = best_effort or BestEffort("Redis", redis_transient)
@@ -70,8 +80,11 @@ class ProgressWriter:
             rows = padded.reshape(-1, k)
             # The last partial bucket is stamped with the last step trained, not its full bucket's end.
             steps = np.minimum(np.arange(self.buckets_sent + 1, end + 1) * k, known) - 1
-            for key, values in (("loss", np.nanmean(rows, 1)), ("loss_min", np.nanmin(rows, 1)),
-                                ("loss_max", np.nanmax(rows, 1))):
+            for key, values in (
+                ("loss", np.nanmean(rows, 1)),
+                ("loss_min", np.nanmin(rows, 1)),
+                ("loss_max", np.nanmax(rows, 1)),
+            ):
                 full = values[: len(values) - (steps[-1] != end * k - 1)]
                 if len(full):
                     self.tracker.add(key, full, int(steps[0]), k)
@@ -85,10 +98,12 @@ class ProgressWriter:
         if self.behind:
             self._record()
 
-    def __call__(self, p) -> None:
+    def __call__(self, p: "StepReport") -> None:
+        """One report of the engine: its losses, and the records and points they make due."""
         self.losses[p.first_step : p.first_step + len(p.losses)] = p.losses
         self._send_buckets(p.step)
         if p.epoch_done:
+            assert p.epoch_loss is not None and p.echo_accuracy is not None, "an epoch's end carries its scores"
             if p.epoch > self.epochs_from:
                 self.tracker.add("epoch_loss", [p.epoch_loss], p.epoch)
                 self.tracker.add("echo_accuracy", [p.echo_accuracy], p.epoch)
@@ -100,7 +115,13 @@ class ProgressWriter:
             self.best_effort.call(lambda: self.record({"metrics": self.metrics}), "recording progress")
             return
         self.fraction = p.step / p.steps
-        self.progress = {"epoch": p.epoch, "epochs": p.epochs, "step": p.step, "steps": p.steps, "fraction": self.fraction}
+        self.progress = {
+            "epoch": p.epoch,
+            "epochs": p.epochs,
+            "step": p.step,
+            "steps": p.steps,
+            "fraction": self.fraction,
+        }
         # The engine reports about every 50 ms (and at every epoch's end): the record is written at
         # most every record_every_s, at the last step, and by finish().
         self.behind = p.step < p.steps and time.monotonic() - self.recorded < self.record_every_s
@@ -109,5 +130,7 @@ class ProgressWriter:
 
     def _record(self) -> None:
         self.recorded, self.behind = time.monotonic(), False
-        self.best_effort.call(lambda: self.record({"progress": self.progress, "metrics": self.metrics, "phase": "training"}),
-                              "recording progress")
+        self.best_effort.call(
+            lambda: self.record({"progress": self.progress, "metrics": self.metrics, "phase": "training"}),
+            "recording progress",
+        )

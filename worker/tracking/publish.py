@@ -10,8 +10,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from contract.provenance import Provenance
@@ -35,8 +37,13 @@ class Candidate:
     loss: float
 
 
-def publish(registry: Registry, candidate: Candidate, record: Callable[[dict, Provenance], None],
-            recorded: dict | None = None, resumed: bool = True) -> dict:
+def publish(
+    registry: Registry,
+    candidate: Candidate,
+    record: Callable[[dict, Provenance], None],
+    recorded: dict | None = None,
+    resumed: bool = True,
+) -> dict:
     """The model as its job shows it (uri, name, version, promoted, promotion).
 
     recorded: the version an earlier attempt registered and recorded (a resume): only gated again.
@@ -51,9 +58,18 @@ def publish(registry: Registry, candidate: Candidate, record: Callable[[dict, Pr
         if resumed:
             _log_unrecorded(registry, candidate)
         model = register(registry, candidate)
-        record(model, Provenance(model["name"], model["version"], candidate.job_id, candidate.run_id,
-                                 candidate.logged["digest"], candidate.logged.get("serving_digest"),
-                                 candidate.logged.get("serving_uri")))
+        record(
+            model,
+            Provenance(
+                model["name"],
+                model["version"],
+                candidate.job_id,
+                candidate.run_id,
+                candidate.logged["digest"],
+                candidate.logged.get("serving_digest"),
+                candidate.logged.get("serving_uri"),
+            ),
+        )
         fresh = True
     promotion = champion.gate(registry, model["version"], candidate.echo_accuracy, candidate.loss, fresh=fresh)
     return {**model, "promoted": promotion.promoted, "promotion": promotion.reason}
@@ -65,21 +81,34 @@ def register(registry: Registry, candidate: Candidate) -> dict:
     if (client.tracking_uri, name) not in _registered_names:
         registry.outage.call(lambda: _ensure_registered_model(client, name), "registering the model")
         _registered_names.add((client.tracking_uri, name))
-    tags = {"job_id": candidate.job_id, REGISTRATION_TAG: nonce,
-            **champion.score_tags(candidate.echo_accuracy, candidate.loss)}
+    tags = {
+        "job_id": candidate.job_id,
+        REGISTRATION_TAG: nonce,
+        **champion.score_tags(candidate.echo_accuracy, candidate.loss),
+    }
     tried: list[bool] = []
 
-    def create_version():
+    def create_version() -> ModelVersion:
         if tried:  # only this call knows its nonce: what it finds, it created
-            found = [v for v in client.search_model_versions(f"run_id = '{candidate.run_id}'")
-                     if v.name == name and (v.tags or {}).get(REGISTRATION_TAG) == nonce]
+            found = [
+                v
+                for v in client.search_model_versions(f"run_id = '{candidate.run_id}'")
+                if v.name == name and (v.tags or {}).get(REGISTRATION_TAG) == nonce
+            ]
             if found:
                 return found[0]
         tried.append(True)
 
-        def create():
-            return client.create_model_version(name, source=candidate.logged["model_uri"], run_id=candidate.run_id,
-                                               model_id=candidate.logged["model_id"], tags=tags, await_creation_for=0)
+        def create() -> ModelVersion:
+            return client.create_model_version(
+                name,
+                source=candidate.logged["model_uri"],
+                run_id=candidate.run_id,
+                model_id=candidate.logged["model_id"],
+                tags=tags,
+                await_creation_for=0,
+            )
+
         try:
             return create()
         except mlflow.exceptions.MlflowException as exc:
@@ -95,17 +124,31 @@ def register(registry: Registry, candidate: Candidate) -> dict:
 def _log_unrecorded(registry: Registry, candidate: Candidate) -> None:
     """Versions of the run that no record names (left by a lost attempt, or planted): logged, tagged, never used."""
     try:
-        found = registry.outage.call(lambda: registry.client.search_model_versions(f"run_id = '{candidate.run_id}'"),
-                                     "looking for versions of the run")
+        found = registry.outage.call(
+            lambda: registry.client.search_model_versions(f"run_id = '{candidate.run_id}'"),
+            "looking for versions of the run",
+        )
     except mlflow.exceptions.MlflowException:
         return
     for version in found:
         if version.name != registry.name or IGNORED_TAG in (version.tags or {}):
             continue
-        log.warning("job %s: version %s of %s was registered from its run but never recorded by this service: ignored",
-                    candidate.job_id, version.version, version.name)
-        registry.outage.call(lambda v=version: registry.client.set_model_version_tag(
-            v.name, v.version, IGNORED_TAG, "not recorded by the job that owns the run"), "tagging an ignored version")
+        log.warning(
+            "job %s: version %s of %s was registered from its run but never recorded by this service: ignored",
+            candidate.job_id,
+            version.version,
+            version.name,
+        )
+        registry.outage.call(
+            partial(
+                registry.client.set_model_version_tag,
+                version.name,
+                version.version,
+                IGNORED_TAG,
+                "not recorded by the job that owns the run",
+            ),
+            "tagging an ignored version",
+        )
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:

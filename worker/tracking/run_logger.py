@@ -18,15 +18,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Param, RunStatus
+from mlflow.entities import Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
+from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
+from worker.settings import WorkerSettings
 from worker.tracking.metric_sender import MetricSender
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
-from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE
@@ -35,9 +36,16 @@ THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE
 class RunLogger:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
-    def __init__(self, settings: WorkerSettings, job_id: str, params: dict, run_id: str | None = None,
-                 tags: dict[str, str] | None = None, gate: threading.Semaphore | None = None,
-                 guard: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        job_id: str,
+        params: dict,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        gate: threading.Semaphore | None = None,
+        guard: Callable[[], None] | None = None,
+    ):
         """Open the run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming) the run it already
         has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
         before every call, stops them all (the attempt lost its lease)."""
@@ -61,11 +69,12 @@ class RunLogger:
             logged = [Param(k, str(v)) for k, v in params.items()]
             self.outage.call(lambda: self.client.log_batch(self.run_id, params=logged), "logging the parameters")
 
-    def _create_run(self, job_id: str, tags: dict[str, str]):
+    def _create_run(self, job_id: str, tags: dict[str, str]) -> Run:
         """A new run for the job; a retry after a lost answer finds the run the lost call created."""
-        attempt, tried = uuid.uuid4().hex, []
+        attempt = uuid.uuid4().hex
+        tried: list[bool] = []
 
-        def create():
+        def create() -> Run:
             if tried:
                 found = self.client.search_runs([self.experiment_id], f"tags.attempt = '{attempt}'", max_results=1)
                 if found:
@@ -73,7 +82,8 @@ class RunLogger:
             tried.append(True)
             name = tags.get("mlflow.runName", f"job-{job_id[:8]}")
             return self.client.create_run(
-                self.experiment_id, tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
+                self.experiment_id,
+                tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
                 run_name=name,
             )
 
@@ -81,7 +91,9 @@ class RunLogger:
 
     def logged_count(self, key: str) -> int:
         """How many steps of a metric the run holds (points are sent in step order, so a prefix)."""
-        history = self.outage.call(lambda: self.client.get_metric_history(self.run_id, key), f"reading the {key} history")
+        history = self.outage.call(
+            lambda: self.client.get_metric_history(self.run_id, key), f"reading the {key} history"
+        )
         return len({m.step for m in history})
 
     @property
@@ -97,9 +109,9 @@ class RunLogger:
         try:
             return self.client.create_experiment(name)
         except MlflowException as exc:  # another worker created it first
-            if transient(exc):
+            if transient(exc) or (created := self.client.get_experiment_by_name(name)) is None:
                 raise
-            return self.client.get_experiment_by_name(name).experiment_id
+            return created.experiment_id
 
     def check(self) -> None:
         """Raise if MLflow stayed unreachable past the retry limit."""
@@ -107,7 +119,7 @@ class RunLogger:
             raise MlflowUnavailable(self._figure_error)
         self.sender.check()
 
-    def add(self, key: str, values, first_step: int, stride: int = 1) -> None:
+    def add(self, key: str, values: ArrayLike, first_step: int, stride: int = 1) -> None:
         """Queue one metric point per value, at steps first_step, first_step + stride, …"""
         if self._figure_error:
             raise MlflowUnavailable(self._figure_error)
@@ -126,8 +138,9 @@ class RunLogger:
             files = image_files("echo_figure", step, render(losses, *window))
             self.outage.call(lambda: self._upload(files, "images"), f"logging the figure of step {step}")
             if not self._images_tagged:  # what MLflow's log_image sets, so the UI shows the image card
-                self.outage.call(lambda: self.client.set_tag(self.run_id, MLFLOW_LOGGED_IMAGES, "True"),
-                                 "tagging the run's images")
+                self.outage.call(
+                    lambda: self.client.set_tag(self.run_id, MLFLOW_LOGGED_IMAGES, "True"), "tagging the run's images"
+                )
                 self._images_tagged = True
         except MlflowUnavailable as exc:  # MLflow is gone for good: the job fails at its next report
             self._figure_error = str(exc)

@@ -14,14 +14,21 @@ from worker.tracking.run_logger import RunLogger
 
 
 def jobs(n: int) -> list[Job]:
-    return [Job(id=str(uuid.uuid4()), status="running", params={}, created_at=now(), progress=JobProgress(epochs=1, steps=1))
-            for _ in range(n)]
+    return [
+        Job(
+            id=str(uuid.uuid4()), status="running", params={}, created_at=now(), progress=JobProgress(epochs=1, steps=1)
+        )
+        for _ in range(n)
+    ]
 
 
-@pytest.mark.parametrize("error, status", [(RuntimeError("MLflow refused this one"), "FAILED"),
-                                           (RedisUnavailable("Redis unreachable for 600 s"), "RUNNING")])
+@pytest.mark.parametrize(
+    "error, status",
+    [(RuntimeError("MLflow refused this one"), "FAILED"), (RedisUnavailable("Redis unreachable for 600 s"), "RUNNING")],
+)
 def test_runs_opened_before_one_fails_to_open_are_closed_unless_the_attempt_is_left_for_another_worker(
-        settings, client, error, status):
+    settings, client, error, status
+):
     """Any failure ends the attempt (its runs closed FAILED); Redis away leaves it, and its runs, to another worker."""
     trials = jobs(3)
     parent = RunLogger(settings, "sweep", {})

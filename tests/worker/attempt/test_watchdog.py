@@ -3,6 +3,8 @@ left, sweeps whose trials all ended finished, one round at a time, and no error 
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,14 +20,14 @@ def store(redis_client) -> JobStore:
     return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
 
 
-def counting(sent: list) -> "callable":
+def counting(sent: list) -> Callable[[Any], None]:
     return lambda message: sent.append(message)
 
 
 def test_only_running_jobs_whose_lease_lapsed_are_sent_again_and_only_once(store):
     sent: list[tasks.Message] = []
     watchdog = Watchdog(store, counting(sent), interval_s=0.1)
-    alive, lapsed, queued = (store.create({"num_epochs": n}, steps=1) for n in (1, 2, 3))
+    alive, lapsed, _queued = (store.create({"num_epochs": n}, steps=1) for n in (1, 2, 3))
     store.move(alive.id, "running", lease=Lease("a", 30_000))
     store.move(lapsed.id, "running", lease=Lease("b", 30_000))
     store.redis.delete(store.lease_key(lapsed.id))

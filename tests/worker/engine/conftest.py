@@ -2,8 +2,8 @@
 
 import pytest
 
-from worker.engine.train import TrainingResult, train_model
 from contract.params import TrainingParams
+from worker.engine.train import TrainingResult, train_model
 
 # Five epochs at the tutorial's defaults. The seed is one that leaves the ln 2 plateau early: with
 # the tutorial's uniform [0, 1) weights some seeds sit there for many epochs (see test_train.py).

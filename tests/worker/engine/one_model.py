@@ -43,7 +43,13 @@ class Trainer:
     def run_windows(self, xs, ys, start, count, state, losses) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Train windows start..start+count of an epoch; returns state, losses, last window's probabilities."""
         state, losses, probs = self.group.run_windows(
-            xs[:, None], ys[:, None], start, count, state[None], losses[:, None],
-            tf.constant([self.params.learning_rate]), tf.constant([True]),
+            xs[:, None],
+            ys[:, None],
+            start,
+            count,
+            state[None],
+            losses[:, None],
+            tf.constant([self.params.learning_rate]),
+            tf.constant([True]),
         )
         return state[0], losses[:, 0], probs[0]

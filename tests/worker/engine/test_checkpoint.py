@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from contract.params import TrainingParams
 from worker.engine.checkpoint import Checkpoint
 from worker.engine.train import train_model
-from contract.params import TrainingParams
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,12 @@ def test_a_checkpoint_survives_serialisation(runs):
     _, _, taken = runs
     original = taken[1]
     copy = Checkpoint.from_bytes(original.to_bytes())
-    assert (copy.epoch, copy.done, copy.step, copy.rng_state) == (original.epoch, original.done, original.step, original.rng_state)
+    assert (copy.epoch, copy.done, copy.step, copy.rng_state) == (
+        original.epoch,
+        original.done,
+        original.step,
+        original.rng_state,
+    )
     assert np.array_equal(copy.state, original.state) and np.array_equal(copy.losses, original.losses)
     assert all(np.array_equal(copy.accumulators[k], v) for k, v in original.accumulators.items())
 

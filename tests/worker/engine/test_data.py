@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from worker.engine.data import generate_epoch, generate_series, to_windows
 from contract.params import TrainingParams
+from worker.engine.data import generate_epoch, generate_series, to_windows
 
 
 @pytest.mark.parametrize("echo_step", [0, 1, 3, 7])
@@ -45,7 +45,7 @@ def test_window_w_row_b_is_columns_w_T_to_w_plus_1_T_of_row_b(length, batch, wid
 
 def test_leading_zeros_only_at_the_start_of_the_series():
     p = TrainingParams()
-    xs, ys = generate_epoch(np.random.default_rng(3), p)
+    _xs, ys = generate_epoch(np.random.default_rng(3), p)
     np.testing.assert_array_equal(ys[0, 0, : p.echo_step], 0)
     # Row 1 starts mid-series: its first echoed bits are row 0's last inputs, not zeros.
     cols = p.total_series_length // p.batch_size

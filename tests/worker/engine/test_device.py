@@ -5,9 +5,9 @@ import time
 import pytest
 import tensorflow as tf
 
+from contract.params import TrainingParams
 from worker.engine.device import DeviceUnavailable, select_device
 from worker.engine.train import train_model
-from contract.params import TrainingParams
 
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
 

@@ -11,7 +11,9 @@ from worker.engine.train import train_model
 def test_a_trained_network_scores_near_one_and_an_untrained_one_near_a_coin(trained):
     assert trained.evaluation.echo_accuracy >= 0.99 and trained.evaluation.loss < 0.05
     assert set(trained.evaluation.by_length) == {str(n) for n in LENGTHS}
-    untrained = make_forward([np.asarray(v) for v in initial_weights(np.random.default_rng(0), trained.params).values()])
+    untrained = make_forward(
+        [np.asarray(v) for v in initial_weights(np.random.default_rng(0), trained.params).values()]
+    )
     chance = evaluate(untrained, trained.params)
     assert 0.4 < chance.echo_accuracy < 0.6 and chance.loss > 0.5
 

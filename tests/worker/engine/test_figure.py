@@ -43,8 +43,10 @@ def test_a_kept_figure_draws_each_render_from_its_own_data_only():
     import threading
 
     rng = np.random.default_rng(3)
-    windows = [(rng.integers(0, 2, (5, 15)), rng.integers(0, 2, (5, 15)), rng.dirichlet([1, 1], size=(5, 15)))
-               for _ in range(2)]
+    windows = [
+        (rng.integers(0, 2, (5, 15)), rng.integers(0, 2, (5, 15)), rng.dirichlet([1, 1], size=(5, 15)))
+        for _ in range(2)
+    ]
     first = render(rng.random(500), *windows[0])
     losses = rng.random(80_000)
     second = render(losses, *windows[1])

@@ -43,8 +43,12 @@ def stopping() -> tuple[list[TrainingResult], list[list[StepReport | None]], lis
     taken: list[bytes] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(group, "CHUNK_TARGET_S", 0.0)  # a compiled call per window: checkpoints inside epochs too
-        results = train_group(STOPPING, on_progress=reports.append,
-                              on_checkpoint=lambda c: taken.append(c.to_bytes()), checkpoint_every_s=0)
+        results = train_group(
+            STOPPING,
+            on_progress=reports.append,
+            on_checkpoint=lambda c: taken.append(c.to_bytes()),
+            checkpoint_every_s=0,
+        )
     return results, reports, taken
 
 
@@ -74,7 +78,7 @@ def test_a_model_that_reaches_its_target_stops_and_the_others_go_on(stopping):
     # It reports up to its last epoch, then nothing; the others report every step once.
     mine = [g[0] for g in reports]
     last = max(i for i, r in enumerate(mine) if r is not None)
-    assert mine[last].epoch_done and mine[last].epoch == 3 and all(r is None for r in mine[last + 1:])
+    assert mine[last].epoch_done and mine[last].epoch == 3 and all(r is None for r in mine[last + 1 :])
     for k, result in enumerate(results):
         own = [g[k] for g in reports if g[k] is not None]
         assert np.array_equal(np.concatenate([r.losses for r in own]), result.losses)
@@ -86,8 +90,12 @@ def test_resuming_a_group_reproduces_the_uninterrupted_run(stopping):
     checkpoints = [GroupCheckpoint.from_bytes(b) for b in taken]
     steps = BASE.steps_per_epoch
     position = [c.models[1].step for c in checkpoints]
-    chosen = [position.index(steps // 2), position.index(2 * steps),  # inside an epoch, between epochs
-              position.index(4 * steps + 7), position.index(5 * steps)]  # after the first model stopped
+    chosen = [
+        position.index(steps // 2),
+        position.index(2 * steps),  # inside an epoch, between epochs
+        position.index(4 * steps + 7),
+        position.index(5 * steps),
+    ]  # after the first model stopped
     for index in chosen:
         checkpoint = checkpoints[index]
         if checkpoint.models[1].step > 3 * steps:
@@ -105,8 +113,11 @@ def test_a_group_checkpoint_survives_serialisation(stopping):
 def test_cancelling_stops_every_model():
     reports: list[list[StepReport | None]] = []
     with pytest.raises(TrainingCancelled):
-        train_group([p.model_copy(update={"num_epochs": 50}) for p in MIXED], on_progress=reports.append,
-                    should_stop=lambda: bool(reports))
+        train_group(
+            [p.model_copy(update={"num_epochs": 50}) for p in MIXED],
+            on_progress=reports.append,
+            should_stop=lambda: bool(reports),
+        )
     assert reports and all(r.epoch == 1 for g in reports for r in g)
 
 
@@ -122,8 +133,11 @@ def test_the_compiled_loop_is_reused_for_the_next_group_of_the_same_shapes():
 
 def test_jobs_whose_epochs_differ_in_length_share_one_compilation():
     short, long = (BASE.model_copy(update={"total_series_length": n}) for n in (7_500, 15_000))  # 100, 200 windows
-    assert group_model.epoch_capacity(short.steps_per_epoch, 1, short) == group_model.epoch_capacity(
-        long.steps_per_epoch, 1, long) == 1024
+    assert (
+        group_model.epoch_capacity(short.steps_per_epoch, 1, short)
+        == group_model.epoch_capacity(long.steps_per_epoch, 1, long)
+        == 1024
+    )
     capacity = 1024
 
     def trainer() -> group_model.GroupTrainer:
@@ -137,7 +151,9 @@ def test_jobs_whose_epochs_differ_in_length_share_one_compilation():
     assert trainer() is first
     assert first.run_windows.experimental_get_tracing_count() == traced
     assert len(result.losses) == long.total_steps and np.isfinite(result.losses).all()
-    assert result.epoch_losses == [pytest.approx(float(result.losses[e * 200:(e + 1) * 200].mean())) for e in range(2)]
+    assert result.epoch_losses == [
+        pytest.approx(float(result.losses[e * 200 : (e + 1) * 200].mean())) for e in range(2)
+    ]
 
 
 def test_padding_stays_small_for_wide_windows_and_many_models():

@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from contract.params import TrainingParams
+from tests.worker.engine.one_model import Trainer
 from worker.engine.model import (
     ADAGRAD_INITIAL_ACCUMULATOR,
     WEIGHT_NAMES,
@@ -11,12 +13,17 @@ from worker.engine.model import (
     logits_of,
     make_forward,
 )
-from contract.params import TrainingParams
-from tests.worker.engine.one_model import Trainer
 
 # Not the defaults, so a mixed-up axis shows: 3 rows, windows of 6, 4 units, 3 classes.
-PARAMS = TrainingParams(total_series_length=36, batch_size=3, truncated_backprop_length=6,
-                        state_size=4, num_classes=3, echo_step=2, learning_rate=0.3)
+PARAMS = TrainingParams(
+    total_series_length=36,
+    batch_size=3,
+    truncated_backprop_length=6,
+    state_size=4,
+    num_classes=3,
+    echo_step=2,
+    learning_rate=0.3,
+)
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -39,11 +46,11 @@ def fixed_case(seed: int = 0):
 def numpy_forward(w: dict, x: np.ndarray, state: np.ndarray):
     """state_t = tanh(concat(x_t, state_{t-1}) W + b); probabilities = softmax(state_t W2 + b2)."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
-    states, s = [], state.astype(np.float64)
+    steps, s = [], state.astype(np.float64)
     for t in range(x.shape[1]):
         s = np.tanh(np.concatenate([x[:, t : t + 1], s], axis=1) @ w["W"] + w["b"])
-        states.append(s)
-    states = np.stack(states, axis=1)  # [B, T, S]
+        steps.append(s)
+    states = np.stack(steps, axis=1)  # [B, T, S]
     logits = states @ w["W2"] + w["b2"]
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     return states, probs / probs.sum(-1, keepdims=True)
@@ -59,8 +66,12 @@ def numpy_loss_and_grads(w: dict, x: np.ndarray, y: np.ndarray, state: np.ndarra
     np.put_along_axis(dlogits, y[..., None], np.take_along_axis(probs, y[..., None], -1) - 1, -1)
     dlogits /= B * T
     W, W2 = w["W"].astype(np.float64), w["W2"].astype(np.float64)
-    g = {"W": np.zeros_like(W), "b": np.zeros((1, W.shape[1])),
-         "W2": np.einsum("bts,btc->sc", states, dlogits), "b2": dlogits.sum((0, 1))[None]}
+    g = {
+        "W": np.zeros_like(W),
+        "b": np.zeros((1, W.shape[1])),
+        "W2": np.einsum("bts,btc->sc", states, dlogits),
+        "b2": dlogits.sum((0, 1))[None],
+    }
     carry = np.zeros((B, W.shape[1]))
     for t in reversed(range(T)):
         previous = states[:, t - 1] if t > 0 else state.astype(np.float64)
@@ -83,8 +94,12 @@ def test_forward_of_one_window_matches_numpy():
 def run_one_window(w, x, y, state):
     trainer = Trainer.create(PARAMS, w)
     out_state, losses, probs = trainer.run_windows(
-        tf.constant(x[None]), tf.constant(y[None]), tf.constant(0), tf.constant(1),
-        tf.constant(state), tf.zeros([1]),
+        tf.constant(x[None]),
+        tf.constant(y[None]),
+        tf.constant(0),
+        tf.constant(1),
+        tf.constant(state),
+        tf.zeros([1]),
     )
     return trainer, out_state.numpy(), losses.numpy()[0], probs.numpy()
 
@@ -103,8 +118,9 @@ def test_one_compiled_training_step_matches_numpy():
         want = w[name] - PARAMS.learning_rate * grads[name] / np.sqrt(accumulator)
         np.testing.assert_allclose(after[name], want, **TOL, err_msg=name)
         assert not np.allclose(after[name], w[name]), f"{name} did not move"
-        np.testing.assert_allclose(trainer.accumulators[WEIGHT_NAMES.index(name)].numpy(),
-                                   accumulator, **TOL, err_msg=name)
+        np.testing.assert_allclose(
+            trainer.accumulators[WEIGHT_NAMES.index(name)].numpy(), accumulator, **TOL, err_msg=name
+        )
 
 
 def test_second_window_accumulates_adagrad():
@@ -113,8 +129,12 @@ def test_second_window_accumulates_adagrad():
     _, x2, y2, _ = fixed_case(3)
     trainer = Trainer.create(PARAMS, w)
     out_state, losses, _ = trainer.run_windows(
-        tf.constant(np.stack([x, x2])), tf.constant(np.stack([y, y2])), tf.constant(0),
-        tf.constant(2), tf.constant(state), tf.zeros([2]),
+        tf.constant(np.stack([x, x2])),
+        tf.constant(np.stack([y, y2])),
+        tf.constant(0),
+        tf.constant(2),
+        tf.constant(state),
+        tf.zeros([2]),
     )
     loss1, state1, g1 = numpy_loss_and_grads(w, x, y, state)
     acc = {n: ADAGRAD_INITIAL_ACCUMULATOR + g1[n] ** 2 for n in WEIGHT_NAMES}
@@ -141,5 +161,5 @@ def test_initial_weights_are_the_tutorials():
     assert w["b"].shape == (1, 6) and w["b2"].shape == (1, 3)
     assert all(v.dtype == np.float32 for v in w.values())
     for name in ("W", "W2"):
-        assert 0 <= w[name].min() and w[name].max() < 1 and w[name].std() > 0.1
+        assert w[name].min() >= 0 and w[name].max() < 1 and w[name].std() > 0.1
     assert not w["b"].any() and not w["b2"].any()

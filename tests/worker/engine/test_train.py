@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from worker.engine.data import generate_epoch
+from contract.params import TrainingParams
 from tests.worker.engine.one_model import Trainer
+from worker.engine.data import generate_epoch
 from worker.engine.model import initial_weights, make_forward
 from worker.engine.train import StepReport, TrainingCancelled, echo_accuracy, train_model
-from contract.params import TrainingParams
 
 from .conftest import SMALL, TRAINED
 
@@ -97,7 +97,7 @@ def test_progress_reports_every_loss_once_in_order():
     result = train_model(params, on_progress=reports.append)
     steps = [r.step for r in reports]
     assert steps == sorted(set(steps)) and steps[-1] == params.total_steps
-    assert [r.first_step for r in reports] == [0] + steps[:-1]
+    assert [r.first_step for r in reports] == [0, *steps[:-1]]
     np.testing.assert_array_equal(np.concatenate([r.losses for r in reports]), result.losses)
     assert any(not r.epoch_done for r in reports), "no report arrived mid-epoch"
     ends = [r for r in reports if r.epoch_done]
@@ -105,7 +105,7 @@ def test_progress_reports_every_loss_once_in_order():
     assert [r.epoch for r in ends] == [1, 2] and all(r.epochs == 2 for r in reports)
     assert [r.epoch_loss for r in ends] == result.epoch_losses
     assert [r.echo_accuracy for r in ends] == result.echo_accuracy
-    x, y, probs = ends[-1].window  # the last epoch always carries the figure's window
+    x, _y, probs = ends[-1].window  # the last epoch always carries the figure's window
     np.testing.assert_array_equal(x, result.last_window[0])
     np.testing.assert_array_equal(probs, result.last_window[2])
     assert all(r.window is None for r in reports if not r.epoch_done)
@@ -136,7 +136,10 @@ def test_cancellation_between_short_epochs():
     """Epochs shorter than a report interval: the check after each epoch still stops the run."""
     reports: list[StepReport] = []
     with pytest.raises(TrainingCancelled):
-        train_model(SMALL.model_copy(update={"num_epochs": 50, "seed": 1}), on_progress=reports.append,
-              should_stop=lambda: any(r.epoch_done for r in reports))
+        train_model(
+            SMALL.model_copy(update={"num_epochs": 50, "seed": 1}),
+            on_progress=reports.append,
+            should_stop=lambda: any(r.epoch_done for r in reports),
+        )
     assert reports[-1].epoch_done and reports[-1].epoch == 1
     assert max(r.step for r in reports) == SMALL.steps_per_epoch

@@ -52,7 +52,12 @@ def test_points_reach_the_run_once_each_with_their_steps_values_and_timestamps(s
     sender.drain()
     assert sender.pending == 0
     assert history(client, run_id, "loss") == [
-        (0, 0.9, 1_000), (1, 0.8, 1_000), (2, 0.7, 1_000), (3, pytest.approx(0.6), 2_000), (4, pytest.approx(0.5), 2_000)]
+        (0, 0.9, 1_000),
+        (1, 0.8, 1_000),
+        (2, 0.7, 1_000),
+        (3, pytest.approx(0.6), 2_000),
+        (4, pytest.approx(0.5), 2_000),
+    ]
     assert history(client, run_id, "epoch_loss") == [(1, 0.75, 3_000)]
 
 
@@ -123,7 +128,7 @@ def test_a_refusal_of_the_server_fails_the_sender_at_once(client):
     try:
         sender.put("loss", [0.5], 0, 1)
         started = time.monotonic()
-        with pytest.raises(MlflowUnavailable, match="^MLflow did not accept metrics: "):
+        with pytest.raises(MlflowUnavailable, match=r"^MLflow did not accept metrics: "):
             sender.drain()
         assert time.monotonic() - started < 5, "not retried"
     finally:

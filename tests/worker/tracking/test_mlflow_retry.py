@@ -9,22 +9,25 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2 as codes
 from mlflow.tracking import MlflowClient
 
-from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 from worker.retry import Unreachable
+from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 
 
-@pytest.mark.parametrize("code, retried", [
-    ("INTERNAL_ERROR", True),  # 500: also what MLflow raises for a refused connection
-    ("TEMPORARILY_UNAVAILABLE", True),  # 503
-    ("DEADLINE_EXCEEDED", True),  # 504
-    ("REQUEST_LIMIT_EXCEEDED", True),  # 429
-    ("INVALID_PARAMETER_VALUE", False),  # 400
-    ("RESOURCE_ALREADY_EXISTS", False),  # 400
-    ("UNAUTHENTICATED", False),  # 401
-    ("PERMISSION_DENIED", False),  # 403
-    ("RESOURCE_DOES_NOT_EXIST", False),  # 404
-    ("ABORTED", False),  # 409
-])
+@pytest.mark.parametrize(
+    "code, retried",
+    [
+        ("INTERNAL_ERROR", True),  # 500: also what MLflow raises for a refused connection
+        ("TEMPORARILY_UNAVAILABLE", True),  # 503
+        ("DEADLINE_EXCEEDED", True),  # 504
+        ("REQUEST_LIMIT_EXCEEDED", True),  # 429
+        ("INVALID_PARAMETER_VALUE", False),  # 400
+        ("RESOURCE_ALREADY_EXISTS", False),  # 400
+        ("UNAUTHENTICATED", False),  # 401
+        ("PERMISSION_DENIED", False),  # 403
+        ("RESOURCE_DOES_NOT_EXIST", False),  # 404
+        ("ABORTED", False),  # 409
+    ],
+)
 def test_mlflow_errors_are_retried_for_5xx_408_and_429_only(code: str, retried: bool):
     assert transient(MlflowException("x", error_code=getattr(codes, code))) is retried
 
@@ -35,15 +38,34 @@ def http_error(status: int) -> requests.HTTPError:
     return requests.HTTPError(f"{status}", response=response)
 
 
-@pytest.mark.parametrize("status, retried", [(500, True), (502, True), (503, True), (408, True), (429, True),
-                                             (400, False), (401, False), (404, False), (409, False)])
+@pytest.mark.parametrize(
+    "status, retried",
+    [
+        (500, True),
+        (502, True),
+        (503, True),
+        (408, True),
+        (429, True),
+        (400, False),
+        (401, False),
+        (404, False),
+        (409, False),
+    ],
+)
 def test_http_errors_are_retried_for_5xx_408_and_429_only(status: int, retried: bool):
     assert transient(http_error(status)) is retried
 
 
 def test_network_errors_are_retried_and_other_errors_are_not():
-    for error in (ConnectionRefusedError(), TimeoutError(), OSError("network unreachable"), requests.ConnectionError(),
-                  requests.Timeout(), requests.HTTPError("no response"), urllib3.exceptions.ProtocolError("reset")):
+    for error in (
+        ConnectionRefusedError(),
+        TimeoutError(),
+        OSError("network unreachable"),
+        requests.ConnectionError(),
+        requests.Timeout(),
+        requests.HTTPError("no response"),
+        urllib3.exceptions.ProtocolError("reset"),
+    ):
         assert transient(error), error
     for error in (ValueError(), KeyError("run"), RuntimeError("boom"), TypeError()):
         assert not transient(error), error
@@ -79,7 +101,9 @@ def test_mlflow_outage_gives_up_on_a_server_that_is_gone(fail_fast_mlflow, close
     uri = f"http://127.0.0.1:{closed_port}"
     client = MlflowClient(tracking_uri=uri)
     started = time.monotonic()
-    with pytest.raises(MlflowUnavailable, match=rf"^MLflow at {uri} unreachable .* while finding the experiment: MlflowException"):
+    with pytest.raises(
+        MlflowUnavailable, match=rf"^MLflow at {uri} unreachable .* while finding the experiment: MlflowException"
+    ):
         mlflow_outage(uri, 0.5).call(lambda: client.get_experiment_by_name("x"), "finding the experiment")
     assert 0.5 <= time.monotonic() - started < 5
 
@@ -92,12 +116,14 @@ def test_mlflow_outage_raises_a_refusal_of_the_server_at_once(client, mlflow_url
         return client.get_run("0" * 32)
 
     outage = mlflow_outage(mlflow_url, 30)
-    with pytest.raises(MlflowException, match="not found|RESOURCE_DOES_NOT_EXIST"):
+    with pytest.raises(MlflowException, match=r"not found|RESOURCE_DOES_NOT_EXIST"):
         outage.call(get_missing_run, "reading the run")
     assert calls == [1] and outage.down_s == 0
 
 
 def test_a_tracking_server_out_of_database_connections_is_overloaded_not_refusing():
-    busy = MlflowException("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00",
-                           error_code=codes.BAD_REQUEST)
+    busy = MlflowException(
+        "QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00",
+        error_code=codes.BAD_REQUEST,
+    )
     assert transient(busy) and not transient(MlflowException("bad param", error_code=codes.BAD_REQUEST))

@@ -29,10 +29,17 @@ def report(step: int, window: tuple | None = None) -> StepReport:
     epoch_done = step % PER_EPOCH == 0
     epoch = (step - 1) // PER_EPOCH + 1
     return StepReport(
-        epoch=epoch, epochs=EPOCHS, step=step, steps=STEPS, loss=float(LOSSES[step - 1]), first_step=step - EVERY,
-        losses=LOSSES[step - EVERY: step].copy(), epoch_done=epoch_done,
+        epoch=epoch,
+        epochs=EPOCHS,
+        step=step,
+        steps=STEPS,
+        loss=float(LOSSES[step - 1]),
+        first_step=step - EVERY,
+        losses=LOSSES[step - EVERY : step].copy(),
+        epoch_done=epoch_done,
         epoch_loss=EPOCH_LOSSES[epoch - 1] if epoch_done else None,
-        echo_accuracy=ACCURACY[epoch - 1] if epoch_done else None, window=window,
+        echo_accuracy=ACCURACY[epoch - 1] if epoch_done else None,
+        window=window,
     )
 
 
@@ -46,9 +53,17 @@ def checkpoint_at(step: int) -> Checkpoint:
     """A checkpoint after `step` steps (epoch metrics of the epochs it completed)."""
     epochs = step // PER_EPOCH
     return Checkpoint(
-        epoch=epochs, done=(step % PER_EPOCH) // EVERY, step=step, rng_state={}, eval_rng_state={},
-        state=np.zeros((5, 4), np.float32), weights={}, accumulators={}, losses=LOSSES[:step].copy(),
-        epoch_losses=EPOCH_LOSSES[:epochs], echo_accuracy=ACCURACY[:epochs],
+        epoch=epochs,
+        done=(step % PER_EPOCH) // EVERY,
+        step=step,
+        rng_state={},
+        eval_rng_state={},
+        state=np.zeros((5, 4), np.float32),
+        weights={},
+        accumulators={},
+        losses=LOSSES[:step].copy(),
+        epoch_losses=EPOCH_LOSSES[:epochs],
+        echo_accuracy=ACCURACY[:epochs],
     )
 
 
@@ -107,11 +122,15 @@ def test_a_job_sends_every_point_once_and_its_record_follows_each_report(store, 
     job = store.get(job_id)
     assert job.progress == JobProgress(epoch=EPOCHS, epochs=EPOCHS, step=STEPS, steps=STEPS, fraction=1.0)
     assert (job.metrics.loss, job.metrics.epoch_loss, job.metrics.echo_accuracy) == pytest.approx(
-        (LOSSES[-1], EPOCH_LOSSES[-1], ACCURACY[-1]))
+        (LOSSES[-1], EPOCH_LOSSES[-1], ACCURACY[-1])
+    )
     history = sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "loss"))
     assert [s for s, _ in history] == list(range(STEPS))
     np.testing.assert_allclose([v for _, v in history], LOSSES, rtol=1e-6)
-    assert sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "epoch_loss")) == [(1, 0.5), (2, 0.02)]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "epoch_loss")) == [
+        (1, 0.5),
+        (2, 0.02),
+    ]
     assert steps_of(client, tracker.run_id, "echo_accuracy") == [1, 2]
     np.testing.assert_array_equal(writer.losses, LOSSES)
 
@@ -155,7 +174,8 @@ def test_a_resume_from_behind_what_the_run_holds_sends_only_the_missing_points(s
 
 
 def test_a_resume_without_a_checkpoint_replays_from_the_start_and_sends_only_the_missing_points(
-        store, job_id, tracker, client, resumed):
+    store, job_id, tracker, client, resumed
+):
     train(ProgressWriter(records(store, job_id), tracker, STEPS), 0, 70)
     tracker.flush()
     writer = resumed()
@@ -180,7 +200,8 @@ def test_progress_never_goes_back_while_a_resumed_job_replays(store, job_id, tra
 
 
 def test_while_redis_does_not_answer_progress_is_skipped_and_training_does_not_wait(
-        bare_redis, silent_port, job_id, tracker, client):
+    bare_redis, silent_port, job_id, tracker, client
+):
     gone = JobStore(bare_redis(silent_port, socket_timeout=0.3), prefix="test-gone")
     writer = ProgressWriter(records(gone, job_id), tracker, STEPS)
     started = time.monotonic()
@@ -191,7 +212,9 @@ def test_while_redis_does_not_answer_progress_is_skipped_and_training_does_not_w
 
 
 def test_a_long_job_sends_bucket_means_stamped_with_each_buckets_last_step(store, job_id, tracker, client):
-    writer = ProgressWriter(records(store, job_id), tracker, STEPS, max_points=12)  # buckets of 9 steps: 11 full, 1 step left
+    writer = ProgressWriter(
+        records(store, job_id), tracker, STEPS, max_points=12
+    )  # buckets of 9 steps: 11 full, 1 step left
     train(writer, 0, STEPS)
     writer.finish(STEPS)
     tracker.flush()
@@ -199,7 +222,9 @@ def test_a_long_job_sends_bucket_means_stamped_with_each_buckets_last_step(store
     history = sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "loss"))
     assert [s for s, _ in history] == ends
     starts = [0, *[e + 1 for e in ends[:-1]]]
-    np.testing.assert_allclose([v for _, v in history], [LOSSES[a:b + 1].mean() for a, b in zip(starts, ends)], rtol=1e-6)
+    np.testing.assert_allclose(
+        [v for _, v in history], [LOSSES[a : b + 1].mean() for a, b in zip(starts, ends)], rtol=1e-6
+    )
     lows = sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, "loss_min"))
     assert [s for s, _ in lows] == ends and lows[0][1] == pytest.approx(float(LOSSES[:9].min()))
 

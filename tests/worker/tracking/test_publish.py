@@ -16,8 +16,9 @@ from worker.tracking.registry import Registry
 @pytest.fixture
 def registry(client, redis_client) -> Registry:
     name = f"publish-test-{uuid.uuid4().hex[:8]}"
-    return Registry(client, mlflow_outage(client.tracking_uri, 10), redis_client, f"test:{name}:lock", name,
-                    "champion", 0.5)
+    return Registry(
+        client, mlflow_outage(client.tracking_uri, 10), redis_client, f"test:{name}:lock", name, "champion", 0.5
+    )
 
 
 def candidate(client, run_id, echoing, outage) -> Candidate:
@@ -37,8 +38,15 @@ def test_a_version_is_recorded_with_the_written_files_digest_before_the_gate(cli
     model = publish(registry, made, record, resumed=False)
     [(version, prov)] = recorded
     assert version == {k: model[k] for k in ("uri", "name", "version")} and model["promoted"] is True
-    assert prov == Provenance(registry.name, model["version"], made.job_id, run_id, made.logged["digest"],
-                              made.logged["serving_digest"], made.logged["serving_uri"])
+    assert prov == Provenance(
+        registry.name,
+        model["version"],
+        made.job_id,
+        run_id,
+        made.logged["digest"],
+        made.logged["serving_digest"],
+        made.logged["serving_uri"],
+    )
     assert prov.digest == files_digest(client, registry.name, model["version"])
     assert prov.serving_uri.endswith(f"/{provenance.SERVING_FILE}")
 
@@ -53,8 +61,13 @@ def test_a_resume_takes_the_recorded_version_and_registers_nothing(client, run_i
 def test_a_version_planted_under_the_run_is_ignored_and_a_resume_registers_its_own(client, run_id, echoing, registry):
     made = candidate(client, run_id, echoing, registry.outage)
     client.create_registered_model(registry.name)
-    planted = client.create_model_version(registry.name, source=made.logged["model_uri"], run_id=run_id,
-                                          model_id=made.logged["model_id"], tags={"job_id": made.job_id})
+    planted = client.create_model_version(
+        registry.name,
+        source=made.logged["model_uri"],
+        run_id=run_id,
+        model_id=made.logged["model_id"],
+        tags={"job_id": made.job_id},
+    )
     recorded: list[dict] = []
     model = publish(registry, made, lambda m, p: recorded.append(m))
     assert model["version"] != planted.version and recorded[0]["version"] == model["version"]

@@ -4,6 +4,7 @@ import gzip
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,7 +67,11 @@ def test_added_points_are_on_the_server_after_flush(logger, client):
     logger.add("epoch_loss", [0.55], 1)
     logger.flush()
     assert sorted((m.step, m.value) for m in client.get_metric_history(logger.run_id, "loss")) == [
-        (0, 0.7), (1, 0.6), (2, 0.5), (3, 0.4)]
+        (0, 0.7),
+        (1, 0.6),
+        (2, 0.5),
+        (3, 0.4),
+    ]
     assert [(m.step, m.value) for m in client.get_metric_history(logger.run_id, "epoch_loss")] == [(1, 0.55)]
 
 
@@ -85,7 +90,7 @@ def test_log_artifacts_uploads_the_files(logger, client, tmp_path):
     logger.log_artifacts(files)
     assert {a.path for a in client.list_artifacts(logger.run_id)} == set(files)
     local = client.download_artifacts(logger.run_id, "notes.txt", str(tmp_path))
-    assert open(local, "rb").read() == files["notes.txt"]
+    assert Path(local).read_bytes() == files["notes.txt"]
 
 
 def test_flush_waits_for_artifacts_logged_later(logger, client):
@@ -110,8 +115,9 @@ def test_a_figure_is_logged_as_an_image_at_its_step(logger, client):
     from PIL import Image
 
     from worker.engine.figure import render
+
     local = client.download_artifacts(logger.run_id, png)
-    assert open(local, "rb").read() == render(np.linspace(0.7, 0.1, 40), x, y, probabilities), "uploaded as drawn"
+    assert Path(local).read_bytes() == render(np.linspace(0.7, 0.1, 40), x, y, probabilities), "uploaded as drawn"
     assert max(Image.open(client.download_artifacts(logger.run_id, preview)).size) == 256
 
 
@@ -140,12 +146,15 @@ def test_the_url_is_the_runs_page_under_the_public_ui(logger, settings):
 
 def test_opening_a_run_on_an_unreachable_server_gives_up_past_the_retry_limit(fail_fast_mlflow, closed_port, settings):
     gone = settings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{closed_port}", "mlflow_retry_s": 0.3})
-    with pytest.raises(MlflowUnavailable, match=rf"^MLflow at http://127.0.0.1:{closed_port} unreachable .* while finding the experiment"):
+    with pytest.raises(
+        MlflowUnavailable,
+        match=rf"^MLflow at http://127.0.0.1:{closed_port} unreachable .* while finding the experiment",
+    ):
         RunLogger(gone, str(uuid.uuid4()), PARAMS)
 
 
 def test_reopening_a_run_that_does_not_exist_fails_at_once(settings):
-    with pytest.raises(Exception, match="RESOURCE_DOES_NOT_EXIST|not found") as raised:
+    with pytest.raises(Exception, match=r"RESOURCE_DOES_NOT_EXIST|not found") as raised:
         RunLogger(settings, str(uuid.uuid4()), PARAMS, run_id="0" * 32)
     assert not isinstance(raised.value, MlflowUnavailable)
 
@@ -153,7 +162,7 @@ def test_reopening_a_run_that_does_not_exist_fails_at_once(settings):
 def test_once_mlflow_refused_the_points_flush_and_add_raise(logger, client):
     logger.add("loss", [0.5], 0)
     client.delete_run(logger.run_id)  # the server refuses points for a deleted run
-    with pytest.raises(MlflowUnavailable, match="^MLflow did not accept metrics"):
+    with pytest.raises(MlflowUnavailable, match=r"^MLflow did not accept metrics"):
         logger.flush()
     with pytest.raises(MlflowUnavailable):
         logger.add("loss", [0.1], 1)
@@ -162,6 +171,8 @@ def test_once_mlflow_refused_the_points_flush_and_add_raise(logger, client):
 
 
 def test_loss_history_csv_has_a_row_per_step_gzipped():
-    assert gzip.decompress(loss_history_csv(np.array([0.693147, 0.5, 1e-7], np.float32))) == b"step,loss\n0,0.693147\n1,0.5\n2,1e-07\n"
+    assert (
+        gzip.decompress(loss_history_csv(np.array([0.693147, 0.5, 1e-7], np.float32)))
+        == b"step,loss\n0,0.693147\n1,0.5\n2,1e-07\n"
+    )
     assert gzip.decompress(loss_history_csv(np.array([]))) == b"step,loss\n"
-
