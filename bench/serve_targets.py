@@ -163,6 +163,7 @@ def main() -> int:
         redis_server = RedisServer(Path(tmp) / "redis").start()
         stack = Stack(ROOT, Path(tmp), redis_server.url, concurrency=1)
         stack.env.update(RATE_LIMIT_PREDICT="", RATE_LIMIT_JOBS="", API_WORKERS=str(len(os.sched_getaffinity(0))))
+        stack.env.pop("MODEL_LOADS_PER_CLIENT")  # the default limit: what a client cycling versions meets
         try:
             stack.start()
             done = wait_status(

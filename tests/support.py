@@ -102,6 +102,9 @@ class Stack:
             "MLFLOW_PORT": str(self.mlflow_port),
             "FLOWER_PORT": str(self.flower_port),
             "WORKER_CONCURRENCY": str(concurrency),
+            # Every test talks to the API from 127.0.0.1, one client to it, and registers many versions:
+            # the limit on a client's model loads has tests of its own (tests/service/test_models.py).
+            "MODEL_LOADS_PER_CLIENT": "",
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)
         self.root = root
