@@ -3,7 +3,7 @@
 import itertools
 import math
 import random
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -57,6 +57,28 @@ class RandomSearch(BaseModel):
     space: dict[str, Range | Choice] = Field(min_length=1, description="Per parameter, a range or a choice.")
 
 
+class Halving(BaseModel):
+    """Successive halving: at each rung (min_epochs, min_epochs·η, min_epochs·η², … epochs, below num_epochs)
+    every live trial of a group is scored on held-out sequences and the best 1/η go on."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["halving"] = Field(description="The scheduler: successive halving.")
+    min_epochs: int = Field(ge=1, le=10_000, description="Epochs every trial trains before the first rung (r).")
+    reduction: int = Field(3, ge=2, le=64, description="η: each rung keeps the best 1/η of the live trials.")
+
+    def rungs(self, num_epochs: int) -> list[int]:
+        """The epochs after which trials are scored and the worst pruned (those below num_epochs)."""
+        out, epochs = [], self.min_epochs
+        while epochs < num_epochs:
+            out.append(epochs)
+            epochs *= self.reduction
+        return out
+
+    def survivors(self, live: int) -> int:
+        """How many of `live` trials go on past a rung: the best 1/η, at least one."""
+        return max(1, live // self.reduction)
+
+
 class SweepRequest(BaseModel):
     """Base training parameters and a grid (every combination) or a random search over some of them."""
 
@@ -66,6 +88,8 @@ class SweepRequest(BaseModel):
     grid: dict[str, list[Value]] | None = Field(
         None, description="Per parameter, the values to try: every combination is a trial.")
     random: RandomSearch | None = Field(None, description="A random search instead of a grid.")
+    scheduler: Halving | None = Field(
+        None, description="Stop losing trials early (successive halving); none: every trial trains every epoch.")
 
     @model_validator(mode="after")
     def _one_search(self) -> "SweepRequest":
@@ -86,13 +110,16 @@ class SweepRequest(BaseModel):
                 raise _error("grid", f"the grid makes {count} trials; a sweep has 1 to {MAX_TRIALS}")
         for index, trial in enumerate(self.configurations()):
             try:
-                TrainingParams.model_validate({**self.params, **trial})
+                params = TrainingParams.model_validate({**self.params, **trial})
             except ValidationError as exc:
                 first = exc.errors()[0]
                 field = (first.get("ctx") or {}).get("field") or ".".join(map(str, first["loc"]))
                 source = "params" if field in self.params else where
                 values = ", ".join(f"{k}={v!r}" for k, v in trial.items())
                 raise _error(f"{source}.{field}", f"trial {index} ({values}): {first['msg']}") from None
+            if self.scheduler is not None and not self.scheduler.rungs(params.num_epochs):
+                raise _error("scheduler.min_epochs", f"min_epochs ({self.scheduler.min_epochs}) leaves no rung: it must "
+                             f"be below num_epochs ({params.num_epochs}, trial {index})")
         return self
 
     def configurations(self) -> list[dict[str, Value]]:

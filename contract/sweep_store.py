@@ -97,7 +97,7 @@ class SweepStore:
         trials = [trial_of(job, values) for job, values in zip(jobs, record["values"]) if job is not None]
         finished = [t for t in trials if t.status in FINISHED]
         steps = sum(j.progress.steps for j in jobs if j) or 1
-        done = sum((1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
+        done = sum((1.0 if t.status in FINISHED or t.pruned else t.fraction) * j.progress.steps  # early stops, pruned
                    for t, j in zip(trials, filter(None, jobs)))
         progress = SweepProgress(trials=len(record["job_ids"]), finished=len(finished),
                                  succeeded=sum(t.status == "succeeded" for t in trials), fraction=round(done / steps, 4))

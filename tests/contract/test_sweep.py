@@ -65,3 +65,30 @@ def test_groups_hold_one_shape_each_and_at_most_size_trials_in_trial_order():
     assert group(request.trials(), 2) == [[0, 1], [2], [3, 4], [5]]
     same_shape = SweepRequest.model_validate({"grid": {"learning_rate": [0.1, 0.2], "echo_step": [1, 3]}})
     assert group(same_shape.trials(), 32) == [[0, 1, 2, 3]], "learning rate and echo step do not change shapes"
+
+
+HALVING_BODY = {"params": {"num_epochs": 20}, "grid": {"seed": [0, 1]},
+                "scheduler": {"type": "halving", "min_epochs": 2, "reduction": 3}}
+
+
+def test_a_halving_scheduler_has_rungs_below_the_last_epoch_and_keeps_the_best_third():
+    halving = SweepRequest.model_validate(HALVING_BODY).scheduler
+    assert halving.rungs(20) == [2, 6, 18] and halving.rungs(18) == [2, 6] and halving.rungs(2) == []
+    assert [halving.survivors(n) for n in (32, 10, 3, 2, 1)] == [10, 3, 1, 1, 1]
+    assert SweepRequest.model_validate({**HALVING_BODY, "scheduler": {"type": "halving", "min_epochs": 1}}
+                                       ).scheduler.reduction == 3
+
+
+@pytest.mark.parametrize("scheduler, field", [
+    ({"type": "halving", "min_epochs": 20}, "scheduler.min_epochs"),  # no rung below num_epochs
+    ({"type": "halving", "min_epochs": 0}, "scheduler.min_epochs"),
+    ({"type": "halving", "min_epochs": 2, "reduction": 1}, "scheduler.reduction"),
+    ({"type": "asha", "min_epochs": 2}, "scheduler.type"),
+    ({"type": "halving"}, "scheduler.min_epochs"),
+    ({"type": "halving", "min_epochs": 2, "eta": 3}, "scheduler.eta"),
+])
+def test_a_bad_scheduler_names_its_field(scheduler, field):
+    with pytest.raises(ValidationError) as caught:
+        SweepRequest.model_validate({**HALVING_BODY, "scheduler": scheduler})
+    error = caught.value.errors()[0]
+    assert ((error.get("ctx") or {}).get("field") or ".".join(map(str, error["loc"]))) == field

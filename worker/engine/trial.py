@@ -24,13 +24,16 @@ class Trial:
         self.epoch_seconds: list[float] = []
         self.reported = 0  # global steps already handed to on_progress
         self.stopped_early: int | None = None
+        self.pruned: int | None = None  # the rung at which a halving group stopped it
+        self.rungs: list[dict] = []  # its held-out scores at each rung (halving.score_dict)
+        self.frozen: tuple[dict, dict] | None = None  # its weights and accumulators, once out of the group's program
         self.epoch_rng_state: dict = self.rng.bit_generator.state
         self.last_window: Window | None = None
 
     @property
     def active(self) -> bool:
-        """Whether the model still trains: it has not reached its target loss."""
-        return self.stopped_early is None
+        """Whether the model still trains: it has neither reached its target loss nor been pruned."""
+        return self.stopped_early is None and self.pruned is None
 
     def resume(self, checkpoint: Checkpoint, last_window: Window | None) -> None:
         """Take up the position, random streams and history a checkpoint holds."""
@@ -80,11 +83,11 @@ class Trial:
 
     def result(self, device: str, weights: dict[str, np.ndarray], compile_seconds: float,
                evaluation: Evaluation) -> TrainingResult:
-        """What the model's training produced."""
+        """What the model's training produced (a pruned model's evaluation: its last rung's)."""
         return TrainingResult(
             params=self.params, device=device, weights=weights,
             losses=self.losses[: len(self.epoch_losses) * self.params.steps_per_epoch],
             epoch_losses=self.epoch_losses, echo_accuracy=self.accuracies, last_window=self.last_window,
             compile_seconds=compile_seconds, epoch_seconds=self.epoch_seconds, evaluation=evaluation,
-            stopped_early=self.stopped_early,
+            stopped_early=self.stopped_early, pruned=self.pruned, rungs=list(self.rungs),
         )
