@@ -53,9 +53,17 @@ def dimension(text: str, option: str = "--space") -> dict[str, Any]:
     return {"low": low, "high": high, "log": len(parts) == 3}
 
 
+def scheduler(text: str) -> dict[str, Any]:
+    """--halving 'MIN_EPOCHS' or 'MIN_EPOCHS:REDUCTION' as the request's halving scheduler."""
+    parts = [value(p) for p in text.split(":")]
+    if len(parts) > 2 or not all(isinstance(p, int) for p in parts):
+        raise typer.BadParameter(f"{text!r} is not MIN_EPOCHS[:REDUCTION] (integers)", param_hint="--halving")
+    return {"type": "halving", "min_epochs": parts[0], **({"reduction": parts[1]} if len(parts) == 2 else {})}
+
+
 def body(params: list[str], grid: list[str], trials: int | None, space: list[str], seed: int | None,
-         name: str | None) -> dict[str, Any]:
-    """The request: --param values every trial shares, and a grid or a random search."""
+         name: str | None, halving: str | None = None) -> dict[str, Any]:
+    """The request: --param values every trial shares, a grid or a random search, and (--halving) a scheduler."""
     if bool(grid) == (trials is not None):
         raise typer.BadParameter("give either --grid (one or more) or --random N with --space", param_hint="--grid")
     if (trials is None) and (space or seed is not None):
@@ -68,13 +76,16 @@ def body(params: list[str], grid: list[str], trials: int | None, space: list[str
     else:
         searched = {k: dimension(text) for k, text in pairs(space, "--space").items()}
         request["random"] = {"trials": trials, "space": searched, **({"seed": seed} if seed is not None else {})}
+    if halving is not None:
+        request["scheduler"] = scheduler(halving)
     return request
 
 
 def labels(request: dict[str, Any]) -> dict[str, str]:
     """The API's field names with the option that sets them, for its 422s."""
     out = {"name": "name (--name)", "grid": "grid (--grid)", "random.trials": "random.trials (--random)",
-           "random.seed": "random.seed (--search-seed)", "random.space": "random.space (--space)"}
+           "random.seed": "random.seed (--search-seed)", "random.space": "random.space (--space)",
+           "scheduler.min_epochs": "scheduler.min_epochs (--halving)", "scheduler.reduction": "scheduler.reduction (--halving)"}
     out |= {f"params.{k}": f"params.{k} (--param {k}=…)" for k in request.get("params", {})}
     out |= {f"grid.{k}": f"grid.{k} (--grid {k}=…)" for k in request.get("grid") or {}}
     out |= {f"random.space.{k}": f"random.space.{k} (--space {k}=…)" for k in (request.get("random") or {}).get("space", {})}

@@ -16,6 +16,7 @@ from contract.clock import now
 from contract.fence import Step
 from contract.job_store import JobStore, encode
 from contract.params import TrainingParams
+from contract.sweep import Halving
 from contract.sweep_store import SweepStore
 from worker.attempt import runs, sweep_end
 from worker.attempt.checkpoints import Checkpoints
@@ -62,6 +63,7 @@ class Attempt:
         self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
         self.runs: list[RunLogger] = []
         self.writers: list[ProgressWriter] = []
+        self.halving: Halving | None = None  # a halving sweep's scheduler
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
     def write(self, step: Step, what: str, release: bool = False) -> list[int]:
@@ -105,6 +107,9 @@ class Attempt:
     def _start_sweep(self) -> str:
         sweeps = SweepStore(self.store)
         self.ctx.redis_retry.call(lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep")
+        record = self.ctx.redis_retry.call(lambda: sweeps.raw(self.unit.sweep_id), "reading the sweep") or {}
+        if scheduler := record.get("request", {}).get("scheduler"):
+            self.halving = Halving.model_validate(scheduler)
         link = self.ctx.redis_retry.call(lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id),
                                          "opening the sweep's run")
         return link["run_id"]
@@ -126,6 +131,7 @@ class Attempt:
 
     def _train(self, checkpoint):
         # TensorFlow is imported here, in the child process that runs the task, never before fork.
+        from worker.attempt.rungs import Rungs
         from worker.engine import export
         from worker.engine.group import train_group
 
@@ -141,11 +147,12 @@ class Attempt:
             self.best_effort.call(lambda: self.checkpoints.save(self.fence, c), "saving a checkpoint")
 
         return train_group(self.params, on_progress=self._progress, should_stop=self._stop_check(), resume=checkpoint,
-                           on_checkpoint=on_checkpoint)
+                           on_checkpoint=on_checkpoint, halving=self.halving,
+                           on_rung=Rungs(self) if self.halving is not None else None)
 
     def _progress(self, reports: list) -> None:
         for writer, report in zip(self.writers, reports):
-            if report is not None:  # None: a trial that stopped early, at its target_loss
+            if report is not None:  # None: a trial that stopped early, at its target_loss, or was pruned
                 writer(report if self.unit.is_job else dataclasses.replace(report, window=None))
 
     def _stop_check(self):
@@ -186,7 +193,7 @@ class Attempt:
                 run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
                 run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(self.store.key(job.id), encode({"device": result.device, "evaluation": scores,
-                                                          "stopped_early": result.stopped_early}))
+                                                          "stopped_early": result.stopped_early, "pruned": result.pruned}))
         if any(saving):
             self.write(step, "recording the evaluation")
         from worker.attempt import publishing

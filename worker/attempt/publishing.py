@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from contract.fence import Step
 from contract.provenance import Provenance
+from contract.sweep_record import rank_key
 from contract.sweep_store import SweepStore
 from contract.job_store import encode
 from worker.attempt import sweep_end
@@ -46,8 +47,8 @@ def publish_job(attempt: "Attempt", result) -> list[dict[str, Any]]:
 
 
 def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list[dict[str, Any]]:
-    """Every saved trial's loss history; the best one's model logged into its run and kept, with every
-    trial's curve, on the sweep's record (fenced) for the sweep's end."""
+    """Every saved trial's loss history; the best one's (a pruned trial ranks below those that went further)
+    model logged into its run and kept, with every trial's curve, on the sweep's record (fenced) for the sweep's end."""
     scored = [(i, dataclasses.asdict(r.evaluation)) for i, (r, kept) in enumerate(zip(results, saving)) if kept]
     for i, _ in scored:
         attempt.loss_history(i, results[i])
@@ -56,7 +57,8 @@ def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list
     fields: dict[str, Any] = {f"curves_{group}": sweep_end.thin_curves(
         {t: r.losses for t, r in zip(indexes, results)})}
     if scored:
-        i, scores = max(scored, key=lambda d: (d[1]["echo_accuracy"], -d[1]["loss"], -indexes[d[0]]))
+        i, scores = min(scored, key=lambda d: rank_key(results[d[0]].pruned, d[1]["echo_accuracy"], d[1]["loss"],
+                                                       indexes[d[0]]))
         job, run = attempt.jobs[i], attempt.runs[i]
         logged = log_model(run.client, run.run_id, job.id, results[i], run.outage)
         fields[f"group_best_{group}"] = {"trial": indexes[i], "job_id": job.id, "run_id": run.run_id, "logged": logged,

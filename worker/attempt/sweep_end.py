@@ -46,6 +46,8 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
         params = {**{f"base.{k}": v for k, v in request.get("params", {}).items()}, "trials": len(record["job_ids"]),
                   "search": "grid" if "grid" in request else "random",
                   "space": json.dumps(request.get("grid") or request["random"]["space"])[:6000]}
+        if request.get("scheduler"):
+            params["scheduler"] = json.dumps(request["scheduler"])
         run = RunLogger(settings, sweep_id, params, tags={
             "sweep_id": sweep_id, "mlflow.runName": record.get("name") or f"sweep-{sweep_id[:8]}"})
         run.abandon()  # nothing to stream: the last group reopens it to finish
@@ -148,12 +150,16 @@ def _publish_best(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str, r
 
 def _log_parent(run: RunLogger, sweep, record: dict) -> None:
     rows = [r.model_dump() for r in sweep.leaderboard]
-    columns = ["rank", "trial", "job_id", "echo_accuracy", "loss"]
+    columns = ["rank", "trial", "job_id", "echo_accuracy", "loss", "rung", "pruned"]
     table = "\n".join([",".join([*columns, "values"])] + [
         ",".join([*(str(r[c]) for c in columns), json.dumps(r["values"]).replace(",", ";")]) for r in rows])
     curves = {int(t): c for g in range(len(sweep.groups)) for t, c in (record.get(f"curves_{g}") or {}).items()}
     files = {"leaderboard.json": json.dumps(rows, indent=1).encode(), "leaderboard.csv": table.encode() + b"\n",
              "loss_curves.png": _figure(curves, [r["trial"] for r in rows[:5]])}
+    if any(t.rungs for t in sweep.trials):
+        from worker.attempt.rung_figure import rung_figure
+
+        files["rungs.png"] = rung_figure(sweep.trials, [r["trial"] for r in rows[:5]])
     if rows:
         run.add("best_eval_echo_accuracy", [rows[0]["echo_accuracy"]], 0)
         run.add("best_eval_loss", [rows[0]["loss"]], 0)
