@@ -2,13 +2,13 @@
 
 import itertools
 import math
-import random
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from contract.params import TrainingParams
+from contract.sampling import draw
 
 MAX_TRIALS = 256  # a worker trains a group as one program: this bounds a sweep's memory and records
 # Trials that agree on these train together, as one vectorized program (the engine's group key).
@@ -32,12 +32,14 @@ class Range(BaseModel):
     high: float = Field(allow_inf_nan=False)
     log: bool = Field(False, description="Draw uniformly in log space (both bounds > 0).")
 
-    def problem(self) -> str | None:
+    def problem(self, integer: bool = False) -> str | None:
         """What is wrong with the bounds, if anything (checked by the request, which names the parameter)."""
         if self.low > self.high:
             return f"high ({self.high}) is below low ({self.low})"
         if self.log and self.low <= 0:
             return "a log range needs low > 0"
+        if integer and math.ceil(self.low) > math.floor(self.high):
+            return f"no integer lies between {self.low} and {self.high}"
         return None
 
 
@@ -49,12 +51,16 @@ class Choice(BaseModel):
 
 
 class RandomSearch(BaseModel):
-    """trials configurations drawn from space with seed: the same request, the same configurations."""
+    """trials configurations drawn from space with seed by one of Optuna's samplers: the same request, the same
+    configurations."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     trials: int = Field(ge=1, le=MAX_TRIALS, description="How many configurations to draw.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the draws.")
     space: dict[str, Range | Choice] = Field(min_length=1, description="Per parameter, a range or a choice.")
+    sampler: Literal["random", "qmc"] = Field(
+        "random", description="Optuna's sampler: random (independent uniform draws) or qmc (a scrambled Sobol "
+                              "sequence, which covers the ranges more evenly; choices drawn independently).")
 
 
 class Halving(BaseModel):
@@ -102,7 +108,7 @@ class SweepRequest(BaseModel):
                 raise _error(f"{where}.{name}", f"{name!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}")
             if name in self.params:
                 raise _error(f"{where}.{name}", f"{name!r} is both in params and searched")
-            if isinstance(space[name], Range) and (problem := space[name].problem()):
+            if isinstance(space[name], Range) and (problem := space[name].problem(name in INT_FIELDS)):
                 raise _error(f"{where}.{name}", problem)
         if self.grid is not None:
             count = math.prod(len(v) for v in self.grid.values())
@@ -127,9 +133,8 @@ class SweepRequest(BaseModel):
         if self.grid is not None:
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
-        rng = random.Random(self.random.seed)
-        return [{name: _draw(rng, name, dim) for name, dim in self.random.space.items()}
-                for _ in range(self.random.trials)]
+        search = self.random
+        return draw(search.space, search.trials, search.seed, search.sampler, INT_FIELDS)
 
     def trials(self) -> list[TrainingParams]:
         """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""
@@ -138,13 +143,6 @@ class SweepRequest(BaseModel):
             params = TrainingParams.model_validate({**self.params, **trial})
             out.append(params if params.seed is not None else params.resolved())
         return out
-
-
-def _draw(rng: random.Random, name: str, dim: Range | Choice) -> Value:
-    if isinstance(dim, Choice):
-        return rng.choice(dim.values)
-    value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high))) if dim.log else rng.uniform(dim.low, dim.high)
-    return int(round(value)) if name in INT_FIELDS else value
 
 
 def shape_key(params: TrainingParams) -> tuple:

@@ -60,12 +60,14 @@ def test_options_make_the_request_body():
     halving = body(["num_epochs=20"], ["seed=0,1"], None, [], None, None, "2:3")
     assert halving["scheduler"] == {"type": "halving", "min_epochs": 2, "reduction": 3}
     assert body([], ["seed=0"], None, [], None, None, "4")["scheduler"] == {"type": "halving", "min_epochs": 4}
+    assert body([], [], 4, ["init=tutorial|glorot"], None, None, None, "qmc")["random"]["sampler"] == "qmc"
 
 
 @pytest.mark.parametrize("args", [
     ([], [], None, [], None),  # no search
     ([], ["seed=1"], 3, ["seed=1|2"], None),  # both
     ([], ["seed=1"], None, ["init=glorot"], None),  # --space without --random
+    ([], ["seed=1"], None, [], None, None, None, "qmc"),  # --sampler without --random
     (["epochs"], ["seed=1"], None, [], None),  # not NAME=VALUE
     ([], ["seed=1", "seed=2"], None, [], None),  # twice
     ([], [], 2, ["learning_rate=a:b"], None),  # not numbers
@@ -73,7 +75,7 @@ def test_options_make_the_request_body():
 ])
 def test_bad_options_are_usage_errors(args):
     with pytest.raises(typer.BadParameter):
-        body(*args, None)
+        body(*args) if len(args) > 5 else body(*args, None)
 
 
 @pytest.mark.parametrize("halving", ["2:3:4", "two", "2:0.5"])
