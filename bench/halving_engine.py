@@ -16,8 +16,9 @@ from contract.sweep import Halving, SweepRequest, group  # noqa: E402
 from contract.sweep_record import rank_key  # noqa: E402
 
 
-def ours(request: SweepRequest, masked: bool = False) -> dict:
-    """The sweep's groups trained one after another with halving (masked: pruned trials stay in the program)."""
+def ours(request: SweepRequest, masked: bool = False, full: bool = False) -> dict:
+    """The sweep's groups trained one after another with halving (masked: pruned trials stay in the program;
+    full: without halving)."""
     from worker.engine import group as engine_group
     from worker.engine.group import train_group
 
@@ -29,7 +30,7 @@ def ours(request: SweepRequest, masked: bool = False) -> dict:
     t0 = time.perf_counter()
     try:
         for members in group(trials, 32):
-            trained = train_group([trials[i] for i in members], halving=request.scheduler)
+            trained = train_group([trials[i] for i in members], halving=None if full else request.scheduler)
             results += zip(members, trained)
             programs.append(trained[0].programs)
     finally:
@@ -93,8 +94,9 @@ def main() -> int:
     """argv: the timed request and a warm-up request (JSON); prints each side's figures as one JSON line."""
     timed, warm = (SweepRequest.model_validate_json(a) for a in sys.argv[1:3])
     cold = ours(warm)  # every program compiled before timing
-    optuna_pruned(warm), ours(warm, masked=True)
-    out = {"cold": cold, "ours": ours(timed), "masked": ours(timed, masked=True), "optuna": optuna_pruned(timed)}
+    optuna_pruned(warm), ours(warm, masked=True), ours(warm, full=True)
+    out = {"cold": cold, "ours": ours(timed), "masked": ours(timed, masked=True), "full": ours(timed, full=True),
+           "optuna": optuna_pruned(timed)}
     print(json.dumps(out))
     return 0
 
