@@ -65,6 +65,15 @@ class Evaluation(BaseModel):
     by_length: dict[str, LengthScore] = Field(default_factory=dict, description="The same per sequence length.")
 
 
+class RungScore(BaseModel):
+    """A trial's held-out scores at a rung of a halving sweep (the same evaluation as a job's end)."""
+
+    rung: int = Field(description="The rung, from 1.")
+    epoch: int = Field(description="Epochs trained at that rung.")
+    echo_accuracy: float
+    loss: float
+
+
 class WorkerInfo(BaseModel):
     host: str
     pid: int
@@ -117,3 +126,11 @@ class Job(BaseModel):
         default_factory=list, description="Each time the job resumed from a checkpoint after losing its worker."
     )
     sweep: TrialOf | None = Field(None, description="The sweep this job is a trial of, if any.")
+    rungs: list[RungScore] = Field(
+        default_factory=list, description="A halving sweep's trial: its scores at each rung it reached."
+    )
+    pruned: int | None = Field(
+        None,
+        description="The rung at which a halving sweep stopped this trial: it ends succeeded "
+        "with that rung's held-out scores as its evaluation.",
+    )

@@ -2,13 +2,13 @@
 
 import itertools
 import math
-import random
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from contract.params import TrainingParams
+from contract.sampling import draw
 
 MAX_TRIALS = 256  # a worker trains a group as one program: this bounds a sweep's memory and records
 # Trials that agree on these train together, as one vectorized program (the engine's group key).
@@ -38,12 +38,14 @@ class Range(BaseModel):
     high: float = Field(allow_inf_nan=False)
     log: bool = Field(False, description="Draw uniformly in log space (both bounds > 0).")
 
-    def problem(self) -> str | None:
+    def problem(self, integer: bool = False) -> str | None:
         """What is wrong with the bounds, if anything (checked by the request, which names the parameter)."""
         if self.low > self.high:
             return f"high ({self.high}) is below low ({self.low})"
         if self.log and self.low <= 0:
             return "a log range needs low > 0"
+        if integer and math.ceil(self.low) > math.floor(self.high):
+            return f"no integer lies between {self.low} and {self.high}"
         return None
 
 
@@ -55,12 +57,40 @@ class Choice(BaseModel):
 
 
 class RandomSearch(BaseModel):
-    """trials configurations drawn from space with seed: the same request, the same configurations."""
+    """trials configurations drawn from space with seed by one of Optuna's samplers: the same request, the same
+    configurations."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     trials: int = Field(ge=1, le=MAX_TRIALS, description="How many configurations to draw.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the draws.")
     space: dict[str, Range | Choice] = Field(min_length=1, description="Per parameter, a range or a choice.")
+    sampler: Literal["random", "qmc"] = Field(
+        "random",
+        description="Optuna's sampler: random (independent uniform draws) or qmc (a scrambled Sobol "
+        "sequence, which covers the ranges more evenly; choices drawn independently).",
+    )
+
+
+class Halving(BaseModel):
+    """Successive halving: at each rung (min_epochs, min_epochs·η, min_epochs·η², … epochs, below num_epochs)
+    every live trial of a group is scored on held-out sequences and the best 1/η go on."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["halving"] = Field(description="The scheduler: successive halving.")
+    min_epochs: int = Field(ge=1, le=10_000, description="Epochs every trial trains before the first rung (r).")
+    reduction: int = Field(3, ge=2, le=64, description="η: each rung keeps the best 1/η of the live trials.")
+
+    def rungs(self, num_epochs: int) -> list[int]:
+        """The epochs after which trials are scored and the worst pruned (those below num_epochs)."""
+        out, epochs = [], self.min_epochs
+        while epochs < num_epochs:
+            out.append(epochs)
+            epochs *= self.reduction
+        return out
+
+    def survivors(self, live: int) -> int:
+        """How many of `live` trials go on past a rung: the best 1/η, at least one."""
+        return max(1, live // self.reduction)
 
 
 class SweepRequest(BaseModel):
@@ -73,6 +103,9 @@ class SweepRequest(BaseModel):
         None, description="Per parameter, the values to try: every combination is a trial."
     )
     random: RandomSearch | None = Field(None, description="A random search instead of a grid.")
+    scheduler: Halving | None = Field(
+        None, description="Stop losing trials early (successive halving); none: every trial trains every epoch."
+    )
 
     @model_validator(mode="after")
     def _one_search(self) -> "SweepRequest":
@@ -80,12 +113,12 @@ class SweepRequest(BaseModel):
             raise _error("grid", "give either grid or random")
         space: dict[str, list[Value]] | dict[str, Range | Choice]
         space, where = (self.grid, "grid") if self.grid is not None else (self._random().space, "random.space")
-        for name, dim in space.items():
+        for name in space:
             if name not in SEARCHABLE:
                 raise _error(f"{where}.{name}", f"{name!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}")
             if name in self.params:
                 raise _error(f"{where}.{name}", f"{name!r} is both in params and searched")
-            if isinstance(dim, Range) and (problem := dim.problem()):
+            if isinstance(space[name], Range) and (problem := space[name].problem(name in INT_FIELDS)):
                 raise _error(f"{where}.{name}", problem)
         if self.grid is not None:
             count = math.prod(len(v) for v in self.grid.values())
@@ -93,13 +126,19 @@ class SweepRequest(BaseModel):
                 raise _error("grid", f"the grid makes {count} trials; a sweep has 1 to {MAX_TRIALS}")
         for index, trial in enumerate(self.configurations()):
             try:
-                TrainingParams.model_validate({**self.params, **trial})
+                params = TrainingParams.model_validate({**self.params, **trial})
             except ValidationError as exc:
                 first = exc.errors()[0]
                 field = (first.get("ctx") or {}).get("field") or ".".join(map(str, first["loc"]))
                 source = "params" if field in self.params else where
                 values = ", ".join(f"{k}={v!r}" for k, v in trial.items())
                 raise _error(f"{source}.{field}", f"trial {index} ({values}): {first['msg']}") from None
+            if self.scheduler is not None and not self.scheduler.rungs(params.num_epochs):
+                raise _error(
+                    "scheduler.min_epochs",
+                    f"min_epochs ({self.scheduler.min_epochs}) leaves no rung: it must "
+                    f"be below num_epochs ({params.num_epochs}, trial {index})",
+                )
         return self
 
     def configurations(self) -> list[dict[str, Value]]:
@@ -107,14 +146,8 @@ class SweepRequest(BaseModel):
         if self.grid is not None:
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
-        search = self._random()
-        rng = random.Random(search.seed)
-        return [{name: _draw(rng, name, dim) for name, dim in search.space.items()} for _ in range(search.trials)]
-
-    def _random(self) -> RandomSearch:
-        """The random search, for a request without a grid (the validator allows exactly one of them)."""
-        assert self.random is not None, "a request has a grid or a random search"
-        return self.random
+        search = self.random
+        return draw(search.space, search.trials, search.seed, search.sampler, INT_FIELDS)
 
     def trials(self) -> list[TrainingParams]:
         """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""
@@ -123,13 +156,6 @@ class SweepRequest(BaseModel):
             params = TrainingParams.model_validate({**self.params, **trial})
             out.append(params if params.seed is not None else params.resolved())
         return out
-
-
-def _draw(rng: random.Random, name: str, dim: Range | Choice) -> Value:
-    if isinstance(dim, Choice):
-        return rng.choice(dim.values)
-    value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high))) if dim.log else rng.uniform(dim.low, dim.high)
-    return round(value) if name in INT_FIELDS else value
 
 
 def shape_key(params: TrainingParams) -> tuple:

@@ -1,10 +1,11 @@
 """A sweep as the API shows it: its trials, their progress and the leaderboard."""
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from contract.job import Evaluation, Job, MlflowLink, SavedModel, Status
+from contract.job import Evaluation, Job, MlflowLink, RungScore, SavedModel, Status
 
 
 class Trial(BaseModel):
@@ -20,6 +21,9 @@ class Trial(BaseModel):
     loss: float | None = None
     evaluation: Evaluation | None = None
     stopped_early: int | None = None
+    rung: int = Field(0, description="A halving sweep's trial: the last rung it reached (0: none yet).")
+    pruned: bool = Field(False, description="Whether the halving scheduler stopped it at that rung.")
+    rungs: list[RungScore] = Field(default_factory=list, description="Its held-out scores at each rung.")
     error: str | None = None
 
 
@@ -32,6 +36,8 @@ class Ranked(BaseModel):
     values: dict[str, Any]
     echo_accuracy: float
     loss: float
+    rung: int = 0
+    pruned: bool = False
 
 
 class SweepProgress(BaseModel):
@@ -77,7 +83,6 @@ class SweepList(BaseModel):
 
 def trial_of(job: Job, values: dict[str, Any]) -> Trial:
     """A trial's line from its job record."""
-    assert job.sweep is not None, f"job {job.id} is not a sweep's trial"
     return Trial(
         trial=job.sweep.trial,
         job_id=job.id,
@@ -89,17 +94,35 @@ def trial_of(job: Job, values: dict[str, Any]) -> Trial:
         loss=job.metrics.loss,
         evaluation=job.evaluation,
         stopped_early=job.stopped_early,
+        rung=len(job.rungs),
+        pruned=job.pruned is not None,
+        rungs=job.rungs,
         error=job.error,
     )
 
 
+def rank_key(pruned: int | None, echo_accuracy: float, loss: float, trial: int) -> tuple:
+    """Where a trial ranks: a pruned trial below every trial that went further, then held-out echo accuracy
+    (highest first), held-out loss (lowest first)."""
+    return (-(pruned if pruned is not None else math.inf), -echo_accuracy, loss, trial)
+
+
 def leaderboard(trials: list[Trial]) -> list[Ranked]:
-    """Succeeded trials by held-out echo accuracy (highest first), then held-out loss (lowest first)."""
+    """Succeeded trials, best first (rank_key)."""
     done = sorted(
-        ((t, e) for t in trials if t.status == "succeeded" and (e := t.evaluation)),
-        key=lambda te: (-te[1].echo_accuracy, te[1].loss, te[0].trial),
+        (t for t in trials if t.status == "succeeded" and t.evaluation),
+        key=lambda t: rank_key(t.rung if t.pruned else None, t.evaluation.echo_accuracy, t.evaluation.loss, t.trial),
     )
     return [
-        Ranked(rank=i + 1, trial=t.trial, job_id=t.job_id, values=t.values, echo_accuracy=e.echo_accuracy, loss=e.loss)
-        for i, (t, e) in enumerate(done)
+        Ranked(
+            rank=i + 1,
+            trial=t.trial,
+            job_id=t.job_id,
+            values=t.values,
+            echo_accuracy=t.evaluation.echo_accuracy,
+            loss=t.evaluation.loss,
+            rung=t.rung,
+            pruned=t.pruned,
+        )
+        for i, t in enumerate(done)
     ]

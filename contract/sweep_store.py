@@ -132,7 +132,7 @@ class SweepStore:
         finished = [t for t in trials if t.status in FINISHED]
         steps = sum(j.progress.steps for j in jobs if j) or 1
         done = sum(
-            (1.0 if t.status in FINISHED else t.fraction) * j.progress.steps  # an early stop is done too
+            (1.0 if t.status in FINISHED or t.pruned else t.fraction) * j.progress.steps  # early stops, pruned
             for t, j in zip(trials, filter(None, jobs))
         )
         progress = SweepProgress(

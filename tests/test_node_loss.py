@@ -203,3 +203,40 @@ def test_a_sweep_group_whose_node_dies_resumes_every_trial_from_the_groups_check
         assert [s for s, _ in loss_history(up, record["mlflow"]["run_id"])] == loss_steps(steps, 200)
     registered = [v for t in done["trials"] for v in versions_of(up, t["job_id"])]
     assert [v.version for v in registered] == [done["best"]["model"]["version"]]
+
+
+def test_a_halving_group_whose_node_dies_goes_on_with_the_same_survivors_and_ends_as_its_twin(up):
+    doomed = up.worker("halving-doomed")
+    body = {
+        "params": {k: v for k, v in RESUMABLE.items() if k != "seed"},
+        "grid": {"seed": [31, 32, 33, 34]},
+        "scheduler": {"type": "halving", "min_epochs": 10, "reduction": 2},
+    }  # rungs after epochs 10, 20, 40
+    sweep = submit_sweep(up.api.url, body)
+
+    def sweep_now() -> dict:
+        return requests.get(f"{up.api.url}/sweeps/{sweep['id']}", timeout=10).json()
+
+    wait_for(lambda: sweep_now()["status"] == "running", 120, "the doomed node starting the group")
+    up.worker("halving-survivor")
+
+    def after_a_rung() -> dict | None:
+        now = sweep_now()
+        return now if any(t["pruned"] for t in now["trials"]) else None
+
+    pruned = wait_for(after_a_rung, 180, "the first rung", 0.05)
+    doomed.kill()
+    assert pruned["status"] == "running"
+    done = wait_sweep(up.api.url, sweep["id"], FINISHED, timeout=300)
+    assert done["status"] == "succeeded", (done, up.logs())
+    twin = wait_sweep(up.api.url, submit_sweep(up.api.url, body)["id"], FINISHED, timeout=300)
+    assert sorted(t["pruned"] for t in done["trials"]) == [False, True, True, True]
+    for trial, same in zip(done["trials"], twin["trials"]):
+        record, uninterrupted = job(up, trial["job_id"]), job(up, same["job_id"])
+        assert record["attempts"] == 2 and len(record["resumed"]) == 1
+        for field in ("rungs", "pruned", "evaluation", "progress"):
+            assert record[field] == uninterrupted[field], field
+        assert loss_history_artifact(up.mlflow.url, record["mlflow"]["run_id"]) == loss_history_artifact(
+            up.mlflow.url, uninterrupted["mlflow"]["run_id"]
+        ), "the same steps and losses as the uninterrupted group"
+    assert [r["trial"] for r in done["leaderboard"]] == [r["trial"] for r in twin["leaderboard"]]

@@ -94,3 +94,61 @@ def test_cancelling_a_sweep_cancels_every_trial(stack):
     done = wait_sweep(stack.api, sweep["id"], FINISHED, timeout=60)
     assert done["status"] == "cancelled" and {t["status"] for t in done["trials"]} == {"cancelled"}
     assert done["best"] is None
+
+
+@pytest.fixture(scope="module")
+def halving_sweep(stack) -> dict:
+    """Four learning rates, rungs after epochs 1 and 2 (η = 2): two trials pruned at the first, one at the second."""
+    sweep = submit_sweep(
+        stack.api,
+        {
+            "name": "halving test",
+            "params": {**BASE, "seed": 1},
+            "grid": {"learning_rate": [0.01, 0.03, 0.3, 1.0]},
+            "scheduler": {"type": "halving", "min_epochs": 1, "reduction": 2},
+        },
+    )
+    done = wait_sweep(stack.api, sweep["id"], FINISHED)
+    assert done["status"] == "succeeded", (done, stack.logs()[-4000:])
+    return done
+
+
+def test_a_halving_sweep_prunes_at_its_rungs_and_ranks_the_pruned_below(stack, halving_sweep):
+    trials = halving_sweep["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 4 and halving_sweep["progress"]["fraction"] == 1.0
+    assert sorted((t["rung"], t["pruned"]) for t in trials) == [(1, True), (1, True), (2, False), (2, True)]
+    for t in trials:
+        job = requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()
+        assert [r["rung"] for r in job["rungs"]] == list(range(1, t["rung"] + 1)) == [r["rung"] for r in t["rungs"]]
+        assert [r["epoch"] for r in job["rungs"]] == list(range(1, t["rung"] + 1))
+        first = sorted(trials, key=lambda o: (-o["rungs"][0]["echo_accuracy"], o["rungs"][0]["loss"], o["trial"]))
+        assert {o["trial"] for o in first[2:]} == {o["trial"] for o in trials if o["rung"] == 1}  # the worse half
+        if t["pruned"]:
+            assert job["pruned"] == t["rung"] and job["progress"]["epoch"] == t["rung"]
+            last = job["rungs"][-1]
+            assert (job["evaluation"]["echo_accuracy"], job["evaluation"]["loss"]) == (
+                last["echo_accuracy"],
+                last["loss"],
+            )
+            losses = loss_history_artifact(stack.mlflow, job["mlflow"]["run_id"])
+            assert len(losses) == 80 * t["rung"]  # it trained up to its rung, no further
+        else:
+            assert job["pruned"] is None and job["progress"]["epoch"] == 3
+    board = halving_sweep["leaderboard"]
+    assert [(r["rung"], r["pruned"]) for r in board] == [(2, False), (2, True), (1, True), (1, True)]
+    assert halving_sweep["best"]["trial"] == board[0]["trial"] and halving_sweep["best"]["model"]
+
+
+def test_a_halving_sweeps_mlflow_runs_show_the_rungs_and_tag_the_pruned(stack, halving_sweep):
+    client = MlflowClient(stack.mlflow)
+    parent = halving_sweep["mlflow"]["run_id"]
+    assert {"rungs.png", "leaderboard.json"} <= {a.path for a in client.list_artifacts(parent)}
+    assert "halving" in client.get_run(parent).data.params["scheduler"]
+    for t in halving_sweep["trials"]:
+        run_id = requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["mlflow"]["run_id"]
+        tags = client.get_run(run_id).data.tags
+        assert (tags.get("pruned"), tags.get("pruned_rung")) == (
+            ("true", str(t["rung"])) if t["pruned"] else (None, None)
+        )
+        history = client.get_metric_history(run_id, "rung_eval_echo_accuracy")
+        assert sorted(m.step for m in history) == [80 * r["epoch"] for r in t["rungs"]]

@@ -53,14 +53,29 @@ def dimension(text: str, option: str = "--space") -> dict[str, Any]:
     return {"low": low, "high": high, "log": len(parts) == 3}
 
 
+def scheduler(text: str) -> dict[str, Any]:
+    """--halving 'MIN_EPOCHS' or 'MIN_EPOCHS:REDUCTION' as the request's halving scheduler."""
+    parts = [value(p) for p in text.split(":")]
+    if len(parts) > 2 or not all(isinstance(p, int) for p in parts):
+        raise typer.BadParameter(f"{text!r} is not MIN_EPOCHS[:REDUCTION] (integers)", param_hint="--halving")
+    return {"type": "halving", "min_epochs": parts[0], **({"reduction": parts[1]} if len(parts) == 2 else {})}
+
+
 def body(
-    params: list[str], grid: list[str], trials: int | None, space: list[str], seed: int | None, name: str | None
+    params: list[str],
+    grid: list[str],
+    trials: int | None,
+    space: list[str],
+    seed: int | None,
+    name: str | None,
+    halving: str | None = None,
+    sampler: str | None = None,
 ) -> dict[str, Any]:
-    """The request: --param values every trial shares, and a grid or a random search."""
+    """The request: --param values every trial shares, a grid or a random search, and (--halving) a scheduler."""
     if bool(grid) == (trials is not None):
         raise typer.BadParameter("give either --grid (one or more) or --random N with --space", param_hint="--grid")
-    if (trials is None) and (space or seed is not None):
-        raise typer.BadParameter("--space and --search-seed go with --random N", param_hint="--space")
+    if (trials is None) and (space or seed is not None or sampler is not None):
+        raise typer.BadParameter("--space, --search-seed and --sampler go with --random N", param_hint="--space")
     request: dict[str, Any] = {"params": {k: value(v) for k, v in pairs(params, "--param").items()}}
     if name is not None:
         request["name"] = name
@@ -68,7 +83,14 @@ def body(
         request["grid"] = {k: [value(v) for v in text.split(",")] for k, text in pairs(grid, "--grid").items()}
     else:
         searched = {k: dimension(text) for k, text in pairs(space, "--space").items()}
-        request["random"] = {"trials": trials, "space": searched, **({"seed": seed} if seed is not None else {})}
+        request["random"] = {
+            "trials": trials,
+            "space": searched,
+            **({"seed": seed} if seed is not None else {}),
+            **({"sampler": sampler} if sampler is not None else {}),
+        }
+    if halving is not None:
+        request["scheduler"] = scheduler(halving)
     return request
 
 
@@ -80,6 +102,9 @@ def labels(request: dict[str, Any]) -> dict[str, str]:
         "random.trials": "random.trials (--random)",
         "random.seed": "random.seed (--search-seed)",
         "random.space": "random.space (--space)",
+        "random.sampler": "random.sampler (--sampler)",
+        "scheduler.min_epochs": "scheduler.min_epochs (--halving)",
+        "scheduler.reduction": "scheduler.reduction (--halving)",
     }
     out |= {f"params.{k}": f"params.{k} (--param {k}=…)" for k in request.get("params", {})}
     out |= {f"grid.{k}": f"grid.{k} (--grid {k}=…)" for k in request.get("grid") or {}}

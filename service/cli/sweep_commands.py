@@ -42,10 +42,26 @@ def start(
     name: Annotated[
         str | None, typer.Option("--name", help="A label (the MLflow parent run's name).", show_default=False)
     ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            "--sampler",
+            help="With --random: Optuna's random or qmc (quasi-random) sampler [API default: random].",
+            show_default=False,
+        ),
+    ] = None,
+    halving: Annotated[
+        str | None,
+        typer.Option(
+            "--halving",
+            help="MIN_EPOCHS[:REDUCTION]: successive halving, the best 1/REDUCTION (3) of each group's trials going on at MIN_EPOCHS·REDUCTION^k epochs.",
+            show_default=False,
+        ),
+    ] = None,
     wait: Wait = False,
 ) -> None:
     """Start a sweep (values read as int, float, else text; none is null); prints its id. --wait watches it."""
-    request = sweep_args.body(param or [], grid or [], random, space or [], search_seed, name)
+    request = sweep_args.body(param or [], grid or [], random, space or [], search_seed, name, halving, sampler)
     api: Api = ctx.obj
     started = api.call("POST", "/sweeps", json=request, labels=sweep_args.labels(request))
     out.print(started["id"], markup=False)

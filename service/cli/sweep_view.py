@@ -33,15 +33,39 @@ def groups(sweep: dict) -> str:
     return f"{count} group" + ("" if count == 1 else "s")
 
 
+def halving(sweep: dict) -> bool:
+    """Whether the sweep stops losing trials at rungs (successive halving)."""
+    return bool(sweep.get("request", {}).get("scheduler"))
+
+
+def rung(entry: dict) -> str:
+    """A halving trial's last rung, 'pruned at 2' once stopped there; '-' before its first."""
+    if entry.get("pruned"):
+        return f"pruned at {entry['rung']}"
+    return str(entry["rung"]) if entry.get("rung") else "-"
+
+
 def trials(sweep: dict) -> Table:
-    """A row per trial: searched values, status, progress, loss, held-out echo accuracy and loss."""
-    table = Table("trial", "values", "status", "progress", "loss", "held-out echo acc.", "held-out loss", box=None)
+    """A row per trial: searched values, status, (halving) rung, progress, loss, held-out echo accuracy and loss."""
+    rungs = halving(sweep)
+    table = Table(
+        "trial",
+        "values",
+        "status",
+        *(["rung"] if rungs else []),
+        "progress",
+        "loss",
+        "held-out echo acc.",
+        "held-out loss",
+        box=None,
+    )
     for t in sweep["trials"]:
         ev = t.get("evaluation") or {}
         table.add_row(
             str(t["trial"]),
             values(t["values"]),
             t["status"],
+            *([rung(t)] if rungs else []),
             f"{100 * t['fraction']:.0f}%",
             num(t.get("loss")),
             num(ev.get("echo_accuracy")),
@@ -56,11 +80,20 @@ def live(sweep: dict) -> Group:
 
 
 def leaderboard(sweep: dict, top: int = TOP) -> Table:
-    """The best trials first, by held-out echo accuracy, then held-out loss."""
-    table = Table("rank", "trial", "values", "held-out echo acc.", "held-out loss", "job", box=None)
+    """The best trials first: (halving) those that went further, then by held-out echo accuracy and loss."""
+    rungs = halving(sweep)
+    table = Table(
+        "rank", "trial", "values", *(["rung"] if rungs else []), "held-out echo acc.", "held-out loss", "job", box=None
+    )
     for r in sweep["leaderboard"][:top]:
         table.add_row(
-            str(r["rank"]), str(r["trial"]), values(r["values"]), num(r["echo_accuracy"]), num(r["loss"]), r["job_id"]
+            str(r["rank"]),
+            str(r["trial"]),
+            values(r["values"]),
+            *([rung(r)] if rungs else []),
+            num(r["echo_accuracy"]),
+            num(r["loss"]),
+            r["job_id"],
         )
     return table
 

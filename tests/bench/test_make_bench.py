@@ -33,6 +33,14 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
     )
     assert any(line.startswith("redis memory per 10,000 finished jobs: ") for line in lines), done.stdout
     assert ratio(lines, "sweep speedup vs sequential jobs: ") > 0
+    halving = [line for line in lines if line.startswith("halving sweep vs full sweep: ")]
+    assert halving and re.fullmatch(
+        r"halving sweep vs full sweep: \d+\.\dx faster, best held-out accuracy "
+        r"\d\.\d{4} vs \d\.\d{4}",
+        halving[-1],
+    ), halving
+    assert ratio(lines, "halving sweep vs Optuna with pruning: ") > 0
+    assert ratio(lines, "halving sweep through the API vs Optuna with pruning: ") >= 0
     # Serving: both servers loaded at 8 and 64 connections without an error, batches, queue, job, loading.
     text = done.stdout
     assert "largest difference between their answers" in text

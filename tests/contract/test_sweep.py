@@ -1,5 +1,7 @@
 """The sweep request: grids and random searches expand to valid trials, packed into groups of one shape."""
 
+import math
+
 import pytest
 from pydantic import ValidationError
 
@@ -99,3 +101,107 @@ def test_groups_hold_one_shape_each_and_at_most_size_trials_in_trial_order():
     assert group(request.trials(), 2) == [[0, 1], [2], [3, 4], [5]]
     same_shape = SweepRequest.model_validate({"grid": {"learning_rate": [0.1, 0.2], "echo_step": [1, 3]}})
     assert group(same_shape.trials(), 32) == [[0, 1, 2, 3]], "learning rate and echo step do not change shapes"
+
+
+HALVING_BODY = {
+    "params": {"num_epochs": 20},
+    "grid": {"seed": [0, 1]},
+    "scheduler": {"type": "halving", "min_epochs": 2, "reduction": 3},
+}
+
+
+def test_a_halving_scheduler_has_rungs_below_the_last_epoch_and_keeps_the_best_third():
+    halving = SweepRequest.model_validate(HALVING_BODY).scheduler
+    assert halving.rungs(20) == [2, 6, 18] and halving.rungs(18) == [2, 6] and halving.rungs(2) == []
+    assert [halving.survivors(n) for n in (32, 10, 3, 2, 1)] == [10, 3, 1, 1, 1]
+    assert (
+        SweepRequest.model_validate(
+            {**HALVING_BODY, "scheduler": {"type": "halving", "min_epochs": 1}}
+        ).scheduler.reduction
+        == 3
+    )
+
+
+@pytest.mark.parametrize(
+    "scheduler, field",
+    [
+        ({"type": "halving", "min_epochs": 20}, "scheduler.min_epochs"),  # no rung below num_epochs
+        ({"type": "halving", "min_epochs": 0}, "scheduler.min_epochs"),
+        ({"type": "halving", "min_epochs": 2, "reduction": 1}, "scheduler.reduction"),
+        ({"type": "asha", "min_epochs": 2}, "scheduler.type"),
+        ({"type": "halving"}, "scheduler.min_epochs"),
+        ({"type": "halving", "min_epochs": 2, "eta": 3}, "scheduler.eta"),
+    ],
+)
+def test_a_bad_scheduler_names_its_field(scheduler, field):
+    with pytest.raises(ValidationError) as caught:
+        SweepRequest.model_validate({**HALVING_BODY, "scheduler": scheduler})
+    error = caught.value.errors()[0]
+    assert ((error.get("ctx") or {}).get("field") or ".".join(map(str, error["loc"]))) == field
+
+
+SPACE = {
+    "learning_rate": {"low": 0.01, "high": 1.0, "log": True},
+    "state_size": {"low": 2, "high": 8},
+    "init": {"values": ["tutorial", "glorot"]},
+}
+
+
+@pytest.mark.parametrize("sampler", ["random", "qmc"])
+def test_optunas_samplers_draw_the_same_trials_from_the_same_request(sampler):
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    body = {"random": {"trials": 16, "seed": 5, "sampler": sampler, "space": SPACE}}
+    first = SweepRequest.model_validate(body).configurations()
+    assert first == SweepRequest.model_validate(body).configurations() and len(first) == 16
+    made = (
+        optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=5)
+        if sampler == "qmc"
+        else optuna.samplers.RandomSampler(seed=5)
+    )
+    study = optuna.create_study(sampler=made)
+    dists = {
+        "learning_rate": FloatDistribution(0.01, 1.0, log=True),
+        "state_size": IntDistribution(2, 8),
+        "init": CategoricalDistribution(["tutorial", "glorot"]),
+    }
+    asked = []
+    for _ in range(16):
+        trial = study.ask(dists)
+        asked.append(trial.params)
+        study.tell(trial, 0.0)
+    assert first == asked  # Optuna's own draws, in order
+    assert all(isinstance(c["state_size"], int) for c in first)
+    other = SweepRequest.model_validate({"random": {**body["random"], "seed": 6}}).configurations()
+    assert other != first
+
+
+def test_quasi_random_draws_cover_a_range_evenly():
+    body = {
+        "random": {
+            "trials": 9,
+            "seed": 1,
+            "sampler": "qmc",
+            "space": {"learning_rate": {"low": 0.01, "high": 1.0, "log": True}},
+        }
+    }
+    drawn = [c["learning_rate"] for c in SweepRequest.model_validate(body).configurations()]
+    # Optuna's QMCSampler draws the first trial independently, then a Sobol sequence, whose first 2^k points
+    # fall one in each of 2^k equal parts (in log space here).
+    octiles = sorted(int(8 * math.log(v / 0.01) / math.log(100)) for v in drawn[1:])
+    assert octiles == list(range(8))
+
+
+@pytest.mark.parametrize(
+    "random, field",
+    [
+        ({"trials": 2, "sampler": "tpe", "space": SPACE}, "random.sampler"),
+        ({"trials": 2, "space": {"state_size": {"low": 4.2, "high": 4.8}}}, "random.space.state_size"),
+    ],
+)
+def test_a_bad_random_search_names_its_field(random, field):
+    with pytest.raises(ValidationError) as caught:
+        SweepRequest.model_validate({"random": random})
+    error = caught.value.errors()[0]
+    assert ((error.get("ctx") or {}).get("field") or ".".join(map(str, error["loc"]))) == field

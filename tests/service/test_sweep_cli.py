@@ -76,6 +76,10 @@ def test_options_make_the_request_body():
         },
     }
     assert "seed" not in body([], [], 2, ["seed=1|2"], None, None)["random"]
+    halving = body(["num_epochs=20"], ["seed=0,1"], None, [], None, None, "2:3")
+    assert halving["scheduler"] == {"type": "halving", "min_epochs": 2, "reduction": 3}
+    assert body([], ["seed=0"], None, [], None, None, "4")["scheduler"] == {"type": "halving", "min_epochs": 4}
+    assert body([], [], 4, ["init=tutorial|glorot"], None, None, None, "qmc")["random"]["sampler"] == "qmc"
 
 
 @pytest.mark.parametrize(
@@ -84,6 +88,7 @@ def test_options_make_the_request_body():
         ([], [], None, [], None),  # no search
         ([], ["seed=1"], 3, ["seed=1|2"], None),  # both
         ([], ["seed=1"], None, ["init=glorot"], None),  # --space without --random
+        ([], ["seed=1"], None, [], None, None, None, "qmc"),  # --sampler without --random
         (["epochs"], ["seed=1"], None, [], None),  # not NAME=VALUE
         ([], ["seed=1", "seed=2"], None, [], None),  # twice
         ([], [], 2, ["learning_rate=a:b"], None),  # not numbers
@@ -92,7 +97,13 @@ def test_options_make_the_request_body():
 )
 def test_bad_options_are_usage_errors(args):
     with pytest.raises(typer.BadParameter):
-        body(*args, None)
+        body(*args) if len(args) > 5 else body(*args, None)
+
+
+@pytest.mark.parametrize("halving", ["2:3:4", "two", "2:0.5"])
+def test_a_bad_halving_option_is_a_usage_error(halving):
+    with pytest.raises(typer.BadParameter, match="MIN_EPOCHS"):
+        body([], ["seed=1"], None, [], None, None, halving)
 
 
 def test_start_queues_the_sweep_then_show_list_and_cancel(served, store):  # noqa: F811
@@ -121,19 +132,18 @@ def test_an_invalid_trial_is_named_with_its_option(served):
     assert "give either --grid" in fails(run_cli(api, "sweep", "start", "--grid", "seed=1", "--random", "3"), 2)
 
 
-def play_the_worker(sweeps: SweepStore, sweep_id: str) -> None:  # noqa: F811
-    """Train every trial to success at once (trial k scores 0.9 + k/100), then finish the sweep with a model."""
+def play_the_worker(sweeps: SweepStore, sweep_id: str, pruned: dict[int, int] | None = None) -> None:  # noqa: F811
+    """Train every trial to success at once (trial k scores 0.9 + k/100), then finish the sweep with a model;
+    pruned: the rung each pruned trial stopped at (every trial scored at rung 1)."""
     sweep, jobs = sweeps.get(sweep_id), sweeps.jobs
     sweeps.move(sweep_id, "running", started_at=now())
     for t in sweep.trials:
         jobs.move(t.job_id, "running", only_from={"queued"}, started_at=now())
         done = jobs.get(t.job_id).progress.model_copy(update={"epoch": 1, "fraction": 1.0})
-        jobs.update(
-            t.job_id,
-            progress=done,
-            metrics={"loss": 0.05},
-            evaluation={"echo_accuracy": 0.9 + t.trial / 100, "loss": 0.2 - t.trial / 100},
-        )
+        scores = {"echo_accuracy": 0.9 + t.trial / 100, "loss": 0.2 - t.trial / 100}
+        if pruned is not None:
+            jobs.update(t.job_id, rungs=[{"rung": 1, "epoch": 1, **scores}], pruned=pruned.get(t.trial))
+        jobs.update(t.job_id, progress=done, metrics={"loss": 0.05}, evaluation=scores)
         jobs.move(t.job_id, "succeeded", only_from={"running"}, finished_at=now())
     best = sweep.trials[-1]
     model = {"uri": "models:/echo-rnn/7", "name": "echo-rnn", "version": "7"}
@@ -167,6 +177,40 @@ def test_wait_shows_the_trials_then_the_leaderboard_and_best_model(served, sweep
     assert ranks == [["1", "2"], ["2", "1"], ["3", "0"]]
     assert f"best        trial 2 (job {sweeps.get(sweep_id).trials[2].job_id}): models:/echo-rnn/7" in stdout
     assert "held-out echo acc." in stderr and stderr.count("succeeded") >= 3 and "Traceback" not in stderr
+
+
+def test_show_gives_a_halving_trials_rung_and_ranks_the_pruned_below_the_others(served, sweeps):  # noqa: F811
+    api, _ = served
+    sweep_id = ok(
+        run_cli(
+            api,
+            "sweep",
+            "start",
+            "--param",
+            "num_epochs=3",
+            "--param",
+            "total_series_length=1000",
+            "--grid",
+            "seed=0,1,2",
+            "--halving",
+            "1:3",
+        )
+    ).strip()
+    play_the_worker(sweeps, sweep_id, pruned={1: 1, 2: 1})
+    shown = ok(run_cli(api, "sweep", "show", sweep_id))
+    rows = [line.split() for line in shown.splitlines()]
+    assert [r[:4] for r in rows if r[:1] in (["0"], ["1"], ["2"]) and "succeeded" in r] == [
+        ["0", "seed=0", "succeeded", "1"],
+        ["1", "seed=1", "succeeded", "pruned"],
+        ["2", "seed=2", "succeeded", "pruned"],
+    ]
+    ranks = [r[:3] for r in rows if r[:1] in (["1"], ["2"], ["3"]) and len(r) > 3 and r[2].startswith("seed=")]
+    assert ranks == [
+        ["1", "0", "seed=0"],
+        ["2", "2", "seed=2"],
+        ["3", "1", "seed=1"],
+    ]  # the one that went further first
+    assert "pruned at 1" in shown
 
 
 def test_ctrl_c_stops_watching_not_the_sweep(served, sweeps):  # noqa: F811

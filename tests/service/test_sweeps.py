@@ -113,11 +113,29 @@ def test_a_random_search_draws_the_same_trials_from_the_same_seed(client, store,
         ({"grid": {"device": ["cpu"]}}, {"grid.device"}),
         ({"grid": {"seed": list(range(MAX_TRIALS + 1))}}, {"grid"}),
         ({"random": {"trials": MAX_TRIALS + 1, "space": {"seed": {"values": [1]}}}}, {"random.trials"}),
+        (
+            {**GRID, "scheduler": {"type": "halving", "min_epochs": 1}},
+            {"scheduler.min_epochs"},
+        ),  # no rung below 1 epoch
+        ({**GRID, "scheduler": {"type": "halving", "min_epochs": 1, "reduction": 1}}, {"scheduler.reduction"}),
+        ({**GRID, "scheduler": {"type": "hyperband", "min_epochs": 1}}, {"scheduler.type"}),
+        ({**GRID, "scheduler": {"type": "halving", "min_epochs": "1"}}, {"scheduler.min_epochs"}),
     ],
 )
 def test_an_invalid_sweep_names_the_field_and_queues_nothing(client, store, body, bad):
     assert fields(problem(client.post("/sweeps", json=body), 422)) == bad
     assert store.llen("celery") == 0 and store.zcard("echo-rnn:jobs") == 0
+
+
+def test_a_halving_sweep_is_queued_with_its_scheduler(client):
+    body = {
+        "params": {**TINY, "num_epochs": 4},
+        "grid": {"seed": [0, 1, 2]},
+        "scheduler": {"type": "halving", "min_epochs": 1, "reduction": 2},
+    }
+    sweep = client.post("/sweeps", json=body).get_json()
+    assert sweep["request"]["scheduler"] == body["scheduler"] and sweep["groups"] == [[0, 1, 2]]
+    assert [(t["rung"], t["pruned"], t["rungs"]) for t in sweep["trials"]] == [(0, False, [])] * 3
 
 
 def test_more_trials_than_max_sweep_trials_is_a_422_on_the_search(settings, store):

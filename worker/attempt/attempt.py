@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from contract.fence import Step
 from contract.job import Job
 from contract.job_store import JobStore, encode
 from contract.params import TrainingParams
+from contract.sweep import Halving
 from contract.sweep_store import SweepStore
 from worker.attempt import runs, sweep_end
 from worker.attempt.checkpoints import Checkpoints
@@ -32,7 +33,6 @@ from worker.tracking.run_logger import RunLogger, loss_history_csv
 
 if TYPE_CHECKING:  # TensorFlow is imported in the child process that runs the task, never before fork
     from worker.engine.checkpoint import GroupCheckpoint
-    from worker.engine.export import EchoModel
     from worker.engine.results import StepReport, TrainingResult
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Attempt:
         self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
         self.runs: list[RunLogger] = []
         self.writers: list[ProgressWriter] = []
-        self.serving_module: Future[EchoModel] | None = None  # a job's, traced while it trains
+        self.halving: Halving | None = None  # a halving sweep's scheduler
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
     def write(self, step: Step, what: str, release: bool = False) -> list[int]:
@@ -118,10 +118,15 @@ class Attempt:
         return self._save(results)
 
     def _start_sweep(self) -> str:
-        sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
-        self.ctx.redis_retry.call(lambda: sweeps.move(sweep_id, "running", started_at=now()), "starting the sweep")
+        sweeps = SweepStore(self.store)
+        self.ctx.redis_retry.call(
+            lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep"
+        )
+        record = self.ctx.redis_retry.call(lambda: sweeps.raw(self.unit.sweep_id), "reading the sweep") or {}
+        if scheduler := record.get("request", {}).get("scheduler"):
+            self.halving = Halving.model_validate(scheduler)
         link = self.ctx.redis_retry.call(
-            lambda: sweep_end.parent_run(sweeps, self.settings, sweep_id), "opening the sweep's run"
+            lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id), "opening the sweep's run"
         )
         return link["run_id"]
 
@@ -142,6 +147,7 @@ class Attempt:
 
     def _train(self, checkpoint: "GroupCheckpoint | None") -> "list[TrainingResult]":
         # TensorFlow is imported here, in the child process that runs the task, never before fork.
+        from worker.attempt.rungs import Rungs
         from worker.engine import export
         from worker.engine.group import train_group
 
@@ -160,11 +166,13 @@ class Attempt:
             should_stop=self._stop_check(),
             resume=checkpoint,
             on_checkpoint=on_checkpoint,
+            halving=self.halving,
+            on_rung=Rungs(self) if self.halving is not None else None,
         )
 
     def _progress(self, reports: "list[StepReport | None]") -> None:
         for writer, report in zip(self.writers, reports):
-            if report is not None:  # None: a trial that stopped early, at its target_loss
+            if report is not None:  # None: a trial that stopped early, at its target_loss, or was pruned
                 writer(report if self.unit.is_job else dataclasses.replace(report, window=None))
 
     def _stop_check(self) -> Callable[[], bool]:
@@ -206,7 +214,14 @@ class Attempt:
                 run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(
                     self.store.key(job.id),
-                    encode({"device": result.device, "evaluation": scores, "stopped_early": result.stopped_early}),
+                    encode(
+                        {
+                            "device": result.device,
+                            "evaluation": scores,
+                            "stopped_early": result.stopped_early,
+                            "pruned": result.pruned,
+                        }
+                    ),
                 )
         if any(saving):
             self.write(step, "recording the evaluation")

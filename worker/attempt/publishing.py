@@ -10,6 +10,7 @@ from contract.fence import Step
 from contract.job import Job
 from contract.job_store import encode
 from contract.provenance import Provenance
+from contract.sweep_record import rank_key
 from contract.sweep_store import SweepStore
 from worker.attempt import sweep_end
 from worker.tracking.model_logging import log_model
@@ -57,17 +58,19 @@ def publish_job(attempt: "Attempt", result: "TrainingResult") -> list[dict[str, 
     return [{"model": model}]
 
 
-def publish_group(attempt: "Attempt", results: "list[TrainingResult]", saving: list[bool]) -> list[dict[str, Any]]:
-    """Every saved trial's loss history; the best one's model logged into its run and kept, with every
-    trial's curve, on the sweep's record (fenced) for the sweep's end."""
-    scored = [(i, dataclasses.asdict(r.evaluated())) for i, (r, kept) in enumerate(zip(results, saving)) if kept]
+def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list[dict[str, Any]]:
+    """Every saved trial's loss history; the best one's (a pruned trial ranks below those that went further)
+    model logged into its run and kept, with every trial's curve, on the sweep's record (fenced) for the sweep's end."""
+    scored = [(i, dataclasses.asdict(r.evaluation)) for i, (r, kept) in enumerate(zip(results, saving)) if kept]
     for i, _ in scored:
         attempt.loss_history(i, results[i])
     indexes = [trial_index(j) for j in attempt.jobs]
     sweeps, (sweep_id, group) = SweepStore(attempt.store), attempt.unit.sweep
     fields: dict[str, Any] = {f"curves_{group}": sweep_end.thin_curves({t: r.losses for t, r in zip(indexes, results)})}
     if scored:
-        i, scores = max(scored, key=lambda d: (d[1]["echo_accuracy"], -d[1]["loss"], -indexes[d[0]]))
+        i, scores = min(
+            scored, key=lambda d: rank_key(results[d[0]].pruned, d[1]["echo_accuracy"], d[1]["loss"], indexes[d[0]])
+        )
         job, run = attempt.jobs[i], attempt.runs[i]
         logged = log_model(run.client, run.run_id, job.id, results[i], run.outage)
         fields[f"group_best_{group}"] = {

@@ -55,6 +55,8 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
             "search": "grid" if "grid" in request else "random",
             "space": json.dumps(request.get("grid") or request["random"]["space"])[:6000],
         }
+        if request.get("scheduler"):
+            params["scheduler"] = json.dumps(request["scheduler"])
         run = RunLogger(
             settings,
             sweep_id,
@@ -201,7 +203,7 @@ def _publish_best(
 
 def _log_parent(run: RunLogger, sweep: Sweep, record: dict) -> None:
     rows = [r.model_dump() for r in sweep.leaderboard]
-    columns = ["rank", "trial", "job_id", "echo_accuracy", "loss"]
+    columns = ["rank", "trial", "job_id", "echo_accuracy", "loss", "rung", "pruned"]
     table = "\n".join(
         [",".join([*columns, "values"])]
         + [",".join([*(str(r[c]) for c in columns), json.dumps(r["values"]).replace(",", ";")]) for r in rows]
@@ -212,6 +214,10 @@ def _log_parent(run: RunLogger, sweep: Sweep, record: dict) -> None:
         "leaderboard.csv": table.encode() + b"\n",
         "loss_curves.png": _figure(curves, [r["trial"] for r in rows[:5]]),
     }
+    if any(t.rungs for t in sweep.trials):
+        from worker.attempt.rung_figure import rung_figure
+
+        files["rungs.png"] = rung_figure(sweep.trials, [r["trial"] for r in rows[:5]])
     if rows:
         run.add("best_eval_echo_accuracy", [rows[0]["echo_accuracy"]], 0)
         run.add("best_eval_loss", [rows[0]["loss"]], 0)

@@ -66,6 +66,9 @@ class GroupCheckpoint:
 
     models: list[Checkpoint]
     windows: list[Window | None]
+    # A halving group's schedule (worker.engine.halving): each model's rung scores and pruned rung, and the
+    # program's slots (which model trains in which), so a resumed group goes on with the same survivors.
+    halving: dict | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise as one .npz: every model's checkpoint bytes and the stopped models' windows."""
@@ -73,6 +76,8 @@ class GroupCheckpoint:
         for k, window in enumerate(self.windows):
             if window is not None:
                 arrays |= {f"w{k}_{i}": part for i, part in enumerate(window)}
+        if self.halving is not None:
+            arrays["halving"] = np.frombuffer(json.dumps(self.halving).encode(), np.uint8)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -86,4 +91,5 @@ class GroupCheckpoint:
             windows = [
                 tuple(npz[f"w{k}_{i}"] for i in range(3)) if f"w{k}_0" in npz.files else None for k in range(models)
             ]
-        return cls(checkpoints, windows)
+            halving = json.loads(npz["halving"].tobytes()) if "halving" in npz.files else None
+        return cls(checkpoints, windows, halving)

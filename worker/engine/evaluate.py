@@ -1,8 +1,6 @@
 """Held-out evaluation of a trained network: echo accuracy and loss on fresh sequences of several lengths."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -22,20 +20,19 @@ class Evaluation:
     by_length: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> Evaluation:
-    """Run forward (bits [rows, length] → probabilities [rows, length, classes]) from zero state on sequences
-    drawn from a generator apart from training's; each length at least echo_step + 1 long.
-
-    One call for every length (one XLA compilation at the job's end): a sequence of L bits is the
-    first L positions of its row, and from a zero state those outputs depend on nothing after them.
-    """
-    assert params.seed is not None, "evaluated parameters are resolved (a concrete seed)"
+def held_out(params: TrainingParams) -> tuple[np.ndarray, list[int]]:
+    """The held-out bits [rows, longest length] (ROWS rows per length) from a generator apart from training's, and
+    the lengths, each at least echo_step + 1: a sequence of L bits is the first L positions of its rows."""
     rng = np.random.default_rng([params.seed, 2])
     lengths = sorted({max(n, params.echo_step + 1) for n in LENGTHS})
     x = np.zeros((ROWS * len(lengths), lengths[-1]), np.int32)
     for g, length in enumerate(lengths):
         x[g * ROWS : (g + 1) * ROWS, :length] = rng.integers(0, 2, size=(ROWS, length), dtype=np.int32)
-    probs = forward(tf.constant(x)).numpy()
+    return x, lengths
+
+
+def score(probs: np.ndarray, x: np.ndarray, lengths: list[int], params: TrainingParams) -> Evaluation:
+    """The evaluation of a model's probabilities [rows, length, classes] on held_out's bits."""
     right = total = 0
     loss_sum = 0.0
     by_length: dict[str, dict[str, float]] = {}
@@ -49,3 +46,28 @@ def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> Evaluatio
         by_length[str(length)] = {"echo_accuracy": float(hits.mean()), "loss": float(losses.mean())}
         right, total, loss_sum = right + int(hits.sum()), total + hits.size, loss_sum + float(losses.sum())
     return Evaluation(echo_accuracy=right / total, loss=loss_sum / total, by_length=by_length)
+
+
+def evaluate(forward, params: TrainingParams) -> Evaluation:
+    """Run forward (bits [rows, length] → probabilities [rows, length, classes]) from zero state on held_out's bits.
+
+    One call for every length (one XLA compilation at the job's end): from a zero state a position's
+    output depends on nothing after it.
+    """
+    x, lengths = held_out(params)
+    return score(forward(tf.constant(x)).numpy(), x, lengths, params)
+
+
+def evaluate_stacked(probabilities, params_list: list[TrainingParams | None]) -> list[Evaluation | None]:
+    """The same evaluation of K models in one call: probabilities maps bits [K, rows, length] to [K, rows, length,
+    classes]; a model whose params are None is given zeros and not scored."""
+    held = [held_out(p) if p is not None else None for p in params_list]
+    shapes = [h[0].shape for h in held if h is not None]
+    x = np.zeros((len(held), max(r for r, _ in shapes), max(n for _, n in shapes)), np.int32)
+    for k, h in enumerate(held):
+        if h is not None:
+            x[k, : h[0].shape[0], : h[0].shape[1]] = h[0]
+    probs = probabilities(x)
+    return [
+        score(probs[k], x[k], h[1], p) if h is not None else None for k, (h, p) in enumerate(zip(held, params_list))
+    ]

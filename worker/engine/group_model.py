@@ -16,7 +16,8 @@ from worker.engine.forward import WEIGHT_NAMES, contract, make_forward, stacked_
 from worker.engine.kept import kept
 
 ADAGRAD_INITIAL_ACCUMULATOR = 0.1
-TRAINERS_KEPT = 4  # compiled trainers a process keeps for its next jobs and groups
+TRAINERS_KEPT = 16  # compiled trainers a process keeps for its next jobs and groups (a halving group uses
+# up to log2(its size) + 1 of each shape)
 PADDED_WINDOWS = 1024  # an epoch's data is padded to at least this many windows (the default job has 666) …
 PADDED_BYTES = 4 << 20  # … while its bits fit in this
 _TRAINERS: dict[tuple, "GroupTrainer"] = {}
@@ -108,6 +109,12 @@ class GroupTrainer:
         """The compiled single-model forward pass ([B, L] bits to [B, L, C]), set to one model's current weights."""
         for var, stacked in zip(self.single, self.weights):
             var.assign(stacked[model])
+        return self.forward
+
+    def forward_for(self, weights: dict[str, np.ndarray]):
+        """The compiled single-model forward pass, set to these weights (a model's, in this program or not)."""
+        for name, var in zip(WEIGHT_NAMES, self.single):
+            var.assign(weights[name])
         return self.forward
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:

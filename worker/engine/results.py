@@ -54,6 +54,9 @@ class TrainingResult:
         return self.evaluation
 
     stopped_early: int | None = None  # the epoch whose mean loss reached params.target_loss, if it ended the run
+    pruned: int | None = None  # the rung at which a halving group stopped it
+    rungs: list[dict] = field(default_factory=list)  # its held-out scores at each rung it reached
+    programs: list[tuple[int, float]] = field(default_factory=list)  # the group's: each program's size, first call's s
 
 
 def echo_sequences(rng: np.random.Generator) -> np.ndarray:

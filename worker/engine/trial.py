@@ -1,8 +1,5 @@
 """One model's bookkeeping inside a group: its random streams, losses, reports, checkpoints and result."""
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
 from contract.params import TrainingParams
@@ -28,13 +25,16 @@ class Trial:
         self.epoch_seconds: list[float] = []
         self.reported = 0  # global steps already handed to on_progress
         self.stopped_early: int | None = None
-        self.epoch_rng_state: Mapping[str, Any] = self.rng.bit_generator.state
+        self.pruned: int | None = None  # the rung at which a halving group stopped it
+        self.rungs: list[dict] = []  # its held-out scores at each rung (halving.score_dict)
+        self.frozen: tuple[dict, dict] | None = None  # its weights and accumulators, once out of the group's program
+        self.epoch_rng_state: dict = self.rng.bit_generator.state
         self.last_window: Window | None = None
 
     @property
     def active(self) -> bool:
-        """Whether the model still trains: it has not reached its target loss."""
-        return self.stopped_early is None
+        """Whether the model still trains: it has neither reached its target loss nor been pruned."""
+        return self.stopped_early is None and self.pruned is None
 
     def resume(self, checkpoint: Checkpoint, last_window: Window | None) -> None:
         """Take up the position, random streams and history a checkpoint holds."""
@@ -117,8 +117,7 @@ class Trial:
     def result(
         self, device: str, weights: dict[str, np.ndarray], compile_seconds: float, evaluation: Evaluation
     ) -> TrainingResult:
-        """What the model's training produced."""
-        assert self.last_window is not None, "every trained epoch leaves its last window"
+        """What the model's training produced (a pruned model's evaluation: its last rung's)."""
         return TrainingResult(
             params=self.params,
             device=device,
@@ -131,4 +130,6 @@ class Trial:
             epoch_seconds=self.epoch_seconds,
             evaluation=evaluation,
             stopped_early=self.stopped_early,
+            pruned=self.pruned,
+            rungs=list(self.rungs),
         )

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Param, Run, RunStatus
+from mlflow.entities import Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
@@ -161,6 +161,15 @@ class RunLogger:
     def log_artifacts_later(self, make_files: Callable[[], dict[str, bytes]]) -> None:
         """Make and upload files off this thread (beside the model's logging); flush and end wait for it."""
         self._figure_jobs.append(self._figures.submit(lambda: self.log_artifacts(make_files())))
+
+    def tag_later(self, tags: dict[str, str]) -> None:
+        """Set tags off this thread (flush and end wait for it)."""
+        batch = [RunTag(k, v) for k, v in tags.items()]
+        self._figure_jobs.append(
+            self._figures.submit(
+                lambda: self.outage.call(lambda: self.client.log_batch(self.run_id, tags=batch), "tagging the run")
+            )
+        )
 
     def log_artifacts(self, files: dict[str, bytes]) -> None:
         """Upload small files as run artifacts."""
