@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from contract.sweep import Halving, SweepRequest, group  # noqa: E402
+from contract.sweep import SweepRequest, group  # noqa: E402
 from contract.sweep_record import rank_key  # noqa: E402
 
 
@@ -26,7 +26,8 @@ def ours(request: SweepRequest, masked: bool = False, full: bool = False) -> dic
     keep = engine_group.program_size
     if masked:
         engine_group.program_size = lambda live, current: current
-    results, programs = [], []
+    results: list = []
+    programs: list = []
     t0 = time.perf_counter()
     try:
         for members in group(trials, 32):
@@ -55,7 +56,8 @@ def optuna_pruned(request: SweepRequest) -> dict:
     from worker.engine.train import TrainingCancelled, train_model
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    halving: Halving = request.scheduler
+    halving = request.scheduler
+    assert halving is not None and request.random is not None, "the benchmark's search halves a random search"
     study = optuna.create_study(
         direction="maximize",
         pruner=optuna.pruners.SuccessiveHalvingPruner(
@@ -85,7 +87,7 @@ def optuna_pruned(request: SweepRequest) -> dict:
                     stop.append(report.epoch)
 
         try:
-            return train_model(params, on_progress=progress, should_stop=lambda: bool(stop)).evaluation.echo_accuracy
+            return train_model(params, on_progress=progress, should_stop=lambda: bool(stop)).evaluated().echo_accuracy
         except TrainingCancelled:
             raise optuna.TrialPruned() from None
 

@@ -8,10 +8,14 @@ draw is an independent one).
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.samplers import BaseSampler
 
 
-def distribution(name: str, dim: Any, integer: bool):
+def distribution(name: str, dim: Any, integer: bool) -> "BaseDistribution":
     """The Optuna distribution of a Range (float or int, log or not) or a Choice."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -22,7 +26,7 @@ def distribution(name: str, dim: Any, integer: bool):
     return FloatDistribution(dim.low, dim.high, log=dim.log)
 
 
-def sampler(kind: str, seed: int):
+def sampler(kind: str, seed: int) -> "BaseSampler":
     """Optuna's sampler for "random" (independent uniform draws) or "qmc" (a scrambled Sobol sequence)."""
     import optuna
 

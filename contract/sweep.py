@@ -113,12 +113,12 @@ class SweepRequest(BaseModel):
             raise _error("grid", "give either grid or random")
         space: dict[str, list[Value]] | dict[str, Range | Choice]
         space, where = (self.grid, "grid") if self.grid is not None else (self._random().space, "random.space")
-        for name in space:
+        for name, dim in space.items():
             if name not in SEARCHABLE:
                 raise _error(f"{where}.{name}", f"{name!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}")
             if name in self.params:
                 raise _error(f"{where}.{name}", f"{name!r} is both in params and searched")
-            if isinstance(space[name], Range) and (problem := space[name].problem(name in INT_FIELDS)):
+            if isinstance(dim, Range) and (problem := dim.problem(name in INT_FIELDS)):
                 raise _error(f"{where}.{name}", problem)
         if self.grid is not None:
             count = math.prod(len(v) for v in self.grid.values())
@@ -146,8 +146,13 @@ class SweepRequest(BaseModel):
         if self.grid is not None:
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
-        search = self.random
+        search = self._random()
         return draw(search.space, search.trials, search.seed, search.sampler, INT_FIELDS)
+
+    def _random(self) -> RandomSearch:
+        """The random search, for a request without a grid (the validator allows exactly one of them)."""
+        assert self.random is not None, "a request has a grid or a random search"
+        return self.random
 
     def trials(self) -> list[TrainingParams]:
         """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""

@@ -83,6 +83,7 @@ class SweepList(BaseModel):
 
 def trial_of(job: Job, values: dict[str, Any]) -> Trial:
     """A trial's line from its job record."""
+    assert job.sweep is not None, f"job {job.id} is not a sweep's trial"
     return Trial(
         trial=job.sweep.trial,
         job_id=job.id,
@@ -110,8 +111,8 @@ def rank_key(pruned: int | None, echo_accuracy: float, loss: float, trial: int) 
 def leaderboard(trials: list[Trial]) -> list[Ranked]:
     """Succeeded trials, best first (rank_key)."""
     done = sorted(
-        (t for t in trials if t.status == "succeeded" and t.evaluation),
-        key=lambda t: rank_key(t.rung if t.pruned else None, t.evaluation.echo_accuracy, t.evaluation.loss, t.trial),
+        ((t, e) for t in trials if t.status == "succeeded" and (e := t.evaluation)),
+        key=lambda te: rank_key(te[0].rung if te[0].pruned else None, te[1].echo_accuracy, te[1].loss, te[0].trial),
     )
     return [
         Ranked(
@@ -119,10 +120,10 @@ def leaderboard(trials: list[Trial]) -> list[Ranked]:
             trial=t.trial,
             job_id=t.job_id,
             values=t.values,
-            echo_accuracy=t.evaluation.echo_accuracy,
-            loss=t.evaluation.loss,
+            echo_accuracy=e.echo_accuracy,
+            loss=e.loss,
             rung=t.rung,
             pruned=t.pruned,
         )
-        for i, t in enumerate(done)
+        for i, (t, e) in enumerate(done)
     ]

@@ -118,15 +118,13 @@ class Attempt:
         return self._save(results)
 
     def _start_sweep(self) -> str:
-        sweeps = SweepStore(self.store)
-        self.ctx.redis_retry.call(
-            lambda: sweeps.move(self.unit.sweep_id, "running", started_at=now()), "starting the sweep"
-        )
-        record = self.ctx.redis_retry.call(lambda: sweeps.raw(self.unit.sweep_id), "reading the sweep") or {}
+        sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
+        self.ctx.redis_retry.call(lambda: sweeps.move(sweep_id, "running", started_at=now()), "starting the sweep")
+        record = self.ctx.redis_retry.call(lambda: sweeps.raw(sweep_id), "reading the sweep") or {}
         if scheduler := record.get("request", {}).get("scheduler"):
             self.halving = Halving.model_validate(scheduler)
         link = self.ctx.redis_retry.call(
-            lambda: sweep_end.parent_run(sweeps, self.settings, self.unit.sweep_id), "opening the sweep's run"
+            lambda: sweep_end.parent_run(sweeps, self.settings, sweep_id), "opening the sweep's run"
         )
         return link["run_id"]
 

@@ -2,7 +2,7 @@
 evaluation, in its job record (one fenced step a rung); rung metrics in each run, tags on a pruned one's."""
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contract.fence import Step
 from contract.job_store import encode
@@ -38,7 +38,7 @@ class Rungs:
                 "loss": score.loss,
             }
             self.kept[k] = [r for r in self.kept[k] if r["rung"] < report.rung] + [entry]
-            fields = {"rungs": self.kept[k]}
+            fields: dict[str, Any] = {"rungs": self.kept[k]}
             if report.rung > self.logged[k]:
                 at = report.epoch * params.steps_per_epoch
                 run.add("rung_eval_echo_accuracy", [score.echo_accuracy], at)

@@ -1,6 +1,8 @@
 """Held-out evaluation of a trained network: echo accuracy and loss on fresh sequences of several lengths."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +25,7 @@ class Evaluation:
 def held_out(params: TrainingParams) -> tuple[np.ndarray, list[int]]:
     """The held-out bits [rows, longest length] (ROWS rows per length) from a generator apart from training's, and
     the lengths, each at least echo_step + 1: a sequence of L bits is the first L positions of its rows."""
+    assert params.seed is not None, "evaluated parameters are resolved (a concrete seed)"
     rng = np.random.default_rng([params.seed, 2])
     lengths = sorted({max(n, params.echo_step + 1) for n in LENGTHS})
     x = np.zeros((ROWS * len(lengths), lengths[-1]), np.int32)
@@ -48,7 +51,7 @@ def score(probs: np.ndarray, x: np.ndarray, lengths: list[int], params: Training
     return Evaluation(echo_accuracy=right / total, loss=loss_sum / total, by_length=by_length)
 
 
-def evaluate(forward, params: TrainingParams) -> Evaluation:
+def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> Evaluation:
     """Run forward (bits [rows, length] → probabilities [rows, length, classes]) from zero state on held_out's bits.
 
     One call for every length (one XLA compilation at the job's end): from a zero state a position's
@@ -58,7 +61,9 @@ def evaluate(forward, params: TrainingParams) -> Evaluation:
     return score(forward(tf.constant(x)).numpy(), x, lengths, params)
 
 
-def evaluate_stacked(probabilities, params_list: list[TrainingParams | None]) -> list[Evaluation | None]:
+def evaluate_stacked(
+    probabilities: Callable[[np.ndarray], np.ndarray], params_list: list[TrainingParams | None]
+) -> list[Evaluation | None]:
     """The same evaluation of K models in one call: probabilities maps bits [K, rows, length] to [K, rows, length,
     classes]; a model whose params are None is given zeros and not scored."""
     held = [held_out(p) if p is not None else None for p in params_list]
@@ -69,5 +74,6 @@ def evaluate_stacked(probabilities, params_list: list[TrainingParams | None]) ->
             x[k, : h[0].shape[0], : h[0].shape[1]] = h[0]
     probs = probabilities(x)
     return [
-        score(probs[k], x[k], h[1], p) if h is not None else None for k, (h, p) in enumerate(zip(held, params_list))
+        score(probs[k], x[k], h[1], p) if h is not None and p is not None else None
+        for k, (h, p) in enumerate(zip(held, params_list))
     ]

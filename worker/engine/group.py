@@ -116,6 +116,12 @@ class _GroupLoop:
             self._epoch(epoch, done, state)
             done, state = 0, None
 
+    @property
+    def program(self) -> GroupTrainer:
+        """The compiled program training the slots (run() or a resume makes it first)."""
+        assert self.trainer is not None, "the group has no program yet"
+        return self.trainer
+
     def _program_set(self) -> None:
         """The slots' learning rates; the next call is timed as the program's first."""
         self.rates = tf.constant(
@@ -125,7 +131,8 @@ class _GroupLoop:
 
     def _load(self, values: dict[int, tuple[dict, dict]]) -> None:
         """A program for the slots (compiled, or kept by the process), set to each model's weights and accumulators."""
-        rows = [values[i if i is not None else self.slots[0]] for i in self.slots]  # idle slots: a copy, masked
+        first = next(i for i in self.slots if i is not None)
+        rows = [values[i if i is not None else first] for i in self.slots]  # idle slots: a copy, masked
         self.trainer = GroupTrainer.create(self.params, [w for w, _ in rows], self.device)
         self.trainer.restore(*({n: np.stack([r[part][n] for r in rows]) for n in WEIGHT_NAMES} for part in (0, 1)))
         self._program_set()
@@ -133,7 +140,7 @@ class _GroupLoop:
     def _values(self) -> dict[int, tuple[dict, dict]]:
         """Every model's weights and accumulators: from the program, or as it left the program."""
         out = {i: t.frozen for i, t in enumerate(self.trials) if t.frozen is not None}
-        weights, accumulators = self.trainer.weight_values(), self.trainer.accumulator_values()
+        weights, accumulators = self.program.weight_values(), self.program.accumulator_values()
         for k, i in enumerate(self.slots):
             if i is not None:
                 out[i] = ({n: w[k] for n, w in weights.items()}, {n: a[k] for n, a in accumulators.items()})
@@ -161,7 +168,9 @@ class _GroupLoop:
             return self.params.num_epochs, 0, None
         zero = np.zeros((self.params.batch_size, self.params.state_size), np.float32)
         live = [self.trials[i] if i is not None and self.trials[i].active else None for i in self.slots]
-        state = np.stack([resume.models[i].state if t is not None else zero for i, t in zip(self.slots, live)])
+        state = np.stack(
+            [resume.models[i].state if i is not None and t is not None else zero for i, t in zip(self.slots, live)]
+        )
         epoch, done = positions.pop()
         return epoch, done, state
 
@@ -200,7 +209,7 @@ class _GroupLoop:
         while done < steps:
             count = min(self.chunk, steps - done)
             t0 = time.monotonic()
-            state, losses, probs = self.trainer.run_windows(
+            state, losses, probs = self.program.run_windows(
                 xs, ys, tf.constant(done), tf.constant(count), state, losses, self.rates, active
             )
             losses_np = losses.numpy()
@@ -231,7 +240,7 @@ class _GroupLoop:
         live = self._live()
         idle = np.zeros((EVAL_SEQUENCES, EVAL_LENGTH), np.int32)
         echo = np.stack([echo_sequences(t.eval_rng) if t is not None else idle for t in live])
-        echo_probs = self.trainer.probabilities(echo)
+        echo_probs = self.program.probabilities(echo)
         reports: list[StepReport | None] = []
         step = (epoch + 1) * self.params.steps_per_epoch
         for k, trial in enumerate(live):
@@ -249,8 +258,9 @@ class _GroupLoop:
     def _rung(self, rung: int, epochs: int) -> None:
         """Score the live models on held-out sequences, prune all but the best 1/η, repack the survivors."""
         live = self._live()
-        evaluations = evaluate_stacked(self.trainer.probabilities, [t.params if t else None for t in live])
-        scores = {i: e for i, e in zip(self.slots, evaluations) if e is not None}
+        evaluations = evaluate_stacked(self.program.probabilities, [t.params if t else None for t in live])
+        scores = {i: e for i, e in zip(self.slots, evaluations) if i is not None and e is not None}
+        assert self.halving is not None, "only a halving group has rungs"
         pruned = prune(self.halving, scores)
         for i, evaluation in scores.items():
             self.trials[i].rungs.append(score_dict(rung, epochs, evaluation))
@@ -315,7 +325,7 @@ class _GroupLoop:
                 last = trial.rungs[-1]
                 evaluation = Evaluation(last["echo_accuracy"], last["loss"], last["by_length"])
             else:
-                evaluation = evaluate(self.trainer.forward_for(values[i][0]), trial.params)
+                evaluation = evaluate(self.program.forward_for(values[i][0]), trial.params)
             result = trial.result(self.device, values[i][0], self.compile_seconds, evaluation)
             result.programs = list(self.programs)
             out.append(result)

@@ -111,7 +111,7 @@ class GroupTrainer:
             var.assign(stacked[model])
         return self.forward
 
-    def forward_for(self, weights: dict[str, np.ndarray]):
+    def forward_for(self, weights: dict[str, np.ndarray]) -> Callable[[tf.Tensor], tf.Tensor]:
         """The compiled single-model forward pass, set to these weights (a model's, in this program or not)."""
         for name, var in zip(WEIGHT_NAMES, self.single):
             var.assign(weights[name])

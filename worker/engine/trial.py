@@ -1,5 +1,8 @@
 """One model's bookkeeping inside a group: its random streams, losses, reports, checkpoints and result."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from contract.params import TrainingParams
@@ -28,7 +31,7 @@ class Trial:
         self.pruned: int | None = None  # the rung at which a halving group stopped it
         self.rungs: list[dict] = []  # its held-out scores at each rung (halving.score_dict)
         self.frozen: tuple[dict, dict] | None = None  # its weights and accumulators, once out of the group's program
-        self.epoch_rng_state: dict = self.rng.bit_generator.state
+        self.epoch_rng_state: Mapping[str, Any] = self.rng.bit_generator.state
         self.last_window: Window | None = None
 
     @property
@@ -118,6 +121,7 @@ class Trial:
         self, device: str, weights: dict[str, np.ndarray], compile_seconds: float, evaluation: Evaluation
     ) -> TrainingResult:
         """What the model's training produced (a pruned model's evaluation: its last rung's)."""
+        assert self.last_window is not None, "every trained epoch leaves its last window"
         return TrainingResult(
             params=self.params,
             device=device,
