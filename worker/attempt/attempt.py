@@ -209,7 +209,8 @@ class Attempt:
             if error and status == "succeeded":
                 status, extra = "failed", {"error": error}
             step.move(self.store.key(job_id), job_id, status, encode({"finished_at": now(), "phase": None, **extra}))
-        step.delete(self.checkpoints.key)
+        for key in self.checkpoints.keys:
+            step.delete(key)
         if not self.unit.is_job:
             sweeps = SweepStore(self.store)
             step.group_done(sweeps.key(self.unit.sweep_id), sweeps.done_key(self.unit.sweep_id), self.unit.group)
