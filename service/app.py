@@ -12,6 +12,7 @@ from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
 from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
+from contract.dispatch import Dispatch
 from contract.job_store import JobStore
 from contract.sweep_store import SweepStore
 
@@ -25,6 +26,7 @@ class Services:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.jobs = JobStore(self.redis, settings.job_key_prefix, settings.job_retention_s)
         self.sweeps = SweepStore(self.jobs)
+        self.dispatch = Dispatch(self.redis, settings.job_key_prefix)  # the pending queues, per token
         # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
