@@ -21,6 +21,11 @@ ANONYMOUS = "-"  # the owner of work submitted without tokens: one queue, first 
 TOP_UP_MOST = 64  # units sent by one top-up at most
 
 
+def pending_key(prefix: str) -> str:
+    """The sorted set of every unit waiting under prefix (KEDA counts it)."""
+    return f"{prefix}:dispatch:pending"
+
+
 def unit_id(job_id: str, sweep_id: str | None = None, group: int | None = None) -> str:
     """The unit a job belongs to: its own (a plain job) or its sweep group's; the id of the unit's task."""
     return job_id if sweep_id is None else tasks.group_name(sweep_id, group)
@@ -41,7 +46,7 @@ class Dispatch:
     @property
     def pending_key(self) -> str:
         """The sorted set of every unit waiting (KEDA counts it)."""
-        return f"{self.keys}:pending"
+        return pending_key(self.prefix)
 
     def enqueue(self, owner: str | None, units: list[tuple[tasks.Message, list[str]]]) -> int:
         """Queue units (each a message and the jobs it trains) for owner, in order; returns how many were new."""

@@ -38,7 +38,7 @@ return added
 
 RESERVE = _NOW + """
 -- Take the units that go next, as many as the broker should hold: the worker processes of the nodes alive
--- (at least one) less the units in flight that occupy one. Each comes from the owner served least lately
+-- less the units in flight that occupy one. Each comes from the owner served least lately
 -- among those with units waiting. ARGV: prefix, most units. Answers their entries, now in flight.
 local prefix = ARGV[1]
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', d .. 'nodes', '-inf', now)) do
@@ -51,13 +51,13 @@ for _, node in ipairs(redis.call('ZRANGE', d .. 'nodes', 0, -1)) do
 end
 -- A unit in flight occupies a place while one of its jobs waits in the broker (queued) or runs under a
 -- live lease; once all its jobs have ended it is forgotten (its worker died before saying so).
-local busy = 0
+local busy, waiting = 0, 0
 for _, id in ipairs(redis.call('ZRANGE', d .. 'inflight', 0, -1)) do
   local entry = redis.call('HGET', d .. 'units', id)
-  local ended, occupies = true, false
+  local ended, occupies, queued = true, false, false
   for _, job in ipairs(entry and cjson.decode(entry).jobs or {}) do
     local raw = redis.call('HGET', prefix .. ':job:' .. job, 'status')
-    if raw == '"queued"' then ended, occupies = false, true
+    if raw == '"queued"' then ended, occupies, queued = false, true, true
     elseif raw == '"running"' then
       ended = false
       if redis.call('EXISTS', prefix .. ':lease:' .. job) == 1 then occupies = true end
@@ -67,8 +67,12 @@ for _, id in ipairs(redis.call('ZRANGE', d .. 'inflight', 0, -1)) do
     redis.call('ZREM', d .. 'inflight', id)
     redis.call('HDEL', d .. 'units', id)
   elseif occupies then busy = busy + 1 end
+  if queued then waiting = waiting + 1 end
 end
-local free = math.min(math.max(slots, 1) - busy, tonumber(ARGV[2]))
+-- Without any node's word (none started yet, or all gone), one unit waits in the broker for the next.
+local free = slots - busy
+if slots == 0 then free = 1 - waiting end
+free = math.min(free, tonumber(ARGV[2]))
 local taken = {}
 while free > 0 do
   local top = redis.call('ZRANGE', d .. 'owners', 0, 0)

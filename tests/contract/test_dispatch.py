@@ -144,3 +144,12 @@ def test_a_unit_sent_outside_its_turn_leaves_its_queue_and_is_in_flight(store, d
     assert dispatch.state(second)[0] == "inflight" and [m.task_id for m in dispatch.waiting()] == [first]
     dispatch.finished(second)
     assert dispatch.state(second) == (None, None)
+
+
+def test_without_a_node_a_running_unit_does_not_keep_the_next_from_the_broker(store, dispatch):
+    broker = Broker()
+    first, second, third = queue_jobs(store, dispatch, None, 3)
+    assert dispatch.top_up(broker) == 1
+    store.move(first, "running", lease=Lease("w", 30_000))  # taken by a node that has gone since
+    assert dispatch.top_up(broker) == 1 and broker.ids() == [first, second]
+    assert dispatch.top_up(broker) == 0, "one waits in the broker"
