@@ -35,8 +35,9 @@ class WorkerSettings(CommonSettings):
     watchdog_interval_s: float = Field(
         10.0, gt=0, le=30, description="How often a worker looks for jobs whose lease lapsed, to take them over (s).")
     reconcile_after_s: float = Field(
-        300.0, ge=1, description="A queued job or group this old that no lease holds is sent to the queue again (its "
-                                 "message may be lost); a sweep whose trials all ended is finished again this often (s).")
+        300.0, ge=1, description="A queued job or group sent to the broker this long ago that no lease holds is sent "
+                                 "again (its message may be lost), one this old in no queue is queued; a sweep whose "
+                                 "trials all ended is finished again this often (s).")
 
     def mlflow_client_environment(self) -> dict[str, str]:
         """MLflow's HTTP settings, bounded by the lease: a request an attempt sends while it holds its leases lands

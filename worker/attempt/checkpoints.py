@@ -15,7 +15,9 @@ from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.checkpoint_history import Written, from_parts, head_bytes, history_pieces, written
 
 log = logging.getLogger(__name__)
-PIECE_BYTES = 512 * 1024  # of history values a write carries at most, beside the head
+# Of history values a write carries at most, beside the head: a piece with its index stays under
+# 512 KiB, one of the allocator's size classes, so Redis keeps it with little waste.
+PIECE_BYTES = 500 * 1024
 READ_PAGE = 64  # pieces read per round trip on resume
 
 
