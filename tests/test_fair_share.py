@@ -89,7 +89,7 @@ def test_another_tokens_job_runs_before_the_next_group_of_a_sweep_queued_before_
         sweep = post(up, "/sweeps", TOKEN_A, {"params": TRIAL, "grid": {"seed": [1, 2, 3]}})
         groups = [t["job_id"] for t in sorted(sweep["trials"], key=lambda t: t["group"])]
         assert len(sweep["groups"]) == 3
-        wait_job(up, groups[0], TOKEN_A, {"running"}, 120)
+        wait_job(up, groups[0], TOKEN_A, {"running"}, 300)
         other = post(up, "/jobs", TOKEN_B, QUICK)
         assert job(up, groups[0], TOKEN_A)["status"] == "running", "the job was posted while the first group ran"
         ended = [wait_job(up, j, TOKEN_A, FINISHED) for j in groups]
@@ -106,7 +106,7 @@ def test_another_tokens_job_runs_before_the_next_group_of_a_sweep_queued_before_
 def test_work_waiting_its_turn_can_be_cancelled_and_never_runs(up):
     redis = Redis.from_url(up.redis.url)
     busy = post(up, "/jobs", TOKEN_A, LONG)
-    wait_job(up, busy["id"], TOKEN_A, {"running"}, 120)
+    wait_job(up, busy["id"], TOKEN_A, {"running"}, 300)
     waiting = post(up, "/jobs", TOKEN_A, QUICK)
     sweep = post(up, "/sweeps", TOKEN_A, {"params": {"num_epochs": 1, "total_series_length": 20_000}, "grid": {"seed": [1, 2]}})
     assert redis.zcard("echo-rnn:dispatch:pending") == 3, "one job and two groups wait their turn"
