@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run lint test test-containers bench bench-train bench-sweep bench-serve lock docs manifests kubectl-check clean
+.PHONY: install system-deps run lint test test-containers bench bench-train bench-sweep bench-checkpoint bench-serve lock docs manifests kubectl-check clean
 
 install: $(STAMP)
 
@@ -91,6 +91,7 @@ bench: install system-deps
 	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)
+	$(BIN)/python bench/checkpoint_writes.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 bench-train: install
@@ -98,6 +99,9 @@ bench-train: install
 
 bench-sweep: install system-deps
 	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
+
+bench-checkpoint: install system-deps
+	$(BIN)/python bench/checkpoint_writes.py $(BENCH_ARGS)
 
 bench-serve: install system-deps
 	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)

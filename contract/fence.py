@@ -57,6 +57,12 @@ class Step:
         self.ops.append(["set", self._key(key), 8 + len(self.payloads) - 1, int(ttl_s * 1000)])
         return self
 
+    def append(self, key: str, value: bytes | str, ttl_s: float = 0) -> "Step":
+        """Append to a list (its TTL set again when given)."""
+        self.payloads.append(value)
+        self.ops.append(["rpush", self._key(key), 8 + len(self.payloads) - 1, int(ttl_s * 1000)])
+        return self
+
     def delete(self, key: str) -> "Step":
         """Delete a key."""
         self.ops.append(["del", self._key(key)])

@@ -118,6 +118,9 @@ for _, op in ipairs(cjson.decode(ARGV[4])) do
   elseif kind == 'set' then
     local ttl = tonumber(op[4])
     if ttl > 0 then redis.call('SET', key, ARGV[op[3]], 'PX', ttl) else redis.call('SET', key, ARGV[op[3]]) end
+  elseif kind == 'rpush' then
+    redis.call('RPUSH', key, ARGV[op[3]])
+    if tonumber(op[4]) > 0 then redis.call('PEXPIRE', key, op[4]) end
   elseif kind == 'del' then
     redis.call('DEL', key)
   elseif kind == 'move' then  -- a job of the attempt to its final status

@@ -65,6 +65,10 @@ class JobStore:
         """The Redis key of the latest checkpoint of what one task trains (a job's id, or a sweep group's name)."""
         return f"{self.prefix}:checkpoint:{unit}"
 
+    def checkpoint_history_key(self, unit: str) -> str:
+        """The Redis key of that checkpoint's history, in pieces (worker/attempt/checkpoints.py)."""
+        return f"{self.prefix}:checkpoint:{unit}:history"
+
     def create(
         self,
         params: dict[str, Any],
@@ -212,7 +216,7 @@ class JobStore:
         for job_id, (raw, owner) in found.items():
             if owner and json.loads(owner):
                 pipe.zrem(f"{self.prefix}:owner:{json.loads(owner)}", job_id)
-            pipe.delete(self.key(job_id), self.checkpoint_key(job_id))
+            pipe.delete(self.key(job_id), self.checkpoint_key(job_id), self.checkpoint_history_key(job_id))
             pipe.zrem(f"{self.prefix}:jobs", job_id)
             pipe.zrem(f"{self.prefix}:finished", job_id)
             for status in FINISHED:

@@ -5,6 +5,7 @@ from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
 
+from contract.dispatch import Dispatch
 from contract.job_store import JobStore
 from contract.sweep_store import SweepStore
 from service import auth, jsonio, limits, metrics, problems
@@ -26,6 +27,7 @@ class Services:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.jobs = JobStore(self.redis, settings.job_key_prefix, settings.job_retention_s)
         self.sweeps = SweepStore(self.jobs)
+        self.dispatch = Dispatch(self.redis, settings.job_key_prefix)  # the pending queues, per token
         # The API only enqueues by task name: it never imports the worker's tasks or TensorFlow.
         self.celery = Celery("echo_rnn_api", broker=settings.redis_url, set_as_current=False)
         self.celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)

@@ -230,11 +230,12 @@ class Service:
 
 
 @contextmanager
-def running_service(directory: Path, artifacts: Path) -> Iterator[Service]:
-    """The service started in directory; on leaving, everything stopped and its logs copied to artifacts."""
+def running_service(directory: Path, artifacts: Path, **api_settings: str) -> Iterator[Service]:
+    """The service started in directory (the API with api_settings too); on leaving, everything stopped and its
+    logs copied to artifacts."""
     redis = RedisServer(directory / "redis", appendonly=True)
     mlflow = MlflowServer(directory / "mlflow")
-    api = Api(directory, redis.url, mlflow.url, RATE_LIMIT_JOBS="", RATE_LIMIT_PREDICT="")
+    api = Api(directory, redis.url, mlflow.url, **{"RATE_LIMIT_JOBS": "", "RATE_LIMIT_PREDICT": "", **api_settings})
     service = Service(directory, redis, mlflow, api)
     try:
         for part in (redis, mlflow, api):

@@ -35,13 +35,19 @@ def _bound_mlflow_calls(**_: object) -> None:
 
 
 @worker_ready.connect
-def _watch_for_lost_jobs(**_: object) -> None:
-    # In the main process: it lives as long as the node, whatever its children do.
+def _watch_for_lost_jobs(sender: object = None, **_: object) -> None:
+    # In the main process: it lives as long as the node, whatever its children do. The node's worker
+    # processes (--concurrency) are what it offers the dispatch (contract/dispatch.py).
     from worker.attempt.watchdog import Watchdog
     from worker.tasks import job_store
 
+    processes = int(getattr(getattr(sender, "controller", None), "concurrency", None) or 1)
     watchdog = Watchdog(
-        job_store(), lambda message: tasks.send(app, message), settings.watchdog_interval_s, settings.reconcile_after_s
+        job_store(),
+        lambda message: tasks.send(app, message),
+        settings.watchdog_interval_s,
+        settings.reconcile_after_s,
+        processes,
     )
     _watchdogs.append(watchdog.start())
 

@@ -51,8 +51,9 @@ class WorkerSettings(CommonSettings):
     reconcile_after_s: float = Field(
         300.0,
         ge=1,
-        description="A queued job or group this old that no lease holds is sent to the queue again (its "
-        "message may be lost); a sweep whose trials all ended is finished again this often (s).",
+        description="A queued job or group sent to the broker this long ago that no lease holds is sent "
+        "again (its message may be lost), one this old in no queue is queued; a sweep whose "
+        "trials all ended is finished again this often (s).",
     )
 
     def mlflow_client_environment(self) -> dict[str, str]:

@@ -4,6 +4,7 @@ import redis
 
 from contract import tasks
 from contract.job_store import JobStore
+from worker.attempt.dispatching import after_attempt
 from worker.attempt.run import finish_sweep, run_attempt
 from worker.attempt.unit import Unit
 from worker.celery_app import app, settings
@@ -11,14 +12,17 @@ from worker.celery_app import app, settings
 
 @app.task(name=tasks.TRAIN)
 def train_job(job_id: str, params: dict) -> str:
-    """Train the echo RNN for one job."""
-    return run_attempt(job_store(), settings, Unit([job_id]))
+    """Train the echo RNN for one job, then send the units that go next."""
+    store = job_store()
+    return after_attempt(store, _send, job_id, run_attempt(store, settings, Unit([job_id])))
 
 
 @app.task(name=tasks.TRAIN_GROUP)
 def train_group(sweep_id: str, group: int, job_ids: list[str]) -> str:
-    """Train one group of a sweep's trials together."""
-    return run_attempt(job_store(), settings, Unit(job_ids, sweep_id, group))
+    """Train one group of a sweep's trials together, then send the units that go next."""
+    store = job_store()
+    outcome = run_attempt(store, settings, Unit(job_ids, sweep_id, group))
+    return after_attempt(store, _send, tasks.group_name(sweep_id, group), outcome)
 
 
 @app.task(name=tasks.FINISH_SWEEP)
@@ -33,6 +37,10 @@ def backfill_serving() -> dict:
     from worker.tracking.backfill import backfill
 
     return backfill(job_store().redis, settings)
+
+
+def _send(message: tasks.Message) -> None:
+    tasks.send(app, message)
 
 
 def job_store() -> JobStore:

@@ -3,7 +3,6 @@
 import logging
 
 from flask import Blueprint, Response, jsonify, url_for
-from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from contract import tasks
@@ -11,7 +10,7 @@ from contract.clock import now
 from contract.job import FINISHED, Job
 from contract.job_store import QuotaExceeded
 from contract.params import TrainingParams
-from service import auth, idempotency
+from service import auth, idempotency, queueing
 from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
@@ -83,8 +82,8 @@ def submit() -> Response:
             _release(claim)
         raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
     try:
-        tasks.send(s.celery, tasks.train_job(job.id, params.model_dump()))
-    except (OperationalError, RedisError) as exc:
+        queueing.queue(s, owner, [(tasks.train_job(job.id, params.model_dump()), [job.id])])
+    except RedisError as exc:
         s.jobs.move(job.id, "failed", only_from={"queued"}, finished_at=now(), error="the queue was unavailable")
         if claim is not None:
             _release(claim)  # a retry with the same key makes a new job, rather than replaying this failure
@@ -154,6 +153,8 @@ def cancel(job_id: str) -> Response:
     s = services()
     job = _get(job_id)
     if job.status == "queued" and s.jobs.move(job_id, "cancelled", only_from={"queued"}, finished_at=now()):
+        if job.sweep is None:  # a trial's group goes on for its other trials
+            queueing.withdraw(s, job_id)
         return jsonify(_job(_get(job_id)))
     if s.jobs.request_cancel(job_id):
         resp = jsonify(_job(_get(job_id)))

@@ -32,6 +32,9 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
         line.startswith("learns the echo (an epoch's loss ≤ 0.01) within") and "init=glorot" in line for line in lines
     )
     assert any(line.startswith("redis memory per 10,000 finished jobs: ") for line in lines), done.stdout
+    # Checkpoints: what changed beside the whole checkpoint, each with Redis's memory, AOF and latency.
+    assert ratio(lines, "largest checkpoint write, the whole checkpoint's over ours: ") > 0
+    assert sum(line.strip().startswith("LATENCY LATEST: ") for line in lines) == 2, done.stdout
     assert ratio(lines, "sweep speedup vs sequential jobs: ") > 0
     halving = [line for line in lines if line.startswith("halving sweep vs full sweep: ")]
     assert halving and re.fullmatch(

@@ -85,3 +85,16 @@ def test_a_group_is_counted_once_and_the_last_one_says_so(store):
     assert store.fenced.run(Step(fence).group_done(key, done, 0)) == [0]
     assert store.fenced.run(Step(fence).group_done(key, done, 0)) == [0], "counted once"
     assert store.fenced.run(Step(fence).group_done(key, done, 1)) == [1]
+
+
+def test_an_append_adds_to_a_list_and_sets_its_ttl_again(store):
+    job_id, fence = running(store)
+    key = f"{store.prefix}:pieces"
+    store.fenced.run(Step(fence).append(key, b"\x00one", ttl_s=60))
+    store.redis.pexpire(key, 1000)
+    store.fenced.run(Step(fence).append(key, b"two", ttl_s=60).set(f"{store.prefix}:head", b"h", ttl_s=60))
+    assert store.redis.lrange(key, 0, -1) == [b"\x00one", b"two"] and 59_000 < store.redis.pttl(key) <= 60_000
+    store.redis.set(store.lease_key(job_id), "another attempt")
+    with pytest.raises(LeaseLost):
+        store.fenced.run(Step(fence).append(key, b"three"))
+    assert store.redis.llen(key) == 2

@@ -10,6 +10,7 @@ import pytest
 from celery import Celery
 from kombu.transport.redis import Channel
 
+from contract.dispatch import pending_key
 from contract.settings import CommonSettings
 from tests.deploy.manifests import (
     VARIANTS,
@@ -145,6 +146,7 @@ def test_workers_scale_on_the_work_waiting_and_being_done(rendered, variant):
     lists = {t["name"]: t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
     prefix = CommonSettings.model_fields["job_key_prefix"].default
     assert lists == {
+        "waiting": pending_key(prefix),
         "queued": Celery().conf.task_default_queue,
         "running": f"{prefix}:status:running",
         "delivered": Channel.unacked_key,
@@ -152,7 +154,7 @@ def test_workers_scale_on_the_work_waiting_and_being_done(rendered, variant):
     assert all(t["type"] == "redis" and t["metadata"]["databaseIndex"] == "0" for t in scaled["spec"]["triggers"])
     assert urllib.parse.urlparse(resolved_env(objects, env_container(worker))["REDIS_URL"]).path == "/0"
     modifiers = scaled["spec"]["advanced"]["scalingModifiers"]
-    assert modifiers["formula"] == "queued + (running < delivered ? running : delivered)"
+    assert modifiers["formula"] == "waiting + queued + (running < delivered ? running : delivered)"
     # One pod per job: the target is what one pod runs at a time.
     assert modifiers["target"] == resolved_env(objects, env_container(worker))["WORKER_CONCURRENCY"]
     assert modifiers.get("metricType", "AverageValue") == "AverageValue"

@@ -15,6 +15,7 @@ import redis
 from celery import Celery
 
 from contract import tasks
+from contract.dispatch import Dispatch
 from contract.job_store import JobStore
 from contract.sweep import MAX_TRIALS
 from contract.sweep_store import SweepStore
@@ -53,9 +54,11 @@ def sweeps(store) -> SweepStore:
 
 
 def queued_tasks(store: redis.Redis) -> list[tuple[str, str, list]]:
-    """(task name, task id, args) of every message on the Celery queue, oldest first."""
+    """(task name, task id, args) of every task queued: those on the Celery queue, oldest first (no worker
+    announced itself here: one at most), then those waiting their turn in Redis, in order."""
     messages = [json.loads(m) for m in reversed(store.lrange("celery", 0, -1))]
-    return [(m["headers"]["task"], m["headers"]["id"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+    sent = [(m["headers"]["task"], m["headers"]["id"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+    return sent + [(m.name, m.task_id, m.args) for m in Dispatch(store).waiting()]
 
 
 def fields(body: dict) -> set[str]:
@@ -124,7 +127,7 @@ def test_a_random_search_draws_the_same_trials_from_the_same_seed(client, store,
 )
 def test_an_invalid_sweep_names_the_field_and_queues_nothing(client, store, body, bad):
     assert fields(problem(client.post("/sweeps", json=body), 422)) == bad
-    assert store.llen("celery") == 0 and store.zcard("echo-rnn:jobs") == 0
+    assert queued_tasks(store) == [] and store.zcard("echo-rnn:jobs") == 0
 
 
 def test_a_halving_sweep_is_queued_with_its_scheduler(client):
@@ -205,11 +208,29 @@ def test_a_finished_sweep_cannot_be_cancelled(client, sweeps):
     assert "already succeeded" in problem(client.delete(f"/sweeps/{sweep['id']}"), 409)["detail"]
 
 
-def test_a_queue_that_does_not_take_a_group_fails_the_sweep_with_a_503(settings, store):
-    app = create_app(settings)
+def dead_broker() -> Celery:
     dead = Celery("dead-queue", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
     dead.conf.update(task_publish_retry=False, broker_transport_options={"max_retries": 0})  # fail at once
-    app.extensions["echo"].celery = dead
+    return dead
+
+
+def test_a_broker_that_does_not_take_a_group_leaves_the_groups_waiting_in_redis(settings, store):
+    app = create_app(settings)
+    live = app.extensions["echo"].celery
+    app.extensions["echo"].celery = dead_broker()
+    resp = app.test_client().post("/sweeps", json=GRID)
+    assert resp.status_code == 202 and resp.get_json()["status"] == "queued", "the sweep is safe in Redis"
+    sweep = resp.get_json()
+    waiting = [(tasks.TRAIN_GROUP, f"{sweep['id']}-g{g}") for g in (0, 1)]
+    assert [(name, task_id) for name, task_id, _ in queued_tasks(store)] == waiting and store.llen("celery") == 0
+    app.extensions["echo"].celery = live
+    assert app.test_client().post("/jobs", json=TINY).status_code == 202  # its top-up sends the first group
+    assert json.loads(store.lindex("celery", 0))["headers"]["id"] == f"{sweep['id']}-g0"
+
+
+def test_a_redis_that_does_not_take_the_groups_fails_the_sweep_with_a_503(settings, store):
+    app = create_app(settings)
+    app.extensions["echo"].dispatch = Dispatch(redis.Redis(port=free_port()))  # its queues' Redis is away
     problem(app.test_client().post("/sweeps", json=GRID), 503)
     sweep = SweepStore(JobStore(store)).list(10, None)[0][0]
     assert sweep.status == "failed" and sweep.error == "the queue was unavailable"
@@ -269,13 +290,11 @@ def test_the_same_idempotency_key_and_body_give_the_same_sweep_once(client, stor
 
 def test_a_sweep_the_queue_refused_gives_its_idempotency_key_back(settings, store):
     app = create_app(settings)
-    live = app.extensions["echo"].celery
-    dead = Celery("dead-queue", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
-    dead.conf.update(task_publish_retry=False, broker_transport_options={"max_retries": 0})  # fail at once
-    app.extensions["echo"].celery = dead
+    live = app.extensions["echo"].dispatch
+    app.extensions["echo"].dispatch = Dispatch(redis.Redis(port=free_port()))
     headers = {HEADER: str(uuid.uuid4())}
     problem(app.test_client().post("/sweeps", json=GRID, headers=headers), 503)
-    app.extensions["echo"].celery = live
+    app.extensions["echo"].dispatch = live
     retry = app.test_client().post("/sweeps", json=GRID, headers=headers)
     assert retry.status_code == 202 and retry.get_json()["status"] == "queued", (
         "a new sweep, not the failed one replayed"

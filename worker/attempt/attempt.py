@@ -245,7 +245,8 @@ class Attempt:
             if error and status == "succeeded":
                 status, extra = "failed", {"error": error}
             step.move(self.store.key(job_id), job_id, status, encode({"finished_at": now(), "phase": None, **extra}))
-        step.delete(self.checkpoints.key)
+        for key in self.checkpoints.keys:
+            step.delete(key)
         if not self.unit.is_job:
             sweeps, (sweep_id, group) = SweepStore(self.store), self.unit.sweep
             step.group_done(sweeps.key(sweep_id), sweeps.done_key(sweep_id), group)

@@ -3,12 +3,15 @@
 Each round brings every record to an end someone is working towards:
 - a running job whose lease lapsed (its node was lost or paused) is sent to the queue again, where
   any free worker resumes it from its checkpoint (a sweep's trial: with its whole group);
-- a queued job or group older than reconcile_after_s that no live lease holds (its message was
-  lost: the API died before sending it, or the broker lost its queue) is sent again; a duplicate
-  delivery is dropped by the claim, so sending again is safe;
+- a queued job or group sent to the broker longer than reconcile_after_s ago that no live lease holds
+  (its message was lost with the broker's queue) is sent again; one older than that which neither waits
+  in its owner's queue nor was sent (the API died in between) is queued; a duplicate delivery is dropped
+  by the claim, so sending again is safe;
 - a sweep whose trials have all ended but which has not (its finisher failed or died) is finished
   by a task of its own;
-- finished jobs and sweeps past their retention are forgotten.
+- finished jobs and sweeps past their retention are forgotten;
+- and on every node, lock or not: the node says how many worker processes it has, and tops the broker
+  up from the pending queues (contract/dispatch.py), so work goes on even when no attempt ends.
 A round is bounded in time and work, and no error ends the watchdog: it is logged and counted in
 the Redis hash <prefix>:reconciler (errors, taken_over, resent, sweeps_finished), which the API's
 /metrics shows.
@@ -16,6 +19,7 @@ the Redis hash <prefix>:reconciler (errors, taken_over, resent, sweeps_finished)
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -23,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from contract import clock, tasks
+from contract.dispatch import Dispatch, unit_id
 from contract.job import FINISHED, Job
 from contract.job_store import JobStore
-from contract.redis_values import text
+from contract.redis_values import scored, text
 from contract.sweep_store import SweepStore
 
 log = logging.getLogger(__name__)
@@ -51,22 +56,30 @@ class Watchdog:
         send: Callable[[tasks.Message], None],
         interval_s: float,
         reconcile_after_s: float = 300.0,
+        processes: int = 0,
     ):
-        """send enqueues a message (the celery app's send_task)."""
+        """send enqueues a message (the celery app's send_task); processes: the node's worker processes (0: none)."""
         self.store, self.sweeps, self.send = store, SweepStore(store), send
-        self.interval_s, self.reconcile_after_s = interval_s, reconcile_after_s
+        self.dispatch = Dispatch(store.redis, store.prefix)
+        self.interval_s, self.reconcile_after_s, self.processes = interval_s, reconcile_after_s, processes
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
         self.counters = f"{store.prefix}:reconciler"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
 
     def start(self) -> "Watchdog":
-        """Run a round every interval, from a thread of its own."""
+        """Run a round every interval, from a thread of its own (the node's word and a top-up at once)."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """End the rounds."""
+        """End the rounds; the node's processes no longer count."""
         self._stop.set()
+        if self.processes:
+            try:
+                self.dispatch.leave(self.node)
+            except Exception:  # noqa: BLE001 (its word lapses by itself)
+                log.warning("could not withdraw this node's worker processes from the dispatch")
 
     @property
     def alive(self) -> bool:
@@ -74,12 +87,22 @@ class Watchdog:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self.announce()
+            self.dispatch.top_up(self.send)
+        except Exception:
+            log.exception("could not announce this node or top the broker up; the next round tries again")
         while not self._stop.wait(self.interval_s):
             try:
                 self.round()
             except Exception:  # Redis or the broker away, a bad record: the next round tries again
                 log.exception("watchdog round failed; the next one tries again")
                 self._count("errors")
+
+    def announce(self) -> None:
+        """Say that this node is alive with its worker processes, for three rounds."""
+        if self.processes:
+            self.dispatch.heartbeat(self.node, self.processes, 3 * self.interval_s)
 
     def _count(self, event: str, n: int = 1) -> None:
         if n:
@@ -89,14 +112,21 @@ class Watchdog:
                 log.warning("could not count the watchdog's %s", event)
 
     def round(self) -> Round:
-        """One round, if no other worker is running one now."""
-        redis = self.store.redis
+        """One round (its records part only if no other worker is running one now), then a top-up."""
+        self.announce()
         done = Round()
-        if not redis.set(f"{self.store.prefix}:watchdog", socket.gethostname(), nx=True, px=int(self.interval_s * 900)):
-            return done
+        if self.store.redis.set(
+            f"{self.store.prefix}:watchdog", socket.gethostname(), nx=True, px=int(self.interval_s * 900)
+        ):
+            self._reconcile(done)
+        self.dispatch.top_up(self.send)
+        return done
+
+    def _reconcile(self, done: Round) -> None:
         deadline = time.monotonic() + max(1.0, 0.8 * self.interval_s)
         try:
             self._take_over(done, deadline)
+            self._resend_in_flight(done, deadline)
             self._resend_queued(done, deadline)
             self._finish_sweeps(done, deadline)
         finally:
@@ -106,7 +136,6 @@ class Watchdog:
         pruned = self.store.prune() + self.sweeps.prune()
         if pruned:
             log.info("forgot %d finished jobs and sweeps past their retention", pruned)
-        return done
 
     def _take_over(self, done: Round, deadline: float) -> None:
         running = self.store.ids("running")
@@ -122,35 +151,69 @@ class Watchdog:
             ):
                 done.taken_over.append(job_id)
 
-    def _resend_queued(self, done: Round, deadline: float) -> None:
-        oldest = [text(m) for m in self.store.redis.zrange(f"{self.store.prefix}:status:queued", 0, BATCH - 1)]
+    def _resend_in_flight(self, done: Round, deadline: float) -> None:
+        """A unit sent before the bound whose jobs still wait, none under a lease: its message was lost."""
         cutoff = time.time() - self.reconcile_after_s
-        for job in filter(None, self.store.get_many(oldest)):
+        for unit, sent_at in list(self.dispatch.in_flight().items())[:BATCH]:
+            if time.monotonic() > deadline:
+                return
+            if sent_at > cutoff:
+                continue
+            jobs = [j for j in self.store.get_many(self._jobs_of(unit)) if j is not None]
+            queued = [j for j in jobs if j.status == "queued"]
+            if not queued or any(self._exists([self.store.lease_key(j.id) for j in jobs])):
+                continue
+            if self._send_again(queued[0], f"sent at {clock.iso(int(sent_at * 1000))}", self.reconcile_after_s):
+                done.resent.append(queued[0].id)
+
+    def _resend_queued(self, done: Round, deadline: float) -> None:
+        """A queued job past the bound that neither waits in its queue nor was sent: queued for its turn."""
+        redis = self.store.redis
+        cursor_key = f"{self.store.prefix}:reconciler:cursor"  # the scan goes on where the last round stopped
+        start = float(redis.get(cursor_key) or "-inf")
+        batch = redis.zrangebyscore(
+            f"{self.store.prefix}:status:queued", f"({start}", "+inf", start=0, num=BATCH, withscores=True
+        )
+        pairs = scored(batch)
+        redis.set(cursor_key, pairs[-1][1] if len(pairs) == BATCH else "-inf")
+        cutoff = time.time() - self.reconcile_after_s
+        for job in filter(None, self.store.get_many([text(m) for m, _ in pairs])):
             if time.monotonic() > deadline:
                 return
             if job.status != "queued" or clock.parse(job.created_at) > cutoff:
                 continue
-            if self.store.redis.exists(self.store.lease_key(job.id)):
+            unit = unit_id(job.id, *((job.sweep.sweep_id, job.sweep.group) if job.sweep else ()))
+            if self.dispatch.state(unit)[0] is not None or redis.exists(self.store.lease_key(job.id)):
                 continue
-            if self._send_again(job, f"queued since {job.created_at}", self.reconcile_after_s):
+            message, covered = self._message(job)
+            log.warning("job %s queued since %s is in no queue: queueing it", job.id, job.created_at)
+            if self.dispatch.enqueue(job.owner, [(message, covered)]):
                 done.resent.append(job.id)
+
+    def _message(self, job: Job) -> tuple[tasks.Message, list[str]]:
+        """The task of the job's unit (a trial: its group's) and the jobs it covers."""
+        if job.sweep is None:
+            return tasks.train_job(job.id, job.params), [job.id]
+        covered = self.sweeps.group_jobs(job.sweep.sweep_id, job.sweep.group)
+        return tasks.train_group(job.sweep.sweep_id, job.sweep.group, covered), covered
+
+    def _jobs_of(self, unit: str) -> list[str]:
+        raw = self.store.redis.hget(f"{self.dispatch.keys}:units", unit)
+        return json.loads(raw)["jobs"] if raw else []
 
     def _send_again(self, job: Job, why: str, guard_s: float) -> bool:
         """Send the job's task (a trial: its group's) again, once per guard_s; False when sent lately."""
         redis = self.store.redis
         if not redis.set(self.store.takeover_key(job.id), 1, nx=True, ex=max(1, int(guard_s))):
             return False
-        if job.sweep is None:
-            message, covered = tasks.train_job(job.id, job.params), [job.id]
-        else:
-            covered = self.sweeps.group_jobs(job.sweep.sweep_id, job.sweep.group)
-            message = tasks.train_group(job.sweep.sweep_id, job.sweep.group, covered)
+        message, covered = self._message(job)
         log.warning("job %s %s: sending it to the queue again", job.id, why)
         try:
             self.send(message)
         except Exception:
             redis.delete(self.store.takeover_key(job.id))  # not sent: the next round tries again
             raise
+        self.dispatch.sent(job.owner, message, covered)  # in flight: it occupies a worker process again
         for other in covered:  # a group's other trials are covered by this sending
             redis.set(self.store.takeover_key(other), 1, ex=max(1, int(guard_s)))
         return True

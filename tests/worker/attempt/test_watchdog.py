@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from contract import tasks
+from contract.dispatch import Dispatch
 from contract.job_store import JobStore, Lease
 from contract.sweep import SweepRequest
 from contract.sweep_store import SweepStore
@@ -107,3 +108,49 @@ def test_a_failed_send_is_counted_survived_and_tried_again(store):
         assert int(store.redis.hget(f"{store.prefix}:reconciler", "errors")) >= 1
     finally:
         watchdog.stop()
+
+
+def queue(store: JobStore, owner: str | None = None) -> str:
+    """A job queued in its owner's pending queue, as the API queues it."""
+    job = store.create({"num_epochs": 1}, steps=1, owner=owner)
+    Dispatch(store.redis, store.prefix).enqueue(owner, [(tasks.train_job(job.id, job.params), [job.id])])
+    return job.id
+
+
+def test_a_node_announces_its_processes_and_each_round_tops_the_broker_up(store):
+    sent: list[tasks.Message] = []
+    ids = [queue(store) for _ in range(3)]
+    watchdog = Watchdog(store, counting(sent), interval_s=5, processes=2)
+    watchdog.round()
+    assert [m.task_id for m in sent] == ids[:2], "as many units as the node has processes"
+    store.redis.delete(f"{store.prefix}:watchdog")
+    watchdog.round()
+    assert len(sent) == 2, "both still waiting for a process"
+    watchdog.stop()
+    assert store.redis.zcard(f"{store.prefix}:dispatch:nodes") == 0
+
+
+def test_a_unit_waiting_its_turn_past_the_bound_is_not_sent_again(store):
+    sent: list[tasks.Message] = []
+    running, _waiting = queue(store, "token:a"), queue(store, "token:b")
+    watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=1, processes=1)
+    watchdog.round()
+    store.move(running, "running", lease=Lease("w", 30_000))
+    time.sleep(1.2)
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().resent == [] and [m.task_id for m in sent] == [running]
+
+
+def test_a_unit_sent_whose_message_was_lost_is_sent_again_past_the_bound_once(store):
+    sent: list[tasks.Message] = []
+    job_id = queue(store)
+    watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=1)
+    watchdog.round()
+    assert [m.task_id for m in sent] == [job_id]
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().resent == [], "young: its message may be waiting in the queue"
+    time.sleep(1.2)
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().resent == [job_id] and [m.task_id for m in sent] == [job_id, job_id]
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().resent == [], "not again within the bound"
