@@ -46,7 +46,7 @@ def head_bytes(group: GroupCheckpoint) -> bytes:
     buffer = io.BytesIO()
     np.savez(
         buffer,
-        group=np.frombuffer(GroupCheckpoint(bare, group.windows).to_bytes(), np.uint8),
+        group=np.frombuffer(dataclasses.replace(group, models=bare).to_bytes(), np.uint8),  # a halving schedule too
         epochs=np.array([len(c.epoch_losses) for c in group.models], np.int64),
     )
     return buffer.getvalue()

@@ -205,3 +205,15 @@ def test_resuming_from_redis_across_attempts_reproduces_the_uninterrupted_run(st
         train_group(STOPPING, resume=start, on_checkpoint=save_then_stop, checkpoint_every_s=0)
     for got, want in zip(train_group(STOPPING, resume=later[0]), uninterrupted):
         assert np.array_equal(got.losses, want.losses) and got.epoch_losses == want.epoch_losses
+
+
+def test_a_halving_groups_schedule_is_kept_with_its_checkpoint(store):
+    history = np.random.default_rng(1).random((4, 2_000), np.float32)
+    schedule = {"slots": [0, 3, None, 5], "pruned": [None, 1, 1] + [None] * (K - 3), "rungs": [[]] * K}
+    saver, fence = Checkpoints(store, "group:s:9"), fence_of(store)
+    saved = synthetic(1_000, history, 2)
+    saved.halving = schedule
+    saver.save(fence, saved)
+    loaded = Checkpoints(store, "group:s:9").load()
+    assert loaded is not None and loaded.halving == schedule
+    assert_same(loaded, saved)
