@@ -14,14 +14,14 @@ from typing import Any
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from contract import clock, job_scripts
+from contract import clock, job_scripts, sweep_summary
 from contract.fence import Fence, Step
 from contract.clock import now
 from contract.job import FINISHED, TrialOf, sources
 from contract.job_store import JobStore, QuotaExceeded, encode
 from contract.params import TrainingParams
 from contract.sweep import SweepRequest
-from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
+from contract.sweep_record import Sweep, SweepProgress, SweepSummary, leaderboard, trial_of
 
 
 class SweepStore:
@@ -30,6 +30,7 @@ class SweepStore:
     def __init__(self, jobs: JobStore):
         self.jobs, self.redis, self.prefix = jobs, jobs.redis, jobs.prefix
         self._set_if = self.redis.register_script(job_scripts.SET_IF)
+        self.summary_script = self.redis.register_script(sweep_summary.SUMMARY)
 
     def key(self, sweep_id: str) -> str:
         """The Redis key of the sweep's record."""
@@ -116,13 +117,14 @@ class SweepStore:
             pipe.hget(self.key(member.decode()), "status")
         return sum(raw is not None and json.loads(raw) not in FINISHED for raw in pipe.execute())
 
-    def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Sweep], int | None]:
-        """Newest first (owner's only, when given); the cursor is the sequence number of the last sweep shown."""
+    def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[SweepSummary], int | None]:
+        """Newest first (owner's only, when given), summed up without their trials; the cursor is the sequence number
+        of the last sweep shown. One round trip for the page, whatever the history."""
         index = f"{self.prefix}:sweeps:owner:{owner}" if owner else f"{self.prefix}:sweeps"
         top = f"({cursor}" if cursor is not None else "+inf"
         batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
-        sweeps = [(s, int(score)) for member, score in batch[:limit] if (s := self.get(member.decode()))]
-        return [s for s, _ in sweeps], (int(batch[limit - 1][1]) if len(batch) > limit else None)
+        found = sweep_summary.summaries(self, [member.decode() for member, _ in batch[:limit]])
+        return [s for s in found if s is not None], (int(batch[limit - 1][1]) if len(batch) > limit else None)
 
     def update(self, sweep_id: str, **fields: Any) -> None:
         """Overwrite fields other than the status."""

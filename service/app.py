@@ -1,9 +1,12 @@
 """The Flask application factory: each call builds an app from the settings it is given."""
 
+import logging
+
 import redis
 from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
+from redis.exceptions import RedisError
 
 from service import auth, jsonio, limits, metrics, problems
 from service.fast_predict import FastPredict
@@ -14,6 +17,8 @@ from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
 from contract.job_store import JobStore
 from contract.sweep_store import SweepStore
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -33,6 +38,10 @@ class Services:
         self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
                                  settings.serving_threads)
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
+        try:  # records from before the per-owner status index; else the first listing that needs it builds it
+            self.jobs.build_owner_index()
+        except RedisError:
+            log.warning("Redis does not answer: the per-owner status index is checked at the first listing instead")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

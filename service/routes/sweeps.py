@@ -121,11 +121,11 @@ def show(sweep_id: str) -> Response:
 @route(bp, Endpoint("get", "/sweeps", (Answer(200, SweepList),), (400, 422, 503), query=SweepListQuery,
                     access="jobs"))
 def index() -> Response:
-    """Sweeps, newest first (a token's own; every sweep for an admin token); ?limit=, ?cursor=."""
+    """Sweeps, newest first, each summed up without its trials (a token's own; every sweep for an admin token); ?limit=, ?cursor=."""
     query = parse(SweepListQuery, query_args(), "query")
     owner = None if auth.sees_everything() else auth.client_id()
     sweeps, cursor = services().sweeps.list(query.limit, query.cursor, owner=owner)
-    return jsonify(sweeps=[_sweep(s) for s in sweeps], next_cursor=cursor)
+    return jsonify(sweeps=[s.model_dump(mode="json") for s in sweeps], next_cursor=cursor)
 
 
 @route(bp, Endpoint("delete", "/sweeps/<sweep_id>", (

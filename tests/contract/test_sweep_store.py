@@ -119,3 +119,24 @@ def test_finished_sweeps_past_the_retention_are_pruned(sweeps):
     sweeps.move(old.id, "failed", finished_at="2000-01-01T00:00:00.000Z")
     assert sweeps.prune() == 1
     assert sweeps.get(old.id) is None and sweeps.get(running.id) is not None
+
+
+def test_a_listing_sums_up_progress_and_leader_as_the_sweep_itself_says(sweeps):
+    sweep = create(sweeps, owner="bob")
+    jobs = [t.job_id for t in sweep.trials]
+    for job_id, accuracy, loss in ((jobs[0], 0.99, 0.2), (jobs[1], 0.99, 0.1), (jobs[2], 0.5, 0.01)):
+        sweeps.jobs.move(job_id, "running")
+        sweeps.jobs.update(job_id, evaluation={"echo_accuracy": accuracy, "loss": loss},
+                           progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0})
+        sweeps.jobs.move(job_id, "succeeded")
+    sweeps.jobs.move(jobs[3], "running")
+    sweeps.jobs.update(jobs[3], progress={"epoch": 1, "epochs": 2, "step": 7, "steps": 20, "fraction": 0.35})
+    sweeps.update(sweep.id, curves_0=list(range(10_000)))  # a big field a listing never reads
+    full = sweeps.get(sweep.id)
+    [summary], _ = sweeps.list(10, None, owner="bob")
+    assert summary.progress == full.progress and summary.progress.fraction == round(3.35 / 4, 4)
+    assert summary.leader == full.leaderboard[0] and summary.leader.trial == 1
+    assert summary.group_count == len(full.groups) and summary.request == full.request
+    assert summary.model_dump(exclude={"progress", "leader", "group_count"}) == full.model_dump(
+        include=set(summary.model_dump()) - {"progress", "leader", "group_count"})
+    assert len(summary.model_dump_json()) < 2_000
