@@ -202,19 +202,29 @@ def test_the_owner_status_index_follows_moves_fenced_ends_takeovers_and_pruning(
     assert not redis_client.zcard(store.index_key("succeeded", "token:a"))
 
 
-def test_records_from_before_the_owner_status_index_are_indexed_once_at_start(store):
+def test_records_from_before_the_owner_status_index_are_indexed_once(store):
     old = [store.create({"num_epochs": 1}, steps=1, owner="token:a") for _ in range(5)]
     store.move(old[1].id, "running")
     store.move(old[2].id, "cancelled")
     for status in ("queued", "running", "cancelled"):  # as a store without the index left them
         store.redis.delete(store.index_key(status, "token:a"))
-    assert store.list("running", 10, None, owner="token:a")[0] == []
-    assert store.build_owner_index(batch=2) == 5
+    assert not store.redis.exists(f"{store.prefix}:index:owner-status")
+    assert store.build_owner_index(batch=2) == 5  # what the API does at start
     assert [j.id for j in store.list("running", 10, None, owner="token:a")[0]] == [old[1].id]
     assert [j.id for j in store.list("queued", 10, None, owner="token:a")[0]] == [old[4].id, old[3].id, old[0].id]
     owner_index_is_true(store, ["token:a"])
     store.redis.delete(store.index_key("queued", "token:a"))
     assert store.build_owner_index() == 0, "once per key prefix"
+
+
+def test_without_a_start_the_first_listing_builds_the_owner_status_index(store):
+    old = [store.create({"num_epochs": 1}, steps=1, owner="token:a") for _ in range(3)]
+    store.move(old[0].id, "running")
+    for status in ("queued", "running"):
+        store.redis.delete(store.index_key(status, "token:a"))
+    fresh = JobStore(store.redis, prefix=store.prefix)  # another process, whose start found Redis down
+    assert [j.id for j in fresh.list("running", 10, None, owner="token:a")[0]] == [old[0].id]
+    assert [j.id for j in fresh.list("queued", 10, None, owner="token:a")[0]] == [old[2].id, old[1].id]
 
 
 def test_a_page_of_one_status_reads_about_limit_records_whatever_the_history(store):
