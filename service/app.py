@@ -13,6 +13,7 @@ from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
 from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
+from service.record_budget import RecordBudget
 from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
 from contract.job_store import JobStore
@@ -38,6 +39,7 @@ class Services:
         self.models = ModelCache(self.mlflow, self.redis, settings.job_key_prefix, resolver, settings.model_cache_size,
                                  settings.serving_threads)
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
+        self.records = RecordBudget(self.redis, settings.job_key_prefix, settings.max_records_per_hour)
         try:  # records from before the per-owner status index; else the first listing that needs it builds it
             self.jobs.build_owner_index()
         except RedisError:

@@ -9,7 +9,7 @@ from contract.job import FINISHED
 from contract.job_store import QuotaExceeded
 from contract.sweep import SweepRequest, group
 from contract.sweep_record import Sweep, SweepList
-from service import auth, idempotency, sweep_actions
+from service import auth, idempotency, limits, record_budget, sweep_actions
 from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
@@ -30,8 +30,9 @@ SUBMIT = Endpoint(
         409: idempotency.CONFLICT,
         422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
              f"grid.state_size), more trials than MAX_SWEEP_TRIALS, {idempotency.REUSED}",
-        429: "Over this client's rate limit (a sweep counts as one submission), or (with tokens) the token already "
-             "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
+        429: "Over this client's rate limit (a sweep counts as one submission), over its MAX_RECORDS_PER_HOUR (a "
+             "sweep counts each trial; deleted ones count too), or (with tokens) the token already has "
+             "MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
     },
 )
 
@@ -93,9 +94,13 @@ def _create(request: SweepRequest, owner: str | None) -> Sweep:
     s = services()
     trials = request.trials()
     most = s.settings.max_active_sweeps_per_token
+    reservation = s.records.reserve(limits.client_key(), len(trials))
     try:
         sweep = s.sweeps.create(request, trials, group(trials, s.settings.sweep_group_size), owner=owner, max_active=most)
-    except QuotaExceeded as exc:
+    except (QuotaExceeded, RedisError) as exc:  # nothing was written: its records go back
+        record_budget.give_back_quietly(s.records, reservation)
+        if isinstance(exc, RedisError):
+            raise
         raise Problem(429, "Too Many Requests", f"this token already has {most} sweeps queued or running "
                       "(MAX_ACTIVE_SWEEPS_PER_TOKEN); submit more once some have finished",
                       headers={"Retry-After": "30"}) from exc

@@ -182,7 +182,8 @@ def test_a_queue_that_does_not_take_a_group_fails_the_sweep_with_a_503(settings,
     dead.conf.update(task_publish_retry=False, broker_transport_options={"max_retries": 0})  # fail at once
     app.extensions["echo"].celery = dead
     problem(app.test_client().post("/sweeps", json=GRID), 503)
-    sweep = SweepStore(JobStore(store)).list(10, None)[0][0]
+    sweeps = SweepStore(JobStore(store))
+    sweep = sweeps.get(sweeps.list(10, None)[0][0].id)
     assert sweep.status == "failed" and sweep.error == "the queue was unavailable"
     assert {(t.status, t.error) for t in sweep.trials} == {("failed", "the queue was unavailable")}
 
