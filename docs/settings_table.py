@@ -106,6 +106,10 @@ SCRIPTS: list[tuple[str, str, str, str]] = [
      "TensorFlow's C++ log level, kept out of the JSON log lines of the workers and the API."),
     ("ECHO_RNN_DATA", "`docker/bin/run-local`, `docker/bin/redis-local`", "`.data`",
      "`make run`'s data directory: the MLflow database and artifacts, and its own Redis's append-only file."),
+    ("REDIS_MAXMEMORY", "`docker/bin/redis-local`, `compose.yaml`", "`768mb`",
+     "Redis's `maxmemory` (`make run`'s own Redis and Compose's), with `maxmemory-policy noeviction`: past it "
+     "Redis refuses writes (submissions get a 503) and evicts nothing; the API's `/readyz` and `/metrics` say "
+     "when it is near. Kubernetes: the same, in `deploy/kubernetes/base/redis.yaml`, under the container's 1Gi limit."),
     ("REDIS_PORT", "`docker/bin/redis-local`", "`6380`",
      "Port of the Redis `make run` starts for itself when `REDIS_URL` is unset (append-only file under `ECHO_RNN_DATA`)."),
     ("POSTGRES_PASSWORD", "`compose.yaml`", "required", "Password of PostgreSQL, MLflow's backend store in Compose."),
