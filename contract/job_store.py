@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ResponseError
 
 from contract import job_scripts
 from contract.clock import now
@@ -117,7 +118,10 @@ class JobStore:
         Each index holds exactly the jobs listed, so a page reads about limit records whatever the history.
         """
         if owner is not None and status is not None and not self._owner_index_built:
-            self.build_owner_index()
+            try:
+                self.build_owner_index()
+            except ResponseError:  # Redis refuses writes (at its maxmemory): list from the index as it is
+                pass
         index = self.index_key(status, owner)
         top = f"({cursor}" if cursor is not None else "+inf"
         found: list[tuple[Job, int]] = []

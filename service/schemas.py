@@ -165,6 +165,8 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    status: str
+    status: Literal["ready", "degraded"] = Field(
+        description="degraded: Redis is past REDIS_MEMORY_WARN_FRACTION of its maxmemory (at it, /readyz is a 503)")
     redis: str
     mlflow: str
+    redis_memory: float | None = Field(None, description="Redis's used memory over its maxmemory; null without one.")
