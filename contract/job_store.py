@@ -101,6 +101,13 @@ class JobStore:
         return [Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()}) if raw else None
                 for raw in pipe.execute()]
 
+    def owners(self, job_ids: list[str]) -> list[str | None]:
+        """The owners of several jobs in one round trip, in order (None for none, or a job that is gone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.key(job_id), "owner")
+        return [json.loads(raw) if raw else None for raw in pipe.execute()]
+
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
         return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]

@@ -31,7 +31,8 @@ def _too_large(sequences: list[str]) -> None:
 def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable[[str | None], bool]) -> tuple[dict, list[dict]]:
     """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each.
 
-    can_see(owner) says whose jobs' models the caller may name. No Flask globals: service.fast_predict calls it too.
+    can_see(owner) says whose jobs' models the caller may name, and whose job ids the answer shows. No Flask globals:
+    service.fast_predict calls it too.
     """
     info, model = s.models.get(ref, can_see=can_see)
     groups = _by_bucket([len(seq) for seq in sequences])
@@ -45,7 +46,7 @@ def echo(s: "Services", sequences: list[str], ref: str | None, can_see: Callable
         group = [sequences[r] for r in rows]
         for r, result in zip(rows, _run(model, group)):
             results[r] = result
-    return info.as_dict(), results
+    return info.as_dict(can_see), results
 
 
 def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
