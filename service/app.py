@@ -8,7 +8,7 @@ from flask import Flask
 from mlflow.tracking import MlflowClient
 from redis.exceptions import RedisError
 
-from service import auth, jsonio, limits, metrics, problems
+from service import auth, idempotency, jsonio, limits, metrics, problems
 from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
 from service.model_cache import ModelCache
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (health.bp, jobs.bp, sweeps.bp, predict.bp, models.bp, docs.bp):
         app.register_blueprint(blueprint)
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
+    idempotency.install(app)
     auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
     limits.install(app, settings, app.extensions["echo"].redis)  # reads the declarations of the views above
     app.wsgi_app = FastPredict(app.wsgi_app, app.extensions["echo"])  # GET /predict's common case, before Flask
