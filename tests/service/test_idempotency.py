@@ -1,5 +1,6 @@
 """Idempotency-Key on POST /jobs: a submission sent again makes no second job."""
 
+import secrets
 import threading
 import time
 import uuid
@@ -224,11 +225,12 @@ def test_a_held_reservation_whose_request_died_still_lapses(redis_client):
 
 
 def test_every_request_stops_renewing_its_reservation_when_it_ends(settings, created):
-    app = create_app(derive(settings, api_tokens=[TOKEN], max_active_jobs_per_token=1))
+    token = secrets.token_urlsafe(32)  # a token of its own: no active job yet
+    app = create_app(derive(settings, api_tokens=[token], max_active_jobs_per_token=1))
     client, before = app.test_client(), renewals()
-    made = client.post("/jobs", json=TINY, headers={**key(), **bearer(TOKEN)})
+    made = client.post("/jobs", json=TINY, headers={**key(), **bearer(token)})
     created.add(made.get_json()["id"])
-    problem(client.post("/jobs", json=TINY, headers={**key(), **bearer(TOKEN)}), 429)  # over its quota: released
-    problem(client.post("/jobs", json={"num_epochs": 0}, headers={**key(), **bearer(TOKEN)}), 422)
+    problem(client.post("/jobs", json=TINY, headers={**key(), **bearer(token)}), 429)  # over its quota: released
+    problem(client.post("/jobs", json={"num_epochs": 0}, headers={**key(), **bearer(token)}), 422)
     time.sleep(0.2)
     assert renewals() <= before
