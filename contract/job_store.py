@@ -112,6 +112,23 @@ class JobStore:
         """The ids of every job in status."""
         return [m.decode() for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
 
+    def cancel_queued(self, job_ids: list[str], **fields: Any) -> list[bool]:
+        """Move each of these jobs from queued to cancelled (setting fields), in one round trip; which ones moved."""
+        args = [json.dumps(encode({"status": "cancelled", **fields})), self.prefix, "", "cancelled", "1",
+                self.retention_s, int(time.time()), "", 0, "queued"]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._move(keys=[self.key(job_id), ""], args=[*args[:2], job_id, *args[3:]], client=pipe)
+        return [bool(result) and result[0] == 1 for result in pipe.execute()]
+
+    def request_cancel_many(self, job_ids: list[str]) -> list[bool]:
+        """request_cancel for several jobs in one round trip; which ones were flagged."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._set_if(keys=[self.key(job_id)], args=[json.dumps(encode({"cancel_requested": True})), "phase",
+                                                        json.dumps("saving"), "running"], client=pipe)
+        return [result == 1 for result in pipe.execute()]
+
     def index_key(self, status: str | None = None, owner: str | None = None) -> str:
         """The sorted set (by sequence number) of every job, or those in status, or owner's (in status)."""
         mine = f"{self.prefix}:owner:{owner}" if owner is not None else None

@@ -50,26 +50,31 @@ class SweepStore:
                         if self.active(owner) >= max_active:
                             raise QuotaExceeded(f"{max_active} sweeps queued or running")
                         pipe.multi()
-                    self._write(pipe, sweep_id, seq, request, trials, groups, owner)
+                    sweep = self._write(pipe, sweep_id, seq, request, trials, groups, owner)
                     pipe.execute()
-                    return self.get(sweep_id)
+                    return sweep
                 except WatchError:
                     continue
 
     def _write(self, pipe: Pipeline, sweep_id: str, seq: int, request: SweepRequest, trials: list[TrainingParams],
-               groups: list[list[int]], owner: str | None) -> None:
+               groups: list[list[int]], owner: str | None) -> Sweep:
+        """Queue the writes of the sweep and its trials; the sweep as get() will read it (not read back: 256 records)."""
         group_of = {t: g for g, members in enumerate(groups) for t in members}
-        job_ids = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner, transaction=pipe,
-                                    sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i])).id
-                   for i, p in enumerate(trials)]
+        jobs = [self.jobs.create(p.model_dump(), p.total_steps, owner=owner, transaction=pipe,
+                                 sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i]))
+                for i, p in enumerate(trials)]
+        values = request.configurations()
         record = {"id": sweep_id, "name": request.name, "status": "queued", "owner": owner, "created_at": now(),
-                  "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": job_ids,
-                  "values": request.configurations(), "seq": seq, "cancel_requested": False}
+                  "request": request.model_dump(exclude_none=True), "groups": groups, "job_ids": [j.id for j in jobs],
+                  "values": values, "seq": seq, "cancel_requested": False}
         pipe.hset(self.key(sweep_id), mapping={**encode(record), "groups_left": len(groups)})
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
         pipe.sadd(self.active_key, sweep_id)
         if owner:
             pipe.zadd(f"{self.prefix}:sweeps:owner:{owner}", {sweep_id: seq})
+        stored = json.loads(json.dumps(record))  # as a read would decode it
+        return Sweep(**{k: v for k, v in stored.items() if k in Sweep.model_fields}, progress=SweepProgress(trials=len(jobs)),
+                     trials=[trial_of(job, v) for job, v in zip(jobs, stored["values"])])
 
     @property
     def active_key(self) -> str:
@@ -88,6 +93,11 @@ class SweepStore:
         """The sweep's stored fields, decoded (the trials' loss curves only when asked for)."""
         raw = {k: v for k, v in self.redis.hgetall(self.key(sweep_id)).items() if curves or not k.startswith(b"curves_")}
         return {k.decode(): json.loads(v) for k, v in raw.items()} or None
+
+    def head(self, sweep_id: str) -> dict[str, Any] | None:
+        """The sweep's owner, status and trials' job ids, or None: what a cancel needs, without reading the trials."""
+        raw = self.redis.hmget(self.key(sweep_id), "owner", "status", "job_ids")
+        return None if raw[1] is None else dict(zip(("owner", "status", "job_ids"), (json.loads(v) for v in raw)))
 
     def get(self, sweep_id: str) -> Sweep | None:
         """The sweep with its trials as their job records say, or None."""

@@ -139,10 +139,12 @@ def index() -> Response:
 ), (404, 409, 503), access="jobs", error_notes={**NOT_FOUND, 409: "The sweep has already finished"}))
 def cancel(sweep_id: str) -> Response:
     """Cancel a sweep: every queued trial never runs, every running one stops at its next check."""
-    sweep = _get(sweep_id)
-    if sweep.status in FINISHED:
-        raise Problem(409, "Conflict", f"sweep {sweep_id} has already {sweep.status}")
-    running = sweep_actions.cancel(services(), sweep)
-    resp = jsonify(_sweep(_get(sweep_id)))
+    head = services().sweeps.head(sweep_id)
+    if head is None or not auth.can_see(head["owner"]):
+        raise Problem(404, "Not Found", f"no sweep {sweep_id}")
+    if head["status"] in FINISHED:
+        raise Problem(409, "Conflict", f"sweep {sweep_id} has already {head['status']}")
+    after, running = sweep_actions.cancel(services(), sweep_id, head["job_ids"])
+    resp = jsonify(_sweep(after))
     resp.status_code = 202 if running else 200
     return resp

@@ -22,6 +22,21 @@ def create(sweeps: SweepStore, owner: str | None = None):
     return sweeps.create(REQUEST, trials, group(trials, 32), owner=owner)
 
 
+def test_a_new_sweep_is_answered_as_a_read_would_give_it(sweeps):
+    made = create(sweeps, owner="bob")
+    assert made == sweeps.get(made.id) and made.model_dump_json() == sweeps.get(made.id).model_dump_json()
+
+
+def test_queued_trials_are_cancelled_in_one_round_trip_and_a_started_one_is_left(sweeps):
+    jobs = [t.job_id for t in create(sweeps, owner="bob").trials]
+    sweeps.jobs.move(jobs[1], "running")
+    assert sweeps.jobs.cancel_queued([*jobs, "gone"], finished_at="t") == [True, False, True, True, False]
+    assert [sweeps.jobs.get(j).status for j in jobs] == ["cancelled", "running", "cancelled", "cancelled"]
+    assert sweeps.jobs.get(jobs[0]).finished_at == "t" and sweeps.jobs.count_by_status()["cancelled"] == 3
+    assert {m.decode() for m in sweeps.redis.zrange(sweeps.jobs.index_key("cancelled", "bob"), 0, -1)} == {
+        jobs[0], jobs[2], jobs[3]}
+
+
 def test_each_trial_is_a_queued_job_of_its_sweep_and_group(sweeps):
     sweep = create(sweeps)
     assert sweep.status == "queued" and sweep.groups == [[0, 1], [2, 3]]
