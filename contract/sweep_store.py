@@ -30,7 +30,8 @@ class SweepStore:
     def __init__(self, jobs: JobStore):
         self.jobs, self.redis, self.prefix = jobs, jobs.redis, jobs.prefix
         self._set_if = self.redis.register_script(job_scripts.SET_IF)
-        self.summary_script = self.redis.register_script(sweep_summary.SUMMARY)
+        self.tally_script = self.redis.register_script(sweep_summary.TALLY)
+        self.keep_script = self.redis.register_script(sweep_summary.KEEP)
 
     def key(self, sweep_id: str) -> str:
         """The Redis key of the sweep's record."""

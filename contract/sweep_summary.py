@@ -1,24 +1,31 @@
-"""A page of sweeps as listings show them: each sweep's progress and leader summed up inside Redis.
+"""A page of sweeps as listings show them: each sweep's progress and leader summed up inside Redis, once for good.
 
 A sweep has up to 256 trials, each a job record: a listing that read them all would move every
 trial's record to the API. One script per sweep reads its trials' status, progress and evaluation
-where they are and answers a few numbers, and the sweep's own fields come without its curves; a
-page of 100 sweeps is one round trip.
+where they are and answers a few numbers (its tally), and the sweep's own fields come without its
+curves; a page of 100 sweeps is one round trip. A finished sweep's trials have all ended, so its
+tally never changes again: it is kept in the sweep's record (field `tally`) the first time it is
+summed up, and a history of finished sweeps costs a field read each.
 """
 
 import json
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
+from contract.job import FINISHED
 from contract.sweep_record import Ranked, SweepProgress, SweepSummary
 
 if TYPE_CHECKING:
     from contract.sweep_store import SweepStore
 
-# Reads only: it runs when Redis is at its maxmemory too.
-SUMMARY = """
+# Reads only (it runs when Redis is at its maxmemory too).
+TALLY = """
 -- A sweep's trials summed up. KEYS: the sweep's hash. ARGV: key prefix.
--- Answers {finished, succeeded, steps done (string), steps (string), the leader's trial (-1: none),
--- its job id, its evaluation (the record's JSON)}, or nil when there is no such sweep.
+-- Answers {the kept tally (JSON)} when the sweep has one; else {finished, succeeded, steps done (string), steps
+-- (string), the leader's trial (-1: none), its job id, its evaluation (the record's JSON)}; nil for no such sweep.
+local kept = redis.call('HGET', KEYS[1], 'tally')
+if kept then return {kept} end
 local ids = redis.call('HGET', KEYS[1], 'job_ids')
 if not ids then return nil end
 local finished, succeeded, done, steps = 0, 0, 0, 0
@@ -49,32 +56,79 @@ for i, id in ipairs(cjson.decode(ids)) do
 end
 return {finished, succeeded, tostring(done), tostring(steps), leader, lead_id, lead_eval}
 """
+# Keep a tally in a sweep's record, only while the record is there and finished (never recreate a pruned one).
+KEEP = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == '"succeeded"' or status == '"failed"' or status == '"cancelled"' then
+  redis.call('HSET', KEYS[1], 'tally', ARGV[1])
+  return 1
+end
+return 0
+"""
 FIELDS = ("id", "name", "status", "owner", "created_at", "started_at", "finished_at", "request", "groups", "best",
           "mlflow", "cancel_requested", "error", "job_ids")
 
 
 def summaries(store: "SweepStore", sweep_ids: list[str]) -> list[SweepSummary | None]:
-    """The summaries of sweeps, in order, in one round trip (None for one that is gone)."""
+    """The summaries of sweeps, in order (None for one that is gone): one round trip, and one more for the searched
+    values of leaders summed up for the first time; finished sweeps' tallies are kept for next time."""
     pipe = store.redis.pipeline(transaction=False)
     for sweep_id in sweep_ids:
-        pipe.hmget(store.key(sweep_id), ["values", *FIELDS])
-        store.summary_script(keys=[store.key(sweep_id)], args=[store.prefix], client=pipe)
+        pipe.hmget(store.key(sweep_id), list(FIELDS))
+        store.tally_script(keys=[store.key(sweep_id)], args=[store.prefix], client=pipe)
     answers = pipe.execute()
-    return [_summary(fields, counts) for fields, counts in zip(answers[::2], answers[1::2])]
+    records = [_record(raw) for raw in answers[::2]]
+    tallies = [json.loads(t[0]) if t and len(t) == 1 else _fresh(t) if t else None for t in answers[1::2]]
+    fresh = [i for i, t in enumerate(answers[1::2]) if t and len(t) > 1 and records[i] is not None]
+    _leader_values(store, [(sweep_ids[i], tallies[i]) for i in fresh if tallies[i]["leader"]])
+    _keep(store, [(sweep_ids[i], tallies[i]) for i in fresh if records[i]["status"] in FINISHED])
+    return [_summary(r, t) if r is not None and t is not None else None for r, t in zip(records, tallies)]
 
 
-def _summary(raw: list[bytes | None], counts: list[Any] | None) -> SweepSummary | None:
-    if raw[1] is None or counts is None:
+def _record(raw: list[bytes | None]) -> dict[str, Any] | None:
+    if raw[0] is None:
         return None
-    values, *fields = raw
-    record = {name: json.loads(value) for name, value in zip(FIELDS, fields) if value is not None}
-    finished, succeeded, done, steps, leader, job_id, evaluation = counts
-    progress = SweepProgress(trials=len(record.pop("job_ids")), finished=finished, succeeded=succeeded,
-                             fraction=round(float(done) / (float(steps) or 1), 4))
-    group_count = len(record.pop("groups"))
+    return {name: json.loads(value) for name, value in zip(FIELDS, raw) if value is not None}
+
+
+def _fresh(answer: list[Any]) -> dict[str, Any]:
+    """The script's numbers as a tally; its leader without the searched values yet."""
+    finished, succeeded, done, steps, leader, job_id, evaluation = answer
     lead = None
     if leader >= 0:
         scores = json.loads(evaluation)
-        lead = Ranked(rank=1, trial=leader, job_id=job_id.decode(), values=json.loads(values)[leader],
-                      echo_accuracy=scores["echo_accuracy"], loss=scores["loss"])
-    return SweepSummary(**record, group_count=group_count, progress=progress, leader=lead)
+        lead = {"rank": 1, "trial": leader, "job_id": job_id.decode(), "values": {},
+                "echo_accuracy": scores["echo_accuracy"], "loss": scores["loss"]}
+    return {"finished": finished, "succeeded": succeeded, "fraction": round(float(done) / (float(steps) or 1), 4),
+            "leader": lead}
+
+
+def _leader_values(store: "SweepStore", fresh: list[tuple[str, dict[str, Any]]]) -> None:
+    if not fresh:
+        return
+    pipe = store.redis.pipeline(transaction=False)
+    for sweep_id, _ in fresh:
+        pipe.hget(store.key(sweep_id), "values")
+    for (_, tally), values in zip(fresh, pipe.execute()):
+        tally["leader"]["values"] = json.loads(values)[tally["leader"]["trial"]] if values else {}
+
+
+def _keep(store: "SweepStore", finished: list[tuple[str, dict[str, Any]]]) -> None:
+    """Keep finished sweeps' tallies; a Redis that refuses the write (at its maxmemory) only costs a recount later."""
+    if not finished:
+        return
+    pipe = store.redis.pipeline(transaction=False)
+    for sweep_id, tally in finished:
+        store.keep_script(keys=[store.key(sweep_id)], args=[json.dumps(tally)], client=pipe)
+    try:
+        pipe.execute(raise_on_error=False)
+    except RedisError:
+        pass
+
+
+def _summary(record: dict[str, Any], tally: dict[str, Any]) -> SweepSummary:
+    progress = SweepProgress(trials=len(record.pop("job_ids")), finished=tally["finished"],
+                             succeeded=tally["succeeded"], fraction=tally["fraction"])
+    group_count = len(record.pop("groups"))
+    leader = Ranked(**tally["leader"]) if tally["leader"] else None
+    return SweepSummary(**record, group_count=group_count, progress=progress, leader=leader)

@@ -9,6 +9,7 @@ from contract import tasks
 from contract.clock import now
 from contract.job import FINISHED
 from contract.sweep_record import Sweep
+from contract.sweep_summary import summaries
 from service.problems import Problem
 
 if TYPE_CHECKING:
@@ -45,5 +46,6 @@ def cancel(s: "Services", sweep_id: str, job_ids: list[str]) -> tuple[Sweep, boo
     stamp = now()
     if all(t.status in FINISHED for t in after.trials) and s.sweeps.move(sweep_id, "cancelled", only_from={"queued"},
                                                                          finished_at=stamp):
+        summaries(s.sweeps, [sweep_id])  # its tally kept now: listings read it as one field
         return after.model_copy(update={"status": "cancelled", "finished_at": stamp}), False
     return after, after.status not in FINISHED

@@ -29,6 +29,10 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
     assert ratio(lines, "train speedup vs seed reference: ") > 0
     assert any(line.startswith("learns the echo (an epoch's loss ≤ 0.01) within") and "init=glorot" in line for line in lines)
     assert any(line.startswith("redis memory per 10,000 finished jobs: ") for line in lines), done.stdout
+    # Records: both sides of the churn, both listings, the ratios.
+    assert ratio(lines, "redis growth without the budget over with it: ") > 0
+    assert any(line.startswith("target churn: Redis grew ") for line in lines), done.stdout
+    assert sum(line.startswith("| GET /") for line in lines) == 4 and any(line.startswith("listing cost of A") for line in lines)
     assert ratio(lines, "sweep speedup vs sequential jobs: ") > 0
     # Serving: both servers loaded at 8 and 64 connections without an error, batches, queue, job, loading.
     text = done.stdout

@@ -155,3 +155,27 @@ def test_a_listing_sums_up_progress_and_leader_as_the_sweep_itself_says(sweeps):
     assert summary.model_dump(exclude={"progress", "leader", "group_count"}) == full.model_dump(
         include=set(summary.model_dump()) - {"progress", "leader", "group_count"})
     assert len(summary.model_dump_json()) < 2_000
+
+
+def test_a_finished_sweeps_tally_is_kept_and_read_as_one_field(sweeps):
+    done, running = create(sweeps, owner="bob"), create(sweeps, owner="bob")
+    first = done.trials[0].job_id
+    sweeps.jobs.move(first, "running")
+    sweeps.jobs.update(first, evaluation={"echo_accuracy": 0.75, "loss": 0.3},
+                       progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0})
+    sweeps.jobs.move(first, "succeeded")
+    for trial in done.trials[1:]:
+        sweeps.jobs.move(trial.job_id, "cancelled")
+    sweeps.move(done.id, "cancelled")
+    computed = {s.id: s for s in sweeps.list(10, None)[0]}
+    assert sweeps.redis.hexists(sweeps.key(done.id), "tally") and not sweeps.redis.hexists(sweeps.key(running.id), "tally")
+    assert computed[done.id].leader.values == REQUEST.configurations()[0] and computed[done.id].progress.finished == 4
+    sweeps.jobs.redis.delete(sweeps.jobs.key(first))  # its trials pruned: the kept tally still says what they were
+    again = {s.id: s for s in sweeps.list(10, None)[0]}
+    assert again[done.id] == computed[done.id] and again[running.id] == computed[running.id]
+
+
+def test_a_tally_is_never_kept_in_a_record_that_is_gone_or_unfinished(sweeps):
+    sweep = create(sweeps)
+    assert sweeps.keep_script(keys=[sweeps.key("gone")], args=["{}"]) == 0 and not sweeps.redis.exists(sweeps.key("gone"))
+    assert sweeps.keep_script(keys=[sweeps.key(sweep.id)], args=["{}"]) == 0
