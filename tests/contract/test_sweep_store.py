@@ -6,6 +6,7 @@ import pytest
 
 from contract.job_store import JobStore, QuotaExceeded
 from contract.sweep import SweepRequest, group
+from contract.sweep_record import trial_of
 from contract.sweep_store import SweepStore
 
 REQUEST = SweepRequest.model_validate({"params": {"num_epochs": 2, "total_series_length": 750},
@@ -97,8 +98,11 @@ def test_progress_and_leaderboard_follow_the_trials_records(sweeps):
         sweeps.jobs.update(job_id, evaluation={"echo_accuracy": accuracy, "loss": 0.1},
                            progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0})
         sweeps.jobs.move(job_id, "succeeded")
+    sweeps.jobs.update(sweep.trials[2].job_id, error="boom", stopped_early=1, metrics={"loss": 0.25})
     got = sweeps.get(sweep.id)
     assert got.progress.finished == 2 and got.progress.succeeded == 2 and got.progress.fraction == 0.5
+    whole = [trial_of(job, v) for job, v in zip(sweeps.jobs.get_many([t.job_id for t in got.trials]), REQUEST.configurations())]
+    assert got.trials == whole, "a trial's line as its whole record says"
     assert [(r.rank, r.trial) for r in got.leaderboard] == [(1, 1), (2, 0)]
 
 
