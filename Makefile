@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install system-deps run lint test test-containers bench bench-train bench-sweep bench-checkpoint bench-serve lock docs manifests kubectl-check clean
+.PHONY: install system-deps run lint test test-containers bench bench-train bench-sweep bench-checkpoint bench-serve bench-records lock docs manifests kubectl-check clean
 
 install: $(STAMP)
 
@@ -92,6 +92,7 @@ bench: install system-deps
 	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)
 	$(BIN)/python bench/checkpoint_writes.py $(BENCH_ARGS)
+	$(BIN)/python bench/records.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
 
 bench-train: install
@@ -106,6 +107,11 @@ bench-checkpoint: install system-deps
 bench-serve: install system-deps
 	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_speed.py $(BENCH_ARGS)
+
+# One token's records against the others: a minute of churn with and without the records budget, listings after
+# a history of 30,720 jobs (bench/records.py).
+bench-records: install system-deps
+	$(BIN)/python bench/records.py $(BENCH_ARGS)
 
 # docs/settings.md, from the settings classes' field descriptions (tests/test_docs.py checks it is current).
 docs: install

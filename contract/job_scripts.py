@@ -1,7 +1,8 @@
 """The Lua scripts behind JobStore: each status change and guarded update is one atomic step in Redis."""
 
 MOVE = """
--- Move a job to a new status if it is in one of the allowed ones, keeping the indexes and counts.
+-- Move a job to a new status if it is in one of the allowed ones, keeping the indexes and counts
+-- (every job by status, and its owner's by status: <prefix>:owner:<owner>:status:<status>).
 -- KEYS: the job's hash, its lease key ('' for none). ARGV: fields (JSON of JSON-encoded values),
 -- key prefix, job id, new status, 1 if the new status is final, retention (s), now (s),
 -- lease owner, lease ttl (ms), then the allowed statuses.
@@ -22,6 +23,12 @@ if new ~= old then
   redis.call('ZADD', prefix .. ':status:' .. new, seq, id)
   redis.call('HINCRBY', prefix .. ':counts', old, -1)
   redis.call('HINCRBY', prefix .. ':counts', new, 1)
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner and owner ~= 'null' then
+    local mine = prefix .. ':owner:' .. cjson.decode(owner) .. ':status:'
+    redis.call('ZREM', mine .. old, id)
+    redis.call('ZADD', mine .. new, seq, id)
+  end
 end
 if ARGV[5] == '1' then
   redis.call('ZADD', prefix .. ':finished', tonumber(ARGV[7]), id)
@@ -64,6 +71,7 @@ redis.call('ZADD', prefix .. ':status:queued', seq, id)
 redis.call('HINCRBY', prefix .. ':counts', 'queued', 1)
 if owner ~= '' then
   redis.call('ZADD', prefix .. ':owner:' .. owner, seq, id)
+  redis.call('ZADD', prefix .. ':owner:' .. owner .. ':status:queued', seq, id)
   if ARGV[6] == '1' then redis.call('SADD', prefix .. ':active:' .. owner, id) end
 end
 return seq
@@ -102,7 +110,12 @@ local function move(key, id, new, fields)
   redis.call('HINCRBY', prefix .. ':counts', new, 1)
   redis.call('ZADD', prefix .. ':finished', now, id)
   local owner = redis.call('HGET', key, 'owner')
-  if owner and owner ~= 'null' then redis.call('SREM', prefix .. ':active:' .. cjson.decode(owner), id) end
+  if owner and owner ~= 'null' then
+    local who = cjson.decode(owner)
+    redis.call('SREM', prefix .. ':active:' .. who, id)
+    redis.call('ZREM', prefix .. ':owner:' .. who .. ':status:running', id)
+    redis.call('ZADD', prefix .. ':owner:' .. who .. ':status:' .. new, seq, id)
+  end
   redis.call('EXPIRE', key, retention + 86400)
   return 1
 end
@@ -144,4 +157,20 @@ if ARGV[3] == '1' then
   for i = 1, leases do redis.call('DEL', KEYS[i]) end
 end
 return {1, unpack(results)}
+"""
+
+OWNER_INDEX = """
+-- Put jobs written before the per-owner status index into it, each as its record says now (idempotent).
+-- ARGV: key prefix, then job ids. Answers how many were indexed.
+local prefix, indexed = ARGV[1], 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local job = redis.call('HMGET', prefix .. ':job:' .. id, 'status', 'owner', 'seq')
+  if job[1] and job[2] and job[2] ~= 'null' then
+    redis.call('ZADD', prefix .. ':owner:' .. cjson.decode(job[2]) .. ':status:' .. cjson.decode(job[1]),
+               tonumber(job[3] or '0'), id)
+    indexed = indexed + 1
+  end
+end
+return indexed
 """

@@ -1,5 +1,5 @@
 """Job records in Redis: one hash per job (a JSON value per field), a newest-first index, an index
-per status, counts per status, and finished jobs pruned after a retention.
+per status and per owner and status, counts per status, and finished jobs pruned after a retention.
 
 Every status change goes through move(), which the state machine in contract.job allows or refuses.
 """
@@ -7,12 +7,14 @@ Every status change goes through move(), which the state machine in contract.job
 import json
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ResponseError
 
 from contract import job_scripts
 from contract.clock import now
@@ -47,7 +49,9 @@ class JobStore:
         self._move = redis.register_script(job_scripts.MOVE)
         self._set_if = redis.register_script(job_scripts.SET_IF)
         self._create = redis.register_script(job_scripts.CREATE)
+        self._owner_index = redis.register_script(job_scripts.OWNER_INDEX)
         self.fenced = FencedWriter(redis, prefix, retention_s)
+        self._owner_index_built = False  # known to be built (build_owner_index)
 
     def key(self, job_id: str) -> str:
         """The Redis key of the job's record."""
@@ -120,31 +124,99 @@ class JobStore:
             for raw in pipe.execute()
         ]
 
+    def owners(self, job_ids: list[str]) -> list[str | None]:
+        """The owners of several jobs in one round trip, in order (None for none, or a job that is gone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.key(job_id), "owner")
+        return [json.loads(raw) if raw else None for raw in pipe.execute()]
+
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
         return [text(m) for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
 
+    def cancel_queued(self, job_ids: list[str], **fields: Any) -> list[bool]:
+        """Move each of these jobs from queued to cancelled (setting fields), in one round trip; which ones moved."""
+        args: list[str | int] = [
+            json.dumps(encode({"status": "cancelled", **fields})),
+            self.prefix,
+            "",
+            "cancelled",
+            "1",
+            self.retention_s,
+            int(time.time()),
+            "",
+            0,
+            "queued",
+        ]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._move(keys=[self.key(job_id), ""], args=[*args[:2], job_id, *args[3:]], client=pipe)
+        return [bool(result) and result[0] == 1 for result in pipe.execute()]
+
+    def request_cancel_many(self, job_ids: list[str]) -> list[bool]:
+        """request_cancel for several jobs in one round trip; which ones were flagged."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._set_if(
+                keys=[self.key(job_id)],
+                args=[json.dumps(encode({"cancel_requested": True})), "phase", json.dumps("saving"), "running"],
+                client=pipe,
+            )
+        return [result == 1 for result in pipe.execute()]
+
+    def index_key(self, status: str | None = None, owner: str | None = None) -> str:
+        """The sorted set (by sequence number) of every job, or those in status, or owner's (in status)."""
+        mine = f"{self.prefix}:owner:{owner}" if owner is not None else None
+        if status is None:
+            return mine or f"{self.prefix}:jobs"
+        return f"{mine}:status:{status}" if mine else f"{self.prefix}:status:{status}"
+
     def list(
         self, status: str | None, limit: int, cursor: int | None, owner: str | None = None
     ) -> tuple[list[Job], int | None]:
-        """Newest first (owner's jobs only, when given); the cursor is the sequence number of the last job of the previous page."""
-        if owner is not None:
-            index = f"{self.prefix}:owner:{owner}"
-        else:
-            index = f"{self.prefix}:status:{status}" if status else f"{self.prefix}:jobs"
+        """Newest first (owner's jobs only, when given); the cursor is the sequence number of the last job of the previous page.
+
+        Each index holds exactly the jobs listed, so a page reads about limit records whatever the history.
+        """
+        if owner is not None and status is not None and not self._owner_index_built:
+            with suppress(ResponseError):  # Redis refuses writes (at its maxmemory): list from the index as it is
+                self.build_owner_index()
+        index = self.index_key(status, owner)
         top = f"({cursor}" if cursor is not None else "+inf"
         found: list[tuple[Job, int]] = []
         while len(found) <= limit:  # one more than asked: is there a next page?
-            batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
+            batch = scored(
+                self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1 - len(found), withscores=True)
+            )
             if not batch:
                 break
-            for member, score in scored(batch):
-                top = f"({int(score)}"
-                job = self.get(text(member))
+            top = f"({int(batch[-1][1])}"
+            for (_, score), job in zip(batch, self.get_many([text(m) for m, _ in batch])):
+                # A record gone (its retention) or moved since the index was read is left out.
                 if job is not None and (status is None or job.status == status):
                     found.append((job, int(score)))
         page = found[:limit]
         return [job for job, _ in page], (page[-1][1] if len(found) > limit else None)
+
+    def build_owner_index(self, batch: int = 1000) -> int:
+        """Index the jobs written before the per-owner status index existed, once per key prefix; how many were.
+
+        Idempotent and safe beside live moves (each batch is one atomic step, and moves keep the index
+        from then on); the API runs it at start, list() before its first use of the index, and a marker
+        key says it was done.
+        """
+        marker = f"{self.prefix}:index:owner-status"
+        if self.redis.exists(marker):
+            self._owner_index_built = True
+            return 0
+        indexed, start = 0, 0
+        while ids := self.redis.zrange(f"{self.prefix}:jobs", start, start + batch - 1):
+            indexed += int(self._owner_index(args=[self.prefix, *ids]))
+            start += batch
+        self.redis.set(marker, "1")
+        self._owner_index_built = True
+        return indexed
 
     def count_by_status(self) -> dict[str, int]:
         """How many jobs there are in each status (kept as jobs move: no scan)."""
@@ -215,7 +287,9 @@ class JobStore:
         pipe = self.redis.pipeline()
         for job_id, (raw, owner) in found.items():
             if owner and json.loads(owner):
-                pipe.zrem(f"{self.prefix}:owner:{json.loads(owner)}", job_id)
+                pipe.zrem(self.index_key(owner=json.loads(owner)), job_id)
+                if raw is not None:
+                    pipe.zrem(self.index_key(json.loads(raw), json.loads(owner)), job_id)
             pipe.delete(self.key(job_id), self.checkpoint_key(job_id), self.checkpoint_history_key(job_id))
             pipe.zrem(f"{self.prefix}:jobs", job_id)
             pipe.zrem(f"{self.prefix}:finished", job_id)

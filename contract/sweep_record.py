@@ -76,9 +76,31 @@ class Sweep(BaseModel):
     error: str | None = None
 
 
+class SweepSummary(BaseModel):
+    """A sweep as a listing shows it: its progress and leader, without a line per trial (GET /sweeps/{id} has them)."""
+
+    id: str
+    name: str | None = None
+    status: Status
+    owner: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    request: dict[str, Any] = Field(description="The request as validated (params and grid or random).")
+    group_count: int = Field(description="How many groups its trials are trained in.")
+    progress: SweepProgress
+    leader: Ranked | None = Field(None, description="The leaderboard's first place, if a trial has succeeded.")
+    best: Best | None = None
+    mlflow: MlflowLink | None = Field(None, description="The parent run; each trial is a child run of it.")
+    cancel_requested: bool = False
+    error: str | None = None
+
+
 class SweepList(BaseModel):
-    sweeps: list[Sweep]
-    next_cursor: int | None = None
+    """A page of sweeps, newest first."""
+
+    sweeps: list[SweepSummary]
+    next_cursor: int | None = Field(None, description="Pass as ?cursor= for the next page; null on the last.")
 
 
 def trial_of(job: Job, values: dict[str, Any]) -> Trial:

@@ -14,15 +14,18 @@ from typing import Any
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from contract import clock, job_scripts
+from contract import clock, job_scripts, sweep_summary
 from contract.clock import now
 from contract.fence import Fence, Step
-from contract.job import FINISHED, TrialOf, sources
+from contract.job import FINISHED, Job, TrialOf, sources
 from contract.job_store import JobStore, QuotaExceeded, encode
 from contract.params import TrainingParams
 from contract.redis_values import hash_fields, scored, text
 from contract.sweep import SweepRequest
-from contract.sweep_record import Sweep, SweepProgress, leaderboard, trial_of
+from contract.sweep_record import Sweep, SweepProgress, SweepSummary, leaderboard, trial_of
+
+# What trial_of reads of a trial's job record.
+TRIAL_FIELDS = ("status", "progress", "metrics", "evaluation", "stopped_early", "rungs", "pruned", "error", "sweep")
 
 
 class SweepStore:
@@ -31,6 +34,8 @@ class SweepStore:
     def __init__(self, jobs: JobStore):
         self.jobs, self.redis, self.prefix = jobs, jobs.redis, jobs.prefix
         self._set_if = self.redis.register_script(job_scripts.SET_IF)
+        self.tally_script = self.redis.register_script(sweep_summary.TALLY)
+        self.keep_script = self.redis.register_script(sweep_summary.KEEP)
 
     def key(self, sweep_id: str) -> str:
         """The Redis key of the sweep's record."""
@@ -56,10 +61,8 @@ class SweepStore:
                         if self.active(owner) >= max_active:
                             raise QuotaExceeded(f"{max_active} sweeps queued or running")
                         pipe.multi()
-                    self._write(pipe, sweep_id, seq, request, trials, groups, owner)
+                    sweep = self._write(pipe, sweep_id, seq, request, trials, groups, owner)
                     pipe.execute()
-                    sweep = self.get(sweep_id)
-                    assert sweep is not None, "written by the transaction just run"
                     return sweep
                 except WatchError:
                     continue
@@ -73,18 +76,20 @@ class SweepStore:
         trials: list[TrainingParams],
         groups: list[list[int]],
         owner: str | None,
-    ) -> None:
+    ) -> Sweep:
+        """Queue the writes of the sweep and its trials; the sweep as get() will read it (not read back: 256 records)."""
         group_of = {t: g for g, members in enumerate(groups) for t in members}
-        job_ids = [
+        jobs = [
             self.jobs.create(
                 p.model_dump(),
                 p.total_steps,
                 owner=owner,
                 transaction=pipe,
                 sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i]),
-            ).id
+            )
             for i, p in enumerate(trials)
         ]
+        values = request.configurations()
         record = {
             "id": sweep_id,
             "name": request.name,
@@ -93,8 +98,8 @@ class SweepStore:
             "created_at": now(),
             "request": request.model_dump(exclude_none=True),
             "groups": groups,
-            "job_ids": job_ids,
-            "values": request.configurations(),
+            "job_ids": [j.id for j in jobs],
+            "values": values,
             "seq": seq,
             "cancel_requested": False,
         }
@@ -103,6 +108,12 @@ class SweepStore:
         pipe.sadd(self.active_key, sweep_id)
         if owner:
             pipe.zadd(f"{self.prefix}:sweeps:owner:{owner}", {sweep_id: seq})
+        stored = json.loads(json.dumps(record))  # as a read would decode it
+        return Sweep(
+            **{k: v for k, v in stored.items() if k in Sweep.model_fields},
+            progress=SweepProgress(trials=len(jobs)),
+            trials=[trial_of(job, v) for job, v in zip(jobs, stored["values"])],
+        )
 
     @property
     def active_key(self) -> str:
@@ -122,19 +133,30 @@ class SweepStore:
         raw = {text(k): v for k, v in self.redis.hgetall(self.key(sweep_id)).items()}
         return {k: json.loads(v) for k, v in raw.items() if curves or not k.startswith("curves_")} or None
 
+    def head(self, sweep_id: str) -> dict[str, Any] | None:
+        """The sweep's owner, status and trials' job ids, or None: what a cancel needs, without reading the trials."""
+        raw = self.redis.hmget(self.key(sweep_id), "owner", "status", "job_ids")
+        if raw[1] is None:
+            return None
+        return dict(zip(("owner", "status", "job_ids"), (json.loads(v) if v is not None else None for v in raw)))
+
     def get(self, sweep_id: str) -> Sweep | None:
         """The sweep with its trials as their job records say, or None."""
         record = self.raw(sweep_id)
         if record is None:
             return None
-        jobs = self.jobs.get_many(record["job_ids"])
-        trials = [trial_of(job, values) for job, values in zip(jobs, record["values"]) if job is not None]
+        rows = self._trial_rows(record["job_ids"])
+        found = [
+            (trial_of(job, values), job.progress.steps)
+            for job, values in zip(rows, record["values"])
+            if job is not None
+        ]
+        trials = [t for t, _ in found]
         finished = [t for t in trials if t.status in FINISHED]
-        steps = sum(j.progress.steps for j in jobs if j) or 1
+        steps = sum(n for _, n in found) or 1
         done = sum(
-            (1.0 if t.status in FINISHED or t.pruned else t.fraction) * j.progress.steps  # early stops, pruned
-            for t, j in zip(trials, filter(None, jobs))
-        )
+            (1.0 if t.status in FINISHED or t.pruned else t.fraction) * n for t, n in found
+        )  # early stops, pruned
         progress = SweepProgress(
             trials=len(record["job_ids"]),
             finished=len(finished),
@@ -143,6 +165,25 @@ class SweepStore:
         )
         fields = {k: v for k, v in record.items() if k in Sweep.model_fields}
         return Sweep(**fields, progress=progress, trials=trials, leaderboard=leaderboard(trials))
+
+    def _trial_rows(self, job_ids: list[str]) -> list[Job | None]:
+        """The trials' jobs with only the fields a trial's line shows (a whole record each is three times the reading)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.jobs.key(job_id), TRIAL_FIELDS)
+        return [
+            Job.model_validate(
+                {
+                    "id": job_id,
+                    "params": {},
+                    "created_at": "",
+                    **{k: json.loads(v) for k, v in zip(TRIAL_FIELDS, raw) if v is not None},
+                }
+            )
+            if raw[0] is not None
+            else None
+            for job_id, raw in zip(job_ids, pipe.execute())
+        ]
 
     def group_jobs(self, sweep_id: str, group: int) -> list[str]:
         """The job ids of a group's trials, in order (what its task is sent with)."""
@@ -156,13 +197,14 @@ class SweepStore:
             pipe.hget(self.key(text(member)), "status")
         return sum(raw is not None and json.loads(raw) not in FINISHED for raw in pipe.execute())
 
-    def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[Sweep], int | None]:
-        """Newest first (owner's only, when given); the cursor is the sequence number of the last sweep shown."""
+    def list(self, limit: int, cursor: int | None, owner: str | None = None) -> tuple[list[SweepSummary], int | None]:
+        """Newest first (owner's only, when given), summed up without their trials; the cursor is the sequence number
+        of the last sweep shown. One round trip for the page, whatever the history."""
         index = f"{self.prefix}:sweeps:owner:{owner}" if owner else f"{self.prefix}:sweeps"
         top = f"({cursor}" if cursor is not None else "+inf"
         batch = scored(self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True))
-        sweeps = [(s, int(score)) for member, score in batch[:limit] if (s := self.get(text(member)))]
-        return [s for s, _ in sweeps], (int(batch[limit - 1][1]) if len(batch) > limit else None)
+        found = sweep_summary.summaries(self, [text(member) for member, _ in batch[:limit]])
+        return [s for s in found if s is not None], (int(batch[limit - 1][1]) if len(batch) > limit else None)
 
     def update(self, sweep_id: str, **fields: Any) -> None:
         """Overwrite fields other than the status."""

@@ -208,6 +208,14 @@ SCRIPTS: list[tuple[str, str, str, str]] = [
         "`make run`'s data directory: the MLflow database and artifacts, and its own Redis's append-only file.",
     ),
     (
+        "REDIS_MAXMEMORY",
+        "`docker/bin/redis-local`, `compose.yaml`",
+        "`768mb`",
+        "Redis's `maxmemory` (`make run`'s own Redis and Compose's), with `maxmemory-policy noeviction`: past it "
+        "Redis refuses writes (submissions get a 503) and evicts nothing; the API's `/readyz` and `/metrics` say "
+        "when it is near. Kubernetes: the same, in `deploy/kubernetes/base/redis.yaml`, under the container's 1Gi limit.",
+    ),
+    (
         "REDIS_PORT",
         "`docker/bin/redis-local`",
         "`6380`",

@@ -1,21 +1,27 @@
 """The Flask application factory: each call builds an app from the settings it is given."""
 
+import logging
+
 import redis
 from celery import Celery
 from flask import Flask
 from mlflow.tracking import MlflowClient
+from redis.exceptions import RedisError
 
 from contract.dispatch import Dispatch
 from contract.job_store import JobStore
 from contract.sweep_store import SweepStore
-from service import auth, jsonio, limits, metrics, problems
+from service import auth, idempotency, jsonio, limits, metrics, problems
 from service.fast_predict import FastPredict
 from service.idempotency import IdempotencyStore
 from service.load_limit import LoadLimit
 from service.model_cache import ModelCache
 from service.model_resolver import ModelResolver
+from service.record_budget import RecordBudget
 from service.routes import docs, health, jobs, models, predict, sweeps
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -47,6 +53,11 @@ class Services:
             self.redis, settings.redis_url, settings.job_key_prefix, settings.model_loads_per_client
         )
         self.idempotency = IdempotencyStore(self.redis, settings.job_key_prefix, settings.idempotency_ttl_s)
+        self.records = RecordBudget(self.redis, settings.job_key_prefix, settings.max_records_per_hour)
+        try:  # records from before the per-owner status index; else the first listing that needs it builds it
+            self.jobs.build_owner_index()
+        except RedisError:
+            log.warning("Redis does not answer: the per-owner status index is checked at the first listing instead")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -60,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (health.bp, jobs.bp, sweeps.bp, predict.bp, models.bp, docs.bp):
         app.register_blueprint(blueprint)
     metrics.instrument(app, app.extensions["echo"].jobs, settings.prometheus_multiproc_dir)
+    idempotency.install(app)
     auth.install(app, settings)  # before the limiter: a request without a valid token costs no budget
     limits.install(app, settings, app.extensions["echo"].redis)  # reads the declarations of the views above
     # GET /predict's common case, before Flask: a WSGI middleware, installed as Flask's documentation does it.

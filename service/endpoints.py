@@ -39,7 +39,7 @@ class Endpoint:
     error_notes: dict[int, str] = field(default_factory=dict)  # where an error means more than usual here
     # Who may call it once tokens are on: anyone, a token holder, or (PREDICT_REQUIRES_TOKEN) the model users.
     access: Literal["public", "jobs", "models"] = "public"
-    rate_limit: Literal["jobs", "predict"] | None = None
+    rate_limit: Literal["jobs", "predict", "models"] | None = None
 
     @property
     def openapi_path(self) -> str:

@@ -11,20 +11,24 @@ In Redis, per client scope (the token's fingerprint when tokens are on, else one
 the SHA-256 of the validated parameters (defaults filled in, the seed as sent: a replay returns
 the seed the first request drew). The first request reserves the key with SET NX before it
 creates the job, so concurrent duplicates make exactly one job: the others wait for its id
-(up to WAIT_S, then 409 with Retry-After). A reservation whose request died lapses after
-PENDING_TTL_S; a request that fails (503) gives its reservation back, so a retry can succeed.
+(up to WAIT_S, then 409 with Retry-After). While its request runs, a reservation is renewed every
+third of PENDING_TTL_S (compare-and-set: only its own), so a slow request never loses its key to a
+retry; one whose request died (its process gone) lapses after PENDING_TTL_S; a request that fails
+(503) gives its reservation back, so a retry can succeed.
 """
 
 import hashlib
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import request
+from flask import Flask, g, has_request_context, request
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -77,6 +81,11 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+log = logging.getLogger(__name__)
 
 
 def header_key() -> str | None:
@@ -112,18 +121,41 @@ class Claim:
     value: str
     fingerprint: str
     job_id: str | None = None
+    renewal: "Renewal | None" = field(default=None, compare=False, repr=False)
+
+
+class Renewal:
+    """Keeps a reservation from lapsing while its request runs: its TTL renewed every third of it, if still its own."""
+
+    def __init__(self, store: "IdempotencyStore", claim: Claim):
+        self.store, self.claim, self._stopped = store, claim, threading.Event()
+        threading.Thread(target=self._run, name="idempotency-renewal", daemon=True).start()
+
+    def _run(self) -> None:
+        ttl_ms = int(self.store.pending_ttl_s * 1000)
+        while not self._stopped.wait(self.store.pending_ttl_s / 3):
+            try:
+                if not self.store._renew(keys=[self.claim.redis_key], args=[self.claim.value, ttl_ms]):
+                    return  # completed, released, or lapsed and taken: no longer this request's
+            except RedisError:  # tried again at the next third; it lapses only if Redis stays away
+                log.warning("could not renew an Idempotency-Key reservation", exc_info=True)
+
+    def stop(self) -> None:
+        """Stop renewing (the request completed, gave the key back or ended)."""
+        self._stopped.set()
 
 
 class IdempotencyStore:
     """Idempotency keys in Redis."""
 
     def __init__(
-        self, redis: Redis, prefix: str, ttl_s: int, wait_s: float = WAIT_S, pending_ttl_s: int = PENDING_TTL_S
+        self, redis: Redis, prefix: str, ttl_s: int, wait_s: float = WAIT_S, pending_ttl_s: float = PENDING_TTL_S
     ):
         self.redis, self.prefix, self.ttl_s = redis, prefix, ttl_s
         self.wait_s, self.pending_ttl_s = wait_s, pending_ttl_s
         self._complete = redis.register_script(_COMPLETE)
         self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
 
     def redis_key(self, scope: str, key: str) -> str:
         """Where a client's key is kept (hashed: any printable key, bounded size)."""
@@ -135,7 +167,7 @@ class IdempotencyStore:
         reservation = json.dumps({"fingerprint": fingerprint, "owner": uuid.uuid4().hex})
         deadline = time.monotonic() + self.wait_s
         while True:
-            if self.redis.set(redis_key, reservation, nx=True, ex=self.pending_ttl_s):
+            if self.redis.set(redis_key, reservation, nx=True, px=int(self.pending_ttl_s * 1000)):
                 return Claim(redis_key, reservation, fingerprint)
             raw = self.redis.get(redis_key)
             if raw is None:
@@ -159,23 +191,48 @@ class IdempotencyStore:
                 )
             time.sleep(POLL_S)
 
+    def hold(self, claim: Claim) -> Claim:
+        """Renew a reservation until it is completed or released (or stop() is called on its renewal)."""
+        if claim.job_id is None and claim.renewal is None:
+            claim.renewal = Renewal(self, claim)
+        return claim
+
     def complete(self, claim: Claim, job_id: str) -> None:
         """Record the job the reservation made; kept for the TTL."""
+        if claim.renewal is not None:
+            claim.renewal.stop()
         value = json.dumps({"fingerprint": claim.fingerprint, "job_id": job_id})
         self._complete(keys=[claim.redis_key], args=[claim.value, value, self.ttl_s])
 
     def release(self, claim: Claim) -> None:
         """Give the key back (the request failed, or its job is gone), if it is still this claim's."""
+        if claim.renewal is not None:
+            claim.renewal.stop()
         self._release(keys=[claim.redis_key], args=[claim.value])
 
 
 def claim_for(store: IdempotencyStore, scope: str, key: str, fingerprint: str, exists: Callable[[str], bool]) -> Claim:
-    """Reserve key for a new submission, or the claim of what it already made (if exists(its id) still holds)."""
+    """Reserve key for a new submission, held while the request runs, or the claim of what it already made (if
+    exists(its id) still holds)."""
     while True:
         claim = store.claim(scope, key, fingerprint)
-        if claim.job_id is None or exists(claim.job_id):
+        if claim.job_id is None:
+            if has_request_context():  # the request's end stops the renewal, whatever happened (install)
+                g.setdefault("idempotency_claims", []).append(claim)
+            return store.hold(claim)
+        if exists(claim.job_id):
             return claim
         store.release(claim)  # what it made is gone: the key starts afresh
+
+
+def install(app: Flask) -> None:
+    """Stop renewing a request's reservations when it ends: one that ended without recording its job lets its key lapse."""
+
+    @app.teardown_request
+    def _stop_renewals(_error: BaseException | None) -> None:
+        for claim in g.pop("idempotency_claims", []):
+            if claim.renewal is not None:
+                claim.renewal.stop()
 
 
 def release_quietly(store: IdempotencyStore, claim: Claim | None) -> None:

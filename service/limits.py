@@ -1,9 +1,9 @@
-"""Per-client rate limits of POST /jobs and /predict: Flask-Limiter, counted in the API's Redis.
+"""Per-client rate limits of POST /jobs, /predict and GET /models: Flask-Limiter, counted in the API's Redis.
 
 A client is its token (by fingerprint, never the token itself) when the request carries a valid
 one, else its address. POST /jobs counts the jobs it accepts (202: validation errors and
 idempotent replays are free) and is refused once a client's count is full; GET and POST /predict
-share one budget and count every request. Over a limit the answer is 429, a problem document
+share one budget and count every request; GET /models counts every page. Over a limit the answer is 429, a problem document
 with Retry-After (seconds); the limited endpoints also answer X-RateLimit-Limit, -Remaining and
 -Reset. Fixed windows: "30/minute" allows 30 in each minute from a client's first request.
 
@@ -38,7 +38,11 @@ def limit_of(endpoint: Endpoint | None, settings: Settings) -> str | None:
     """The rate limit the endpoint has under these settings ('30/minute'), or None."""
     if endpoint is None or endpoint.rate_limit is None:
         return None
-    return {"jobs": settings.rate_limit_jobs, "predict": settings.rate_limit_predict}[endpoint.rate_limit] or None
+    return {
+        "jobs": settings.rate_limit_jobs,
+        "predict": settings.rate_limit_predict,
+        "models": settings.rate_limit_models,
+    }[endpoint.rate_limit] or None
 
 
 def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | None:
@@ -81,8 +85,11 @@ def install(app: Flask, settings: Settings, store: redis.Redis) -> Limiter | Non
         return request.endpoint not in limited
 
     for name, (endpoint, limit) in limited.items():
-        if endpoint.rate_limit == "jobs":  # only accepted jobs count
+        kind = endpoint.rate_limit
+        if kind == "jobs":  # only accepted jobs count
             wrap = limiter.limit(limit, deduct_when=lambda r: r.status_code == 202)
+        elif kind == "models":  # every page of /models counts
+            wrap = limiter.limit(limit)
         else:  # every prediction request counts, GET and POST in one budget
             wrap = limiter.shared_limit(limit, scope="predict")
         view = cast(Callable[..., ResponseReturnValue], app.view_functions[name])  # the views are synchronous

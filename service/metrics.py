@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API: request latency, jobs by status, queue length, model cache."""
+"""Prometheus metrics of the API: request latency, jobs by status, queue length, model cache, Redis memory."""
 
 import logging
 import time
@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from contract.job_store import JobStore
 from contract.logs import job_id_var
+from service import redis_memory
 from service.endpoints import Answer, Endpoint, route
 
 log = logging.getLogger("service.requests")
@@ -28,7 +29,7 @@ MODEL_LOADS = Counter("echo_rnn_model_loads_total", "Models loaded from MLflow i
 
 
 class JobCollector:
-    """Jobs by status and the queue's length, read from Redis at scrape time."""
+    """Jobs by status, the queue's length and Redis's memory against its maxmemory, read from Redis at scrape time."""
 
     def __init__(self, jobs: JobStore, queue: str = "celery"):
         self.jobs, self.queue = jobs, queue
@@ -42,18 +43,23 @@ class JobCollector:
             "What the workers' watchdog did: jobs taken over, messages sent again, sweeps finished, and its errors.",
             labels=["event"],
         )
+        used = GaugeMetricFamily("echo_rnn_redis_used_memory_bytes", "Memory Redis uses (INFO memory).")
+        bound = GaugeMetricFamily(
+            "echo_rnn_redis_maxmemory_bytes", "Redis's maxmemory (0: none); past it, writes are refused."
+        )
         try:
             for status, count in sorted(self.jobs.count_by_status().items()):
                 by_status.add_metric([status], count)
             queue.add_metric([], self.jobs.redis.llen(self.queue))
             counted = self.jobs.redis.hgetall(f"{self.jobs.prefix}:reconciler")
+            memory = redis_memory.read(self.jobs.redis)
         except RedisError:
             return
         for event in RECONCILER_EVENTS:
             reconciler.add_metric([event], int(counted.get(event.encode(), 0)))
-        yield by_status
-        yield queue
-        yield reconciler
+        used.add_metric([], memory.used)
+        bound.add_metric([], memory.max)
+        yield from (by_status, queue, reconciler, used, bound)
 
 
 def instrument(app: Flask, jobs: JobStore, multiprocess_dir: str | None) -> None:

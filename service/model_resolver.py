@@ -4,9 +4,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from redis.exceptions import RedisError
 
 from contract import provenance
 from contract.job_store import JobStore
@@ -68,6 +70,7 @@ class ModelResolver:
                 info, owner = call_mlflow(lambda: self._ask_job(parsed, key, can_see))
             else:
                 info = call_mlflow(lambda: self._ask(parsed, ref or "the champion"))
+                info = replace(info, owner=self._owner_of(info.job_id))
         except Problem as problem:
             if problem.status != 503 or cached is None or not still_usable(cached[1]):
                 raise
@@ -102,7 +105,17 @@ class ModelResolver:
         if model is None:
             raise Problem(404, "No model yet", f"job {ref.job_id} is {job.status} and has no saved model")
         version = or_not_found(lambda: self.client.get_model_version(model.name, model.version), text)
-        return ModelInfo.of(version), job.owner
+        info = ModelInfo.of(version)
+        return replace(info, owner=job.owner if info.job_id == job.id else self._owner_of(info.job_id)), job.owner
+
+    def _owner_of(self, job_id: str | None) -> str | None:
+        """Who submitted the job that trained a version (answers name its job only to those who may see it)."""
+        if not job_id:
+            return None
+        try:
+            return self.jobs.owners([job_id])[0]
+        except RedisError:  # unknown: the job's id is shown to those who see every job only
+            return None
 
     def _ask(self, ref: model_refs.ModelRef, text: str) -> ModelInfo:
         if ref.kind == "default":

@@ -86,7 +86,10 @@ class ModelOut(BaseModel):
     version: str
     uri: str
     run_id: str | None
-    job_id: str | None
+    job_id: str | None = Field(
+        description="The job that trained it; null when the caller may not see that job "
+        "(another token's) or it is gone."
+    )
 
 
 class EchoResult(BaseModel):
@@ -138,7 +141,20 @@ class ModelVersion(ModelOut):
 
 
 class ModelList(BaseModel):
+    """A page of registered versions, newest first."""
+
     models: list[ModelVersion]
+    next_cursor: int | None = Field(None, description="Pass as ?cursor= for the next page; null on the last.")
+
+
+class ModelListQuery(BaseModel):
+    """Query of GET /models."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(100, ge=1, le=100)
+    cursor: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="next_cursor of the previous page: versions below this number"
+    )
 
 
 class BackfillQueued(BaseModel):
@@ -169,6 +185,9 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    status: str
+    status: Literal["ready", "degraded"] = Field(
+        description="degraded: Redis is past REDIS_MEMORY_WARN_FRACTION of its maxmemory (at it, /readyz is a 503)"
+    )
     redis: str
     mlflow: str
+    redis_memory: float | None = Field(None, description="Redis's used memory over its maxmemory; null without one.")

@@ -5,7 +5,7 @@ import re
 from typing import Annotated, Any
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from contract.settings import CommonSettings
@@ -83,6 +83,23 @@ class Settings(CommonSettings):
         description="Sweeps one token may have queued or running at once (their trials do not count "
         "towards MAX_ACTIVE_JOBS_PER_TOKEN); the next is a 429.",
     )
+    max_records_per_hour: int = Field(
+        4096,
+        ge=0,
+        description="Jobs and sweep trials one client (its token, else its address) may create in any hour, "
+        "counted when made whatever happens to them after (a DELETE gives none back); past it "
+        "a 429. At least MAX_SWEEP_TRIALS; 0: no budget.",
+    )
+    rate_limit_models: str = Field(
+        "300/minute", description="Requests to GET /models (a page each) per client; empty: no limit."
+    )
+    redis_memory_warn_fraction: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of Redis's maxmemory past which /readyz answers degraded (still 200); "
+        "at maxmemory itself Redis refuses writes and /readyz answers 503.",
+    )
     sweep_group_size: int = Field(
         32, ge=1, le=256, description="Most trials of the same shapes a worker trains together, as one task."
     )
@@ -119,7 +136,16 @@ class Settings(CommonSettings):
                 )
         return tokens
 
-    @field_validator("rate_limit_jobs", "rate_limit_predict", "model_loads_per_client")
+    @model_validator(mode="after")
+    def _budget_takes_a_sweep(self) -> "Settings":
+        if self.max_records_per_hour and self.max_records_per_hour < self.max_sweep_trials:
+            raise ValueError(
+                f"MAX_RECORDS_PER_HOUR ({self.max_records_per_hour}) must be 0 or at least MAX_SWEEP_TRIALS "
+                f"({self.max_sweep_trials}): a largest sweep would never fit"
+            )
+        return self
+
+    @field_validator("rate_limit_jobs", "rate_limit_predict", "rate_limit_models", "model_loads_per_client")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         value = value.strip()

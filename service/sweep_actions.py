@@ -8,6 +8,7 @@ from contract import tasks
 from contract.clock import now
 from contract.job import FINISHED
 from contract.sweep_record import Sweep
+from contract.sweep_summary import summaries
 from service import queueing
 from service.problems import Problem
 
@@ -35,23 +36,25 @@ def enqueue(s: "Services", sweep: Sweep) -> None:
         ) from exc
 
 
-def cancel(s: "Services", sweep: Sweep) -> bool:
-    """Cancel every queued trial, ask every running one to stop; whether some trial is still running."""
-    s.sweeps.request_cancel(sweep.id)
-    for trial in sweep.trials:
-        if trial.status in FINISHED:
-            continue
-        # A trial that started since it was read is not queued any more: ask it to stop instead.
-        if not s.jobs.move(trial.job_id, "cancelled", only_from={"queued"}, finished_at=now()):
-            s.jobs.request_cancel(trial.job_id)
+def cancel(s: "Services", sweep_id: str, job_ids: list[str]) -> tuple[Sweep, bool]:
+    """Cancel every queued trial, ask every running one to stop (a round trip each, for all trials); the sweep as it
+    is then, and whether some trial is still running."""
+    s.sweeps.request_cancel(sweep_id)
+    cancelled = s.jobs.cancel_queued(job_ids, finished_at=now())
+    # A trial not queued any more runs (or has ended, and the flag changes nothing): ask it to stop.
+    s.jobs.request_cancel_many([job_id for job_id, done in zip(job_ids, cancelled) if not done])
     # A sweep that never started ends here, its groups out of their queue; a started one is ended by its
     # last group, which closes its parent run and registers nothing once it was cancelled (its groups
     # still waiting are sent in their turn, and skipped and counted by the worker that takes them).
-    after = s.sweeps.get(sweep.id)
-    if after is None:  # pruned meanwhile: nothing of it is left running
-        return False
-    if all(t.status in FINISHED for t in after.trials) and s.sweeps.move(sweep.id, "cancelled", only_from={"queued"}):
-        for g in range(len(sweep.groups)):
-            queueing.withdraw(s, tasks.group_name(sweep.id, g))
-        return False
-    return after.status not in FINISHED
+    after = s.sweeps.get(sweep_id)
+    if after is None:  # its retention ended meanwhile: nothing of it is left
+        raise Problem(404, "Unknown sweep", f"no sweep {sweep_id}")
+    stamp = now()
+    if all(t.status in FINISHED for t in after.trials) and s.sweeps.move(
+        sweep_id, "cancelled", only_from={"queued"}, finished_at=stamp
+    ):
+        for g in range(len(after.groups)):
+            queueing.withdraw(s, tasks.group_name(sweep_id, g))
+        summaries(s.sweeps, [sweep_id])  # its tally kept now: listings read it as one field
+        return after.model_copy(update={"status": "cancelled", "finished_at": stamp}), False
+    return after, after.status not in FINISHED

@@ -37,6 +37,27 @@ def test_a_redis_with_its_append_only_file_is_used_quietly(tmp_path):
         durable.stop()
 
 
+def test_a_redis_that_would_evict_is_used_with_a_warning(tmp_path):
+    evicting = RedisServer(tmp_path / "evicting", appendonly=True).start()
+    try:
+        redis.Redis.from_url(evicting.url).config_set("maxmemory-policy", "allkeys-lru")
+        done = redis_local(REDIS_URL=evicting.url, ECHO_RNN_DATA=str(tmp_path))
+        assert done.returncode == 0 and done.stdout.split() == [evicting.url, "existing"], done
+        assert "evicts keys when full (maxmemory-policy allkeys-lru)" in done.stderr, done.stderr
+    finally:
+        evicting.stop()
+
+
+def test_its_own_redis_with_another_bound(tmp_path):
+    port = free_port()
+    started = redis_local(REDIS_PORT=str(port), ECHO_RNN_DATA=str(tmp_path), REDIS_MAXMEMORY="64mb")
+    assert started.returncode == 0, started
+    try:
+        assert redis.Redis(port=port).config_get("maxmemory")["maxmemory"] == str(64 * 2**20)
+    finally:
+        os.kill(int((tmp_path / "redis.pid").read_text()), signal.SIGTERM)
+
+
 def test_its_own_redis_keeps_queued_jobs_through_a_sigkill_and_restart(tmp_path):
     port = free_port()
     started = redis_local(REDIS_PORT=str(port), ECHO_RNN_DATA=str(tmp_path))
@@ -46,6 +67,8 @@ def test_its_own_redis_keeps_queued_jobs_through_a_sigkill_and_restart(tmp_path)
     try:
         client = redis.Redis.from_url(url)
         assert client.config_get("appendonly")["appendonly"] == "yes"
+        assert client.config_get("maxmemory")["maxmemory"] == str(768 * 2**20), "REDIS_MAXMEMORY's default, 768mb"
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         store = JobStore(client)
         queued = [store.create({"num_epochs": 1}, steps=1) for _ in range(3)]
         sender = Celery("test-sender", broker=url, set_as_current=False)

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.cli.api import Api, handled
-from service.cli.output import dump, num, out, when
+from service.cli.output import dump, err, num, out, when
 
 PREDICT_TIMEOUT_S = 120.0  # the first prediction with a model loads it
 
@@ -60,13 +60,20 @@ models_app = typer.Typer(name="models", help="The registered model versions.", i
 @models_app.callback()
 @handled
 def models(
-    ctx: typer.Context, json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="Versions per page (1-100).")] = 100,
+    cursor: Annotated[
+        int | None, typer.Option(help="Where the page starts: the cursor the previous page printed.")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")] = False,
 ) -> None:
     """List the registered model versions, newest first, with their job, run and final metrics."""
     if ctx.invoked_subcommand is not None:
         return
     api: Api = ctx.obj
-    answer = api.call("GET", "/models", timeout=30)
+    answer = api.call(
+        "GET", "/models", params={"limit": limit, **({"cursor": cursor} if cursor is not None else {})}, timeout=30
+    )
     if json:
         return dump(answer)
     table = Table("version", "aliases", "job", "run", "echo_accuracy", "loss", "created (UTC)", box=None)
@@ -81,6 +88,8 @@ def models(
             when(v["created_at"]),
         )
     out.print(table if answer["models"] else "no registered models yet")
+    if answer.get("next_cursor") is not None:
+        err.print(f"more: echo-rnn models --cursor {answer['next_cursor']} --limit {limit}", markup=False)
 
 
 @models_app.command()

@@ -122,7 +122,7 @@ def sweeps(page: dict) -> Table:
     """The list of sweeps."""
     table = Table("id", "name", "status", "progress", "trials", "succeeded", "best acc.", "created (UTC)", box=None)
     for s in page["sweeps"]:
-        p, top = s["progress"], (s["leaderboard"] or [{}])[0]
+        p, top = s["progress"], s.get("leader") or {}
         table.add_row(
             s["id"],
             s.get("name") or "-",

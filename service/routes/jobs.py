@@ -10,7 +10,7 @@ from contract.clock import now
 from contract.job import FINISHED, Job
 from contract.job_store import QuotaExceeded
 from contract.params import TrainingParams
-from service import auth, idempotency, queueing
+from service import auth, idempotency, limits, queueing, record_budget
 from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
@@ -32,8 +32,9 @@ SUBMIT = Endpoint(
     errors=(400, 409, 413, 415, 422, 429, 503),
     headers=(idempotency.PARAMETER,),
     error_notes={
-        429: "Over this client's rate limit, or (with tokens) the token already has MAX_ACTIVE_JOBS_PER_TOKEN jobs "
-        "queued or running; retry after Retry-After seconds",
+        429: "Over this client's rate limit, over its MAX_RECORDS_PER_HOUR (jobs and sweep trials made in the last "
+        "hour, deleted ones too), or (with tokens) the token already has MAX_ACTIVE_JOBS_PER_TOKEN jobs queued or "
+        "running; retry after Retry-After seconds",
         409: idempotency.CONFLICT,
         422: f"Invalid parameters (errors names each field), {idempotency.REUSED}",
     },
@@ -57,7 +58,7 @@ def submit() -> Response:
     key = idempotency.header_key()
     validated = parse(TrainingParams, json_body(), "body")
     s = services()
-    claim = None
+    claim = reservation = None
     try:
         if key is not None:
             claim = _claim(key, idempotency.fingerprint(validated.model_dump()))
@@ -66,21 +67,22 @@ def submit() -> Response:
         params = validated.resolved()
         owner = auth.client_id() if s.settings.tokens_on else None
         quota = s.settings.max_active_jobs_per_token if owner else 0
+        reservation = s.records.reserve(limits.client_key(), 1)
         job = s.jobs.create(params.model_dump(), params.total_steps, owner=owner, quota=quota)
-    except QuotaExceeded as exc:
-        if claim is not None:
-            _release(claim)
-        raise Problem(
-            429,
-            "Too Many Requests",
-            f"this token already has {quota} jobs queued or running (MAX_ACTIVE_JOBS_PER_TOKEN); "
-            "submit more once some have finished",
-            headers={"Retry-After": "30"},
-        ) from exc
-    except RedisError as exc:
-        if claim is not None:
-            _release(claim)
-        raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
+    except (QuotaExceeded, RedisError, Problem) as exc:  # nothing was written: the key and the record go back
+        _release(claim)
+        record_budget.give_back_quietly(s.records, reservation)
+        if isinstance(exc, QuotaExceeded):
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"this token already has {quota} jobs queued or running (MAX_ACTIVE_JOBS_PER_TOKEN); "
+                "submit more once some have finished",
+                headers={"Retry-After": "30"},
+            ) from exc
+        if isinstance(exc, RedisError):
+            raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
+        raise
     try:
         queueing.queue(s, owner, [(tasks.train_job(job.id, params.model_dump()), [job.id])])
     except RedisError as exc:
@@ -115,7 +117,7 @@ def _replay(job_id: str) -> Response:
     return resp
 
 
-def _release(claim: idempotency.Claim) -> None:
+def _release(claim: idempotency.Claim | None) -> None:
     idempotency.release_quietly(services().idempotency, claim)
 
 

@@ -10,21 +10,39 @@ from contract import tasks
 from service import auth
 from service.endpoints import Answer, Endpoint, route
 from service.mlflow_errors import call_mlflow
-from service.model_versions import list_versions
+from service.model_versions import hide_unseen_jobs, list_versions
 from service.problems import Problem
-from service.routes import services
-from service.schemas import BackfillQueued, ModelList
+from service.routes import parse, query_args, services
+from service.schemas import BackfillQueued, ModelList, ModelListQuery
 
 bp = Blueprint("models", __name__)
 
 
-@route(bp, Endpoint("get", "/models", (Answer(200, ModelList),), (503,), access="models"))
+@route(
+    bp,
+    Endpoint(
+        "get",
+        "/models",
+        (Answer(200, ModelList),),
+        (400, 422, 429, 503),
+        query=ModelListQuery,
+        access="models",
+        rate_limit="models",
+        error_notes={429: "Over this client's RATE_LIMIT_MODELS"},
+    ),
+)
 def index() -> Response:
-    """Registered versions, newest first, with their run, job and final metrics."""
+    """Registered versions, newest first, a page at a time, with their run, job (when the caller may see it) and final metrics; ?limit=, ?cursor=."""
+    query = parse(ModelListQuery, query_args(), "query")
     s = services()
-    return jsonify(
-        models=call_mlflow(lambda: list_versions(s.mlflow, s.settings.registered_model, s.settings.champion_alias))
+    listed, cursor = call_mlflow(
+        lambda: list_versions(
+            s.mlflow, s.settings.registered_model, s.settings.champion_alias, query.limit, query.cursor
+        )
     )
+    if not auth.sees_everything():
+        call_mlflow(lambda: hide_unseen_jobs(listed, s.jobs.owners, auth.can_see))  # a Redis failure is a 503 too
+    return jsonify(models=listed, next_cursor=cursor)
 
 
 @route(

@@ -37,7 +37,8 @@ def echo(
 ) -> tuple[dict, list[dict]]:
     """Run the model on bit strings of any lengths, grouped by length bucket; the model info and one result each.
 
-    can_see(owner) says whose jobs' models the caller may name; a version this process must load first
+    can_see(owner) says whose jobs' models the caller may name, and whose job ids the answer shows; a version
+    this process must load first
     counts against client's loads (None: this caller may not cause a load, service.fast_predict's case,
     which calls this without Flask globals).
     """
@@ -58,7 +59,7 @@ def echo(
     for rows in groups.values():
         group = [sequences[r] for r in rows]
         results.update(zip(rows, _run(model, group)))
-    return info.as_dict(), [results[r] for r in range(len(sequences))]
+    return info.as_dict(can_see), [results[r] for r in range(len(sequences))]
 
 
 class NotLoaded(Exception):

@@ -9,7 +9,7 @@ from contract.job import FINISHED
 from contract.job_store import QuotaExceeded
 from contract.sweep import SweepRequest, group
 from contract.sweep_record import Sweep, SweepList
-from service import auth, idempotency, sweep_actions
+from service import auth, idempotency, limits, record_budget, sweep_actions
 from service.endpoints import Answer, Endpoint, route
 from service.problems import Problem
 from service.routes import json_body, parse, query_args, services
@@ -35,8 +35,9 @@ SUBMIT = Endpoint(
         409: idempotency.CONFLICT,
         422: "Invalid request: errors names each field (an invalid trial by the parameter to change, such as "
         f"grid.state_size), more trials than MAX_SWEEP_TRIALS, {idempotency.REUSED}",
-        429: "Over this client's rate limit (a sweep counts as one submission), or (with tokens) the token already "
-        "has MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
+        429: "Over this client's rate limit (a sweep counts as one submission), over its MAX_RECORDS_PER_HOUR (a "
+        "sweep counts each trial; deleted ones count too), or (with tokens) the token already has "
+        "MAX_ACTIVE_SWEEPS_PER_TOKEN sweeps queued or running; retry after Retry-After seconds",
     },
 )
 
@@ -103,11 +104,15 @@ def _create(request: SweepRequest, owner: str | None) -> Sweep:
     s = services()
     trials = request.trials()
     most = s.settings.max_active_sweeps_per_token
+    reservation = s.records.reserve(limits.client_key(), len(trials))
     try:
         sweep = s.sweeps.create(
             request, trials, group(trials, s.settings.sweep_group_size), owner=owner, max_active=most
         )
-    except QuotaExceeded as exc:
+    except (QuotaExceeded, RedisError) as exc:  # nothing was written: its records go back
+        record_budget.give_back_quietly(s.records, reservation)
+        if isinstance(exc, RedisError):
+            raise
         raise Problem(
             429,
             "Too Many Requests",
@@ -137,11 +142,11 @@ def show(sweep_id: str) -> Response:
 
 @route(bp, Endpoint("get", "/sweeps", (Answer(200, SweepList),), (400, 422, 503), query=SweepListQuery, access="jobs"))
 def index() -> Response:
-    """Sweeps, newest first (a token's own; every sweep for an admin token); ?limit=, ?cursor=."""
+    """Sweeps, newest first, each summed up without its trials (a token's own; every sweep for an admin token); ?limit=, ?cursor=."""
     query = parse(SweepListQuery, query_args(), "query")
     owner = None if auth.sees_everything() else auth.client_id()
     sweeps, cursor = services().sweeps.list(query.limit, query.cursor, owner=owner)
-    return jsonify(sweeps=[_sweep(s) for s in sweeps], next_cursor=cursor)
+    return jsonify(sweeps=[s.model_dump(mode="json") for s in sweeps], next_cursor=cursor)
 
 
 @route(
@@ -160,10 +165,12 @@ def index() -> Response:
 )
 def cancel(sweep_id: str) -> Response:
     """Cancel a sweep: every queued trial never runs, every running one stops at its next check."""
-    sweep = _get(sweep_id)
-    if sweep.status in FINISHED:
-        raise Problem(409, "Conflict", f"sweep {sweep_id} has already {sweep.status}")
-    running = sweep_actions.cancel(services(), sweep)
-    resp = jsonify(_sweep(_get(sweep_id)))
+    head = services().sweeps.head(sweep_id)
+    if head is None or not auth.can_see(head["owner"]):
+        raise Problem(404, "Not Found", f"no sweep {sweep_id}")
+    if head["status"] in FINISHED:
+        raise Problem(409, "Conflict", f"sweep {sweep_id} has already {head['status']}")
+    after, running = sweep_actions.cancel(services(), sweep_id, head["job_ids"])
+    resp = jsonify(_sweep(after))
     resp.status_code = 202 if running else 200
     return resp

@@ -35,6 +35,12 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
     # Checkpoints: what changed beside the whole checkpoint, each with Redis's memory, AOF and latency.
     assert ratio(lines, "largest checkpoint write, the whole checkpoint's over ours: ") > 0
     assert sum(line.strip().startswith("LATENCY LATEST: ") for line in lines) == 2, done.stdout
+    # Records: both sides of the churn, both listings, the ratios.
+    assert ratio(lines, "redis growth without the budget over with it: ") > 0
+    assert any(line.startswith("target churn: Redis grew ") for line in lines), done.stdout
+    assert sum(line.startswith("| GET /") for line in lines) == 4 and any(
+        line.startswith("listing cost of A") for line in lines
+    )
     assert ratio(lines, "sweep speedup vs sequential jobs: ") > 0
     halving = [line for line in lines if line.startswith("halving sweep vs full sweep: ")]
     assert halving and re.fullmatch(

@@ -168,3 +168,76 @@ def test_an_owners_listing_holds_only_its_jobs_with_the_status_filter_too(store)
     assert [j.id for j in store.list(None, 10, None, owner="token:a")[0]] == [j.id for j in mine[::-1]]
     assert [j.id for j in store.list("running", 10, None, owner="token:a")[0]] == [mine[1].id]
     assert store.list("running", 10, None, owner="token:b")[0] == []
+
+
+def owner_index_is_true(store: JobStore, owners: list[str]) -> None:
+    """Each owner's status index holds exactly its jobs in that status, as their records say."""
+    for owner in owners:
+        mine = {m.decode() for m in store.redis.zrange(store.index_key(owner=owner), 0, -1)}
+        for status in ("queued", "running", "succeeded", "failed", "cancelled"):
+            indexed = {m.decode() for m in store.redis.zrange(store.index_key(status, owner), 0, -1)}
+            assert indexed == {j for j in mine if store.get(j).status == status}, (owner, status)
+
+
+def test_the_owner_status_index_follows_moves_fenced_ends_takeovers_and_pruning(redis_client):
+    store = JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=1)
+    owners = ["token:a", "token:b"]
+    jobs = [store.create({"num_epochs": 1}, steps=1, owner=owners[i % 2]) for i in range(12)]
+    store.create({"num_epochs": 1}, steps=1)  # no owner: in no owner's index
+    owner_index_is_true(store, owners)
+    for job in jobs[:8]:
+        store.move(job.id, "running", lease=Lease(f"attempt-{job.id}", 30_000))
+    store.move(jobs[8].id, "cancelled", only_from={"queued"})
+    owner_index_is_true(store, owners)
+    store.move(jobs[0].id, "running", only_from={"running"})  # a takeover: running again, nothing moves
+    store.move(jobs[1].id, "failed", error="worker lost")  # the reconciler's end
+    for job, status in zip(jobs[2:5], ("succeeded", "failed", "cancelled")):  # an attempt's fenced end
+        fence = Fence(f"attempt-{job.id}", (store.lease_key(job.id),))
+        assert store.fenced.run(
+            Step(fence).move(store.key(job.id), job.id, status, encode({"phase": None})), release=True
+        ) == [1]
+    owner_index_is_true(store, owners)
+    running, _ = store.list("running", 10, None, owner="token:a")
+    assert {j.id for j in running} == {jobs[i].id for i in (0, 6)}
+    time.sleep(2.1)
+    assert store.prune() == 5
+    owner_index_is_true(store, owners)
+    assert not redis_client.zcard(store.index_key("succeeded", "token:a"))
+
+
+def test_records_from_before_the_owner_status_index_are_indexed_once(store):
+    old = [store.create({"num_epochs": 1}, steps=1, owner="token:a") for _ in range(5)]
+    store.move(old[1].id, "running")
+    store.move(old[2].id, "cancelled")
+    for status in ("queued", "running", "cancelled"):  # as a store without the index left them
+        store.redis.delete(store.index_key(status, "token:a"))
+    assert not store.redis.exists(f"{store.prefix}:index:owner-status")
+    assert store.build_owner_index(batch=2) == 5  # what the API does at start
+    assert [j.id for j in store.list("running", 10, None, owner="token:a")[0]] == [old[1].id]
+    assert [j.id for j in store.list("queued", 10, None, owner="token:a")[0]] == [old[4].id, old[3].id, old[0].id]
+    owner_index_is_true(store, ["token:a"])
+    store.redis.delete(store.index_key("queued", "token:a"))
+    assert store.build_owner_index() == 0, "once per key prefix"
+
+
+def test_without_a_start_the_first_listing_builds_the_owner_status_index(store):
+    old = [store.create({"num_epochs": 1}, steps=1, owner="token:a") for _ in range(3)]
+    store.move(old[0].id, "running")
+    for status in ("queued", "running"):
+        store.redis.delete(store.index_key(status, "token:a"))
+    fresh = JobStore(store.redis, prefix=store.prefix)  # another process, whose start found Redis down
+    assert [j.id for j in fresh.list("running", 10, None, owner="token:a")[0]] == [old[0].id]
+    assert [j.id for j in fresh.list("queued", 10, None, owner="token:a")[0]] == [old[2].id, old[1].id]
+
+
+def test_a_page_of_one_status_reads_about_limit_records_whatever_the_history(store):
+    for _ in range(300):
+        job = store.create({"num_epochs": 1}, steps=1, owner="token:a")
+        store.move(job.id, "cancelled")
+    running = store.create({"num_epochs": 1}, steps=1, owner="token:a")
+    store.move(running.id, "running")
+    read: list[int] = []
+    get_many = store.get_many
+    store.get_many = lambda ids: read.append(len(ids)) or get_many(ids)
+    page, cursor = store.list("running", 1, None, owner="token:a")
+    assert [j.id for j in page] == [running.id] and cursor is None and sum(read) == 1

@@ -6,6 +6,7 @@ import pytest
 
 from contract.job_store import JobStore, QuotaExceeded
 from contract.sweep import SweepRequest, group
+from contract.sweep_record import trial_of
 from contract.sweep_store import SweepStore
 
 REQUEST = SweepRequest.model_validate(
@@ -21,6 +22,24 @@ def sweeps(redis_client) -> SweepStore:
 def create(sweeps: SweepStore, owner: str | None = None):
     trials = REQUEST.trials()
     return sweeps.create(REQUEST, trials, group(trials, 32), owner=owner)
+
+
+def test_a_new_sweep_is_answered_as_a_read_would_give_it(sweeps):
+    made = create(sweeps, owner="bob")
+    assert made == sweeps.get(made.id) and made.model_dump_json() == sweeps.get(made.id).model_dump_json()
+
+
+def test_queued_trials_are_cancelled_in_one_round_trip_and_a_started_one_is_left(sweeps):
+    jobs = [t.job_id for t in create(sweeps, owner="bob").trials]
+    sweeps.jobs.move(jobs[1], "running")
+    assert sweeps.jobs.cancel_queued([*jobs, "gone"], finished_at="t") == [True, False, True, True, False]
+    assert [sweeps.jobs.get(j).status for j in jobs] == ["cancelled", "running", "cancelled", "cancelled"]
+    assert sweeps.jobs.get(jobs[0]).finished_at == "t" and sweeps.jobs.count_by_status()["cancelled"] == 3
+    assert {m.decode() for m in sweeps.redis.zrange(sweeps.jobs.index_key("cancelled", "bob"), 0, -1)} == {
+        jobs[0],
+        jobs[2],
+        jobs[3],
+    }
 
 
 def test_each_trial_is_a_queued_job_of_its_sweep_and_group(sweeps):
@@ -86,8 +105,14 @@ def test_progress_and_leaderboard_follow_the_trials_records(sweeps):
             progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0},
         )
         sweeps.jobs.move(job_id, "succeeded")
+    sweeps.jobs.update(sweep.trials[2].job_id, error="boom", stopped_early=1, metrics={"loss": 0.25})
     got = sweeps.get(sweep.id)
     assert got.progress.finished == 2 and got.progress.succeeded == 2 and got.progress.fraction == 0.5
+    whole = [
+        trial_of(job, v)
+        for job, v in zip(sweeps.jobs.get_many([t.job_id for t in got.trials]), REQUEST.configurations())
+    ]
+    assert got.trials == whole, "a trial's line as its whole record says"
     assert [(r.rank, r.trial) for r in got.leaderboard] == [(1, 1), (2, 0)]
 
 
@@ -123,3 +148,59 @@ def test_finished_sweeps_past_the_retention_are_pruned(sweeps):
     sweeps.move(old.id, "failed", finished_at="2000-01-01T00:00:00.000Z")
     assert sweeps.prune() == 1
     assert sweeps.get(old.id) is None and sweeps.get(running.id) is not None
+
+
+def test_a_listing_sums_up_progress_and_leader_as_the_sweep_itself_says(sweeps):
+    sweep = create(sweeps, owner="bob")
+    jobs = [t.job_id for t in sweep.trials]
+    for job_id, accuracy, loss in ((jobs[0], 0.99, 0.2), (jobs[1], 0.99, 0.1), (jobs[2], 0.5, 0.01)):
+        sweeps.jobs.move(job_id, "running")
+        sweeps.jobs.update(
+            job_id,
+            evaluation={"echo_accuracy": accuracy, "loss": loss},
+            progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0},
+        )
+        sweeps.jobs.move(job_id, "succeeded")
+    sweeps.jobs.move(jobs[3], "running")
+    sweeps.jobs.update(jobs[3], progress={"epoch": 1, "epochs": 2, "step": 7, "steps": 20, "fraction": 0.35})
+    sweeps.update(sweep.id, curves_0=list(range(10_000)))  # a big field a listing never reads
+    full = sweeps.get(sweep.id)
+    [summary], _ = sweeps.list(10, None, owner="bob")
+    assert summary.progress == full.progress and summary.progress.fraction == round(3.35 / 4, 4)
+    assert summary.leader == full.leaderboard[0] and summary.leader.trial == 1
+    assert summary.group_count == len(full.groups) and summary.request == full.request
+    assert summary.model_dump(exclude={"progress", "leader", "group_count"}) == full.model_dump(
+        include=set(summary.model_dump()) - {"progress", "leader", "group_count"}
+    )
+    assert len(summary.model_dump_json()) < 2_000
+
+
+def test_a_finished_sweeps_tally_is_kept_and_read_as_one_field(sweeps):
+    done, running = create(sweeps, owner="bob"), create(sweeps, owner="bob")
+    first = done.trials[0].job_id
+    sweeps.jobs.move(first, "running")
+    sweeps.jobs.update(
+        first,
+        evaluation={"echo_accuracy": 0.75, "loss": 0.3},
+        progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0},
+    )
+    sweeps.jobs.move(first, "succeeded")
+    for trial in done.trials[1:]:
+        sweeps.jobs.move(trial.job_id, "cancelled")
+    sweeps.move(done.id, "cancelled")
+    computed = {s.id: s for s in sweeps.list(10, None)[0]}
+    assert sweeps.redis.hexists(sweeps.key(done.id), "tally") and not sweeps.redis.hexists(
+        sweeps.key(running.id), "tally"
+    )
+    assert computed[done.id].leader.values == REQUEST.configurations()[0] and computed[done.id].progress.finished == 4
+    sweeps.jobs.redis.delete(sweeps.jobs.key(first))  # its trials pruned: the kept tally still says what they were
+    again = {s.id: s for s in sweeps.list(10, None)[0]}
+    assert again[done.id] == computed[done.id] and again[running.id] == computed[running.id]
+
+
+def test_a_tally_is_never_kept_in_a_record_that_is_gone_or_unfinished(sweeps):
+    sweep = create(sweeps)
+    assert sweeps.keep_script(keys=[sweeps.key("gone")], args=["{}"]) == 0 and not sweeps.redis.exists(
+        sweeps.key("gone")
+    )
+    assert sweeps.keep_script(keys=[sweeps.key(sweep.id)], args=["{}"]) == 0

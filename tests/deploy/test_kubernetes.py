@@ -47,7 +47,16 @@ EXTRA_ENV = {
     "postgres": {"PGDATA"},
 }
 # .env.example's names that are compose's own (its files, published ports and address).
-COMPOSE_ONLY = {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "PUBLISH_ADDRESS", "API_PORT", "MLFLOW_PORT", "FLOWER_PORT"}
+# REDIS_MAXMEMORY: Kubernetes writes the bound into the Redis command (the same as compose runs).
+COMPOSE_ONLY = {
+    "COMPOSE_FILE",
+    "COMPOSE_PROJECT_NAME",
+    "PUBLISH_ADDRESS",
+    "API_PORT",
+    "MLFLOW_PORT",
+    "FLOWER_PORT",
+    "REDIS_MAXMEMORY",
+}
 KUBERNETES_ONLY = {"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_OPTIONS"}
 
 
@@ -180,6 +189,17 @@ def test_redis_keeps_its_append_only_file_on_a_claim(rendered, compose):
     [mount] = redis["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert mount["mountPath"] == "/data"
     assert [t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]] == [mount["name"]]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_redis_is_bounded_under_its_memory_limit_and_evicts_nothing(rendered, variant):
+    [container] = one(rendered[variant], "StatefulSet", "echo-rnn-redis")["spec"]["template"]["spec"]["containers"]
+    words = container["command"]
+    assert words[words.index("--maxmemory-policy") + 1] == "noeviction"
+    bound, limit = words[words.index("--maxmemory") + 1], container["resources"]["limits"]["memory"]
+    assert bound.endswith("mb") and limit.endswith("Gi")
+    # Room above the bound for the append-only file's rewrite (a fork) and Redis's own overhead.
+    assert int(bound[:-2]) * 2**20 <= 0.8 * int(limit[:-2]) * 2**30, (bound, limit)
 
 
 # --- images ------------------------------------------------------------------------------------------

@@ -157,6 +157,14 @@ def test_redis_keeps_queued_jobs_across_a_restart(gpu):
     assert redis["image"].startswith("redis:") and redis["image"] != "redis:latest"
 
 
+def test_redis_is_bounded_and_evicts_nothing(gpu, example_env):
+    words = command_words(gpu["services"]["redis"]["command"])
+    assert words[words.index("--maxmemory-policy") + 1] == "noeviction"
+    assert words[words.index("--maxmemory") + 1] == example_env["REDIS_MAXMEMORY"] == "768mb"
+    raw = command_words(load_compose(COMPOSE)["services"]["redis"]["command"])
+    assert raw[raw.index("--maxmemory") + 1] == "${REDIS_MAXMEMORY:-768mb}", "a default without .env too"
+
+
 def test_postgres_is_mlflows_store_on_a_named_volume(gpu):
     postgres = gpu["services"]["postgres"]
     assert postgres["image"].startswith("postgres:") and re.search(r":\d+", postgres["image"])

@@ -173,9 +173,15 @@ def isolated_jobs_app(redis_server, stack) -> Iterator:
     url = redis_server.url.rsplit("/", 1)[0] + f"/{FUZZ_REDIS_DB}"
     store = redis.Redis.from_url(url)
     store.flushdb()
-    # No rate limit: past it, the rest of the run would only see 429s.
+    # No rate limit nor records budget: past them, the rest of the run would only see 429s.
     yield create_app(
-        Settings(redis_url=url, mlflow_tracking_uri=stack.mlflow, rate_limit_jobs="", rate_limit_predict="")
+        Settings(
+            redis_url=url,
+            mlflow_tracking_uri=stack.mlflow,
+            rate_limit_jobs="",
+            rate_limit_predict="",
+            max_records_per_hour=0,
+        )
     )
     store.flushdb()
     store.close()

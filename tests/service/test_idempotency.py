@@ -1,5 +1,6 @@
 """Idempotency-Key on POST /jobs: a submission sent again makes no second job."""
 
+import secrets
 import threading
 import time
 import uuid
@@ -198,3 +199,39 @@ def test_a_waiting_duplicate_gets_the_job_once_it_is_made(redis_client):
     claim = keys.claim("anonymous", "k", "fp")
     threading.Timer(0.3, keys.complete, args=(claim, "job-7")).start()
     assert keys.claim("anonymous", "k", "fp").job_id == "job-7"
+
+
+def renewals() -> int:
+    return sum(t.name == "idempotency-renewal" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_reservation_never_lapses_while_its_request_runs(redis_client):
+    keys = store(redis_client, wait_s=0.3, pending_ttl_s=1.5)
+    slow = keys.hold(keys.claim("anonymous", "k", "fp"))  # a request that takes three times the TTL
+    time.sleep(4.5)
+    with pytest.raises(Problem) as refused:  # its retry waits, it does not make a second job
+        keys.claim("anonymous", "k", "fp")
+    assert refused.value.status == 409
+    keys.complete(slow, "job-9")
+    assert keys.claim("anonymous", "k", "fp").job_id == "job-9"
+
+
+def test_a_held_reservation_whose_request_died_still_lapses(redis_client):
+    keys = store(redis_client, wait_s=0.1, pending_ttl_s=0.6)
+    dead = keys.hold(keys.claim("anonymous", "k", "fp"))
+    time.sleep(1.5)
+    dead.renewal.stop()  # its process is gone: nothing renews it any more
+    time.sleep(1)
+    assert keys.claim("anonymous", "k", "fp").job_id is None
+
+
+def test_every_request_stops_renewing_its_reservation_when_it_ends(settings, created):
+    token = secrets.token_urlsafe(32)  # a token of its own: no active job yet
+    app = create_app(derive(settings, api_tokens=[token], max_active_jobs_per_token=1))
+    client, before = app.test_client(), renewals()
+    made = client.post("/jobs", json=TINY, headers={**key(), **bearer(token)})
+    created.add(made.get_json()["id"])
+    problem(client.post("/jobs", json=TINY, headers={**key(), **bearer(token)}), 429)  # over its quota: released
+    problem(client.post("/jobs", json={"num_epochs": 0}, headers={**key(), **bearer(token)}), 422)
+    time.sleep(0.2)
+    assert renewals() <= before

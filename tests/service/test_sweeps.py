@@ -232,7 +232,8 @@ def test_a_redis_that_does_not_take_the_groups_fails_the_sweep_with_a_503(settin
     app = create_app(settings)
     app.extensions["echo"].dispatch = Dispatch(redis.Redis(port=free_port()))  # its queues' Redis is away
     problem(app.test_client().post("/sweeps", json=GRID), 503)
-    sweep = SweepStore(JobStore(store)).list(10, None)[0][0]
+    sweeps = SweepStore(JobStore(store))
+    sweep = sweeps.get(sweeps.list(10, None)[0][0].id)
     assert sweep.status == "failed" and sweep.error == "the queue was unavailable"
     assert {(t.status, t.error) for t in sweep.trials} == {("failed", "the queue was unavailable")}
 
