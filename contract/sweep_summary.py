@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 TALLY = """
 -- A sweep's trials summed up. KEYS: the sweep's hash. ARGV: key prefix.
 -- Answers {the kept tally (JSON)} when the sweep has one; else {finished, succeeded, steps done (string), steps
--- (string), the leader's trial (-1: none), its job id, its evaluation (the record's JSON)}; nil for no such sweep.
+-- (string), the leader's trial (-1: none), its job id, its evaluation (the record's JSON), whether a halving sweep
+-- pruned it (0 or 1), the rungs it reached}; nil for no such sweep.
 local kept = redis.call('HGET', KEYS[1], 'tally')
 if kept then return {kept} end
 local ids = redis.call('HGET', KEYS[1], 'job_ids')
@@ -61,7 +62,14 @@ for i, id in ipairs(cjson.decode(ids)) do
     end
   end
 end
-return {finished, succeeded, tostring(done), tostring(steps), leader, lead_id, lead_eval}
+local lead_rung = 0
+if leader >= 0 then
+  local rungs = redis.call('HGET', ARGV[1] .. ':job:' .. lead_id, 'rungs')
+  local decoded = rungs and cjson.decode(rungs)
+  lead_rung = type(decoded) == 'table' and #decoded or 0
+end
+return {finished, succeeded, tostring(done), tostring(steps), leader, lead_id, lead_eval,
+        (leader >= 0 and lead_depth ~= math.huge) and 1 or 0, lead_rung}
 """
 # Keep a tally in a sweep's record, only while the record is there and finished (never recreate a pruned one).
 KEEP = """
@@ -120,7 +128,7 @@ def _record(raw: list[bytes | None]) -> dict[str, Any] | None:
 
 def _fresh(answer: list[Any]) -> dict[str, Any]:
     """The script's numbers as a tally; its leader without the searched values yet."""
-    finished, succeeded, done, steps, leader, job_id, evaluation = answer
+    finished, succeeded, done, steps, leader, job_id, evaluation, pruned, rung = answer
     lead = None
     if leader >= 0:
         scores = json.loads(evaluation)
@@ -131,6 +139,8 @@ def _fresh(answer: list[Any]) -> dict[str, Any]:
             "values": {},
             "echo_accuracy": scores["echo_accuracy"],
             "loss": scores["loss"],
+            "rung": rung,
+            "pruned": bool(pruned),
         }
     return {
         "finished": finished,

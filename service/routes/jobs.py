@@ -158,6 +158,13 @@ def cancel(job_id: str) -> Response:
         if job.sweep is None:  # a trial's group goes on for its other trials
             queueing.withdraw(s, job_id)
         return jsonify(_job(_get(job_id)))
+    if job.pruned is not None:  # its group only keeps it for the end: it ends succeeded, with its rung's scores
+        raise Problem(
+            409,
+            "Conflict",
+            f"job {job_id} was pruned at rung {job.pruned} of its halving sweep and trains "
+            "no more; it ends succeeded with its group",
+        )
     if s.jobs.request_cancel(job_id):
         resp = jsonify(_job(_get(job_id)))
         resp.status_code = 202

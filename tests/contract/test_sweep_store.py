@@ -175,6 +175,31 @@ def test_a_listing_sums_up_progress_and_leader_as_the_sweep_itself_says(sweeps):
     assert len(summary.model_dump_json()) < 2_000
 
 
+def test_a_halving_sweeps_listing_ranks_and_counts_pruned_trials_as_the_sweep_does(sweeps):
+    sweep = create(sweeps, owner="bob")
+    jobs = [t.job_id for t in sweep.trials]
+    rung = {"rung": 1, "epoch": 1, "echo_accuracy": 1.0, "loss": 0.0}
+    for job_id in jobs:
+        sweeps.jobs.move(job_id, "running")
+        sweeps.jobs.update(job_id, progress={"epoch": 1, "epochs": 2, "step": 10, "steps": 20, "fraction": 0.5})
+    # Trial 0 pruned at the first rung with the best scores of all; trial 1 went on, and ended worse.
+    sweeps.jobs.update(jobs[0], pruned=1, rungs=[rung], evaluation={"echo_accuracy": 1.0, "loss": 0.0})
+    sweeps.jobs.update(
+        jobs[1],
+        rungs=[rung, {**rung, "rung": 2}],
+        evaluation={"echo_accuracy": 0.9, "loss": 0.2},
+        progress={"epoch": 2, "epochs": 2, "step": 20, "steps": 20, "fraction": 1.0},
+    )
+    for job_id in jobs[:2]:
+        sweeps.jobs.move(job_id, "succeeded")
+    sweeps.jobs.update(jobs[2], pruned=1, rungs=[rung])  # pruned, its group still training: done all the same
+    full = sweeps.get(sweep.id)
+    [summary], _ = sweeps.list(10, None, owner="bob")
+    assert summary.progress == full.progress and summary.progress.fraction == round(3.5 / 4, 4)
+    assert summary.leader == full.leaderboard[0] and (summary.leader.trial, summary.leader.rung) == (1, 2)
+    assert not summary.leader.pruned and [r.pruned for r in full.leaderboard] == [False, True]
+
+
 def test_a_finished_sweeps_tally_is_kept_and_read_as_one_field(sweeps):
     done, running = create(sweeps, owner="bob"), create(sweeps, owner="bob")
     first = done.trials[0].job_id

@@ -306,3 +306,14 @@ def test_post_sweeps_documents_its_idempotency_key(client):
     post = client.get("/openapi.json").get_json()["paths"]["/sweeps"]["post"]
     assert HEADER in [p["name"] for p in post["parameters"]]
     assert {"200", "202", "409"} <= set(post["responses"]) and REPLAYED in post["responses"]["200"]["headers"]
+
+
+def test_a_pruned_trial_cannot_be_cancelled_it_ends_with_its_group(client, sweeps):
+    halving = {**GRID, "params": {**TINY, "num_epochs": 3}, "scheduler": {"type": "halving", "min_epochs": 1}}
+    sweep = client.post("/sweeps", json=halving).get_json()
+    trial = sweep["trials"][0]["job_id"]
+    sweeps.jobs.move(trial, "running")
+    sweeps.jobs.update(trial, pruned=1)
+    refused = client.delete(f"/jobs/{trial}")
+    assert refused.status_code == 409 and "pruned at rung 1" in refused.get_json()["detail"], refused.get_json()
+    assert not sweeps.jobs.get(trial).cancel_requested
