@@ -43,6 +43,8 @@ class CommonSettings(BaseSettings):
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_http_request_max_retries),
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.mlflow_http_request_backoff_factor),
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_http_request_timeout),
+            # With tqdm installed (Optuna brings it) MLflow draws a progress bar per download: not a JSON log line.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
 
     def configure_mlflow_client(self) -> None:
