@@ -13,6 +13,7 @@ stage and the MLflow requests sent, by endpoint, and last `sweep overhead: N.N s
 import argparse
 import collections
 import functools
+import os
 import sys
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from tests.support import RedisServer  # noqa: E402
 
 STAGES: dict[str, float] = collections.defaultdict(float)
 REQUESTS: collections.Counter[str] = collections.Counter()
+REQUEST_S: dict[str, float] = collections.defaultdict(float)
 _lock = threading.Lock()
 
 
@@ -57,9 +59,13 @@ def count_requests() -> None:
 
     def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         endpoint = "mlflow-artifacts" if "/mlflow-artifacts/" in url else url.split("/api/", 1)[-1]
-        with _lock:
-            REQUESTS[f"{method} {endpoint}"] += 1
-        return send(method, url, *args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return send(method, url, *args, **kwargs)
+        finally:
+            with _lock:
+                REQUESTS[f"{method} {endpoint}"] += 1
+                REQUEST_S[f"{method} {endpoint}"] += time.perf_counter() - t0
 
     rest_utils._get_http_response_with_retries = counted
 
@@ -68,12 +74,12 @@ def instrument() -> None:
     """Time the stages of an attempt and of a sweep's end."""
     from worker.attempt import attempt, publishing, runs, sweep_end
     from worker.engine import group
-    from worker.tracking import model_logging, publish
+    from worker.tracking import publish
 
     timed(runs, "open_runs", "open the child runs")
     timed(attempt.Attempt, "_save", "save: evaluation, publishing, ends")
     timed(publishing, "publish_group", "  publish the group (best model logged)")
-    timed(model_logging, "log_model", "    log a model")
+    timed(publishing, "log_model", "    log the best model")
     timed(attempt.Attempt, "end", "  close the runs, end the trials")
     timed(sweep_end, "finish", "the sweep's end")
     timed(sweep_end, "_publish_best", "  register and gate the best model")
@@ -83,14 +89,28 @@ def instrument() -> None:
     timed(group, "train_group", "train (the compiled group)")
 
 
+def cpu_seconds(group: int) -> float:
+    """The CPU seconds (user and system) the processes of a process group have used so far (Linux's /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def servers(tmp: Path) -> Iterator[tuple[str, str]]:
-    """A Redis and an MLflow server of this run's own: their URLs."""
+def servers(tmp: Path) -> Iterator[tuple[str, str, int]]:
+    """A Redis and an MLflow server of this run's own: their URLs, and the MLflow server's process group."""
     redis_server = RedisServer(tmp / "redis").start()
     mlflow_server = MlflowServer(tmp / "mlflow")
     mlflow_server.start()
+    assert mlflow_server.process is not None, "started"
     try:
-        yield redis_server.url, mlflow_server.url
+        yield redis_server.url, mlflow_server.url, mlflow_server.process.pid
     finally:
         mlflow_server.stop()
         redis_server.stop()
@@ -129,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     from contract.job_store import JobStore
     from worker.settings import WorkerSettings
 
-    with tempfile.TemporaryDirectory(prefix="echo-rnn-sweep-overhead-") as tmp, servers(Path(tmp)) as (rurl, murl):
+    with (
+        tempfile.TemporaryDirectory(prefix="echo-rnn-sweep-overhead-") as tmp,
+        servers(Path(tmp)) as (rurl, murl, group),
+    ):
         settings = WorkerSettings(redis_url=rurl, mlflow_tracking_uri=murl, mlflow_experiment="sweep-overhead")
         settings.configure_mlflow_client()
         store = JobStore(redis.Redis.from_url(rurl), settings.job_key_prefix, settings.job_retention_s)
@@ -138,17 +161,23 @@ def main(argv: list[str] | None = None) -> int:
         one_sweep(store, settings, params, [1000 + s for s in seeds])  # warm: compiled, experiment and model made
         STAGES.clear()
         REQUESTS.clear()
+        REQUEST_S.clear()
         profiler = None
         if args.profile:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
+        server_cpu, own_cpu = cpu_seconds(group), time.process_time()
         seconds, status = one_sweep(store, settings, params, seeds)
+        server_cpu, own_cpu = cpu_seconds(group) - server_cpu, time.process_time() - own_cpu
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)
     report(seconds, status, len(seeds), params)
+    print(f"  CPU: the MLflow server {server_cpu:.2f} s, this process (training included) {own_cpu:.2f} s")
+    training = STAGES["train (the compiled group)"]
+    print(f"sweep overhead: {seconds - training:.1f} s besides {training:.1f} s of training")
     return 0
 
 
@@ -157,11 +186,9 @@ def report(seconds: float, status: str, trials: int, params: dict) -> None:
     print(f"\n{trials}-trial sweep {params}, in one process: {seconds:.2f} s to {status}")
     for stage, s in STAGES.items():
         print(f"  {stage:45s} {s:6.2f} s")
-    print(f"  MLflow requests: {sum(REQUESTS.values())}")
+    print(f"  MLflow requests: {sum(REQUESTS.values())}, {sum(REQUEST_S.values()):.2f} s waiting on answers in all")
     for endpoint, n in REQUESTS.most_common():
-        print(f"    {n:4d}  {endpoint}")
-    training = STAGES["train (the compiled group)"]
-    print(f"sweep overhead: {seconds - training:.1f} s besides {training:.1f} s of training")
+        print(f"    {n:4d}  {REQUEST_S[endpoint]:6.2f} s  {endpoint}")
 
 
 if __name__ == "__main__":
