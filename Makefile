@@ -89,6 +89,7 @@ test-containers: install
 bench: install system-deps
 	$(BIN)/python bench/train_speed.py $(BENCH_ARGS)
 	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/sweep_overhead.py $(BENCH_ARGS)
 	$(BIN)/python bench/redis_memory.py $(BENCH_ARGS)
 	$(BIN)/python bench/serve_targets.py $(BENCH_ARGS)
 	$(BIN)/python bench/checkpoint_writes.py $(BENCH_ARGS)
@@ -100,6 +101,7 @@ bench-train: install
 
 bench-sweep: install system-deps
 	$(BIN)/python bench/sweep_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/sweep_overhead.py $(BENCH_ARGS)
 
 bench-checkpoint: install system-deps
 	$(BIN)/python bench/checkpoint_writes.py $(BENCH_ARGS)

@@ -68,6 +68,8 @@ class WorkerSettings(CommonSettings):
             **super().mlflow_client_environment(),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(min(self.mlflow_http_request_timeout, bound)),
+            # Closing a run would read it back only to print its link (a request per run, two lines a run).
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         }
 
     @model_validator(mode="after")

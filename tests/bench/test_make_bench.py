@@ -50,6 +50,8 @@ def test_make_bench_runs_both_benchmarks_and_prints_their_ratios():
     ), halving
     assert ratio(lines, "halving sweep vs Optuna with pruning: ") > 0
     assert ratio(lines, "halving sweep through the API vs Optuna with pruning: ") >= 0
+    overhead = [line for line in lines if line.startswith("sweep overhead: ")]
+    assert overhead and re.fullmatch(r"sweep overhead: \d+\.\d s besides \d+\.\d s of training", overhead[-1]), overhead
     # Serving: both servers loaded at 8 and 64 connections without an error, batches, queue, job, loading.
     text = done.stdout
     assert "largest difference between their answers" in text

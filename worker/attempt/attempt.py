@@ -92,7 +92,13 @@ class Attempt:
         self.jobs = [job for job in found if job is not None]
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         parent = self._start_sweep() if not self.unit.is_job else None
-        self.runs = runs.open_runs(self.settings, self.jobs, parent, self.ctx.keeper.check)
+        self.runs = runs.open_runs(
+            self.settings,
+            self.jobs,
+            parent["run_id"] if parent else None,
+            self.ctx.keeper.check,
+            parent["experiment_id"] if parent else None,
+        )
         step = Step(self.fence)
         for job, run in zip(self.jobs, self.runs):
             link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
@@ -105,7 +111,9 @@ class Attempt:
             (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
         )  # the engine reports every ~50 ms
         self.writers = [
-            ProgressWriter(partial(self.record, job.id), run, p.total_steps, self.best_effort, points, every_s)
+            ProgressWriter(
+                partial(self.record, job.id), run, p.total_steps, self.best_effort, points, every_s, self.unit.is_job
+            )
             for job, run, p in zip(self.jobs, self.runs, self.params)
         ]
         checkpoint = self._resume() if self.ctx.claim.resumed else None
@@ -117,16 +125,15 @@ class Attempt:
             return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
         return self._save(results)
 
-    def _start_sweep(self) -> str:
+    def _start_sweep(self) -> dict[str, str]:
         sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
         self.ctx.redis_retry.call(lambda: sweeps.move(sweep_id, "running", started_at=now()), "starting the sweep")
         record = self.ctx.redis_retry.call(lambda: sweeps.raw(sweep_id), "reading the sweep") or {}
         if scheduler := record.get("request", {}).get("scheduler"):
             self.halving = Halving.model_validate(scheduler)
-        link = self.ctx.redis_retry.call(
+        return self.ctx.redis_retry.call(
             lambda: sweep_end.parent_run(sweeps, self.settings, sweep_id), "opening the sweep's run"
         )
-        return link["run_id"]
 
     def _resume(self) -> "GroupCheckpoint | None":
         """Each run gets what the checkpoint has and it lacks; progress never goes back."""
@@ -221,6 +228,8 @@ class Attempt:
                         }
                     ),
                 )
+        for run in self.runs:
+            run.send_now()  # its last points go while the model is logged, not when the run is closed
         if any(saving):
             self.write(step, "recording the evaluation")
         from worker.attempt import publishing

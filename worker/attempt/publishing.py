@@ -13,6 +13,7 @@ from contract.provenance import Provenance
 from contract.sweep_record import rank_key
 from contract.sweep_store import SweepStore
 from worker.attempt import sweep_end
+from worker.tracking.mlflow_retry import mlflow_outage
 from worker.tracking.model_logging import log_model
 from worker.tracking.publish import Candidate, publish
 from worker.tracking.registry import Registry
@@ -65,6 +66,7 @@ def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list
     for i, _ in scored:
         attempt.loss_history(i, results[i])
     indexes = [trial_index(j) for j in attempt.jobs]
+    s = attempt.settings
     sweeps, (sweep_id, group) = SweepStore(attempt.store), attempt.unit.sweep
     fields: dict[str, Any] = {f"curves_{group}": sweep_end.thin_curves({t: r.losses for t, r in zip(indexes, results)})}
     if scored:
@@ -72,7 +74,9 @@ def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list
             scored, key=lambda d: rank_key(results[d[0]].pruned, d[1]["echo_accuracy"], d[1]["loss"], indexes[d[0]])
         )
         job, run = attempt.jobs[i], attempt.runs[i]
-        logged = log_model(run.client, run.run_id, job.id, results[i], run.outage)
+        # Beside the group's gate (its runs' files and last points): the longest errand of the group's end goes first.
+        outage = mlflow_outage(s.mlflow_tracking_uri, s.mlflow_retry_s, guard=attempt.ctx.keeper.check)
+        logged = log_model(run.client, run.run_id, job.id, results[i], outage, experiment_id=run.experiment_id)
         fields[f"group_best_{group}"] = {
             "trial": indexes[i],
             "job_id": job.id,

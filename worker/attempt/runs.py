@@ -24,9 +24,14 @@ RUN_STATUS = {"succeeded": "FINISHED", "cancelled": "KILLED", "failed": "FAILED"
 
 
 def open_runs(
-    settings: WorkerSettings, jobs: list[Job], parent_run_id: str | None, guard: Callable[[], None]
+    settings: WorkerSettings,
+    jobs: list[Job],
+    parent_run_id: str | None,
+    guard: Callable[[], None],
+    experiment_id: str | None = None,
 ) -> list[RunLogger]:
-    """Each trial's run (reopened when its record names one), a few at once.
+    """Each trial's run (reopened when its record names one), a few at once; a group's in its parent's experiment
+    (experiment_id), each a request to create it, its parameters sent with its first points.
 
     Should one fail to open, what becomes of those opened depends on why: the attempt left to
     another worker (Redis away, the lease lost) or MLflow gone past its limit leaves them open;
@@ -51,6 +56,8 @@ def open_runs(
             tags=tags,
             gate=gate,
             guard=guard,
+            experiment_id=experiment_id,
+            params_later=parent_run_id is not None,
         )
 
     with ThreadPoolExecutor(8, thread_name_prefix="runs") as pool:  # a round trip or two each

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,10 @@ def _finish(
         if record.get("mlflow")
         else None
     )
+    # The parent's files are drawn while the best model is registered (CPU beside the requests).
+    drawing = ThreadPoolExecutor(1, thread_name_prefix="parent-files")
+    files = drawing.submit(_parent_files, sweep, record) if run is not None else None
+    drawing.shutdown(wait=False)
     logged = {b["trial"]: b for g in range(len(sweep.groups)) if (b := record.get(f"group_best_{g}"))}
     # The best trial with a logged model: its group logged its best one's before ending its trials.
     best = (
@@ -130,8 +135,8 @@ def _finish(
     if best is not None:
         model = _publish_best(sweeps, settings, sweep_id, run, fence, keeper, best, record.get("best"))
     status = "succeeded" if best else ("cancelled" if sweep.cancel_requested else "failed")
-    if run is not None:
-        _log_parent(run, sweep, record)
+    if run is not None and files is not None:
+        _log_parent(run, sweep, files.result())
         run.end(RUN_STATUS[status])
     error = None if best or status == "cancelled" else "no trial succeeded"
     step = Step(fence).sweep_end(
@@ -201,7 +206,8 @@ def _publish_best(
     return publish(registry, candidate, record, recorded)
 
 
-def _log_parent(run: RunLogger, sweep: Sweep, record: dict) -> None:
+def _parent_files(sweep: Sweep, record: dict) -> dict[str, bytes]:
+    """The parent run's leaderboard and figures."""
     rows = [r.model_dump() for r in sweep.leaderboard]
     columns = ["rank", "trial", "job_id", "echo_accuracy", "loss", "rung", "pruned"]
     table = "\n".join(
@@ -218,12 +224,17 @@ def _log_parent(run: RunLogger, sweep: Sweep, record: dict) -> None:
         from worker.attempt.rung_figure import rung_figure
 
         files["rungs.png"] = rung_figure(sweep.trials, [r["trial"] for r in rows[:5]])
-    if rows:
-        run.add("best_eval_echo_accuracy", [rows[0]["echo_accuracy"]], 0)
-        run.add("best_eval_loss", [rows[0]["loss"]], 0)
+    return files
+
+
+def _log_parent(run: RunLogger, sweep: Sweep, files: dict[str, bytes]) -> None:
+    if board := sweep.leaderboard:
+        run.add("best_eval_echo_accuracy", [board[0].echo_accuracy], 0)
+        run.add("best_eval_loss", [board[0].loss], 0)
     run.add("trials_succeeded", [sweep.progress.succeeded], 0)
+    run.tag_later({"finished_at": now()})  # with the points, in one request
+    run.send_now()
     run.log_artifacts(files)
-    run.client.set_tag(run.run_id, "finished_at", now())
 
 
 def _figure(curves: dict[int, list[float]], highlighted: list[int]) -> bytes:

@@ -3,14 +3,12 @@ SavedModel, what the API serves), and the digests of the files written."""
 
 import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow.tensorflow
 import numpy as np
 from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model, ModelSignature
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
@@ -19,9 +17,9 @@ from worker.engine import onnx_graph
 from worker.engine.export import EchoModel, build
 from worker.engine.results import TrainingResult
 from worker.retry import Outage
+from worker.tracking import artifacts
 
 log = logging.getLogger(__name__)
-UPLOADS_AT_ONCE = 4
 
 SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1))]),  # unnamed: pyfunc passes a plain array
@@ -97,20 +95,8 @@ def _write(
             "serving_digest": provenance.file_digest(serving),
             "serving_uri": f"{model.artifact_location.rstrip('/')}/{provenance.SERVING_FILE}",
         }
-        outage.call(lambda: _upload(client, model.artifact_location, path), "uploading the model")
+        outage.call(
+            lambda: artifacts.upload(model.artifact_location, client.tracking_uri, Path(path)), "uploading the model"
+        )
     outage.call(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]), "linking the model")
     return digests
-
-
-def _upload(client: MlflowClient, location: str, path: str) -> None:
-    """Upload a directory's files to an artifact location, a few at once (MLflow sends them one after another)."""
-    repo = get_artifact_repository(location, tracking_uri=client.tracking_uri)
-    root = Path(path)
-    files = [f for f in root.rglob("*") if f.is_file()]
-    with ThreadPoolExecutor(UPLOADS_AT_ONCE, thread_name_prefix="model-upload") as pool:
-        uploads = [
-            pool.submit(repo.log_artifact, str(f), None if f.parent == root else f.parent.relative_to(root).as_posix())
-            for f in files
-        ]
-        for upload in uploads:
-            upload.result()

@@ -4,7 +4,9 @@ The run's `loss` holds at most max_points points: each the mean of a bucket of c
 stamped with the bucket's last step (with `loss_min` and `loss_max` of the bucket beside it once
 steps are bucketed), so a chart of any job looks the same and the tracking server stores
 thousands of rows, not hundreds of thousands. A job with no more steps than that logs every step.
-Every step's loss goes to the run's artifact loss_history.csv.gz at the end.
+Every step's loss goes to the run's artifact loss_history.csv.gz at the end. A sweep's trial sends
+the bucket means alone (spread=False): the tracking server's time grows with the points sent, and a
+sweep sends every trial's at once; each bucket's spread is in the trial's loss_history.csv.gz.
 """
 
 import math
@@ -38,8 +40,9 @@ class ProgressWriter:
         best_effort: BestEffort | None = None,
         max_points: int = 2000,
         record_every_s: float = 0.0,
+        spread: bool = True,
     ):
-        self.record, self.tracker = record, tracker
+        self.record, self.tracker, self.spread = record, tracker, spread
         # Progress is overwritten by the next report: while Redis is away it is skipped, not waited for.
         self.best_effort = best_effort or BestEffort("Redis", redis_transient)
         self.fraction = 0.0
@@ -80,11 +83,8 @@ class ProgressWriter:
             rows = padded.reshape(-1, k)
             # The last partial bucket is stamped with the last step trained, not its full bucket's end.
             steps = np.minimum(np.arange(self.buckets_sent + 1, end + 1) * k, known) - 1
-            for key, values in (
-                ("loss", np.nanmean(rows, 1)),
-                ("loss_min", np.nanmin(rows, 1)),
-                ("loss_max", np.nanmax(rows, 1)),
-            ):
+            spread = (("loss_min", np.nanmin(rows, 1)), ("loss_max", np.nanmax(rows, 1))) if self.spread else ()
+            for key, values in (("loss", np.nanmean(rows, 1)), *spread):
                 full = values[: len(values) - (steps[-1] != end * k - 1)]
                 if len(full):
                     self.tracker.add(key, full, int(steps[0]), k)

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Param, Run, RunStatus, RunTag
+from mlflow.entities import Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
 from worker.settings import WorkerSettings
+from worker.tracking import artifacts
 from worker.tracking.metric_sender import MetricSender
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 
@@ -45,29 +46,36 @@ class RunLogger:
         tags: dict[str, str] | None = None,
         gate: threading.Semaphore | None = None,
         guard: Callable[[], None] | None = None,
+        experiment_id: str | None = None,
+        params_later: bool = False,
     ):
         """Open the run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming) the run it already
         has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
-        before every call, stops them all (the attempt lost its lease)."""
+        before every call, stops them all (the attempt lost its lease). experiment_id: where a new run goes (its
+        parent's experiment), found by name when not given. params_later: a new run's parameters go with its first
+        batch of points, within log_flush_s, rather than in a request of their own now."""
         self.settings = settings
         self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         self.outage = mlflow_outage(settings.mlflow_tracking_uri, settings.mlflow_retry_s, gate, guard)
         if run_id is None:
-            self.experiment_id = self.outage.call(self._experiment, "finding the experiment")
+            self.experiment_id = experiment_id or self.outage.call(self._experiment, "finding the experiment")
             run = self._create_run(job_id, tags or {})
         else:
             run = self.outage.call(lambda: self.client.get_run(run_id), "reopening the job's run")
             self.experiment_id = run.info.experiment_id
-        self.run_id = run.info.run_id
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         self.ended: str | None = None  # the status the run was closed with, once it is
         self._figures = ThreadPoolExecutor(1, thread_name_prefix="figures")
         self._figure_jobs: list[Future] = []
         self._figure_error: str | None = None
         self._images_tagged = False
         self.sender = MetricSender(self.client, self.run_id, settings.log_flush_s, self.outage)
-        if run_id is None:
-            logged = [Param(k, str(v)) for k, v in params.items()]
+        values = {k: str(v) for k, v in params.items()}
+        if run_id is None and not params_later:
+            logged = [Param(k, v) for k, v in values.items()]
             self.outage.call(lambda: self.client.log_batch(self.run_id, params=logged), "logging the parameters")
+        elif values and (run_id is None or not run.data.params):  # later, or lost with an attempt that sent none
+            self.sender.put_params(values)
 
     def _create_run(self, job_id: str, tags: dict[str, str]) -> Run:
         """A new run for the job; a retry after a lost answer finds the run the lost call created."""
@@ -158,28 +166,27 @@ class RunLogger:
         self.check()
         self.sender.drain()
 
+    def send_now(self) -> None:
+        """Send the points queued, and those to come, at once: the training has ended (end still waits for them)."""
+        self.sender.send_now()
+
     def log_artifacts_later(self, make_files: Callable[[], dict[str, bytes]]) -> None:
         """Make and upload files off this thread (beside the model's logging); flush and end wait for it."""
         self._figure_jobs.append(self._figures.submit(lambda: self.log_artifacts(make_files())))
 
     def tag_later(self, tags: dict[str, str]) -> None:
-        """Set tags off this thread (flush and end wait for it)."""
-        batch = [RunTag(k, v) for k, v in tags.items()]
-        self._figure_jobs.append(
-            self._figures.submit(
-                lambda: self.outage.call(lambda: self.client.log_batch(self.run_id, tags=batch), "tagging the run")
-            )
-        )
+        """Set tags with the next batch of points (flush and end wait for it)."""
+        self.sender.put_tags(tags)
 
     def log_artifacts(self, files: dict[str, bytes]) -> None:
-        """Upload small files as run artifacts."""
+        """Upload small files as run artifacts (a few at once)."""
         self.outage.call(lambda: self._upload(files), "uploading the run's artifacts")
 
     def _upload(self, files: dict[str, bytes], under: str | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in files.items():
                 (Path(tmp) / name).write_bytes(content)
-            self.client.log_artifacts(self.run_id, tmp, under)
+            artifacts.upload(self.artifact_uri, self.settings.mlflow_tracking_uri, Path(tmp), under)
 
     def end(self, status: str) -> None:
         """Flush and close the run with FINISHED, FAILED or KILLED.

@@ -7,7 +7,7 @@ import pytest
 
 from contract.clock import now
 from contract.fence import LeaseLost
-from contract.job import Job, JobProgress
+from contract.job import Job, JobProgress, TrialOf
 from worker.attempt import runs
 from worker.retry import RedisUnavailable
 from worker.tracking.run_logger import RunLogger
@@ -75,3 +75,26 @@ def test_a_run_whose_leases_are_lost_sends_nothing_more_and_is_left_open(setting
     run.abandon()
     assert [m.step for m in client.get_metric_history(run.run_id, "loss")] == [0, 1]
     assert client.get_run(run.run_id).info.status == "RUNNING", "left to the attempt that took the job over"
+
+
+def test_a_groups_runs_are_children_in_the_parents_experiment_with_every_parameter(settings, client):
+    """Created with a request each (no experiment lookup), their parameters sent with their first points."""
+    trials = [
+        job.model_copy(
+            update={"params": {"seed": i, "learning_rate": 0.3}, "sweep": TrialOf(sweep_id="s", trial=i, group=0)}
+        )
+        for i, job in enumerate(jobs(3))
+    ]
+    other = client.create_experiment(f"worker-tests-{uuid.uuid4().hex[:8]}")
+    parent = client.create_run(other).info.run_id
+    opened = runs.open_runs(settings, trials, parent, lambda: None, other)
+    for run in opened:
+        run.add("loss", [0.5, 0.4], 0)
+    assert runs.close_all(opened, ["FINISHED"] * 3) == [None] * 3
+    for i, run in enumerate(opened):
+        found = client.get_run(run.run_id)
+        assert found.info.experiment_id == other and found.info.status == "FINISHED"
+        assert found.data.params == {"seed": str(i), "learning_rate": "0.3"}
+        tags = found.data.tags
+        assert (tags["mlflow.parentRunId"], tags["trial"], tags["mlflow.runName"]) == (parent, str(i), f"trial-{i}")
+        assert [m.step for m in client.get_metric_history(run.run_id, "loss")] == [0, 1]

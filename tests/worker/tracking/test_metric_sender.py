@@ -20,10 +20,12 @@ class RecordingClient(MlflowClient):
     def __init__(self, tracking_uri: str):
         super().__init__(tracking_uri=tracking_uri)
         self.batches: list[list[tuple[str, int]]] = []
+        self.sizes: list[tuple[int, int, int]] = []  # each batch's points, parameters and tags
 
-    def log_batch(self, run_id, metrics=(), **kwargs):
-        result = super().log_batch(run_id, metrics=metrics, **kwargs)
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        result = super().log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
         self.batches.append([(m.key, m.step) for m in metrics])
+        self.sizes.append((len(metrics), len(params), len(tags)))
         return result
 
 
@@ -175,3 +177,42 @@ def test_draining_a_stopped_sender_with_points_left_raises_instead_of_waiting_fo
     thread.start()
     thread.join(3)
     assert not thread.is_alive() and raised and "1 metric points unsent" in str(raised[0])
+
+
+def test_parameters_and_tags_go_with_the_points_in_one_request(sender, recording, client, run_id):
+    sender.put_params({"learning_rate": "0.3", "seed": "1"})
+    sender.put_tags({"pruned": "false"})
+    sender.put_tags({"pruned": "true", "pruned_rung": "1"})  # set again: the later value
+    sender.put("loss", [0.9, 0.8], 0, 1)
+    assert sender.pending == 6
+    sender.drain()
+    assert recording.sizes == [(2, 2, 2)]
+    run = client.get_run(run_id)
+    assert run.data.params == {"learning_rate": "0.3", "seed": "1"}
+    assert {k: run.data.tags[k] for k in ("pruned", "pruned_rung")} == {"pruned": "true", "pruned_rung": "1"}
+    assert [s for s, _, _ in history(client, run_id, "loss")] == [0, 1]
+
+
+def test_batches_with_parameters_and_tags_stay_within_the_servers_limits(sender, recording, client, run_id):
+    sender.put_params({f"p{i}": str(i) for i in range(130)})
+    sender.put_tags({f"t{i}": str(i) for i in range(120)})
+    sender.put("loss", np.zeros(1500), 0, 1)
+    sender.drain()
+    assert all(p <= 100 and t <= 100 and m + p + t <= SERVER_LIMIT for m, p, t in recording.sizes), recording.sizes
+    run = client.get_run(run_id)
+    assert len(run.data.params) == 130 and all(f"t{i}" in run.data.tags for i in range(120))
+    assert len(client.get_metric_history(run_id, "loss")) == 1500
+
+
+def test_send_now_sends_what_is_queued_without_waiting_for_the_interval(recording, run_id, client):
+    sender = MetricSender(recording, run_id, 60, mlflow_outage(recording.tracking_uri, 10))
+    try:
+        sender.put("loss", [0.5], 0, 1)
+        time.sleep(0.3)
+        assert not recording.batches, "waits for its interval"
+        sender.send_now()
+        wait_for(lambda: len(client.get_metric_history(run_id, "loss")) == 1, 10, "the point sent at once")
+        sender.put("eval_loss", [0.1], 1, 1)  # and what comes after it
+        wait_for(lambda: len(client.get_metric_history(run_id, "eval_loss")) == 1, 10, "a later point sent at once")
+    finally:
+        sender.stop()

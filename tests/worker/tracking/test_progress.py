@@ -241,3 +241,14 @@ def test_a_resumed_long_job_sends_every_bucket_once(store, job_id, tracker, clie
     writer.finish(STEPS)
     writer.tracker.flush()
     assert steps_of(client, tracker.run_id, "loss") == [*range(8, 99, 9), 99]
+
+
+def test_a_sweeps_trial_sends_the_bucket_means_alone(store, job_id, tracker, client):
+    """Its spread is in its loss_history.csv.gz: the server's time grows with the points a sweep sends."""
+    writer = ProgressWriter(records(store, job_id), tracker, STEPS, max_points=12, spread=False)
+    train(writer, 0, STEPS)
+    writer.finish(STEPS)
+    tracker.flush()
+    assert steps_of(client, tracker.run_id, "loss") == [*range(8, 99, 9), 99]
+    assert steps_of(client, tracker.run_id, "loss_min") == steps_of(client, tracker.run_id, "loss_max") == []
+    assert len(steps_of(client, tracker.run_id, "epoch_loss")) == EPOCHS

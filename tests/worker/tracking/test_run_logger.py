@@ -176,3 +176,50 @@ def test_loss_history_csv_has_a_row_per_step_gzipped():
         == b"step,loss\n0,0.693147\n1,0.5\n2,1e-07\n"
     )
     assert gzip.decompress(loss_history_csv(np.array([]))) == b"step,loss\n"
+
+
+def test_a_run_with_params_later_sends_them_with_its_first_points_in_its_experiment(settings, client, logger, job_id):
+    """A sweep's trial: created in its parent's experiment (no lookup), its parameters beside its first points."""
+    other = client.create_experiment(f"worker-tests-{uuid.uuid4().hex[:8]}")
+    later = RunLogger(settings, job_id, PARAMS, experiment_id=other, params_later=True)
+    try:
+        assert later.experiment_id == other and client.get_run(later.run_id).info.experiment_id == other
+        assert client.get_run(later.run_id).data.params == {}, "not sent yet: they go with the first batch"
+        later.add("loss", [0.5], 0)
+        later.flush()
+        assert client.get_run(later.run_id).data.params == {k: str(v) for k, v in PARAMS.items()}
+    finally:
+        later.sender.stop()
+
+
+def test_reopening_a_run_that_holds_no_parameters_sends_them(settings, client, logger, job_id):
+    """An attempt lost before its first batch left a run without parameters: the next one sends them."""
+    bare = client.create_run(logger.experiment_id).info.run_id
+    reopened = RunLogger(settings, job_id, PARAMS, run_id=bare, params_later=True)
+    try:
+        reopened.flush()
+        assert client.get_run(bare).data.params == {k: str(v) for k, v in PARAMS.items()}
+    finally:
+        reopened.sender.stop()
+
+
+def test_tags_set_later_go_with_the_next_points(logger, client):
+    logger.tag_later({"pruned": "true", "pruned_rung": "2"})
+    logger.add("loss", [0.5], 0)
+    logger.flush()
+    tags = client.get_run(logger.run_id).data.tags
+    assert (tags["pruned"], tags["pruned_rung"]) == ("true", "2")
+
+
+def test_closing_a_run_prints_nothing_and_reads_nothing_back(settings, client, capsys, monkeypatch):
+    """MLflow's client would read the run back to print its link: a request per run, two lines in the log."""
+    for name, value in settings.mlflow_client_environment().items():
+        monkeypatch.setenv(name, value)
+    logger = RunLogger(settings, str(uuid.uuid4()), PARAMS)
+    reads: list[str] = []
+    store = logger.client._tracking_client.store  # MLflow's clients of one server share it
+    original = store.get_run
+    monkeypatch.setattr(store, "get_run", lambda run_id: reads.append(run_id) or original(run_id))
+    logger.end("FINISHED")
+    assert not reads and "View run" not in capsys.readouterr().out
+    assert client.get_run(logger.run_id).info.status == "FINISHED"
