@@ -289,6 +289,7 @@ def model_loading(stack: Stack, source_version: str, versions: int) -> dict:
     code = (
         "import sys, json\n"
         "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20\n"
+        "from service import lean\nlean.keep_out()  # as the API's entry point does\n"
         "from service.app import create_app\nfrom service.settings import Settings\n"
         "reg = create_app(Settings(redis_url=sys.argv[1], mlflow_tracking_uri=sys.argv[2], model_cache_size=64)).extensions['echo'].models\n"
         "versions = json.loads(sys.argv[3]); reg.get(f'models:/echo-rnn/{versions[0]}'); before = rss()\n"
