@@ -29,26 +29,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 import redis
 
-from contract.fence import Fence, FencedWriter, Step
+from contract.fence import Fence, Step
 from contract.job_store import JobStore, Lease
 from contract.params import TrainingParams
+from tests.support import Recording
 from worker.attempt.checkpoints import Checkpoints
 from worker.engine.checkpoint import Checkpoint, GroupCheckpoint
 
 STEPS_PER_S = 8_313  # the engine, 32 models of the tutorial's shapes (docs/benchmarks.md)
 EVERY_S = 2.0  # the engine offers a checkpoint at least this often
-
-
-class Recording(FencedWriter):
-    """The fenced writer, noting the bytes each Redis step carries."""
-
-    def __init__(self, store: JobStore):
-        super().__init__(store.redis, store.prefix, store.retention_s)
-        self.sizes: list[int] = []
-
-    def run(self, step: Step, release: bool = False) -> list[int]:
-        self.sizes.append(sum(len(p) for p in step.payloads))
-        return super().run(step, release)
 
 
 class Renewals:

@@ -12,6 +12,9 @@ from pathlib import Path
 import redis
 import requests
 
+from contract.fence import FencedWriter, Step
+from contract.job_store import JobStore
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -221,3 +224,15 @@ def loss_history_artifact(mlflow_url: str, run_id: str) -> list[tuple[int, float
         lines = gzip.decompress(Path(path).read_bytes()).decode().splitlines()
     assert lines[0] == "step,loss"
     return [(int(step), float(value)) for step, value in (line.split(",") for line in lines[1:])]
+
+
+class Recording(FencedWriter):
+    """The service's fenced writer, noting the bytes each step carries to Redis."""
+
+    def __init__(self, store: JobStore):
+        super().__init__(store.redis, store.prefix, store.retention_s)
+        self.sizes: list[int] = []
+
+    def run(self, step: Step, release: bool = False) -> list[int]:
+        self.sizes.append(sum(len(p) for p in step.payloads))
+        return super().run(step, release)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from contract.fence import Fence, FencedWriter, LeaseLost, Step
+from contract.fence import Fence, LeaseLost, Step
 from contract.job_store import JobStore, Lease
 from contract.params import TrainingParams
+from tests.support import Recording
 from worker.attempt import checkpoints as checkpoints_module
 from worker.attempt.checkpoints import Checkpoints
 from worker.engine import group
@@ -32,18 +33,6 @@ STOPPING = [
     )
     for s, rate, target in ((3, 0.3, 0.01), (5, 0.3, None), (3, 1.0, 1e-6))
 ]
-
-
-class Recording(FencedWriter):
-    """The service's fenced writer, noting the bytes each step carries to Redis."""
-
-    def __init__(self, store: JobStore):
-        super().__init__(store.redis, store.prefix, store.retention_s)
-        self.sizes: list[int] = []
-
-    def run(self, step: Step, release: bool = False) -> list[int]:
-        self.sizes.append(sum(len(p) for p in step.payloads))
-        return super().run(step, release)
 
 
 @pytest.fixture
