@@ -55,8 +55,8 @@ class Best(BaseModel):
     )
 
 
-class Sweep(BaseModel):
-    """A sweep: many trials from one request, trained in groups of the same shapes."""
+class SweepHead(BaseModel):
+    """What a sweep and its line in a listing both say first."""
 
     id: str
     name: str | None = None
@@ -66,6 +66,11 @@ class Sweep(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     request: dict[str, Any] = Field(description="The request as validated (params and grid or random).")
+
+
+class Sweep(SweepHead):
+    """A sweep: many trials from one request, trained in groups of the same shapes."""
+
     groups: list[list[int]] = Field(description="The trials of each group, trained together as one program.")
     progress: SweepProgress
     trials: list[Trial]
@@ -76,17 +81,9 @@ class Sweep(BaseModel):
     error: str | None = None
 
 
-class SweepSummary(BaseModel):
+class SweepSummary(SweepHead):
     """A sweep as a listing shows it: its progress and leader, without a line per trial (GET /sweeps/{id} has them)."""
 
-    id: str
-    name: str | None = None
-    status: Status
-    owner: str | None = None
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    request: dict[str, Any] = Field(description="The request as validated (params and grid or random).")
     group_count: int = Field(description="How many groups its trials are trained in.")
     progress: SweepProgress
     leader: Ranked | None = Field(None, description="The leaderboard's first place, if a trial has succeeded.")
