@@ -20,7 +20,8 @@ class NumpyForward:
         self.w_x = W[0][:, None]
         self.r_t = np.ascontiguousarray(W[1:].T)
         self.b = weights["b"].astype(np.float32).reshape(-1, 1)
-        self.w2, self.b2 = weights["W2"].astype(np.float32), weights["b2"].astype(np.float32).reshape(-1)
+        self.w2_t = np.ascontiguousarray(weights["W2"].astype(np.float32).T)
+        self.b2 = weights["b2"].astype(np.float32).reshape(-1)
 
     def __call__(self, bits: np.ndarray) -> np.ndarray:
         """[rows, length] bits in, float32 [rows, length] probabilities out, as the graph gives them."""
@@ -31,10 +32,15 @@ class NumpyForward:
             step += self.r_t @ previous
             np.tanh(step, out=step)
             previous = step
-        logits = np.einsum("lsr,sc->lrc", states, self.w2) + self.b2  # [length, rows, classes]
-        logits -= logits.max(axis=-1, keepdims=True)
-        np.exp(logits, out=logits)
-        return (logits[..., 1] / logits.sum(axis=-1)).T
+        logits = np.matmul(self.w2_t, states)  # [length, classes, rows]
+        logits += self.b2[:, None]
+        # Softmax's class 1 as 1 / Σ_k exp(l_k - l_1): no reduction along the short class axis, NumPy's slow case.
+        one = logits[:, 1]
+        total = np.ones_like(one)
+        for k in range(logits.shape[1]):
+            if k != 1:
+                total += np.exp(logits[:, k] - one)
+        return np.reciprocal(total, out=total).T
 
 
 def weights_of(session: InferenceSession, names: list[str]) -> dict[str, np.ndarray] | None:

@@ -55,6 +55,8 @@ def echo(
 
     info, model = s.models.get(ref, can_see=can_see, before_load=before_load)
     _within_budget(s, cells * model.state_size)
+    if len(groups) == 1:
+        return info.as_dict(can_see), _run(model, sequences)
     results: dict[int, dict] = {}
     for rows in groups.values():
         group = [sequences[r] for r in rows]
@@ -85,6 +87,8 @@ def _trained_state_size(s: "Services", info: ModelInfo) -> int:
 
 def _by_bucket(lengths: list[int]) -> dict[int, list[int]]:
     """Row indices grouped by their length's power-of-two bucket: one padded rectangle per group, not one for all."""
+    if len(set(lengths)) == 1:  # the common batch: one length, one group
+        return {bucket(lengths[0], MIN_LENGTH): list(range(len(lengths)))}
     groups: dict[int, list[int]] = {}
     buckets: dict[int, int] = {}  # a batch has a few distinct lengths, each bucketed once
     for row, n in enumerate(lengths):
@@ -107,12 +111,13 @@ def _run(model: LoadedModel, sequences: list[str]) -> list[dict]:
             bits[row, : len(s)] = np.frombuffer(s.encode(), np.uint8) - ord("0")
     p_one = model.predict(bits)
     # Whole-group NumPy; each result holds views that the JSON provider writes without lists.
-    echoes = np.where(p_one > 0.5, ord("1"), ord("0")).astype(np.uint8)
-    rounded = np.round(p_one.astype(np.float64), 6)
+    width = p_one.shape[1]
+    echoes = np.where(p_one > 0.5, ord("1"), ord("0")).astype(np.uint8).tobytes().decode()
+    rounded = np.round(p_one.astype(np.float64, order="C"), 6)  # rows contiguous: orjson writes each as it is
     return [
         {
             "sequence": s,
-            "echo": echoes[row, :n].tobytes().decode(),
+            "echo": echoes[row * width : row * width + n],
             "probabilities": rounded[row, :n],
             "echo_step": model.echo_step,
         }
