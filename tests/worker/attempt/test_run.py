@@ -6,13 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from contract.job_store import JobStore, Lease
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep
 from contract.sweep_store import SweepStore
 from tests.support import RedisServer
-from worker.attempt import runs
+from worker.attempt import runs, sweep_end
 from worker.attempt.run import finish_sweep, run_attempt
 from worker.attempt.unit import Unit
 from worker.settings import WorkerSettings
@@ -147,8 +148,6 @@ def test_an_attempt_that_loses_redis_past_its_limit_leaves_its_run_open_for_anot
 ):
     server = RedisServer(tmp_path).start()
     try:
-        import redis
-
         store = JobStore(redis.Redis.from_url(server.url), prefix="away")
         job_id = new_job(store)
         opened = after_opening_runs(monkeypatch, lambda _: server.stop())
@@ -201,3 +200,18 @@ def test_finishing_a_sweep_whose_trials_have_not_all_ended_does_nothing(sweeps, 
     sweep = new_sweep(sweeps, [[0]])
     assert finish_sweep(store, own, sweep.id) == "nothing to do"
     assert sweeps.get(sweep.id).status == "queued"
+
+
+def test_a_sweep_that_cannot_be_finished_now_is_left_for_the_reconciler_to_finish_later(
+    sweeps, store, own, closed_port, fail_fast_mlflow
+):
+    sweep = new_sweep(sweeps, [[0]])
+    sweep_end.parent_run(sweeps, own, sweep.id)
+    sweeps.move(sweep.id, "running")
+    store.move(sweep.trials[0].job_id, "running")
+    store.move(sweep.trials[0].job_id, "failed")
+    away = own.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{closed_port}", "mlflow_retry_s": 0})
+    assert finish_sweep(store, away, sweep.id) == "nothing to do"
+    assert sweeps.get(sweep.id).status == "running"
+    assert not store.redis.exists(sweeps.finish_lease_key(sweep.id)), "its lease let go for the next finisher"
+    assert finish_sweep(store, own, sweep.id) == "failed"
