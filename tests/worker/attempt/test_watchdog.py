@@ -13,7 +13,7 @@ from contract.dispatch import Dispatch
 from contract.job_store import JobStore, Lease
 from contract.sweep import SweepRequest
 from contract.sweep_store import SweepStore
-from worker.attempt.watchdog import Watchdog
+from worker.attempt.watchdog import BATCH, Watchdog
 
 
 @pytest.fixture
@@ -154,3 +154,84 @@ def test_a_unit_sent_whose_message_was_lost_is_sent_again_past_the_bound_once(st
     assert watchdog.round().resent == [job_id] and [m.task_id for m in sent] == [job_id, job_id]
     store.redis.delete(f"{store.prefix}:watchdog")
     assert watchdog.round().resent == [], "not again within the bound"
+
+
+def test_a_group_sent_past_the_bound_with_a_trial_under_a_live_lease_is_not_sent_again(store):
+    """Its worker is on it (a trial claimed, another still queued): its message was not lost."""
+    sent: list[tasks.Message] = []
+    sweeps = SweepStore(store)
+    request = SweepRequest.model_validate({"params": {"num_epochs": 1}, "grid": {"seed": [1, 2]}})
+    sweep = sweeps.create(request, request.trials(), [[0, 1]])
+    jobs = [t.job_id for t in sweep.trials]
+    Dispatch(store.redis, store.prefix).enqueue(None, [(tasks.train_group(sweep.id, 0, jobs), jobs)])
+    watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=1)
+    watchdog.round()
+    assert sent == [tasks.train_group(sweep.id, 0, jobs)]
+    store.move(jobs[0], "running", lease=Lease("w", 30_000))
+    time.sleep(1.2)
+    store.redis.delete(f"{store.prefix}:watchdog")
+    done = watchdog.round()
+    assert (done.resent, done.taken_over, len(sent)) == ([], [], 1)
+    assert tasks.group_name(sweep.id, 0) in Dispatch(store.redis, store.prefix).in_flight(), "still in flight"
+
+
+def test_a_round_takes_over_at_most_a_batch_and_a_later_round_the_rest(store):
+    sent: list[tasks.Message] = []
+    ids = [store.create({"num_epochs": 1}, steps=1).id for _ in range(BATCH + 30)]
+    for job_id in ids:
+        store.move(job_id, "running")  # no leases: their workers were lost
+    watchdog = Watchdog(store, counting(sent), interval_s=5)
+    first = watchdog.round().taken_over
+    assert len(first) == BATCH and len(sent) == BATCH
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().taken_over == [], "the batch sent again waits for its new workers"
+    for job_id in first:  # claimed by them
+        store.redis.set(store.lease_key(job_id), "new worker", px=30_000)
+    store.redis.delete(f"{store.prefix}:watchdog")
+    second = watchdog.round().taken_over
+    assert sorted(first + second) == sorted(ids) and len(sent) == BATCH + 30
+
+
+def test_a_round_stops_at_its_deadline_and_the_next_goes_on(store):
+    """A slow broker: the round ends within about its interval, leaving the rest to the next."""
+    sent: list[tasks.Message] = []
+
+    def slow(message: tasks.Message) -> None:
+        time.sleep(0.3)
+        sent.append(message)
+
+    for _ in range(8):
+        store.move(store.create({"num_epochs": 1}, steps=1).id, "running")
+    watchdog = Watchdog(store, slow, interval_s=1)
+    started = time.monotonic()
+    first = watchdog.round().taken_over
+    assert time.monotonic() - started < 2.0 and 2 <= len(first) < 8
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert set(watchdog.round().taken_over).isdisjoint(first), "the next round goes on with the others"
+
+
+def test_a_sweep_whose_finish_could_not_be_sent_is_sent_at_the_next_round_unless_one_is_finishing_it(store):
+    attempts: list[tasks.Message] = []
+
+    def flaky(message: tasks.Message) -> None:
+        attempts.append(message)
+        if len(attempts) == 1:
+            raise ConnectionError("the broker is away")
+
+    sweeps = SweepStore(store)
+    request = SweepRequest.model_validate({"params": {"num_epochs": 1}, "grid": {"seed": [1]}})
+    sweep = sweeps.create(request, request.trials(), [[0]])
+    store.move(sweep.trials[0].job_id, "running")
+    store.move(sweep.trials[0].job_id, "failed")
+    watchdog = Watchdog(store, flaky, interval_s=5, reconcile_after_s=60)
+    with pytest.raises(ConnectionError):
+        watchdog.round()
+    store.redis.delete(f"{store.prefix}:watchdog")
+    store.redis.set(sweeps.finish_lease_key(sweep.id), "a finisher", px=30_000)
+    assert watchdog.round().sweeps_finished == [], "being finished now"
+    store.redis.delete(f"{store.prefix}:watchdog", sweeps.finish_lease_key(sweep.id))
+    assert watchdog.round().sweeps_finished == [sweep.id]
+    assert attempts == [tasks.finish_sweep(sweep.id)] * 2
+    store.redis.delete(f"{store.prefix}:watchdog")
+    assert watchdog.round().sweeps_finished == [], "not again within the bound"
+    assert store.redis.hget(f"{store.prefix}:reconciler", "sweeps_finished") == b"1"
