@@ -140,7 +140,9 @@ class Watchdog:
     def _take_over(self, done: Round, deadline: float) -> None:
         running = self.store.ids("running")
         leased = self._exists([self.store.lease_key(j) for j in running])
-        for job_id in [j for j, held in zip(running, leased) if not held][:BATCH]:
+        # Jobs sent again lately wait for their guard: the batch goes to lost jobs not yet sent.
+        sent = self._exists([self.store.takeover_key(j) for j in running])
+        for job_id in [j for j, held, again in zip(running, leased, sent) if not (held or again)][:BATCH]:
             if time.monotonic() > deadline:
                 return
             job = self.store.get(job_id)
