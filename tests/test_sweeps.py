@@ -25,7 +25,7 @@ def grid_sweep(stack) -> dict:
 
 def test_every_trial_is_a_job_that_succeeded_and_the_leaderboard_ranks_them(stack, grid_sweep):
     assert [t["status"] for t in grid_sweep["trials"]] == ["succeeded"] * 4
-    assert grid_sweep["progress"] == {"trials": 4, "finished": 4, "succeeded": 4, "fraction": 1.0}
+    assert grid_sweep["progress"] == {"trials": 4, "planned": 4, "finished": 4, "succeeded": 4, "fraction": 1.0}
     board = grid_sweep["leaderboard"]
     assert [r["rank"] for r in board] == [1, 2, 3, 4]
     keys = [(-r["echo_accuracy"], r["loss"]) for r in board]
