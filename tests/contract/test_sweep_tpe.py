@@ -2,6 +2,7 @@
 
 import math
 import uuid
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -13,10 +14,14 @@ from contract.sweep import SweepRequest, group
 from contract.sweep_batches import add_batch, pending
 from contract.sweep_store import SweepStore
 
-SPACE = {"learning_rate": {"low": 0.01, "high": 1.0, "log": True}, "init": {"values": ["tutorial", "glorot"]}}
-BODY = {
+SPACE: dict[str, Any] = {
+    "learning_rate": {"low": 0.01, "high": 1.0, "log": True},
+    "init": {"values": ["tutorial", "glorot"]},
+}
+RANDOM: dict[str, Any] = {"trials": 5, "batch": 2, "seed": 7, "sampler": "tpe", "space": SPACE}
+BODY: dict[str, Any] = {
     "params": {"num_epochs": 1, "total_series_length": 1000, "seed": 3},
-    "random": {"trials": 5, "batch": 2, "seed": 7, "sampler": "tpe", "space": SPACE},
+    "random": RANDOM,
 }
 
 
@@ -26,7 +31,7 @@ def loss(values: dict) -> float:
 
 
 def search(**changes) -> SweepRequest:
-    return SweepRequest.model_validate({**BODY, "random": {**BODY["random"], **changes}})
+    return SweepRequest.model_validate({**BODY, "random": {**RANDOM, **changes}})
 
 
 def test_batches_are_asked_from_the_scores_and_the_same_scores_ask_the_same_trials():
@@ -62,16 +67,16 @@ def test_the_last_batch_holds_what_is_left_and_other_seeds_draw_other_trials():
 @pytest.mark.parametrize(
     "change, field, words",
     [
-        ({"random": {**BODY["random"], "batch": 1, "sampler": "qmc"}}, "random.batch", "tpe"),
+        ({"random": {**RANDOM, "batch": 1, "sampler": "qmc"}}, "random.batch", "tpe"),
         ({"scheduler": {"type": "halving", "min_epochs": 1}}, "scheduler", "tpe"),
         # TPE draws later trials anywhere in the space: one at its edge that no job could train is refused now.
         (
-            {"random": {**BODY["random"], "space": {"batch_size": {"low": 1, "high": 67}}}},
+            {"random": {**RANDOM, "space": {"batch_size": {"low": 1, "high": 67}}}},
             "params.total_series_length",
             "edge of the space (batch_size=67)",
         ),
         (
-            {"random": {**BODY["random"], "space": {"learning_rate": {"low": 0.5, "high": 10.5}}}},
+            {"random": {**RANDOM, "space": {"learning_rate": {"low": 0.5, "high": 10.5}}}},
             "random.space.learning_rate",
             "edge of the space",
         ),
@@ -109,7 +114,9 @@ def lease(sweeps: SweepStore, sweep_id: str, token: str = "t-1") -> Fence:
 
 
 def next_batch(sweeps: SweepStore, sweep_id: str, fence: Fence) -> bool:
-    return add_batch(sweeps, fence, sweeps.get(sweep_id), sweeps.raw(sweep_id))
+    sweep, record = sweeps.get(sweep_id), sweeps.raw(sweep_id)
+    assert sweep is not None and record is not None
+    return add_batch(sweeps, fence, sweep, record)
 
 
 def test_a_batch_is_written_with_its_groups_queued_and_counted_once(sweeps):
