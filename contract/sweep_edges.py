@@ -13,15 +13,14 @@ from typing import Any
 JOINED = ("total_series_length", "truncated_backprop_length", "batch_size", "echo_step", "num_epochs")
 
 
-def _ends(dim: Any, integer: bool, joined: bool) -> list[Any]:
-    """A range's ends (integers inside it for an integer field); a choice's values (a joined field's: its least
-    and greatest number, and any value not a number)."""
+def _numbers(values: list[Any]) -> list[int | float]:
+    return [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def _ends(dim: Any, integer: bool) -> list[Any]:
+    """A range's ends (the integers nearest inside them for an integer field), or a choice's values."""
     if hasattr(dim, "values"):
-        if not joined:
-            return list(dim.values)
-        numbers = [v for v in dim.values if isinstance(v, int | float) and not isinstance(v, bool)]
-        others = [v for v in dim.values if v not in numbers]
-        return [*({min(numbers), max(numbers)} if numbers else ()), *others]
+        return list(dim.values)
     if integer:
         return sorted({math.ceil(dim.low), math.floor(dim.high)})
     return sorted({dim.low, dim.high})
@@ -29,13 +28,8 @@ def _ends(dim: Any, integer: bool, joined: bool) -> list[Any]:
 
 def edges(space: dict[str, Any], int_fields: frozenset[str], base: dict[str, Any]) -> list[dict[str, Any]]:
     """Configurations whose validity stands for every one the space holds: base (a configuration it holds) with
-    every corner of its joined fields, then with each end of each other field alone."""
-    joined = {n: _ends(d, n in int_fields, True) for n, d in space.items() if n in JOINED}
+    every corner of its joined fields (at most 2^5), then with each value of each field alone."""
+    ends = {name: _ends(dim, name in int_fields) for name, dim in space.items()}
+    joined = {n: sorted({min(found), max(found)}) for n, v in ends.items() if n in JOINED and (found := _numbers(v))}
     corners = [{**base, **dict(zip(joined, combo))} for combo in itertools.product(*joined.values())]
-    alone = [
-        {**base, name: value}
-        for name, dim in space.items()
-        if name not in JOINED
-        for value in _ends(dim, name in int_fields, False)
-    ]
-    return corners + alone
+    return corners + [{**base, name: value} for name, values in ends.items() for value in values]
