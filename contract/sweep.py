@@ -77,7 +77,8 @@ class RandomSearch(BaseModel):
         None,
         ge=1,
         le=MAX_TRIALS,
-        description=f"tpe only: trials per batch, asked together and trained as one group (per shape); the first "
+        description=f"tpe only: trials per batch, asked together and trained together (a group per shape, of at "
+        f"most SWEEP_GROUP_SIZE); the first "
         f"batch is drawn at random, each next one by TPE once the batch before has ended. Default "
         f"{TPE_BATCH} (at most trials).",
     )
