@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from contract import dispatch_scripts, tasks
 from contract.redis_values import as_bytes, scored, text
@@ -52,12 +53,18 @@ class Dispatch:
         """The sorted set of every unit waiting (KEDA counts it)."""
         return pending_key(self.prefix)
 
-    def enqueue(self, owner: str | None, units: list[tuple[tasks.Message, list[str]]]) -> int:
-        """Queue units (each a message and the jobs it trains) for owner, in order; returns how many were new."""
+    def enqueue(
+        self, owner: str | None, units: list[tuple[tasks.Message, list[str]]], transaction: Pipeline | None = None
+    ) -> int:
+        """Queue units (each a message and the jobs it trains) for owner, in order; returns how many were new.
+
+        With a transaction (a MULTI pipeline) they are queued when it executes, with its other writes (0 returned).
+        """
         args: list[Any] = [self.prefix, owner or ANONYMOUS]
         for message, jobs in units:
             args += [message.task_id, _entry(owner, message, jobs)]
-        return int(self._enqueue(args=args))
+        queued = self._enqueue(args=args, client=transaction)
+        return 0 if transaction is not None else int(queued)
 
     def top_up(self, send: Callable[[tasks.Message], None], most: int = TOP_UP_MOST) -> int:
         """Send the units that go next through send (a message at a time); returns how many were sent.

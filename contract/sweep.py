@@ -2,15 +2,18 @@
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from contract.params import TrainingParams
-from contract.sampling import draw
+from contract.sampling import draw, tpe_batch
+from contract.sweep_edges import edges
 
 MAX_TRIALS = 256  # a worker trains a group as one program: this bounds a sweep's memory and records
+TPE_BATCH = 8  # a tpe search's trials per batch unless the request says: its random start, then each step of TPE
 # Trials that agree on these train together, as one vectorized program (the engine's group key).
 SHAPE_FIELDS = (
     "state_size",
@@ -64,11 +67,37 @@ class RandomSearch(BaseModel):
     trials: int = Field(ge=1, le=MAX_TRIALS, description="How many configurations to draw.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the draws.")
     space: dict[str, Range | Choice] = Field(min_length=1, description="Per parameter, a range or a choice.")
-    sampler: Literal["random", "qmc"] = Field(
+    sampler: Literal["random", "qmc", "tpe"] = Field(
         "random",
-        description="Optuna's sampler: random (independent uniform draws) or qmc (a scrambled Sobol "
-        "sequence, which covers the ranges more evenly; choices drawn independently).",
+        description="Optuna's sampler: random (independent uniform draws), qmc (a scrambled Sobol "
+        "sequence, which covers the ranges more evenly; choices drawn independently) or tpe (Tree-structured "
+        "Parzen Estimator: drawn a batch at a time, each batch from the held-out loss of the trials before it).",
     )
+    batch: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TRIALS,
+        description=f"tpe only: trials per batch, asked together and trained together (a group per shape, of at "
+        f"most SWEEP_GROUP_SIZE); the first "
+        f"batch is drawn at random, each next one by TPE once the batch before has ended. Default "
+        f"{TPE_BATCH} (at most trials).",
+    )
+
+    def batch_size(self) -> int:
+        """A tpe search's trials per batch."""
+        return min(self.batch or TPE_BATCH, self.trials)
+
+    def batch_count(self) -> int:
+        """How many batches a tpe search makes (1 for another sampler: all its trials at once)."""
+        return -(-self.trials // self.batch_size()) if self.sampler == "tpe" else 1
+
+    def draw(self, batch: int = 0, history: Sequence[tuple[dict[str, Any], float | None]] = ()) -> list[dict[str, Any]]:
+        """The configurations of a batch (a tpe search's: from the earlier trials' values and held-out loss, None
+        for one that did not succeed); every configuration at once for the other samplers."""
+        if self.sampler != "tpe":
+            return draw(self.space, self.trials, self.seed, self.sampler, INT_FIELDS)
+        size = min(self.batch_size(), self.trials - batch * self.batch_size())
+        return tpe_batch(self.space, INT_FIELDS, self.seed, batch, size, history, self.batch_size())
 
 
 class Halving(BaseModel):
@@ -124,40 +153,67 @@ class SweepRequest(BaseModel):
             count = math.prod(len(v) for v in self.grid.values())
             if any(not v for v in self.grid.values()) or count > MAX_TRIALS:
                 raise _error("grid", f"the grid makes {count} trials; a sweep has 1 to {MAX_TRIALS}")
-        for index, trial in enumerate(self.configurations()):
+        self._tpe_fields()
+        first = self.configurations()
+        # A tpe search's later trials are drawn after POST: the space's edges stand for them (sweep_edges.py).
+        later = [("a point at the edge of the space", e) for e in self._edges(first[0])]
+        for label, trial in [*((f"trial {i}", t) for i, t in enumerate(first)), *later]:
             try:
                 params = TrainingParams.model_validate({**self.params, **trial})
             except ValidationError as exc:
-                first = exc.errors()[0]
-                field = (first.get("ctx") or {}).get("field") or ".".join(map(str, first["loc"]))
+                error = exc.errors()[0]
+                field = (error.get("ctx") or {}).get("field") or ".".join(map(str, error["loc"]))
                 source = "params" if field in self.params else where
                 values = ", ".join(f"{k}={v!r}" for k, v in trial.items())
-                raise _error(f"{source}.{field}", f"trial {index} ({values}): {first['msg']}") from None
+                raise _error(f"{source}.{field}", f"{label} ({values}): {error['msg']}") from None
             if self.scheduler is not None and not self.scheduler.rungs(params.num_epochs):
                 raise _error(
                     "scheduler.min_epochs",
                     f"min_epochs ({self.scheduler.min_epochs}) leaves no rung: it must "
-                    f"be below num_epochs ({params.num_epochs}, trial {index})",
+                    f"be below num_epochs ({params.num_epochs}, {label})",
                 )
         return self
 
+    def _edges(self, base: dict[str, Value]) -> list[dict[str, Value]]:
+        return edges(self._random().space, INT_FIELDS, base) if self._tpe() else []
+
+    def _tpe(self) -> bool:
+        return self.random is not None and self.random.sampler == "tpe"
+
+    def _tpe_fields(self) -> None:
+        """A batch only with tpe; tpe not with the halving scheduler."""
+        if self.random is not None and self.random.batch is not None and not self._tpe():
+            raise _error("random.batch", "batch is for the tpe sampler (the others draw every trial at once)")
+        if self._tpe() and self.scheduler is not None:
+            raise _error(
+                "scheduler",
+                "the halving scheduler does not go with the tpe sampler: tpe learns from each batch's held-out "
+                "scores at its end, halving prunes inside a group; use one or the other",
+            )
+
+    def planned(self) -> int:
+        """How many trials the sweep makes in all (a tpe search: over all its batches)."""
+        if self.grid is not None:
+            return math.prod(len(v) for v in self.grid.values())
+        return self._random().trials
+
     def configurations(self) -> list[dict[str, Value]]:
-        """The searched values of each trial, in order."""
+        """The searched values of each trial, in order (a tpe search: of its first batch, drawn at random)."""
         if self.grid is not None:
             names = list(self.grid)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
-        search = self._random()
-        return draw(search.space, search.trials, search.seed, search.sampler, INT_FIELDS)
+        return self._random().draw()
 
     def _random(self) -> RandomSearch:
         """The random search, for a request without a grid (the validator allows exactly one of them)."""
         assert self.random is not None, "a request has a grid or a random search"
         return self.random
 
-    def trials(self) -> list[TrainingParams]:
-        """Every trial's training parameters, with a concrete seed (a random one when neither params nor the search set it)."""
+    def trials(self, configurations: list[dict[str, Value]] | None = None) -> list[TrainingParams]:
+        """Every trial's training parameters (of configurations, by default the request's: a tpe search's first
+        batch), with a concrete seed (a random one when neither params nor the search set it)."""
         out = []
-        for trial in self.configurations():
+        for trial in self.configurations() if configurations is None else configurations:
             params = TrainingParams.model_validate({**self.params, **trial})
             out.append(params if params.seed is not None else params.resolved())
         return out

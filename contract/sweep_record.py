@@ -41,7 +41,10 @@ class Ranked(BaseModel):
 
 
 class SweepProgress(BaseModel):
-    trials: int
+    trials: int = Field(description="Trials made so far (a tpe search makes them a batch at a time).")
+    planned: int = Field(
+        0, description="Trials the sweep makes in all: trials, or more while a tpe search has batches left to ask."
+    )
     finished: int = 0
     succeeded: int = 0
     fraction: float = 0.0
@@ -71,7 +74,10 @@ class SweepHead(BaseModel):
 class Sweep(SweepHead):
     """A sweep: many trials from one request, trained in groups of the same shapes."""
 
-    groups: list[list[int]] = Field(description="The trials of each group, trained together as one program.")
+    groups: list[list[int]] = Field(
+        description="The trials of each group, trained together as one program (a tpe search's so far)."
+    )
+    batches: int = Field(1, description="Batches made so far: a tpe search's, each asked once the one before ended.")
     progress: SweepProgress
     trials: list[Trial]
     leaderboard: list[Ranked] = Field(default_factory=list, description="Finished trials, best first.")

@@ -48,6 +48,7 @@ class SweepStore:
         groups: list[list[int]],
         owner: str | None = None,
         max_active: int = 0,
+        group_size: int = 0,
     ) -> Sweep:
         """Record a queued sweep and a queued job per trial, all or none; QuotaExceeded when owner already has
         max_active (0: no limit) sweeps queued or running, counted with the write: two at once cannot both pass."""
@@ -61,7 +62,7 @@ class SweepStore:
                         if self.active(owner) >= max_active:
                             raise QuotaExceeded(f"{max_active} sweeps queued or running")
                         pipe.multi()
-                    sweep = self._write(pipe, sweep_id, seq, request, trials, groups, owner)
+                    sweep = self._write(pipe, sweep_id, seq, request, trials, groups, owner, group_size)
                     pipe.execute()
                     return sweep
                 except WatchError:
@@ -76,6 +77,7 @@ class SweepStore:
         trials: list[TrainingParams],
         groups: list[list[int]],
         owner: str | None,
+        group_size: int,
     ) -> Sweep:
         """Queue the writes of the sweep and its trials; the sweep as get() will read it (not read back: 256 records)."""
         group_of = {t: g for g, members in enumerate(groups) for t in members}
@@ -102,6 +104,9 @@ class SweepStore:
             "values": values,
             "seq": seq,
             "cancel_requested": False,
+            "batches": 1,
+            "planned": request.planned(),  # more than job_ids while a tpe search has batches to ask
+            "group_size": group_size,  # what a tpe search's later batches are grouped by
         }
         pipe.hset(self.key(sweep_id), mapping=hash_fields({**encode(record), "groups_left": str(len(groups))}))
         pipe.zadd(f"{self.prefix}:sweeps", {sweep_id: seq})
@@ -111,7 +116,7 @@ class SweepStore:
         stored = json.loads(json.dumps(record))  # as a read would decode it
         return Sweep(
             **{k: v for k, v in stored.items() if k in Sweep.model_fields},
-            progress=SweepProgress(trials=len(jobs)),
+            progress=SweepProgress(trials=len(jobs), planned=record["planned"], fraction=0.0),
             trials=[trial_of(job, v) for job, v in zip(jobs, stored["values"])],
         )
 
@@ -157,11 +162,14 @@ class SweepStore:
         done = sum(
             (1.0 if t.status in FINISHED or t.pruned else t.fraction) * n for t, n in found
         )  # early stops, pruned
+        made = len(record["job_ids"])
+        planned = max(made, record.get("planned", made))
         progress = SweepProgress(
-            trials=len(record["job_ids"]),
+            trials=made,
+            planned=planned,
             finished=len(finished),
             succeeded=sum(t.status == "succeeded" for t in trials),
-            fraction=round(done / steps, 4),
+            fraction=round(done / steps * made / planned, 4),  # trials not made yet: as long as those made
         )
         fields = {k: v for k, v in record.items() if k in Sweep.model_fields}
         return Sweep(**fields, progress=progress, trials=trials, leaderboard=leaderboard(trials))

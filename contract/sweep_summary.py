@@ -95,6 +95,7 @@ FIELDS = (
     "cancel_requested",
     "error",
     "job_ids",
+    "planned",
 )
 
 
@@ -172,11 +173,14 @@ def _keep(store: "SweepStore", finished: list[tuple[str, dict[str, Any]]]) -> No
 
 
 def _summary(record: dict[str, Any], tally: dict[str, Any]) -> SweepSummary:
+    made = len(record.pop("job_ids"))
+    planned = max(made, record.pop("planned", made))
     progress = SweepProgress(
-        trials=len(record.pop("job_ids")),
+        trials=made,
+        planned=planned,
         finished=tally["finished"],
         succeeded=tally["succeeded"],
-        fraction=tally["fraction"],
+        fraction=round(tally["fraction"] * made / planned, 4),  # trials not made yet: as long as those made
     )
     group_count = len(record.pop("groups"))
     leader = Ranked(**tally["leader"]) if tally["leader"] else None

@@ -12,7 +12,8 @@ COPY pyproject.toml ./
 COPY requirements/ requirements/
 # The project's dependencies with ONNX Runtime (the api extra), every version pinned by the locks
 # that make install and CI use (make lock writes both from pyproject.toml: one resolution). MLflow
-# is its client (mlflow-skinny): no tracking server, SQL stack or scikit-learn in this image.
+# is its client (mlflow-skinny): no tracking server or scikit-learn in this image (SQLAlchemy only as
+# Optuna's requirement, which it imports for a database storage: never here).
 # Left out: the packages' own test suites.
 RUN uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra api \
         --constraint requirements/lock.txt --constraint requirements/gpu.txt \

@@ -17,7 +17,8 @@ ARG TENSORFLOW=gpu
 # The project's dependencies with the TensorFlow extra asked for, every version pinned by the locks
 # (requirements/gpu.txt holds tensorflow[and-cuda] and the NVIDIA wheels, and agrees with
 # requirements/lock.txt, what make install and CI use, on every package they share). MLflow is its
-# client (mlflow-skinny): no tracking server, SQL stack or scikit-learn in this image.
+# client (mlflow-skinny): no tracking server or scikit-learn in this image (SQLAlchemy only as Optuna's
+# requirement, which it imports for a database storage: never here; a tpe search's batches use Optuna).
 # Left out: TensorFlow's C++ headers (tensorflow/include, 287 MB: they only build custom ops),
 # libclang's library (clang/native, 61 MB: tensorflow requires the package, nothing imports it)
 # and the packages' own test suites (71 MB).

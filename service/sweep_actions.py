@@ -40,6 +40,8 @@ def cancel(s: "Services", sweep_id: str, job_ids: list[str]) -> tuple[Sweep, boo
     """Cancel every queued trial, ask every running one to stop (a round trip each, for all trials); the sweep as it
     is then, and whether some trial is still running."""
     s.sweeps.request_cancel(sweep_id)
+    # A tpe search's batch made since job_ids was read has trials of its own; none is made from now on.
+    job_ids = (s.sweeps.head(sweep_id) or {}).get("job_ids") or job_ids
     cancelled = s.jobs.cancel_queued(job_ids, finished_at=now())
     # A trial not queued any more runs (or has ended, and the flag changes nothing): ask it to stop.
     s.jobs.request_cancel_many([job_id for job_id, done in zip(job_ids, cancelled) if not done])

@@ -25,7 +25,7 @@ def grid_sweep(stack) -> dict:
 
 def test_every_trial_is_a_job_that_succeeded_and_the_leaderboard_ranks_them(stack, grid_sweep):
     assert [t["status"] for t in grid_sweep["trials"]] == ["succeeded"] * 4
-    assert grid_sweep["progress"] == {"trials": 4, "finished": 4, "succeeded": 4, "fraction": 1.0}
+    assert grid_sweep["progress"] == {"trials": 4, "planned": 4, "finished": 4, "succeeded": 4, "fraction": 1.0}
     board = grid_sweep["leaderboard"]
     assert [r["rank"] for r in board] == [1, 2, 3, 4]
     keys = [(-r["echo_accuracy"], r["loss"]) for r in board]
@@ -152,3 +152,73 @@ def test_a_halving_sweeps_mlflow_runs_show_the_rungs_and_tag_the_pruned(stack, h
         )
         history = client.get_metric_history(run_id, "rung_eval_echo_accuracy")
         assert sorted(m.step for m in history) == [80 * r["epoch"] for r in t["rungs"]]
+
+
+TPE = {
+    "params": {**BASE, "num_epochs": 2, "seed": 1},
+    "random": {
+        "trials": 4,
+        "batch": 2,
+        "seed": 5,
+        "sampler": "tpe",
+        "space": {"learning_rate": {"low": 0.03, "high": 1.0, "log": True}, "state_size": {"values": [4]}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tpe_sweeps(stack) -> list[dict]:
+    """The same tpe search twice at once: two batches of two trials each, the second asked from the first's scores."""
+    made = [submit_sweep(stack.api, {**TPE, "name": f"tpe {i}"}) for i in range(2)]
+    for sweep in made:
+        assert (sweep["progress"]["trials"], sweep["progress"]["planned"], sweep["groups"]) == (2, 4, [[0, 1]])
+    done = [wait_sweep(stack.api, s["id"], FINISHED) for s in made]
+    for sweep in done:
+        assert sweep["status"] == "succeeded", (sweep, stack.logs()[-4000:])
+    return done
+
+
+def test_a_tpe_sweep_trains_its_batches_one_after_the_other_to_the_end(stack, tpe_sweeps):
+    sweep = tpe_sweeps[0]
+    assert sweep["progress"] == {"trials": 4, "planned": 4, "finished": 4, "succeeded": 4, "fraction": 1.0}
+    assert (sweep["batches"], sweep["groups"]) == (2, [[0, 1], [2, 3]])
+    assert [(t["trial"], t["group"], t["status"]) for t in sweep["trials"]] == [
+        (i, i // 2, "succeeded") for i in range(4)
+    ]
+    first = max(
+        requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["finished_at"] for t in sweep["trials"][:2]
+    )
+    second = min(
+        requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["created_at"] for t in sweep["trials"][2:]
+    )
+    assert first <= second, "the second batch is made once the first has ended"
+    assert len(sweep["leaderboard"]) == 4 and sweep["best"]["model"]
+    client = MlflowClient(stack.mlflow)
+    parent = client.get_run(sweep["mlflow"]["run_id"])
+    assert parent.info.status == "FINISHED" and (parent.data.params["sampler"], parent.data.params["trials"]) == (
+        "tpe",
+        "4",
+    )
+    for trial in sweep["trials"]:
+        run_id = requests.get(f"{stack.api}/jobs/{trial['job_id']}", timeout=5).json()["mlflow"]["run_id"]
+        assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_the_same_tpe_request_makes_the_same_trials(tpe_sweeps):
+    first, again = ([t["values"] for t in s["trials"]] for s in tpe_sweeps)
+    assert first == again and len({v["learning_rate"] for v in first}) == 4
+
+
+def test_cancelling_a_tpe_sweep_makes_no_further_batch(stack):
+    body = {**TPE, "params": {**TPE["params"], "num_epochs": 300}}
+    sweep = submit_sweep(stack.api, body)
+    wait_for(
+        lambda: requests.get(f"{stack.api}/sweeps/{sweep['id']}", timeout=5).json()["progress"]["fraction"] > 0,
+        120,
+        "the first batch training",
+    )
+    assert requests.delete(f"{stack.api}/sweeps/{sweep['id']}", timeout=10).status_code in (200, 202)
+    done = wait_sweep(stack.api, sweep["id"], FINISHED, timeout=60)
+    assert done["status"] == "cancelled" and [t["status"] for t in done["trials"]] == ["cancelled"] * 2
+    assert (done["progress"]["trials"], done["progress"]["planned"], done["batches"]) == (2, 4, 1)
+    assert done["best"] is None

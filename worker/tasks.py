@@ -4,7 +4,7 @@ import redis
 
 from contract import tasks
 from contract.job_store import JobStore
-from worker.attempt.dispatching import after_attempt
+from worker.attempt.dispatching import after_attempt, top_up
 from worker.attempt.run import finish_sweep, run_attempt
 from worker.attempt.unit import Unit
 from worker.celery_app import app, settings
@@ -27,8 +27,10 @@ def train_group(sweep_id: str, group: int, job_ids: list[str]) -> str:
 
 @app.task(name=tasks.FINISH_SWEEP)
 def end_sweep(sweep_id: str) -> str:
-    """End a sweep whose trials have all ended."""
-    return finish_sweep(job_store(), settings, sweep_id)
+    """End a sweep whose trials have all ended (a tpe search with trials left: queue its next batch), then send
+    the units that go next."""
+    store = job_store()
+    return top_up(store, _send, finish_sweep(store, settings, sweep_id))
 
 
 @app.task(name=tasks.BACKFILL_SERVING)

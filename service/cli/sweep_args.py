@@ -70,12 +70,15 @@ def body(
     name: str | None,
     halving: str | None = None,
     sampler: str | None = None,
+    batch: int | None = None,
 ) -> dict[str, Any]:
     """The request: --param values every trial shares, a grid or a random search, and (--halving) a scheduler."""
     if bool(grid) == (trials is not None):
         raise typer.BadParameter("give either --grid (one or more) or --random N with --space", param_hint="--grid")
-    if (trials is None) and (space or seed is not None or sampler is not None):
-        raise typer.BadParameter("--space, --search-seed and --sampler go with --random N", param_hint="--space")
+    if (trials is None) and (space or seed is not None or sampler is not None or batch is not None):
+        raise typer.BadParameter(
+            "--space, --search-seed, --sampler and --batch go with --random N", param_hint="--space"
+        )
     request: dict[str, Any] = {"params": {k: value(v) for k, v in pairs(params, "--param").items()}}
     if name is not None:
         request["name"] = name
@@ -88,6 +91,7 @@ def body(
             "space": searched,
             **({"seed": seed} if seed is not None else {}),
             **({"sampler": sampler} if sampler is not None else {}),
+            **({"batch": batch} if batch is not None else {}),
         }
     if halving is not None:
         request["scheduler"] = scheduler(halving)
@@ -103,6 +107,7 @@ def labels(request: dict[str, Any]) -> dict[str, str]:
         "random.seed": "random.seed (--search-seed)",
         "random.space": "random.space (--space)",
         "random.sampler": "random.sampler (--sampler)",
+        "random.batch": "random.batch (--batch)",
         "scheduler.min_epochs": "scheduler.min_epochs (--halving)",
         "scheduler.reduction": "scheduler.reduction (--halving)",
     }

@@ -46,9 +46,14 @@ def start(
         str | None,
         typer.Option(
             "--sampler",
-            help="With --random: Optuna's random or qmc (quasi-random) sampler [API default: random].",
+            help="With --random: Optuna's random, qmc (quasi-random) or tpe sampler (batch by batch, each from the "
+            "scores of those before) [API default: random].",
             show_default=False,
         ),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", help="With --sampler tpe: trials per batch [API default: 8].", show_default=False),
     ] = None,
     halving: Annotated[
         str | None,
@@ -61,11 +66,11 @@ def start(
     wait: Wait = False,
 ) -> None:
     """Start a sweep (values read as int, float, else text; none is null); prints its id. --wait watches it."""
-    request = sweep_args.body(param or [], grid or [], random, space or [], search_seed, name, halving, sampler)
+    request = sweep_args.body(param or [], grid or [], random, space or [], search_seed, name, halving, sampler, batch)
     api: Api = ctx.obj
     started = api.call("POST", "/sweeps", json=request, labels=sweep_args.labels(request))
     out.print(started["id"], markup=False)
-    err.print(f"{started['progress']['trials']} trials in {sweep_view.groups(started)}, queued", markup=False)
+    err.print(f"{sweep_view.made(started['progress'])} trials in {sweep_view.groups(started)}, queued", markup=False)
     if wait:
         follow(api, started)
 

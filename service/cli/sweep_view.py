@@ -23,8 +23,14 @@ def summary(sweep: dict) -> str:
     name = f" {sweep['name']!r}" if sweep.get("name") else ""
     return (
         f"sweep {sweep['id']}{name}: {sweep['status']}{cancel}  {100 * p['fraction']:.0f}%  "
-        f"{p['finished']}/{p['trials']} trials finished, {p['succeeded']} succeeded, {groups(sweep)}"
+        f"{p['finished']}/{made(p)} trials finished, {p['succeeded']} succeeded, {groups(sweep)}"
     )
+
+
+def made(progress: dict) -> str:
+    """'4' trials, or '4 of 8 made' while a tpe search has batches left to ask."""
+    planned = progress.get("planned") or progress["trials"]
+    return str(progress["trials"]) if planned <= progress["trials"] else f"{progress['trials']} (of {planned} planned)"
 
 
 def groups(sweep: dict) -> str:
@@ -128,7 +134,7 @@ def sweeps(page: dict) -> Table:
             s.get("name") or "-",
             s["status"],
             f"{100 * p['fraction']:.0f}%",
-            f"{p['finished']}/{p['trials']}",
+            f"{p['finished']}/{made(p)}",
             str(p["succeeded"]),
             num(top.get("echo_accuracy")),
             when(s["created_at"]),

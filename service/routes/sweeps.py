@@ -55,7 +55,7 @@ def _get(sweep_id: str) -> Sweep:
 
 def _bounded(request: SweepRequest, most: int) -> None:
     """A 422 on the search's field when it makes more than most trials."""
-    count = len(request.configurations())
+    count = request.planned()
     if count > most:
         field = "grid" if request.grid is not None else "random.trials"
         message = f"the sweep makes {count} trials; this service takes at most {most} (MAX_SWEEP_TRIALS)"
@@ -104,11 +104,10 @@ def _create(request: SweepRequest, owner: str | None) -> Sweep:
     s = services()
     trials = request.trials()
     most = s.settings.max_active_sweeps_per_token
-    reservation = s.records.reserve(limits.client_key(), len(trials))
+    reservation = s.records.reserve(limits.client_key(), request.planned())  # a tpe search's later batches too
     try:
-        sweep = s.sweeps.create(
-            request, trials, group(trials, s.settings.sweep_group_size), owner=owner, max_active=most
-        )
+        size = s.settings.sweep_group_size
+        sweep = s.sweeps.create(request, trials, group(trials, size), owner=owner, max_active=most, group_size=size)
     except (QuotaExceeded, RedisError) as exc:  # nothing was written: its records go back
         record_budget.give_back_quietly(s.records, reservation)
         if isinstance(exc, RedisError):

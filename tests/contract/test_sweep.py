@@ -196,7 +196,8 @@ def test_quasi_random_draws_cover_a_range_evenly():
 @pytest.mark.parametrize(
     "random, field",
     [
-        ({"trials": 2, "sampler": "tpe", "space": SPACE}, "random.sampler"),
+        ({"trials": 2, "sampler": "cmaes", "space": SPACE}, "random.sampler"),
+        ({"trials": 2, "batch": 1, "space": SPACE}, "random.batch"),
         ({"trials": 2, "space": {"state_size": {"low": 4.2, "high": 4.8}}}, "random.space.state_size"),
     ],
 )

@@ -51,7 +51,7 @@ def test_each_trial_is_a_queued_job_of_its_sweep_and_group(sweeps):
         assert job.status == "queued" and job.sweep.sweep_id == sweep.id
         assert (job.sweep.trial, job.sweep.group) == (trial.trial, trial.group)
     assert sweeps.group_jobs(sweep.id, 1) == [sweep.trials[2].job_id, sweep.trials[3].job_id]
-    assert sweep.progress.model_dump() == {"trials": 4, "finished": 0, "succeeded": 0, "fraction": 0.0}
+    assert sweep.progress.model_dump() == {"trials": 4, "planned": 4, "finished": 0, "succeeded": 0, "fraction": 0.0}
 
 
 def test_trials_do_not_count_towards_the_owners_job_quota(sweeps):

@@ -80,6 +80,8 @@ def test_options_make_the_request_body():
     assert halving["scheduler"] == {"type": "halving", "min_epochs": 2, "reduction": 3}
     assert body([], ["seed=0"], None, [], None, None, "4")["scheduler"] == {"type": "halving", "min_epochs": 4}
     assert body([], [], 4, ["init=tutorial|glorot"], None, None, None, "qmc")["random"]["sampler"] == "qmc"
+    tpe = body([], [], 4, ["init=tutorial|glorot"], None, None, None, "tpe", 2)["random"]
+    assert (tpe["sampler"], tpe["batch"]) == ("tpe", 2)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,7 @@ def test_options_make_the_request_body():
         ([], ["seed=1"], 3, ["seed=1|2"], None),  # both
         ([], ["seed=1"], None, ["init=glorot"], None),  # --space without --random
         ([], ["seed=1"], None, [], None, None, None, "qmc"),  # --sampler without --random
+        ([], ["seed=1"], None, [], None, None, None, None, 2),  # --batch without --random
         (["epochs"], ["seed=1"], None, [], None),  # not NAME=VALUE
         ([], ["seed=1", "seed=2"], None, [], None),  # twice
         ([], [], 2, ["learning_rate=a:b"], None),  # not numbers
@@ -121,6 +124,16 @@ def test_start_queues_the_sweep_then_show_list_and_cancel(served, store):  # noq
     assert sweep_id in ok(run_cli(api, "sweep", "list")) and "demo" in ok(run_cli(api, "sweep", "list"))
     assert ok(run_cli(api, "sweep", "cancel", sweep_id)).strip() == f"sweep {sweep_id}: cancelled"
     assert f"sweep {sweep_id} has already cancelled" in fails(run_cli(api, "sweep", "cancel", sweep_id), 1)
+
+
+def test_a_tpe_search_shows_its_trials_made_beside_those_planned(served):
+    api, _ = served
+    args = ("--random", "5", "--sampler", "tpe", "--batch", "2", "--space", "learning_rate=0.1:1")
+    started = run_cli(api, "sweep", "start", *TINY, *args)
+    sweep_id = ok(started).strip()
+    assert "2 (of 5 planned) trials in 1 group, queued" in started.stderr
+    assert "0/2 (of 5 planned) trials finished" in ok(run_cli(api, "sweep", "show", sweep_id))
+    assert "0/2 (of 5 planned)" in ok(run_cli(api, "sweep", "list"))
 
 
 def test_an_invalid_trial_is_named_with_its_option(served):

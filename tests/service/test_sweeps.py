@@ -9,6 +9,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -28,6 +29,13 @@ from tests.support import free_port, problem
 SWEEP_REDIS_DB = 12
 TINY = {"num_epochs": 1, "total_series_length": 1000}
 GRID = {"params": TINY, "grid": {"state_size": [4, 8], "seed": [0, 1]}}
+TPE_SEARCH: dict[str, Any] = {
+    "trials": 5,
+    "batch": 2,
+    "sampler": "tpe",
+    "space": {"learning_rate": {"low": 0.1, "high": 1.0}},
+}
+TPE = {"params": {**TINY, "num_epochs": 2}, "random": TPE_SEARCH}
 
 
 @pytest.fixture
@@ -123,6 +131,9 @@ def test_a_random_search_draws_the_same_trials_from_the_same_seed(client, store,
         ({**GRID, "scheduler": {"type": "halving", "min_epochs": 1, "reduction": 1}}, {"scheduler.reduction"}),
         ({**GRID, "scheduler": {"type": "hyperband", "min_epochs": 1}}, {"scheduler.type"}),
         ({**GRID, "scheduler": {"type": "halving", "min_epochs": "1"}}, {"scheduler.min_epochs"}),
+        ({**TPE, "scheduler": {"type": "halving", "min_epochs": 1}}, {"scheduler"}),  # tpe learns between groups
+        ({"params": TINY, "random": {**TPE_SEARCH, "sampler": "qmc"}}, {"random.batch"}),
+        ({"params": TINY, "random": {**TPE_SEARCH, "batch": 0}}, {"random.batch"}),
     ],
 )
 def test_an_invalid_sweep_names_the_field_and_queues_nothing(client, store, body, bad):
@@ -141,6 +152,19 @@ def test_a_halving_sweep_is_queued_with_its_scheduler(client):
     assert [(t["rung"], t["pruned"], t["rungs"]) for t in sweep["trials"]] == [(0, False, [])] * 3
 
 
+def test_a_tpe_search_is_queued_a_batch_at_a_time_and_shows_the_trials_planned(client, store):
+    sweep = client.post("/sweeps", json=TPE).get_json()
+    assert (sweep["progress"]["trials"], sweep["progress"]["planned"], sweep["batches"]) == (2, 5, 1)
+    assert sweep["groups"] == [[0, 1]] and [t["trial"] for t in sweep["trials"]] == [0, 1]
+    job_ids = [t["job_id"] for t in sweep["trials"]]
+    assert queued_tasks(store) == [(tasks.TRAIN_GROUP, f"{sweep['id']}-g0", [sweep["id"], 0, job_ids])]
+    assert client.get(f"/sweeps/{sweep['id']}").get_json() == sweep
+    [listed] = client.get("/sweeps").get_json()["sweeps"]
+    assert (listed["progress"]["trials"], listed["progress"]["planned"], listed["group_count"]) == (2, 5, 1)
+    again = client.post("/sweeps", json=TPE).get_json()
+    assert [t["values"] for t in again["trials"]] == [t["values"] for t in sweep["trials"]]
+
+
 def test_more_trials_than_max_sweep_trials_is_a_422_on_the_search(settings, store):
     client = create_app(derive(settings, max_sweep_trials=3)).test_client()
     body = problem(client.post("/sweeps", json={"grid": {"seed": [1, 2, 3, 4]}}), 422)
@@ -148,6 +172,8 @@ def test_more_trials_than_max_sweep_trials_is_a_422_on_the_search(settings, stor
     random = {"random": {"trials": 4, "space": {"learning_rate": {"low": 0.1, "high": 1}}}}
     assert fields(problem(client.post("/sweeps", json=random), 422)) == {"random.trials"}
     assert client.post("/sweeps", json={"params": TINY, "grid": {"seed": [1, 2, 3]}}).status_code == 202
+    tpe = {"random": {**TPE_SEARCH, "trials": 4}}  # its later batches count too
+    assert fields(problem(client.post("/sweeps", json=tpe), 422)) == {"random.trials"}
     with pytest.raises(ValueError):
         derive(settings, max_sweep_trials=MAX_TRIALS + 1)
 

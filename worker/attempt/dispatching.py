@@ -25,3 +25,12 @@ def after_attempt(store: JobStore, send: Callable[[tasks.Message], None], unit: 
     except Exception:
         log.warning("could not send the units that go next; a watchdog round will", exc_info=True)
     return outcome
+
+
+def top_up(store: JobStore, send: Callable[[tasks.Message], None], outcome: str) -> str:
+    """Send what goes next (a tpe search's batch the task queued); returns the outcome. Never raises."""
+    try:
+        Dispatch(store.redis, store.prefix).top_up(send)
+    except Exception:
+        log.warning("could not send the units that go next; a watchdog round will", exc_info=True)
+    return outcome

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from contract import provenance
+from contract import provenance, sweep_batches
 from contract.clock import now
 from contract.fence import Fence, LeaseLost, Step
 from contract.job import FINISHED
@@ -52,10 +52,12 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
         request = record["request"]
         params = {
             **{f"base.{k}": v for k, v in request.get("params", {}).items()},
-            "trials": len(record["job_ids"]),
+            "trials": record.get("planned") or len(record["job_ids"]),
             "search": "grid" if "grid" in request else "random",
             "space": json.dumps(request.get("grid") or request["random"]["space"])[:6000],
         }
+        if "random" in request:
+            params["sampler"] = request["random"].get("sampler", "random")
         if request.get("scheduler"):
             params["scheduler"] = json.dumps(request["scheduler"])
         run = RunLogger(
@@ -84,7 +86,8 @@ def _thin(losses: np.ndarray) -> np.ndarray:
 
 def finish(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> str | None:
     """End the sweep once all its trials have: register and gate the best trial, log the leaderboard; its final
-    status, or None when it has ended already, is not ready, or another attempt is ending it.
+    status, or None when it has ended already, is not ready, or another attempt is ending it. A tpe search with
+    trials left to make gets its next batch instead (contract/sweep_batches.py): "continued".
 
     The finishing attempt holds a lease of its own (lost with its worker, when the reconciler has
     the sweep finished again) and writes through its fence, as a job's attempt does.
@@ -115,6 +118,13 @@ def _finish(
     if not all(t.status in FINISHED for t in sweep.trials):
         log.info("sweep %s: some trials have not ended; not finished yet", sweep_id)
         return None
+    if sweep_batches.pending(record) and not sweep.cancel_requested:
+        keeper.check()
+        if sweep_batches.add_batch(sweeps, fence, sweep, record):
+            return "continued"  # its next batch is queued: the sweep ends after its last
+        record, sweep = sweeps.raw(sweep_id, curves=True), sweeps.get(sweep_id)  # cancelled meanwhile: it ends now
+        if record is None or sweep is None or sweep.status in FINISHED:
+            return None
     run = (
         RunLogger(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check)
         if record.get("mlflow")
