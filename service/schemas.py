@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.job import Job
+from contract.job import Job, Status
 from service import model_refs
 
 # The documented limits (Settings.max_sequence_bits and max_sequences default to them): the
@@ -48,7 +48,7 @@ class JobListQuery(BaseModel):
     """Query of GET /jobs."""
 
     model_config = ConfigDict(extra="forbid")
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    status: Status | None = None
     limit: int = Field(20, ge=1, le=100)
     cursor: int | None = Field(None, ge=0, description="next_cursor of the previous page")
 

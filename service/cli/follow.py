@@ -10,10 +10,10 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from contract.job import FINISHED
 from service.cli.api import CANCELLED, FAILED, INTERRUPTED, Api
 from service.cli.output import champion_line, err, error_line, evaluation_line, num, out
 
-FINISHED = {"succeeded", "failed", "cancelled"}
 POLL_S = 0.5
 TICK_S = 0.05  # how soon Ctrl-C is noticed
 SAVING_SHARE = 0.1  # of the bar: a job's model is saved, registered and evaluated after its last step

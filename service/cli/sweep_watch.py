@@ -3,9 +3,10 @@
 import typer
 from rich.live import Live
 
+from contract.job import FINISHED
 from service.cli import sweep_view
 from service.cli.api import CANCELLED, FAILED, INTERRUPTED, Api
-from service.cli.follow import FINISHED, CtrlC, _ask
+from service.cli.follow import CtrlC, _ask
 from service.cli.output import err, error_line, out
 
 POLL_S = 1.0
