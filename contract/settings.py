@@ -5,6 +5,8 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.job_store import DEFAULT_RETENTION_S
+
 
 class CommonSettings(BaseSettings):
     """Read once from the environment; a missing required value fails at start."""
@@ -22,7 +24,7 @@ class CommonSettings(BaseSettings):
     job_key_prefix: str = Field("echo-rnn", description="Prefix of every Redis key of the service.")
     log_level: str = Field("INFO", description="Level of the JSON log lines.")
     job_retention_s: int = Field(
-        30 * 24 * 3600, ge=60, description="How long a finished job's record is kept in Redis (s)."
+        DEFAULT_RETENTION_S, ge=60, description="How long a finished job's record is kept in Redis (s)."
     )
     # MLflow's client takes these from the environment only; its defaults (7 retries, 120 s timeout)
     # hold a call to a stopped server for minutes. Subclasses choose their own defaults.
