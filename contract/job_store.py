@@ -22,6 +22,7 @@ from contract.fence import FencedWriter
 from contract.job import FINISHED, STATUSES, Job, JobProgress, sources
 from contract.redis_values import hash_fields, scored, text
 
+DEFAULT_PREFIX = "echo-rnn"  # of every Redis key of the service (CommonSettings.job_key_prefix)
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
 
@@ -44,7 +45,7 @@ class QuotaExceeded(Exception):
 class JobStore:
     """The job records under one key prefix."""
 
-    def __init__(self, redis: Redis, prefix: str = "echo-rnn", retention_s: int = DEFAULT_RETENTION_S):
+    def __init__(self, redis: Redis, prefix: str = DEFAULT_PREFIX, retention_s: int = DEFAULT_RETENTION_S):
         self.redis, self.prefix, self.retention_s = redis, prefix, retention_s
         self._move = redis.register_script(job_scripts.MOVE)
         self._set_if = redis.register_script(job_scripts.SET_IF)
