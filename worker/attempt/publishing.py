@@ -16,7 +16,7 @@ from worker.attempt import sweep_end
 from worker.tracking.mlflow_retry import mlflow_outage
 from worker.tracking.model_logging import log_model
 from worker.tracking.publish import Candidate, publish
-from worker.tracking.registry import Registry
+from worker.tracking.registry import Registry, champion_lock
 from worker.tracking.run_logger import RunLogger
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def registry(attempt: "Attempt", run: RunLogger) -> Registry:
         run.client,
         run.outage,
         attempt.store.redis,
-        f"{attempt.store.prefix}:champion-lock",
+        champion_lock(attempt.store.prefix),
         s.registered_model,
         s.champion_alias,
         s.champion_min_accuracy,

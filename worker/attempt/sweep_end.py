@@ -171,7 +171,7 @@ def _publish_best(
 ) -> dict:
     """Register the best trial's model (or take the version an earlier finisher recorded), record it, gate it."""
     from worker.tracking.publish import Candidate, publish
-    from worker.tracking.registry import Registry
+    from worker.tracking.registry import Registry, champion_lock
 
     client = run.client if run is not None else MlflowClient(settings.mlflow_tracking_uri)
     outage = (
@@ -183,7 +183,7 @@ def _publish_best(
         client,
         outage,
         sweeps.redis,
-        f"{sweeps.prefix}:champion-lock",
+        champion_lock(sweeps.prefix),
         settings.registered_model,
         settings.champion_alias,
         settings.champion_min_accuracy,
