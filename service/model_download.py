@@ -7,6 +7,7 @@ import mlflow.artifacts
 from mlflow.tracking import MlflowClient
 
 from contract import provenance
+from contract.mlflow_names import FILE_ABSENT_CODES
 from contract.provenance import Provenance
 from service.model_versions import ModelInfo
 
@@ -32,7 +33,7 @@ def download_graph(client: MlflowClient, info: ModelInfo, record: Provenance) ->
                 artifact_uri=uri, dst_path=into, tracking_uri=client.tracking_uri
             )
         except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            if exc.error_code in FILE_ABSENT_CODES:
                 return None
             raise
         if os.path.getsize(path) > provenance.SERVING_MAX_BYTES:

@@ -25,6 +25,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
 from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
+from contract.mlflow_names import JOB_ID_TAG
 from worker.settings import WorkerSettings
 from worker.tracking import artifacts
 from worker.tracking.metric_sender import MetricSender
@@ -91,7 +92,7 @@ class RunLogger:
             name = tags.get("mlflow.runName", f"job-{job_id[:8]}")
             return self.client.create_run(
                 self.experiment_id,
-                tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
+                tags={JOB_ID_TAG: job_id, "attempt": attempt, "mlflow.runName": name, **tags},
                 run_name=name,
             )
 
