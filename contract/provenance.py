@@ -67,6 +67,11 @@ def copy(redis: Redis, prefix: str, source: Provenance, version: str) -> None:
     record(redis, prefix, replace(source, version=version))
 
 
+def serving_uri(model_location: str) -> str:
+    """Where a version's ONNX graph is: beside its SavedModel, in the model's artifact location."""
+    return f"{model_location.rstrip('/')}/{SERVING_FILE}"
+
+
 def file_digest(data: bytes) -> str:
     """sha256 of one file's bytes (the ONNX file's digest)."""
     return hashlib.sha256(data).hexdigest()

@@ -26,7 +26,7 @@ def download_graph(client: MlflowClient, info: ModelInfo, record: Provenance) ->
 
     Where it is comes from the version's record when its worker wrote it there (one round trip fewer).
     """
-    uri = record.serving_uri or f"{location_of(client, info).rstrip('/')}/{provenance.SERVING_FILE}"
+    uri = record.serving_uri or provenance.serving_uri(location_of(client, info))
     with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
         try:
             path = mlflow.artifacts.download_artifacts(

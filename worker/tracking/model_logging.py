@@ -94,7 +94,7 @@ def _write(
         digests = {
             "digest": provenance.digest(path),
             "serving_digest": provenance.file_digest(serving),
-            "serving_uri": f"{model.artifact_location.rstrip('/')}/{provenance.SERVING_FILE}",
+            "serving_uri": provenance.serving_uri(model.artifact_location),
         }
         outage.call(
             lambda: artifacts.upload(model.artifact_location, client.tracking_uri, Path(path)), "uploading the model"
