@@ -24,7 +24,8 @@ QueryBits = Annotated[
         pattern=r"^[01]+$",
         min_length=1,
         max_length=MAX_QUERY_BITS,
-        description="Bits, as a string of 0 and 1; longer sequences (up to 100,000 bits) go by POST /predict.",
+        description=f"Bits, as a string of 0 and 1; longer sequences (up to MAX_SEQUENCE_BITS, {MAX_SEQUENCE_BITS:,} by "
+        "default) go by POST /predict.",
     ),
 ]
 # What a 422 says instead of pydantic's "String should match pattern '…'".
