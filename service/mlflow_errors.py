@@ -7,7 +7,7 @@ from mlflow.exceptions import MlflowException
 from redis.exceptions import RedisError
 
 from contract.mlflow_names import NOT_FOUND_CODES
-from service.problems import Problem
+from service.problems import Problem, redis_down
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ def call_mlflow(call: Callable[[], T]) -> T:
     except Problem:
         raise
     except RedisError as exc:
-        raise Problem(503, "Redis unavailable", f"the job store cannot be reached: {exc}"[:250]) from exc
+        raise redis_down() from exc
     except MlflowException as exc:
         raise Problem(503, "MLflow unavailable", f"the model store failed: {exc.message[:200]}") from exc
     except OSError as exc:

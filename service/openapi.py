@@ -22,7 +22,7 @@ ERRORS = {
     415: "The body is not application/json",
     422: "Invalid input; errors names each field",
     429: "Over this client's rate limit; retry after Retry-After seconds",
-    503: "Redis or MLflow is not answering",
+    503: "Redis (then with Retry-After) or MLflow is not answering",
 }
 BEARER = "bearerAuth"
 SECURITY_SCHEME = {
