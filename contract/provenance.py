@@ -38,6 +38,11 @@ class Provenance:
     serving_uri: str | None = None  # the ONNX file's artifact URI: the API fetches it without asking MLflow where it is
 
 
+def version_uri(name: str, version: str | int) -> str:
+    """A registered version's URI as job records and the API name it (models:/NAME/VERSION)."""
+    return f"models:/{name}/{version}"
+
+
 def key(prefix: str, name: str, version: str) -> str:
     """The Redis key of a version's record."""
     return f"{prefix}:model:{name}:{version}"

@@ -7,6 +7,7 @@ from typing import Any
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from contract import provenance
 from contract.clock import iso
 from contract.mlflow_names import JOB_ID_TAG, PROMOTED_TAG, PROMOTION_REASON_TAG
 
@@ -31,7 +32,7 @@ class ModelInfo:
         return cls(
             name=version.name,
             version=str(version.version),
-            uri=f"models:/{version.name}/{version.version}",
+            uri=provenance.version_uri(version.name, version.version),
             run_id=version.run_id,
             job_id=(version.tags or {}).get(JOB_ID_TAG),
             model_id=version.model_id,
