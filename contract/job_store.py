@@ -28,7 +28,7 @@ RECONCILER_EVENTS = ("taken_over", "resent", "sweeps_finished", "errors")  # the
 
 
 @dataclass(frozen=True)
-class Lease:
+class LeaseGrant:
     """Who holds a running job: the move that starts or resumes it takes the lease too."""
 
     owner: str
@@ -235,7 +235,12 @@ class JobStore:
         self.redis.hset(self.key(job_id), mapping=hash_fields(encode(fields)))
 
     def move(
-        self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None, **fields: Any
+        self,
+        job_id: str,
+        status: str,
+        only_from: set[str] | None = None,
+        lease: LeaseGrant | None = None,
+        **fields: Any,
     ) -> str | None:
         """Move the job to status (setting fields too) if the state machine allows it from the status it has.
 
