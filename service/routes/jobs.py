@@ -62,8 +62,8 @@ def submit() -> Response:
     try:
         if key is not None:
             claim = _claim(key, idempotency.fingerprint(validated.model_dump()))
-            if claim.job_id is not None:
-                return _replay(claim.job_id)
+            if claim.made_id is not None:
+                return _replay(claim.made_id)
         params = validated.resolved()
         owner = auth.client_id() if s.settings.tokens_on else None
         quota = s.settings.max_active_jobs_per_token if owner else 0
@@ -101,7 +101,7 @@ def submit() -> Response:
     return resp
 
 
-def _claim(key: str, fingerprint: str) -> idempotency.Claim:
+def _claim(key: str, fingerprint: str) -> idempotency.KeyClaim:
     """Reserve key for a new job, or the claim of the job it already made (if that job still exists)."""
     s = services()
     return idempotency.claim_for(
@@ -117,7 +117,7 @@ def _replay(job_id: str) -> Response:
     return resp
 
 
-def _release(claim: idempotency.Claim | None) -> None:
+def _release(claim: idempotency.KeyClaim | None) -> None:
     idempotency.release_quietly(services().idempotency, claim)
 
 
