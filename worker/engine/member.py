@@ -13,8 +13,8 @@ from worker.engine.model import initial_weights
 from worker.engine.results import StepReport, TrainingResult
 
 
-class Trial:
-    """A model of a group; it draws its weights and data from its own seed exactly as a job does."""
+class GroupMember:
+    """A model of a group (a job, or a sweep's trial); it draws its weights and data from its own seed exactly as a job does."""
 
     def __init__(self, params: TrainingParams):
         assert params.seed is not None, "a trial's parameters are resolved (a concrete seed)"
