@@ -17,7 +17,7 @@ from contract.params import TrainingParams
 from contract.sweep import SHAPE_FIELDS, Halving
 from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.device import select_device
-from worker.engine.evaluate import Evaluation, evaluate, evaluate_stacked
+from worker.engine.evaluate import HeldOutScores, evaluate, evaluate_stacked
 from worker.engine.forward import WEIGHT_NAMES
 from worker.engine.group_model import GroupTrainer, epoch_capacity
 from worker.engine.halving import RungReport, program_size, prune, rung_of, score_dict
@@ -323,7 +323,7 @@ class _GroupLoop:
         for i, trial in enumerate(self.trials):
             if trial.pruned is not None:
                 last = trial.rungs[-1]
-                evaluation = Evaluation(last["echo_accuracy"], last["loss"], last["by_length"])
+                evaluation = HeldOutScores(last["echo_accuracy"], last["loss"], last["by_length"])
             else:
                 evaluation = evaluate(self.program.forward_for(values[i][0]), trial.params)
             result = trial.result(self.device, values[i][0], self.compile_seconds, evaluation)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract.params import TrainingParams
-from worker.engine.evaluate import Evaluation
+from worker.engine.evaluate import HeldOutScores
 
 EVAL_SEQUENCES, EVAL_LENGTH = 8, 500
 
@@ -46,9 +46,9 @@ class TrainingResult:
     last_window: tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, probabilities
     compile_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
-    evaluation: Evaluation | None = None
+    evaluation: HeldOutScores | None = None
 
-    def evaluated(self) -> Evaluation:
+    def evaluated(self) -> HeldOutScores:
         """The held-out evaluation, which train_group gives every model it trained."""
         assert self.evaluation is not None, "a trained model is evaluated"
         return self.evaluation
