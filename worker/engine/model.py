@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract.params import TrainingParams
-from worker.engine.forward import WEIGHT_NAMES, contract, make_forward
+from worker.engine.forward import WEIGHT_NAMES, make_forward, per_model_matmul
 from worker.engine.group_model import ADAGRAD_INITIAL_ACCUMULATOR, stacked_states
 
 __all__ = ["ADAGRAD_INITIAL_ACCUMULATOR", "WEIGHT_NAMES", "cell_states", "initial_weights", "logits_of", "make_forward"]
@@ -35,4 +35,4 @@ def cell_states(W: tf.Tensor, b: tf.Tensor, x: tf.Tensor, state: tf.Tensor) -> t
 
 def logits_of(W2: tf.Tensor, b2: tf.Tensor, states: tf.Tensor) -> tf.Tensor:
     """The fully connected layer from every state to the classes, as training computes it."""
-    return contract(states[None], W2[None])[0] + b2
+    return per_model_matmul(states[None], W2[None])[0] + b2
