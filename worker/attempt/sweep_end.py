@@ -30,7 +30,7 @@ from worker.attempt.lease import LeaseKeeper
 from worker.attempt.runs import RUN_STATUS
 from worker.settings import WorkerSettings
 from worker.tracking.mlflow_retry import mlflow_outage
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 log = logging.getLogger(__name__)
 CURVE_POINTS = 200  # per trial, for the parent's comparison figure
@@ -58,7 +58,7 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
         }
         if request.get("scheduler"):
             params["scheduler"] = json.dumps(request["scheduler"])
-        run = RunLogger(
+        run = TrackedRun(
             settings,
             sweep_id,
             params,
@@ -116,7 +116,7 @@ def _finish(
         log.info("sweep %s: some trials have not ended; not finished yet", sweep_id)
         return None
     run = (
-        RunLogger(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check)
+        TrackedRun(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check)
         if record.get("mlflow")
         else None
     )
@@ -163,7 +163,7 @@ def _publish_best(
     sweeps: SweepStore,
     settings: WorkerSettings,
     sweep_id: str,
-    run: RunLogger | None,
+    run: TrackedRun | None,
     fence: Fence,
     keeper: LeaseKeeper,
     best: dict,
@@ -227,7 +227,7 @@ def _parent_files(sweep: Sweep, record: dict) -> dict[str, bytes]:
     return files
 
 
-def _log_parent(run: RunLogger, sweep: Sweep, files: dict[str, bytes]) -> None:
+def _log_parent(run: TrackedRun, sweep: Sweep, files: dict[str, bytes]) -> None:
     if board := sweep.leaderboard:
         run.add("best_eval_echo_accuracy", [board[0].echo_accuracy], 0)
         run.add("best_eval_loss", [board[0].loss], 0)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE
 
 
-class RunLogger:
+class TrackedRun:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
     def __init__(
