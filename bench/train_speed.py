@@ -166,7 +166,7 @@ def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) 
     return p50
 
 
-def learning_rate(seeds: int, epochs: int, series: int) -> dict[str, int]:
+def seeds_that_learn(seeds: int, epochs: int, series: int) -> dict[str, int]:
     """Per init: how many of seeds 0..seeds-1 reach a loss ≤ 0.01 within the epochs (defaults otherwise)."""
     return {
         init: sum(
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     for length, ms in p50.items():
         print(f"  length {length:>5}: {ms:.3f} ms {'(target ≤ 1 ms)' if ms <= 1.0 else '(over 1 ms target)'}")
     seeds, epochs = (2, 1) if args.quick else (20, 5)
-    learned = learning_rate(seeds, epochs, series)
+    learned = seeds_that_learn(seeds, epochs, series)
     print(
         f"\nlearns the echo (an epoch's loss ≤ 0.01) within {epochs} epochs, seeds 0–{seeds - 1}: "
         + ", ".join(f"init={init} {count}/{seeds}" for init, count in learned.items())
