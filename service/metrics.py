@@ -90,7 +90,7 @@ def instrument(app: Flask, jobs: JobStore, multiprocess_dir: str | None) -> None
     @route(app, Endpoint("get", "/metrics", (Answer(200, {"type": "string"}, media="text/plain"),)))
     def metrics() -> Response:
         """Prometheus metrics of this API."""
-        if multiprocess_dir:  # under gunicorn, every worker process writes its samples there
+        if multiprocess_dir:  # under granian, every worker process writes its samples there
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=multiprocess_dir)
         else:

@@ -138,7 +138,7 @@ def test_concurrent_duplicates_make_exactly_one_job(settings, jobs, created):
 
 
 def test_concurrent_duplicates_over_http_make_exactly_one_job(stack, jobs, created):
-    """The same against the running API: several gunicorn worker processes race."""
+    """The same against the running API: several granian worker processes race."""
     headers, before = key(), count(jobs)
 
     def send():
