@@ -4,7 +4,7 @@ sweep), made once; each has its own keys.
 As Stripe's and SageMaker's job APIs do: a client that does not know whether its submission
 arrived (a timeout, a dropped connection) sends it again with the same key and gets the job the
 first one made (200, `Idempotent-Replayed: true`) instead of a second job. The same key with
-another body is a 422; a key is kept for IDEMPOTENCY_TTL_S (24 h) after its job was made.
+another body is a 422; a key is kept for IDEMPOTENCY_TTL_S (24 h by default) after its job or sweep was made.
 
 In Redis, per client scope (the token's fingerprint when tokens are on, else one shared scope),
 `<prefix>:idempotency:<scope>:<sha256 of the key>` holds {fingerprint, job_id} (job_id: the id of what the
@@ -47,7 +47,7 @@ PARAMETER = {
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
     "description": "Any unique string (a UUID): the same key with the same body answers what the first request made "
-    "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
+    "(200) instead of queueing another; kept for IDEMPOTENCY_TTL_S, per token when tokens are on.",
 }
 CONFLICT = f"A request with the same {HEADER} is still being processed; retry after Retry-After"
 REUSED = f"a malformed {HEADER}, or an {HEADER} already used with a different body"

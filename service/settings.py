@@ -71,7 +71,9 @@ class Settings(CommonSettings):
     rate_limit_predict: str = Field(
         "3000/minute", description="Requests to /predict (GET and POST together) per client; empty: no limit."
     )
-    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs is kept.")
+    idempotency_ttl_s: int = Field(
+        24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs or POST /sweeps is kept."
+    )
     max_sweep_trials: int = Field(
         MAX_TRIALS,
         ge=1,
