@@ -51,7 +51,7 @@ class TrackedRun:
         params_later: bool = False,
     ):
         """Open the run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming) the run it already
-        has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
+        has. job_id: the job's id, or a sweep's for its parent run (whose job_id tag then holds the sweep's id). gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
         before every call, stops them all (the attempt lost its lease). experiment_id: where a new run goes (its
         parent's experiment), found by name when not given. params_later: a new run's parameters go with its first
         batch of points, within log_flush_s, rather than in a request of their own now."""
