@@ -105,12 +105,6 @@ class GroupTrainer:
             var.assign(weights[name])
             acc.assign(accumulators[name])
 
-    def forward_of(self, model: int) -> Callable[[tf.Tensor], tf.Tensor]:
-        """The compiled single-model forward pass ([B, L] bits to [B, L, C]), set to one model's current weights."""
-        for var, stacked in zip(self.single, self.weights):
-            var.assign(stacked[model])
-        return self.forward
-
     def forward_for(self, weights: dict[str, np.ndarray]) -> Callable[[tf.Tensor], tf.Tensor]:
         """The compiled single-model forward pass, set to these weights (a model's, in this program or not)."""
         for name, var in zip(WEIGHT_NAMES, self.single):
