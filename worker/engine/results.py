@@ -1,6 +1,5 @@
 """What training hands out: progress reports, results, the cancel signal, and the echo check between epochs."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,12 +68,6 @@ def echo_score(probs: np.ndarray, x: np.ndarray, echo_step: int) -> float:
     predicted = probs.argmax(-1)[:, echo_step:]
     target = x[:, : x.shape[1] - echo_step]
     return float((predicted == target).mean())
-
-
-def echo_accuracy(forward: Callable, rng: np.random.Generator, echo_step: int) -> float:
-    """Share of echoed bits right on fresh series, at positions ≥ echo_step."""
-    x = echo_sequences(rng)
-    return echo_score(forward(x).numpy(), x, echo_step)
 
 
 def snapshot_epochs(num_epochs: int, count: int = 10) -> set[int]:

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from contract.job import JobProgress
 from contract.job_store import JobStore
 from worker.engine.checkpoint import Checkpoint
-from worker.engine.train import StepReport
+from worker.engine.results import StepReport
 from worker.tracking.progress import ProgressWriter
 from worker.tracking.tracked_run import TrackedRun
 
