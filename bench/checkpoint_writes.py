@@ -30,7 +30,7 @@ import numpy as np
 import redis
 
 from contract.fence import Fence, Step
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 from contract.params import TrainingParams
 from tests.support import Recording
 from worker.attempt.checkpoints import Checkpoints
@@ -152,7 +152,7 @@ def group_at(step: int, trials: int, history: np.ndarray) -> GroupCheckpoint:
 
 def attempt(store: JobStore) -> Fence:
     job = store.create({"num_epochs": 1}, steps=1)
-    store.move(job.id, "running", lease=Lease("bench-attempt", 3_600_000))
+    store.move(job.id, "running", lease=LeaseGrant("bench-attempt", 3_600_000))
     return Fence("bench-attempt", (store.lease_key(job.id),))
 
 

@@ -53,7 +53,8 @@ def optuna_pruned(request: SweepRequest) -> dict:
     import optuna
 
     from contract.params import TrainingParams
-    from worker.engine.train import TrainingCancelled, train_model
+    from worker.engine.results import TrainingCancelled
+    from worker.engine.train import train_model
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     halving = request.scheduler

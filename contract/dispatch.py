@@ -17,6 +17,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from contract import dispatch_scripts, tasks
+from contract.job_store import DEFAULT_PREFIX
 from contract.redis_values import as_bytes, scored, text
 
 ANONYMOUS = "-"  # the owner of work submitted without tokens: one queue, first come first served
@@ -39,7 +40,7 @@ def unit_id(job_id: str, sweep_id: str | None = None, group: int | None = None) 
 class Dispatch:
     """The pending queues and the units in flight under one key prefix."""
 
-    def __init__(self, redis: Redis, prefix: str = "echo-rnn"):
+    def __init__(self, redis: Redis, prefix: str = DEFAULT_PREFIX):
         self.redis, self.prefix, self.keys = redis, prefix, f"{prefix}:dispatch"
         self._enqueue = redis.register_script(dispatch_scripts.ENQUEUE)
         self._reserve = redis.register_script(dispatch_scripts.RESERVE)

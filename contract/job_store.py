@@ -22,11 +22,13 @@ from contract.fence import FencedWriter
 from contract.job import FINISHED, STATUSES, Job, JobProgress, sources
 from contract.redis_values import hash_fields, scored, text
 
+DEFAULT_PREFIX = "echo-rnn"  # of every Redis key of the service (CommonSettings.job_key_prefix)
 DEFAULT_RETENTION_S = 30 * 24 * 3600
+RECONCILER_EVENTS = ("taken_over", "resent", "sweeps_finished", "errors")  # the watchdog's counters (reconciler_key)
 
 
 @dataclass(frozen=True)
-class Lease:
+class LeaseGrant:
     """Who holds a running job: the move that starts or resumes it takes the lease too."""
 
     owner: str
@@ -44,7 +46,7 @@ class QuotaExceeded(Exception):
 class JobStore:
     """The job records under one key prefix."""
 
-    def __init__(self, redis: Redis, prefix: str = "echo-rnn", retention_s: int = DEFAULT_RETENTION_S):
+    def __init__(self, redis: Redis, prefix: str = DEFAULT_PREFIX, retention_s: int = DEFAULT_RETENTION_S):
         self.redis, self.prefix, self.retention_s = redis, prefix, retention_s
         self._move = redis.register_script(job_scripts.MOVE)
         self._set_if = redis.register_script(job_scripts.SET_IF)
@@ -64,6 +66,10 @@ class JobStore:
     def takeover_key(self, job_id: str) -> str:
         """The key that marks a job as sent to the queue again by the watchdog (not again before it expires)."""
         return f"{self.prefix}:takeover:{job_id}"
+
+    def reconciler_key(self) -> str:
+        """The hash of the workers' watchdog counters (RECONCILER_EVENTS), which the API's /metrics shows."""
+        return f"{self.prefix}:reconciler"
 
     def checkpoint_key(self, unit: str) -> str:
         """The Redis key of the latest checkpoint of what one task trains (a job's id, or a sweep group's name)."""
@@ -133,7 +139,7 @@ class JobStore:
 
     def ids(self, status: str) -> list[str]:
         """The ids of every job in status."""
-        return [text(m) for m in self.redis.zrange(f"{self.prefix}:status:{status}", 0, -1)]
+        return [text(m) for m in self.redis.zrange(self.index_key(status), 0, -1)]
 
     def cancel_queued(self, job_ids: list[str], **fields: Any) -> list[bool]:
         """Move each of these jobs from queued to cancelled (setting fields), in one round trip; which ones moved."""
@@ -211,7 +217,7 @@ class JobStore:
             self._owner_index_built = True
             return 0
         indexed, start = 0, 0
-        while ids := self.redis.zrange(f"{self.prefix}:jobs", start, start + batch - 1):
+        while ids := self.redis.zrange(self.index_key(), start, start + batch - 1):
             indexed += int(self._owner_index(args=[self.prefix, *ids]))
             start += batch
         self.redis.set(marker, "1")
@@ -229,7 +235,12 @@ class JobStore:
         self.redis.hset(self.key(job_id), mapping=hash_fields(encode(fields)))
 
     def move(
-        self, job_id: str, status: str, only_from: set[str] | None = None, lease: Lease | None = None, **fields: Any
+        self,
+        job_id: str,
+        status: str,
+        only_from: set[str] | None = None,
+        lease: LeaseGrant | None = None,
+        **fields: Any,
     ) -> str | None:
         """Move the job to status (setting fields too) if the state machine allows it from the status it has.
 
@@ -291,10 +302,10 @@ class JobStore:
                 if raw is not None:
                     pipe.zrem(self.index_key(json.loads(raw), json.loads(owner)), job_id)
             pipe.delete(self.key(job_id), self.checkpoint_key(job_id), self.checkpoint_history_key(job_id))
-            pipe.zrem(f"{self.prefix}:jobs", job_id)
+            pipe.zrem(self.index_key(), job_id)
             pipe.zrem(f"{self.prefix}:finished", job_id)
             for status in FINISHED:
-                pipe.zrem(f"{self.prefix}:status:{status}", job_id)
+                pipe.zrem(self.index_key(status), job_id)
             if raw is not None:
                 pipe.hincrby(f"{self.prefix}:counts", json.loads(raw), -1)
         pipe.execute()

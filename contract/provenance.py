@@ -38,6 +38,11 @@ class Provenance:
     serving_uri: str | None = None  # the ONNX file's artifact URI: the API fetches it without asking MLflow where it is
 
 
+def version_uri(name: str, version: str | int) -> str:
+    """A registered version's URI as job records and the API name it (models:/NAME/VERSION)."""
+    return f"models:/{name}/{version}"
+
+
 def key(prefix: str, name: str, version: str) -> str:
     """The Redis key of a version's record."""
     return f"{prefix}:model:{name}:{version}"
@@ -65,6 +70,11 @@ def lookup(redis: Redis, prefix: str, name: str, version: str) -> Provenance | N
 def copy(redis: Redis, prefix: str, source: Provenance, version: str) -> None:
     """Record another version registered from the same run and files (benchmarks and tests load copies)."""
     record(redis, prefix, replace(source, version=version))
+
+
+def serving_uri(model_location: str) -> str:
+    """Where a version's ONNX graph is: beside its SavedModel, in the model's artifact location."""
+    return f"{model_location.rstrip('/')}/{SERVING_FILE}"
 
 
 def file_digest(data: bytes) -> str:

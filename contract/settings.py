@@ -5,6 +5,8 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.job_store import DEFAULT_PREFIX, DEFAULT_RETENTION_S
+
 
 class CommonSettings(BaseSettings):
     """Read once from the environment; a missing required value fails at start."""
@@ -19,10 +21,10 @@ class CommonSettings(BaseSettings):
     )
     registered_model: str = Field("echo-rnn", description="The registered model each job adds a version to.")
     champion_alias: str = Field("champion", description="The registered model's alias GET /predict serves by default.")
-    job_key_prefix: str = Field("echo-rnn", description="Prefix of every Redis key of the service.")
+    job_key_prefix: str = Field(DEFAULT_PREFIX, description="Prefix of every Redis key of the service.")
     log_level: str = Field("INFO", description="Level of the JSON log lines.")
     job_retention_s: int = Field(
-        30 * 24 * 3600, ge=60, description="How long a finished job's record is kept in Redis (s)."
+        DEFAULT_RETENTION_S, ge=60, description="How long a finished job's record is kept in Redis (s)."
     )
     # MLflow's client takes these from the environment only; its defaults (7 retries, 120 s timeout)
     # hold a call to a stopped server for minutes. Subclasses choose their own defaults.

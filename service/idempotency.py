@@ -4,12 +4,13 @@ sweep), made once; each has its own keys.
 As Stripe's and SageMaker's job APIs do: a client that does not know whether its submission
 arrived (a timeout, a dropped connection) sends it again with the same key and gets the job the
 first one made (200, `Idempotent-Replayed: true`) instead of a second job. The same key with
-another body is a 422; a key is kept for IDEMPOTENCY_TTL_S (24 h) after its job was made.
+another body is a 422; a key is kept for IDEMPOTENCY_TTL_S (24 h by default) after its job or sweep was made.
 
 In Redis, per client scope (the token's fingerprint when tokens are on, else one shared scope),
-`<prefix>:idempotency:<scope>:<sha256 of the key>` holds {fingerprint, job_id}: the fingerprint is
-the SHA-256 of the validated parameters (defaults filled in, the seed as sent: a replay returns
-the seed the first request drew). The first request reserves the key with SET NX before it
+`<prefix>:idempotency:<scope>:<sha256 of the key>` holds {fingerprint, job_id} (job_id: the id of what the
+key made, a job or a sweep; the field's name is what old values carry): the fingerprint is the SHA-256
+of the validated parameters (defaults filled in, the seed as sent: a replay returns the seed the first
+request drew). The first request reserves the key with SET NX before it
 creates the job, so concurrent duplicates make exactly one job: the others wait for its id
 (up to WAIT_S, then 409 with Retry-After). While its request runs, a reservation is renewed every
 third of PENDING_TTL_S (compare-and-set: only its own), so a slow request never loses its key to a
@@ -46,7 +47,7 @@ PARAMETER = {
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
     "description": "Any unique string (a UUID): the same key with the same body answers what the first request made "
-    "(200) instead of queueing another; kept 24 h (IDEMPOTENCY_TTL_S), per token when tokens are on.",
+    "(200) instead of queueing another; kept for IDEMPOTENCY_TTL_S, per token when tokens are on.",
 }
 CONFLICT = f"A request with the same {HEADER} is still being processed; retry after Retry-After"
 REUSED = f"a malformed {HEADER}, or an {HEADER} already used with a different body"
@@ -114,20 +115,20 @@ def fingerprint(params: dict[str, Any]) -> str:
 
 
 @dataclass
-class Claim:
-    """A key reserved for a new job (job_id None), or the job an earlier request made with it."""
+class KeyClaim:
+    """A key reserved for a new submission (made_id None), or the id of the job or sweep an earlier request made with it."""
 
     redis_key: str
     value: str
     fingerprint: str
-    job_id: str | None = None
+    made_id: str | None = None
     renewal: "Renewal | None" = field(default=None, compare=False, repr=False)
 
 
 class Renewal:
     """Keeps a reservation from lapsing while its request runs: its TTL renewed every third of it, if still its own."""
 
-    def __init__(self, store: "IdempotencyStore", claim: Claim):
+    def __init__(self, store: "IdempotencyStore", claim: KeyClaim):
         self.store, self.claim, self._stopped = store, claim, threading.Event()
         threading.Thread(target=self._run, name="idempotency-renewal", daemon=True).start()
 
@@ -161,14 +162,14 @@ class IdempotencyStore:
         """Where a client's key is kept (hashed: any printable key, bounded size)."""
         return f"{self.prefix}:idempotency:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
 
-    def claim(self, scope: str, key: str, fingerprint: str) -> Claim:
+    def claim(self, scope: str, key: str, fingerprint: str) -> KeyClaim:
         """Reserve key for a new job, or find the job it already made; 422 for another body."""
         redis_key = self.redis_key(scope, key)
         reservation = json.dumps({"fingerprint": fingerprint, "owner": uuid.uuid4().hex})
         deadline = time.monotonic() + self.wait_s
         while True:
             if self.redis.set(redis_key, reservation, nx=True, px=int(self.pending_ttl_s * 1000)):
-                return Claim(redis_key, reservation, fingerprint)
+                return KeyClaim(redis_key, reservation, fingerprint)
             raw = self.redis.get(redis_key)
             if raw is None:
                 continue  # released or lapsed in between: reserve it again
@@ -181,7 +182,7 @@ class IdempotencyStore:
                     [{"field": HEADER, "message": "already used with a different body", "location": "header"}],
                 )
             if stored.get("job_id"):
-                return Claim(redis_key, text(raw), fingerprint, stored["job_id"])
+                return KeyClaim(redis_key, text(raw), fingerprint, stored["job_id"])
             if time.monotonic() > deadline:
                 raise Problem(
                     409,
@@ -191,36 +192,38 @@ class IdempotencyStore:
                 )
             time.sleep(POLL_S)
 
-    def hold(self, claim: Claim) -> Claim:
+    def hold(self, claim: KeyClaim) -> KeyClaim:
         """Renew a reservation until it is completed or released (or stop() is called on its renewal)."""
-        if claim.job_id is None and claim.renewal is None:
+        if claim.made_id is None and claim.renewal is None:
             claim.renewal = Renewal(self, claim)
         return claim
 
-    def complete(self, claim: Claim, job_id: str) -> None:
-        """Record the job the reservation made; kept for the TTL."""
+    def complete(self, claim: KeyClaim, made_id: str) -> None:
+        """Record the job or sweep the reservation made; kept for the TTL."""
         if claim.renewal is not None:
             claim.renewal.stop()
-        value = json.dumps({"fingerprint": claim.fingerprint, "job_id": job_id})
+        value = json.dumps({"fingerprint": claim.fingerprint, "job_id": made_id})
         self._complete(keys=[claim.redis_key], args=[claim.value, value, self.ttl_s])
 
-    def release(self, claim: Claim) -> None:
+    def release(self, claim: KeyClaim) -> None:
         """Give the key back (the request failed, or its job is gone), if it is still this claim's."""
         if claim.renewal is not None:
             claim.renewal.stop()
         self._release(keys=[claim.redis_key], args=[claim.value])
 
 
-def claim_for(store: IdempotencyStore, scope: str, key: str, fingerprint: str, exists: Callable[[str], bool]) -> Claim:
+def claim_for(
+    store: IdempotencyStore, scope: str, key: str, fingerprint: str, exists: Callable[[str], bool]
+) -> KeyClaim:
     """Reserve key for a new submission, held while the request runs, or the claim of what it already made (if
     exists(its id) still holds)."""
     while True:
         claim = store.claim(scope, key, fingerprint)
-        if claim.job_id is None:
+        if claim.made_id is None:
             if has_request_context():  # the request's end stops the renewal, whatever happened (install)
                 g.setdefault("idempotency_claims", []).append(claim)
             return store.hold(claim)
-        if exists(claim.job_id):
+        if exists(claim.made_id):
             return claim
         store.release(claim)  # what it made is gone: the key starts afresh
 
@@ -235,7 +238,7 @@ def install(app: Flask) -> None:
                 claim.renewal.stop()
 
 
-def release_quietly(store: IdempotencyStore, claim: Claim | None) -> None:
+def release_quietly(store: IdempotencyStore, claim: KeyClaim | None) -> None:
     """Give a claim's key back after a failed submission; should Redis not answer, it lapses by itself."""
     if claim is None:
         return

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import orjson
 from flask import Flask, Response
-from flask.json.provider import DefaultJSONProvider, _default
+from flask.json.provider import DefaultJSONProvider
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -22,11 +22,11 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         """Serialise to a str."""
-        return orjson.dumps(obj, default=_default, option=OPTIONS).decode()
+        return orjson.dumps(obj, default=self.default, option=OPTIONS).decode()
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         """A JSON response, serialised once, straight to bytes."""
-        body = orjson.dumps(self._prepare_response_obj(args, kwargs), default=_default, option=OPTIONS)
+        body = orjson.dumps(self._prepare_response_obj(args, kwargs), default=self.default, option=OPTIONS)
         # install() hands this provider a Flask app, whose response_class takes a body (the sansio App's does not).
         response_class = cast(type[Response], self._app.response_class)
         return response_class(body, mimetype="application/json")

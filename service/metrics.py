@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
-from contract.job_store import JobStore
+from contract.job_store import RECONCILER_EVENTS, JobStore
 from contract.logs import job_id_var
 from service import redis_memory
 from service.endpoints import Answer, Endpoint, route
@@ -24,7 +24,6 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CACHE_HITS = Counter("echo_rnn_model_cache_hits_total", "Predictions served by an already loaded model.")
-RECONCILER_EVENTS = ("taken_over", "resent", "sweeps_finished", "errors")  # the watchdog's counters in Redis
 MODEL_LOADS = Counter("echo_rnn_model_loads_total", "Models loaded from MLflow into this API.")
 
 
@@ -51,7 +50,7 @@ class JobCollector:
             for status, count in sorted(self.jobs.count_by_status().items()):
                 by_status.add_metric([status], count)
             queue.add_metric([], self.jobs.redis.llen(self.queue))
-            counted = self.jobs.redis.hgetall(f"{self.jobs.prefix}:reconciler")
+            counted = self.jobs.redis.hgetall(self.jobs.reconciler_key())
             memory = redis_memory.read(self.jobs.redis)
         except RedisError:
             return
@@ -91,7 +90,7 @@ def instrument(app: Flask, jobs: JobStore, multiprocess_dir: str | None) -> None
     @route(app, Endpoint("get", "/metrics", (Answer(200, {"type": "string"}, media="text/plain"),)))
     def metrics() -> Response:
         """Prometheus metrics of this API."""
-        if multiprocess_dir:  # under gunicorn, every worker process writes its samples there
+        if multiprocess_dir:  # under granian, every worker process writes its samples there
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=multiprocess_dir)
         else:

@@ -6,10 +6,10 @@ from typing import TypeVar
 from mlflow.exceptions import MlflowException
 from redis.exceptions import RedisError
 
-from service.problems import Problem
+from contract.mlflow_names import NOT_FOUND_CODES
+from service.problems import Problem, redis_down
 
 T = TypeVar("T")
-NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
 def call_mlflow(call: Callable[[], T]) -> T:
@@ -19,7 +19,7 @@ def call_mlflow(call: Callable[[], T]) -> T:
     except Problem:
         raise
     except RedisError as exc:
-        raise Problem(503, "Redis unavailable", f"the job store cannot be reached: {exc}"[:250]) from exc
+        raise redis_down() from exc
     except MlflowException as exc:
         raise Problem(503, "MLflow unavailable", f"the model store failed: {exc.message[:200]}") from exc
     except OSError as exc:
@@ -31,6 +31,6 @@ def or_not_found(call: Callable[[], T], ref: str) -> T:
     try:
         return call()
     except MlflowException as exc:
-        if exc.error_code in NOT_FOUND:
+        if exc.error_code in NOT_FOUND_CODES:
             raise Problem(404, "Unknown model", f"no model {ref}") from exc
         raise

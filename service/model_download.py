@@ -7,6 +7,7 @@ import mlflow.artifacts
 from mlflow.tracking import MlflowClient
 
 from contract import provenance
+from contract.mlflow_names import FILE_ABSENT_CODES
 from contract.provenance import Provenance
 from service.model_versions import ModelInfo
 
@@ -25,14 +26,14 @@ def download_graph(client: MlflowClient, info: ModelInfo, record: Provenance) ->
 
     Where it is comes from the version's record when its worker wrote it there (one round trip fewer).
     """
-    uri = record.serving_uri or f"{location_of(client, info).rstrip('/')}/{provenance.SERVING_FILE}"
+    uri = record.serving_uri or provenance.serving_uri(location_of(client, info))
     with tempfile.TemporaryDirectory(prefix="echo-rnn-model-") as into:
         try:
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=into, tracking_uri=client.tracking_uri
             )
         except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            if exc.error_code in FILE_ABSENT_CODES:
                 return None
             raise
         if os.path.getsize(path) > provenance.SERVING_MAX_BYTES:

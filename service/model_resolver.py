@@ -12,8 +12,9 @@ from redis.exceptions import RedisError
 
 from contract import provenance
 from contract.job_store import JobStore
+from contract.mlflow_names import NOT_FOUND_CODES
 from service import model_refs
-from service.mlflow_errors import NOT_FOUND, call_mlflow, or_not_found
+from service.mlflow_errors import call_mlflow, or_not_found
 from service.model_versions import ModelInfo
 from service.problems import Problem
 
@@ -122,7 +123,7 @@ class ModelResolver:
             try:
                 return ModelInfo.of(self.client.get_model_version_by_alias(self.name, self.alias))
             except MlflowException as exc:
-                if exc.error_code not in NOT_FOUND:
+                if exc.error_code not in NOT_FOUND_CODES:
                     raise
                 raise Problem(
                     404,

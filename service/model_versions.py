@@ -7,7 +7,9 @@ from typing import Any
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from contract import provenance
 from contract.clock import iso
+from contract.mlflow_names import JOB_ID_TAG, PROMOTED_TAG, PROMOTION_REASON_TAG
 
 FINAL_METRICS = ("loss", "epoch_loss", "echo_accuracy", "eval_echo_accuracy", "eval_loss")
 
@@ -30,9 +32,9 @@ class ModelInfo:
         return cls(
             name=version.name,
             version=str(version.version),
-            uri=f"models:/{version.name}/{version.version}",
+            uri=provenance.version_uri(version.name, version.version),
             run_id=version.run_id,
-            job_id=(version.tags or {}).get("job_id"),
+            job_id=(version.tags or {}).get(JOB_ID_TAG),
             model_id=version.model_id,
         )
 
@@ -68,8 +70,8 @@ def list_versions(
             **ModelInfo.of(v).as_dict(),
             "aliases": sorted(aliases.get(str(v.version), [])),
             "champion": champion in aliases.get(str(v.version), []),
-            "promoted": {"true": True, "false": False}.get((v.tags or {}).get("promoted", "")),
-            "promotion": (v.tags or {}).get("promotion_reason"),
+            "promoted": {"true": True, "false": False}.get((v.tags or {}).get(PROMOTED_TAG, "")),
+            "promotion": (v.tags or {}).get(PROMOTION_REASON_TAG),
             "created_at": iso(v.creation_timestamp),
             "metrics": {k: metrics.get(v.run_id or "", {}).get(k) for k in FINAL_METRICS},
         }

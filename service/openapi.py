@@ -8,6 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from service import auth, endpoints, limits, schemas
 from service.endpoints import Answer, Endpoint
+from service.settings import Settings
 
 REF = "#/components/schemas/{model}"
 PROBLEM = "application/problem+json"
@@ -18,11 +19,10 @@ ERRORS = {
     404: "Unknown job or model",
     405: "Method not allowed",
     409: "The job has already finished",
-    413: "Body over 1 MiB, a sequence over 100,000 bits or over 1,000 sequences",
     415: "The body is not application/json",
     422: "Invalid input; errors names each field",
     429: "Over this client's rate limit; retry after Retry-After seconds",
-    503: "Redis or MLflow is not answering",
+    503: "Redis (then with Retry-After) or MLflow is not answering",
 }
 BEARER = "bearerAuth"
 SECURITY_SCHEME = {
@@ -41,6 +41,7 @@ def document(app: Flask) -> dict[str, Any]:
     )
     components = defs.get("$defs", {})
     settings = app.extensions["echo"].settings
+    errors = {**ERRORS, 413: too_large(settings)}
     paths: dict[str, dict] = {}
     for name, endpoint in sorted(declared.items(), key=lambda item: item[1].path):
         summary = (app.view_functions[name].__doc__ or "").strip().splitlines()[0]
@@ -49,7 +50,7 @@ def document(app: Flask) -> dict[str, Any]:
         codes = {*endpoint.errors, 405} | ({401} if protected else set()) | ({429} if limit else set())
         for code in sorted(codes):
             op["responses"][str(code)] = _content(
-                PROBLEM, schemas.ProblemDoc, endpoint.error_notes.get(code, ERRORS[code])
+                PROBLEM, schemas.ProblemDoc, endpoint.error_notes.get(code, errors[code])
             )
         if protected:
             op["security"] = [{BEARER: []}]
@@ -73,6 +74,14 @@ def document(app: Flask) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {BEARER: SECURITY_SCHEME}},
     }
+
+
+def too_large(settings: Settings) -> str:
+    """What a 413 means under these settings: the body's and POST /predict's limits."""
+    return (
+        f"Body over {settings.max_body_bytes:,} bytes (MAX_BODY_BYTES), a sequence over {settings.max_sequence_bits:,} "
+        f"bits (MAX_SEQUENCE_BITS) or over {settings.max_sequences:,} sequences (MAX_SEQUENCES)"
+    )
 
 
 def _models(endpoint: Endpoint) -> list[type[BaseModel]]:

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from service.schemas import PATTERN_MESSAGES
 
 DRAIN_BYTES = 64 * 1024 * 1024  # read at most this much of a refused body before answering
+REDIS_RETRY_AFTER_S = 5  # what a 503 for Redis not answering asks a client to wait
 
 
 class Problem(Exception):
@@ -21,6 +22,16 @@ class Problem(Exception):
     ):
         super().__init__(detail)
         self.status, self.title, self.detail, self.errors, self.headers = status, title, detail, errors, headers or {}
+
+
+def redis_down(not_done: str = "") -> Problem:
+    """The 503 of Redis not answering, one wording everywhere, with Retry-After; not_done says what was not done."""
+    return Problem(
+        503,
+        "Service Unavailable",
+        "the job store (Redis) is not answering" + (f"; {not_done}" if not_done else ""),
+        headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+    )
 
 
 def response(
@@ -85,9 +96,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RedisError)
     def _redis(exc: RedisError) -> Response:
-        return response(
-            503, "Service Unavailable", "the job store (Redis) is not answering", headers={"Retry-After": "5"}
-        )
+        return _problem(redis_down())
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

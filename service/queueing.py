@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from service.app import Services
 
 log = logging.getLogger(__name__)
+QUEUE_DOWN = "the queue was unavailable"  # the error of a job or sweep whose queueing Redis refused
 
 
 def queue(s: "Services", owner: str | None, units: list[tuple[tasks.Message, list[str]]]) -> None:

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.job import Job
+from contract.job import Job, Status
 from service import model_refs
 
 # The documented limits (Settings.max_sequence_bits and max_sequences default to them): the
@@ -24,7 +24,8 @@ QueryBits = Annotated[
         pattern=r"^[01]+$",
         min_length=1,
         max_length=MAX_QUERY_BITS,
-        description="Bits, as a string of 0 and 1; longer sequences (up to 100,000 bits) go by POST /predict.",
+        description=f"Bits, as a string of 0 and 1; longer sequences (up to MAX_SEQUENCE_BITS, {MAX_SEQUENCE_BITS:,} by "
+        "default) go by POST /predict.",
     ),
 ]
 # What a 422 says instead of pydantic's "String should match pattern '…'".
@@ -48,7 +49,7 @@ class JobListQuery(BaseModel):
     """Query of GET /jobs."""
 
     model_config = ConfigDict(extra="forbid")
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    status: Status | None = None
     limit: int = Field(20, ge=1, le=100)
     cursor: int | None = Field(None, ge=0, description="next_cursor of the previous page")
 

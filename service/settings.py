@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode
 
 from contract.settings import CommonSettings
 from contract.sweep import MAX_TRIALS
+from service.schemas import MAX_SEQUENCE_BITS, MAX_SEQUENCES
 
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -43,8 +44,8 @@ class Settings(CommonSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest request body (bytes); larger ones get a 413."
     )
-    max_sequence_bits: int = Field(100_000, ge=1, description="Longest sequence /predict takes (bits).")
-    max_sequences: int = Field(1_000, ge=1, description="Most sequences in one POST /predict.")
+    max_sequence_bits: int = Field(MAX_SEQUENCE_BITS, ge=1, description="Longest sequence /predict takes (bits).")
+    max_sequences: int = Field(MAX_SEQUENCES, ge=1, description="Most sequences in one POST /predict.")
     # Who may do what (docs/tokens-and-limits.md).
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -70,7 +71,9 @@ class Settings(CommonSettings):
     rate_limit_predict: str = Field(
         "3000/minute", description="Requests to /predict (GET and POST together) per client; empty: no limit."
     )
-    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs is kept.")
+    idempotency_ttl_s: int = Field(
+        24 * 3600, ge=60, description="How long an Idempotency-Key of POST /jobs or POST /sweeps is kept."
+    )
     max_sweep_trials: int = Field(
         MAX_TRIALS,
         ge=1,

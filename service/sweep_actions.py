@@ -10,12 +10,10 @@ from contract.job import FINISHED
 from contract.sweep_record import Sweep
 from contract.sweep_summary import summaries
 from service import queueing
-from service.problems import Problem
+from service.problems import Problem, redis_down
 
 if TYPE_CHECKING:
     from service.app import Services
-
-QUEUE_DOWN = "the queue was unavailable"
 
 
 def enqueue(s: "Services", sweep: Sweep) -> None:
@@ -29,11 +27,9 @@ def enqueue(s: "Services", sweep: Sweep) -> None:
         queueing.queue(s, sweep.owner, units)
     except RedisError as exc:
         for trial in sweep.trials:
-            s.jobs.move(trial.job_id, "failed", only_from={"queued"}, finished_at=now(), error=QUEUE_DOWN)
-        s.sweeps.move(sweep.id, "failed", error=QUEUE_DOWN)
-        raise Problem(
-            503, "Service Unavailable", "the queue (Redis) is not answering; the sweep was not queued"
-        ) from exc
+            s.jobs.move(trial.job_id, "failed", only_from={"queued"}, finished_at=now(), error=queueing.QUEUE_DOWN)
+        s.sweeps.move(sweep.id, "failed", error=queueing.QUEUE_DOWN)
+        raise redis_down("the sweep was not queued") from exc
 
 
 def cancel(s: "Services", sweep_id: str, job_ids: list[str]) -> tuple[Sweep, bool]:

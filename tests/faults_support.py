@@ -165,7 +165,7 @@ class Worker(Process):
 
 
 class Api(Process):
-    """docker/bin/api under gunicorn with one worker process (so one model cache answers every request)."""
+    """docker/bin/api under granian with one worker process (so one model cache answers every request)."""
 
     def __init__(self, directory: Path, redis_url: str, mlflow_url: str, **settings: str):
         self.port = free_port()

@@ -65,7 +65,7 @@ def _json_logs(**_: object) -> None:
 
 @task_prerun.connect
 def _job_context(task_id: str, **_: object) -> None:
-    logs.job_id_var.set(task_id)  # a job's task id is its job id; a group's, the group's name
+    logs.job_id_var.set(task_id)  # a job's task id is its job id; a group's, the group's name (contract/tasks.py)
 
 
 @task_postrun.connect

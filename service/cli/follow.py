@@ -10,10 +10,10 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from contract.job import FINISHED
 from service.cli.api import CANCELLED, FAILED, INTERRUPTED, Api
 from service.cli.output import champion_line, err, error_line, evaluation_line, num, out
 
-FINISHED = {"succeeded", "failed", "cancelled"}
 POLL_S = 0.5
 TICK_S = 0.05  # how soon Ctrl-C is noticed
 SAVING_SHARE = 0.1  # of the bar: a job's model is saved, registered and evaluated after its last step
@@ -53,7 +53,7 @@ class CtrlC:
         return None if self.pressed else answer.result()
 
 
-def _ask(api: Api, path: str) -> futures.Future:
+def ask_in_background(api: Api, path: str) -> futures.Future:
     """GET path on a daemon thread, so that Ctrl-C need not wait for the answer (up to the timeout)."""
     answer: futures.Future = futures.Future()
 
@@ -112,7 +112,7 @@ def _watch(api: Api, job: dict, ctrl_c: CtrlC) -> dict:
         bar.update(task, completed=_done(job))  # a float: add_task's signature takes only an int
         status = (job["status"], job.get("phase"))
         while job["status"] not in FINISHED and not ctrl_c.nap(POLL_S):
-            answer = ctrl_c.result(_ask(api, f"/jobs/{job['id']}"))
+            answer = ctrl_c.result(ask_in_background(api, f"/jobs/{job['id']}"))
             if answer is None:
                 break
             job = answer

@@ -3,9 +3,10 @@
 import typer
 from rich.live import Live
 
+from contract.job import FINISHED
 from service.cli import sweep_view
 from service.cli.api import CANCELLED, FAILED, INTERRUPTED, Api
-from service.cli.follow import FINISHED, CtrlC, _ask
+from service.cli.follow import CtrlC, ask_in_background
 from service.cli.output import err, error_line, out
 
 POLL_S = 1.0
@@ -15,7 +16,7 @@ def _watch(api: Api, sweep: dict, ctrl_c: CtrlC) -> dict:
     """Redraw the table every poll until the sweep has finished or Ctrl-C is pressed; the last sweep seen."""
     with Live(sweep_view.live(sweep), console=err, refresh_per_second=4) as table:
         while sweep["status"] not in FINISHED and not ctrl_c.nap(POLL_S):
-            answer = ctrl_c.result(_ask(api, f"/sweeps/{sweep['id']}"))
+            answer = ctrl_c.result(ask_in_background(api, f"/sweeps/{sweep['id']}"))
             if answer is None:
                 break
             sweep = answer

@@ -6,7 +6,7 @@ from redis.exceptions import RedisError
 
 from service import redis_memory
 from service.endpoints import Answer, Endpoint, route
-from service.problems import response
+from service.problems import REDIS_RETRY_AFTER_S, response
 from service.routes import services
 from service.schemas import Health, Ready
 
@@ -51,7 +51,7 @@ def readyz() -> Response:
         down.append("mlflow")
     if down or full:
         detail = "; ".join(filter(None, [f"not answering: {', '.join(down)}" if down else "", full]))
-        return response(503, "Service Unavailable", detail, headers={"Retry-After": "5"})
+        return response(503, "Service Unavailable", detail, headers={"Retry-After": str(REDIS_RETRY_AFTER_S)})
     near = fraction is not None and fraction >= s.settings.redis_memory_warn_fraction
     return jsonify(
         status="degraded" if near else "ready",

@@ -12,7 +12,7 @@ from contract.job_store import QuotaExceeded
 from contract.params import TrainingParams
 from service import auth, idempotency, limits, queueing, record_budget
 from service.endpoints import Answer, Endpoint, route
-from service.problems import Problem
+from service.problems import Problem, redis_down
 from service.routes import json_body, parse, query_args, services
 from service.schemas import JobList, JobListQuery
 
@@ -62,8 +62,8 @@ def submit() -> Response:
     try:
         if key is not None:
             claim = _claim(key, idempotency.fingerprint(validated.model_dump()))
-            if claim.job_id is not None:
-                return _replay(claim.job_id)
+            if claim.made_id is not None:
+                return _replay(claim.made_id)
         params = validated.resolved()
         owner = auth.client_id() if s.settings.tokens_on else None
         quota = s.settings.max_active_jobs_per_token if owner else 0
@@ -81,15 +81,15 @@ def submit() -> Response:
                 headers={"Retry-After": "30"},
             ) from exc
         if isinstance(exc, RedisError):
-            raise Problem(503, "Service Unavailable", "the job store (Redis) is not answering") from exc
+            raise redis_down() from exc
         raise
     try:
         queueing.queue(s, owner, [(tasks.train_job(job.id, params.model_dump()), [job.id])])
     except RedisError as exc:
-        s.jobs.move(job.id, "failed", only_from={"queued"}, finished_at=now(), error="the queue was unavailable")
+        s.jobs.move(job.id, "failed", only_from={"queued"}, finished_at=now(), error=queueing.QUEUE_DOWN)
         if claim is not None:
             _release(claim)  # a retry with the same key makes a new job, rather than replaying this failure
-        raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; the job was not queued") from exc
+        raise redis_down("the job was not queued") from exc
     if claim is not None:
         try:
             s.idempotency.complete(claim, job.id)
@@ -101,7 +101,7 @@ def submit() -> Response:
     return resp
 
 
-def _claim(key: str, fingerprint: str) -> idempotency.Claim:
+def _claim(key: str, fingerprint: str) -> idempotency.KeyClaim:
     """Reserve key for a new job, or the claim of the job it already made (if that job still exists)."""
     s = services()
     return idempotency.claim_for(
@@ -117,7 +117,7 @@ def _replay(job_id: str) -> Response:
     return resp
 
 
-def _release(claim: idempotency.Claim | None) -> None:
+def _release(claim: idempotency.KeyClaim | None) -> None:
     idempotency.release_quietly(services().idempotency, claim)
 
 

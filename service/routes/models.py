@@ -11,7 +11,7 @@ from service import auth
 from service.endpoints import Answer, Endpoint, route
 from service.mlflow_errors import call_mlflow
 from service.model_versions import hide_unseen_jobs, list_versions
-from service.problems import Problem
+from service.problems import Problem, redis_down
 from service.routes import parse, query_args, services
 from service.schemas import BackfillQueued, ModelList, ModelListQuery
 
@@ -64,7 +64,7 @@ def backfill() -> Response:
     try:
         tasks.send(services().celery, message)
     except (OperationalError, RedisError) as exc:
-        raise Problem(503, "Service Unavailable", "the queue (Redis) is not answering; nothing was queued") from exc
+        raise redis_down("nothing was queued") from exc
     resp = jsonify(
         task_id=message.task_id,
         detail="a worker adds the ONNX graph to every version that lacks one; "

@@ -81,8 +81,8 @@ def submit() -> Response:
             idempotency.fingerprint(request.model_dump(mode="json")),
             lambda sweep_id: s.sweeps.raw(sweep_id) is not None,
         )
-        if claim.job_id is not None:
-            return _replay(claim.job_id)
+        if claim.made_id is not None:
+            return _replay(claim.made_id)
     try:
         sweep = _create(request, owner)
     except Exception:  # a 429 or 503: a retry with the same key may make the sweep

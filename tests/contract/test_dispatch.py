@@ -9,7 +9,7 @@ import pytest
 
 from contract import tasks
 from contract.dispatch import Dispatch
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def queue_jobs(store: JobStore, dispatch: Dispatch, owner: str | None, count: in
 
 
 def run_and_end(store: JobStore, job_id: str) -> None:
-    store.move(job_id, "running", lease=Lease("w", 30_000))
+    store.move(job_id, "running", lease=LeaseGrant("w", 30_000))
     store.move(job_id, "succeeded")
     store.redis.delete(store.lease_key(job_id))
 
@@ -68,7 +68,7 @@ def test_the_broker_holds_as_many_units_as_the_nodes_have_worker_processes(store
     dispatch.heartbeat("a", 2, 30)
     dispatch.heartbeat("b", 1, 30)
     assert dispatch.top_up(broker) == 3 and broker.ids() == ids[:3], "first come, first served for one owner"
-    store.move(ids[0], "running", lease=Lease("w", 30_000))
+    store.move(ids[0], "running", lease=LeaseGrant("w", 30_000))
     assert dispatch.top_up(broker) == 0, "a running unit still holds its process"
     store.redis.delete(store.lease_key(ids[0]))
     assert dispatch.top_up(broker) == 1, "a running job whose lease lapsed holds none (its node is gone)"
@@ -151,6 +151,6 @@ def test_without_a_node_a_running_unit_does_not_keep_the_next_from_the_broker(st
     broker = Broker()
     first, second, _third = queue_jobs(store, dispatch, None, 3)
     assert dispatch.top_up(broker) == 1
-    store.move(first, "running", lease=Lease("w", 30_000))  # taken by a node that has gone since
+    store.move(first, "running", lease=LeaseGrant("w", 30_000))  # taken by a node that has gone since
     assert dispatch.top_up(broker) == 1 and broker.ids() == [first, second]
     assert dispatch.top_up(broker) == 0, "one waits in the broker"

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from contract.fence import Fence, LeaseLost, Step
-from contract.job_store import JobStore, Lease, encode
+from contract.job_store import JobStore, LeaseGrant, encode
 from contract.sweep_store import SweepStore
 
 
@@ -16,7 +16,7 @@ def store(redis_client) -> JobStore:
 
 def running(store: JobStore, token: str = "me") -> tuple[str, Fence]:
     job = store.create({"num_epochs": 1}, steps=1)
-    store.move(job.id, "running", lease=Lease(token, 30_000))
+    store.move(job.id, "running", lease=LeaseGrant(token, 30_000))
     return job.id, Fence(token, (store.lease_key(job.id),))
 
 

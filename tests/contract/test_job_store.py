@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from contract.fence import Fence, Step
-from contract.job_store import JobStore, Lease, LeaseHeld, encode
+from contract.job_store import JobStore, LeaseGrant, LeaseHeld, encode
 
 
 @pytest.fixture
@@ -125,18 +125,18 @@ def test_finished_jobs_are_forgotten_after_their_retention(redis_client):
 
 def test_a_move_with_a_lease_fails_while_another_owner_holds_it(store):
     job = store.create({"num_epochs": 1}, steps=1)
-    assert store.move(job.id, "running", lease=Lease("a", 10_000)) == "queued"
+    assert store.move(job.id, "running", lease=LeaseGrant("a", 10_000)) == "queued"
     with pytest.raises(LeaseHeld):
-        store.move(job.id, "running", only_from={"running"}, lease=Lease("b", 10_000))
+        store.move(job.id, "running", only_from={"running"}, lease=LeaseGrant("b", 10_000))
     store.redis.delete(store.lease_key(job.id))  # lapsed
-    assert store.move(job.id, "running", only_from={"running"}, lease=Lease("b", 10_000)) == "running"
+    assert store.move(job.id, "running", only_from={"running"}, lease=LeaseGrant("b", 10_000)) == "running"
     assert store.redis.get(store.lease_key(job.id)) == b"b" and 0 < store.redis.pttl(store.lease_key(job.id)) <= 10_000
 
 
 def test_a_cancel_and_the_saving_phase_never_both_win(store):
     for _ in range(20):
         job = store.create({"num_epochs": 1}, steps=1)
-        store.move(job.id, "running", lease=Lease("me", 30_000))
+        store.move(job.id, "running", lease=LeaseGrant("me", 30_000))
         fence = Fence("me", (store.lease_key(job.id),))
         go, wins = threading.Barrier(2), []
 
@@ -186,7 +186,7 @@ def test_the_owner_status_index_follows_moves_fenced_ends_takeovers_and_pruning(
     store.create({"num_epochs": 1}, steps=1)  # no owner: in no owner's index
     owner_index_is_true(store, owners)
     for job in jobs[:8]:
-        store.move(job.id, "running", lease=Lease(f"attempt-{job.id}", 30_000))
+        store.move(job.id, "running", lease=LeaseGrant(f"attempt-{job.id}", 30_000))
     store.move(jobs[8].id, "cancelled", only_from={"queued"})
     owner_index_is_true(store, owners)
     store.move(jobs[0].id, "running", only_from={"running"})  # a takeover: running again, nothing moves

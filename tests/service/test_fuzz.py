@@ -13,7 +13,7 @@ phase follows links between operations and the document has none.
 
 Which server answers:
 
-- Every operation but POST /jobs is fuzzed over HTTP against the running stack (gunicorn, as
+- Every operation but POST /jobs is fuzzed over HTTP against the running stack (granian, as
   `make run` and the containers serve it), with a trained model registered, so that predictions
   and model look-ups reach their real code and not only their 404. The coverage phase reuses ids
   it saw (the jobs of GET /jobs) for GET and DELETE /jobs/{job_id}: it may cancel a job of the

@@ -138,7 +138,7 @@ def test_concurrent_duplicates_make_exactly_one_job(settings, jobs, created):
 
 
 def test_concurrent_duplicates_over_http_make_exactly_one_job(stack, jobs, created):
-    """The same against the running API: several gunicorn worker processes race."""
+    """The same against the running API: several granian worker processes race."""
     headers, before = key(), count(jobs)
 
     def send():
@@ -171,13 +171,13 @@ def store(redis_client, **kwargs) -> IdempotencyStore:
 def test_a_released_reservation_can_be_claimed_again(redis_client):
     keys = store(redis_client)
     claim = keys.claim("anonymous", "k", "fp")
-    assert claim.job_id is None
+    assert claim.made_id is None
     keys.release(claim)
     again = keys.claim("anonymous", "k", "fp")
-    assert again.job_id is None and again.value != claim.value
+    assert again.made_id is None and again.value != claim.value
     keys.release(claim)  # a stale release leaves the new reservation alone
     keys.complete(again, "job-1")
-    assert keys.claim("anonymous", "k", "fp").job_id == "job-1"
+    assert keys.claim("anonymous", "k", "fp").made_id == "job-1"
     ttl = redis_client.ttl(keys.redis_key("anonymous", "k"))
     assert 3500 < ttl <= 3600
 
@@ -191,14 +191,14 @@ def test_a_request_that_never_finishes_blocks_a_duplicate_only_briefly(redis_cli
     assert refused.value.status == 409 and refused.value.headers["Retry-After"] == "1"
     assert 0.3 <= time.monotonic() - started < 2
     time.sleep(1.1)  # the reservation lapses
-    assert keys.claim("anonymous", "k", "fp").job_id is None
+    assert keys.claim("anonymous", "k", "fp").made_id is None
 
 
 def test_a_waiting_duplicate_gets_the_job_once_it_is_made(redis_client):
     keys = store(redis_client, wait_s=5)
     claim = keys.claim("anonymous", "k", "fp")
     threading.Timer(0.3, keys.complete, args=(claim, "job-7")).start()
-    assert keys.claim("anonymous", "k", "fp").job_id == "job-7"
+    assert keys.claim("anonymous", "k", "fp").made_id == "job-7"
 
 
 def renewals() -> int:
@@ -213,7 +213,7 @@ def test_a_reservation_never_lapses_while_its_request_runs(redis_client):
         keys.claim("anonymous", "k", "fp")
     assert refused.value.status == 409
     keys.complete(slow, "job-9")
-    assert keys.claim("anonymous", "k", "fp").job_id == "job-9"
+    assert keys.claim("anonymous", "k", "fp").made_id == "job-9"
 
 
 def test_a_held_reservation_whose_request_died_still_lapses(redis_client):
@@ -222,7 +222,7 @@ def test_a_held_reservation_whose_request_died_still_lapses(redis_client):
     time.sleep(1.5)
     dead.renewal.stop()  # its process is gone: nothing renews it any more
     time.sleep(1)
-    assert keys.claim("anonymous", "k", "fp").job_id is None
+    assert keys.claim("anonymous", "k", "fp").made_id is None
 
 
 def test_every_request_stops_renewing_its_reservation_when_it_ends(settings, created):

@@ -87,7 +87,7 @@ def test_each_address_has_its_own_budget(settings, created):
 
 
 def test_the_budget_is_shared_by_the_api_processes(settings, created):
-    """Two apps (two gunicorn workers, two hosts) count in the same Redis."""
+    """Two apps (two granian workers, two hosts) count in the same Redis."""
     changed = derive(settings, rate_limit_jobs="2/minute")
     where = address()
     one, two = client_at(create_app(changed), where), client_at(create_app(changed), where)

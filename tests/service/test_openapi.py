@@ -5,7 +5,10 @@ import re
 import jsonschema
 import pytest
 
-from service.openapi import document
+from service.model_versions import ModelInfo
+from service.openapi import document, too_large
+from service.schemas import ModelOut
+from service.settings import Settings
 
 STATIC_FILES = {"/docs/assets/<path:name>", "/static/<path:filename>"}
 
@@ -70,3 +73,18 @@ def test_swagger_ui_is_served(client):
 
 def test_the_document_is_built_from_the_app(client):
     assert document(client.application)["paths"].keys() == client.get("/openapi.json").get_json()["paths"].keys()
+
+
+def test_a_413_is_documented_with_the_settings_limits():
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1", mlflow_tracking_uri="http://127.0.0.1:1", max_sequences=7, max_body_bytes=2048
+    )
+    assert too_large(settings) == (
+        "Body over 2,048 bytes (MAX_BODY_BYTES), a sequence over 100,000 bits (MAX_SEQUENCE_BITS) "
+        "or over 7 sequences (MAX_SEQUENCES)"
+    )
+
+
+def test_the_answered_model_has_the_documented_fields():
+    info = ModelInfo("echo-rnn", "3", "models:/echo-rnn/3", "run", "job")
+    assert list(info.as_dict()) == list(ModelOut.model_fields)

@@ -29,7 +29,7 @@ from worker.attempt.unit import Unit
 from worker.retry import BestEffort, Outage, redis_transient
 from worker.settings import WorkerSettings
 from worker.tracking.progress import ProgressWriter
-from worker.tracking.run_logger import RunLogger, loss_history_csv
+from worker.tracking.tracked_run import TrackedRun, loss_history_csv
 
 if TYPE_CHECKING:  # TensorFlow is imported in the child process that runs the task, never before fork
     from worker.engine.checkpoint import GroupCheckpoint
@@ -69,7 +69,7 @@ class Attempt:
         self.params: list[TrainingParams] = []
         self.checkpoints = Checkpoints(self.store, self.unit.name)
         self.best_effort = BestEffort("Redis", redis_transient)  # shared: one outage pauses all of them
-        self.runs: list[RunLogger] = []
+        self.runs: list[TrackedRun] = []
         self.writers: list[ProgressWriter] = []
         self.halving: Halving | None = None  # a halving sweep's scheduler
 

@@ -15,7 +15,7 @@ from redis.exceptions import WatchError
 
 from contract.clock import now
 from contract.fence import Fence
-from contract.job_store import JobStore, Lease, LeaseHeld
+from contract.job_store import JobStore, LeaseGrant, LeaseHeld
 from contract.redis_values import as_bytes
 from worker.attempt import lease
 from worker.retry import Outage
@@ -43,7 +43,7 @@ def claim(store: JobStore, job_ids: list[str], ttl_s: float, redis_retry: Outage
     """
     counts = redis_retry.call(lambda: _attempts(store, job_ids), "reading the attempts")
     token = lease.token(max(counts, default=0) + 1)
-    held = Lease(token, int(ttl_s * 1000))
+    held = LeaseGrant(token, int(ttl_s * 1000))
     worker = {"host": socket.gethostname(), "pid": os.getpid()}
     taken = Claim(taken_at=time.monotonic())
     for job_id in job_ids:
@@ -69,7 +69,7 @@ def _attempts(store: JobStore, job_ids: list[str]) -> list[int]:
     return [int(raw or 0) for raw in pipe.execute()]
 
 
-def _claim_one(store: JobStore, job_id: str, held: Lease, worker: dict, redis_retry: Outage) -> str:
+def _claim_one(store: JobStore, job_id: str, held: LeaseGrant, worker: dict, redis_retry: Outage) -> str:
     for _ in range(2):  # a second try once a dead holder's stale lease is cleared
         try:
             if redis_retry.call(

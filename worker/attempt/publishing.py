@@ -14,24 +14,24 @@ from contract.sweep_record import rank_key
 from contract.sweep_store import SweepStore
 from worker.attempt import sweep_end
 from worker.tracking.mlflow_retry import mlflow_outage
-from worker.tracking.model_logging import log_model
+from worker.tracking.model_upload import log_model
 from worker.tracking.publish import Candidate, publish
-from worker.tracking.registry import Registry
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.registry import Registry, champion_lock
+from worker.tracking.tracked_run import TrackedRun
 
 if TYPE_CHECKING:
     from worker.attempt.attempt import Attempt
     from worker.engine.results import TrainingResult
 
 
-def registry(attempt: "Attempt", run: RunLogger) -> Registry:
+def registry(attempt: "Attempt", run: TrackedRun) -> Registry:
     """The registry as this attempt's run reaches it (its MLflow calls guarded by the attempt's leases)."""
     s = attempt.settings
     return Registry(
         run.client,
         run.outage,
         attempt.store.redis,
-        f"{attempt.store.prefix}:champion-lock",
+        champion_lock(attempt.store.prefix),
         s.registered_model,
         s.champion_alias,
         s.champion_min_accuracy,

@@ -14,7 +14,7 @@ from contract.job import Job
 from worker.retry import RedisUnavailable
 from worker.settings import WorkerSettings
 from worker.tracking.mlflow_retry import MlflowUnavailable
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 log = logging.getLogger(__name__)
 # A group's runs share this many calls to MLflow at once: 32 senders at once exhaust the tracking
@@ -29,7 +29,7 @@ def open_runs(
     parent_run_id: str | None,
     guard: Callable[[], None],
     experiment_id: str | None = None,
-) -> list[RunLogger]:
+) -> list[TrackedRun]:
     """Each trial's run (reopened when its record names one), a few at once; a group's in its parent's experiment
     (experiment_id), each a request to create it, its parameters sent with its first points.
 
@@ -39,7 +39,7 @@ def open_runs(
     """
     gate = threading.BoundedSemaphore(MLFLOW_CALLS_AT_ONCE) if parent_run_id else None
 
-    def open_run(job: Job) -> RunLogger:
+    def open_run(job: Job) -> TrackedRun:
         tags = None
         if parent_run_id and job.sweep is not None:
             tags = {
@@ -48,7 +48,7 @@ def open_runs(
                 "trial": str(job.sweep.trial),
                 "mlflow.runName": f"trial-{job.sweep.trial}",
             }
-        return RunLogger(
+        return TrackedRun(
             settings,
             job.id,
             job.params,
@@ -75,7 +75,7 @@ def open_runs(
     raise error
 
 
-def close(run: RunLogger, status: str) -> str | None:
+def close(run: TrackedRun, status: str) -> str | None:
     """Close a run (FINISHED, KILLED or FAILED) once its points are sent; the error's text when it could not."""
     if run.ended is not None:
         return None
@@ -89,7 +89,7 @@ def close(run: RunLogger, status: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def close_all(runs: list[RunLogger], statuses: list[str]) -> list[str | None]:
+def close_all(runs: list[TrackedRun], statuses: list[str]) -> list[str | None]:
     """Close runs side by side (each waits on its last points); each one's error, if any."""
     with ThreadPoolExecutor(8, thread_name_prefix="run-ends") as pool:
         return list(pool.map(close, runs, statuses))

@@ -30,7 +30,7 @@ from worker.attempt.lease import LeaseKeeper
 from worker.attempt.runs import RUN_STATUS
 from worker.settings import WorkerSettings
 from worker.tracking.mlflow_retry import mlflow_outage
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 log = logging.getLogger(__name__)
 CURVE_POINTS = 200  # per trial, for the parent's comparison figure
@@ -60,7 +60,7 @@ def parent_run(sweeps: SweepStore, settings: WorkerSettings, sweep_id: str) -> d
             params["sampler"] = request["random"].get("sampler", "random")
         if request.get("scheduler"):
             params["scheduler"] = json.dumps(request["scheduler"])
-        run = RunLogger(
+        run = TrackedRun(
             settings,
             sweep_id,
             params,
@@ -126,7 +126,7 @@ def _finish(
         if record is None or sweep is None or sweep.status in FINISHED:
             return None
     run = (
-        RunLogger(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check)
+        TrackedRun(settings, sweep_id, {}, run_id=record["mlflow"]["run_id"], guard=keeper.check)
         if record.get("mlflow")
         else None
     )
@@ -173,7 +173,7 @@ def _publish_best(
     sweeps: SweepStore,
     settings: WorkerSettings,
     sweep_id: str,
-    run: RunLogger | None,
+    run: TrackedRun | None,
     fence: Fence,
     keeper: LeaseKeeper,
     best: dict,
@@ -181,7 +181,7 @@ def _publish_best(
 ) -> dict:
     """Register the best trial's model (or take the version an earlier finisher recorded), record it, gate it."""
     from worker.tracking.publish import Candidate, publish
-    from worker.tracking.registry import Registry
+    from worker.tracking.registry import Registry, champion_lock
 
     client = run.client if run is not None else MlflowClient(settings.mlflow_tracking_uri)
     outage = (
@@ -193,7 +193,7 @@ def _publish_best(
         client,
         outage,
         sweeps.redis,
-        f"{sweeps.prefix}:champion-lock",
+        champion_lock(sweeps.prefix),
         settings.registered_model,
         settings.champion_alias,
         settings.champion_min_accuracy,
@@ -237,7 +237,7 @@ def _parent_files(sweep: Sweep, record: dict) -> dict[str, bytes]:
     return files
 
 
-def _log_parent(run: RunLogger, sweep: Sweep, files: dict[str, bytes]) -> None:
+def _log_parent(run: TrackedRun, sweep: Sweep, files: dict[str, bytes]) -> None:
     if board := sweep.leaderboard:
         run.add("best_eval_echo_accuracy", [board[0].echo_accuracy], 0)
         run.add("best_eval_loss", [board[0].loss], 0)

@@ -63,7 +63,7 @@ class Watchdog:
         self.dispatch = Dispatch(store.redis, store.prefix)
         self.interval_s, self.reconcile_after_s, self.processes = interval_s, reconcile_after_s, processes
         self.node = f"{socket.gethostname()}:{os.getpid()}"
-        self.counters = f"{store.prefix}:reconciler"
+        self.counters = store.reconciler_key()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
 
@@ -171,10 +171,10 @@ class Watchdog:
     def _resend_queued(self, done: Round, deadline: float) -> None:
         """A queued job past the bound that neither waits in its queue nor was sent: queued for its turn."""
         redis = self.store.redis
-        cursor_key = f"{self.store.prefix}:reconciler:cursor"  # the scan goes on where the last round stopped
+        cursor_key = f"{self.store.reconciler_key()}:cursor"  # the scan goes on where the last round stopped
         start = float(redis.get(cursor_key) or "-inf")
         batch = redis.zrangebyscore(
-            f"{self.store.prefix}:status:queued", f"({start}", "+inf", start=0, num=BATCH, withscores=True
+            self.store.index_key("queued"), f"({start}", "+inf", start=0, num=BATCH, withscores=True
         )
         pairs = scored(batch)
         redis.set(cursor_key, pairs[-1][1] if len(pairs) == BATCH else "-inf")

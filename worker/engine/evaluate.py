@@ -14,7 +14,7 @@ ROWS = 64
 
 
 @dataclass
-class Evaluation:
+class HeldOutScores:
     """Echo accuracy (positions ≥ echo_step) and mean cross-entropy there, overall and per length."""
 
     echo_accuracy: float
@@ -34,7 +34,7 @@ def held_out(params: TrainingParams) -> tuple[np.ndarray, list[int]]:
     return x, lengths
 
 
-def score(probs: np.ndarray, x: np.ndarray, lengths: list[int], params: TrainingParams) -> Evaluation:
+def score(probs: np.ndarray, x: np.ndarray, lengths: list[int], params: TrainingParams) -> HeldOutScores:
     """The evaluation of a model's probabilities [rows, length, classes] on held_out's bits."""
     right = total = 0
     loss_sum = 0.0
@@ -48,10 +48,10 @@ def score(probs: np.ndarray, x: np.ndarray, lengths: list[int], params: Training
         hits = scored.argmax(-1) == target
         by_length[str(length)] = {"echo_accuracy": float(hits.mean()), "loss": float(losses.mean())}
         right, total, loss_sum = right + int(hits.sum()), total + hits.size, loss_sum + float(losses.sum())
-    return Evaluation(echo_accuracy=right / total, loss=loss_sum / total, by_length=by_length)
+    return HeldOutScores(echo_accuracy=right / total, loss=loss_sum / total, by_length=by_length)
 
 
-def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> Evaluation:
+def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> HeldOutScores:
     """Run forward (bits [rows, length] → probabilities [rows, length, classes]) from zero state on held_out's bits.
 
     One call for every length (one XLA compilation at the job's end): from a zero state a position's
@@ -63,7 +63,7 @@ def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> Evaluatio
 
 def evaluate_stacked(
     probabilities: Callable[[np.ndarray], np.ndarray], params_list: list[TrainingParams | None]
-) -> list[Evaluation | None]:
+) -> list[HeldOutScores | None]:
     """The same evaluation of K models in one call: probabilities maps bits [K, rows, length] to [K, rows, length,
     classes]; a model whose params are None is given zeros and not scored."""
     held = [held_out(p) if p is not None else None for p in params_list]

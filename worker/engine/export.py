@@ -6,8 +6,9 @@ import numpy as np
 import tensorflow as tf
 
 from contract.params import TrainingParams
+from worker.engine.forward import WEIGHT_NAMES, make_forward
 from worker.engine.kept import kept
-from worker.engine.model import WEIGHT_NAMES, initial_weights, make_forward
+from worker.engine.model import initial_weights
 
 MIN_BUCKET = 16
 SEQUENCES = tf.TensorSpec([None, None], tf.int32, name="sequences")
@@ -77,8 +78,3 @@ def _trace(params: TrainingParams) -> EchoModel:
     module.__call__.get_concrete_function()
     module.forward.get_concrete_function()
     return module
-
-
-def save(model: EchoModel, path: str) -> None:
-    """Write the module as a SavedModel with its serving signature."""
-    tf.saved_model.save(model, path, signatures={"serving_default": model.__call__})

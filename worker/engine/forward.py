@@ -10,7 +10,7 @@ WEIGHT_NAMES = ("W", "b", "W2", "b2")
 BROADCAST_MAX = 4096
 
 
-def contract(a: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+def per_model_matmul(a: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     """Each model's a · w: a [K, ..., S] with w [K, S, N] to [K, ..., N]."""
     models, inner, outer = w.shape
     middle = a.shape[1:-1]
@@ -44,6 +44,8 @@ def stacked_probabilities(W: tf.Tensor, b: tf.Tensor, W2: tf.Tensor, b2: tf.Tens
     """K models' forward passes from a zero state, weights [K, ...]: bits [K, R, L] to probabilities [K, R, L, C]."""
     inputs = tf.transpose(tf.cast(x, tf.float32), [2, 0, 1])[..., None] * W[None, :, None, 0]  # [L, K, R, S]
     states = tf.scan(
-        lambda state, inp: tf.tanh(inp + contract(state, W[:, 1:]) + b), inputs, initializer=tf.zeros_like(inputs[0])
+        lambda state, inp: tf.tanh(inp + per_model_matmul(state, W[:, 1:]) + b),
+        inputs,
+        initializer=tf.zeros_like(inputs[0]),
     )  # [L, K, R, S]
-    return tf.nn.softmax(contract(tf.transpose(states, [1, 2, 0, 3]), W2) + b2[:, None])
+    return tf.nn.softmax(per_model_matmul(tf.transpose(states, [1, 2, 0, 3]), W2) + b2[:, None])

@@ -17,10 +17,11 @@ from contract.params import TrainingParams
 from contract.sweep import SHAPE_FIELDS, Halving
 from worker.engine.checkpoint import GroupCheckpoint
 from worker.engine.device import select_device
-from worker.engine.evaluate import Evaluation, evaluate, evaluate_stacked
+from worker.engine.evaluate import HeldOutScores, evaluate, evaluate_stacked
 from worker.engine.forward import WEIGHT_NAMES
 from worker.engine.group_model import GroupTrainer, epoch_capacity
 from worker.engine.halving import RungReport, program_size, prune, rung_of, score_dict
+from worker.engine.member import GroupMember
 from worker.engine.results import (
     EVAL_LENGTH,
     EVAL_SEQUENCES,
@@ -31,7 +32,6 @@ from worker.engine.results import (
     echo_sequences,
     snapshot_epochs,
 )
-from worker.engine.trial import Trial
 
 # A compiled call this long: reports and cancel checks mid-epoch come often (an epoch of the defaults
 # takes milliseconds, a long one well under a second), and the call's own cost stays a fraction of it.
@@ -86,7 +86,7 @@ class _GroupLoop:
         self.on_progress, self.should_stop = on_progress, should_stop
         self.on_checkpoint, self.checkpoint_every_s, self.device = on_checkpoint, checkpoint_every_s, device
         self.params = params_list[0]  # the shapes every model shares
-        self.trials = [Trial(p) for p in params_list]
+        self.trials = [GroupMember(p) for p in params_list]
         self.halving: Halving | None = None
         self.on_rung: Callable[[RungReport], None] | None = None
         self.slots: list[int | None] = list(range(len(self.trials)))  # the program's models: trial indexes
@@ -174,7 +174,7 @@ class _GroupLoop:
         epoch, done = positions.pop()
         return epoch, done, state
 
-    def _live(self) -> list[Trial | None]:
+    def _live(self) -> list[GroupMember | None]:
         """The program's slots: the model training there, None where none does (idle, stopped or pruned)."""
         return [self.trials[i] if i is not None and self.trials[i].active else None for i in self.slots]
 
@@ -323,7 +323,7 @@ class _GroupLoop:
         for i, trial in enumerate(self.trials):
             if trial.pruned is not None:
                 last = trial.rungs[-1]
-                evaluation = Evaluation(last["echo_accuracy"], last["loss"], last["by_length"])
+                evaluation = HeldOutScores(last["echo_accuracy"], last["loss"], last["by_length"])
             else:
                 evaluation = evaluate(self.program.forward_for(values[i][0]), trial.params)
             result = trial.result(self.device, values[i][0], self.compile_seconds, evaluation)

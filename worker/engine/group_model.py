@@ -2,7 +2,7 @@
 
 Every tensor carries the model axis first: weights [K, ...], a window [K, batch, width], the state
 [K, batch, state_size]. The tutorial's tiny matrix products are broadcast multiplies and sums, which
-XLA fuses into a few loops per time step (forward.contract); a matmul per product costs more than its
+XLA fuses into a few loops per time step (forward.per_model_matmul); a matmul per product costs more than its
 arithmetic. One model is the group of one: a job runs the same compiled step.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract.params import TrainingParams
-from worker.engine.forward import WEIGHT_NAMES, contract, make_forward, stacked_probabilities
+from worker.engine.forward import WEIGHT_NAMES, make_forward, per_model_matmul, stacked_probabilities
 from worker.engine.kept import kept
 
 ADAGRAD_INITIAL_ACCUMULATOR = 0.1
@@ -29,7 +29,7 @@ def stacked_states(W: tf.Tensor, b: tf.Tensor, x: tf.Tensor, state: tf.Tensor) -
     inputs = tf.cast(x, tf.float32)
     states = []
     for t in range(x.shape[2]):
-        state = tf.tanh(inputs[:, :, t, None] * wx + contract(state, ws) + b)
+        state = tf.tanh(inputs[:, :, t, None] * wx + per_model_matmul(state, ws) + b)
         states.append(state)
     return tf.stack(states, axis=2)
 
@@ -105,12 +105,6 @@ class GroupTrainer:
             var.assign(weights[name])
             acc.assign(accumulators[name])
 
-    def forward_of(self, model: int) -> Callable[[tf.Tensor], tf.Tensor]:
-        """The compiled single-model forward pass ([B, L] bits to [B, L, C]), set to one model's current weights."""
-        for var, stacked in zip(self.single, self.weights):
-            var.assign(stacked[model])
-        return self.forward
-
     def forward_for(self, weights: dict[str, np.ndarray]) -> Callable[[tf.Tensor], tf.Tensor]:
         """The compiled single-model forward pass, set to these weights (a model's, in this program or not)."""
         for name, var in zip(WEIGHT_NAMES, self.single):
@@ -155,7 +149,7 @@ class GroupTrainer:
                 tape.watch(weights)
                 W, b, W2, b2 = weights
                 states = stacked_states(W, b, x, state)
-                logits = contract(states, W2) + b2[:, None]
+                logits = per_model_matmul(states, W2) + b2[:, None]
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), [1, 2])
                 total = tf.reduce_sum(loss)  # the models share no weight: its gradient is each model's own
             grads = tape.gradient(total, weights)

@@ -9,7 +9,7 @@ and keeps them for its next groups; a repack that would not shrink the program m
 import dataclasses
 
 from contract.sweep import Halving
-from worker.engine.evaluate import Evaluation
+from worker.engine.evaluate import HeldOutScores
 
 
 @dataclasses.dataclass
@@ -18,7 +18,7 @@ class RungReport:
 
     rung: int  # from 1
     epoch: int  # epochs trained
-    scores: list[Evaluation | None]
+    scores: list[HeldOutScores | None]
     pruned: list[int]
 
 
@@ -28,7 +28,7 @@ def rung_of(halving: Halving, num_epochs: int, epochs: int) -> int | None:
     return rungs.index(epochs) + 1 if epochs in rungs else None
 
 
-def prune(halving: Halving, scores: dict[int, Evaluation]) -> list[int]:
+def prune(halving: Halving, scores: dict[int, HeldOutScores]) -> list[int]:
     """The models (indexes) below the best 1/η by held-out echo accuracy, then loss (ties: the lower index goes on)."""
     ranked = sorted(scores, key=lambda k: (-scores[k].echo_accuracy, scores[k].loss, k))
     return sorted(ranked[halving.survivors(len(ranked)) :])
@@ -41,6 +41,6 @@ def program_size(live: int, current: int) -> int:
     return size if size < current else current
 
 
-def score_dict(rung: int, epoch: int, evaluation: Evaluation) -> dict:
+def score_dict(rung: int, epoch: int, evaluation: HeldOutScores) -> dict:
     """A rung's scores as a trial keeps them (and its checkpoint and job record hold them)."""
     return {"rung": rung, "epoch": epoch, **dataclasses.asdict(evaluation)}

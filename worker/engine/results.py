@@ -1,12 +1,11 @@
 """What training hands out: progress reports, results, the cancel signal, and the echo check between epochs."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from contract.params import TrainingParams
-from worker.engine.evaluate import Evaluation
+from worker.engine.evaluate import HeldOutScores
 
 EVAL_SEQUENCES, EVAL_LENGTH = 8, 500
 
@@ -46,9 +45,9 @@ class TrainingResult:
     last_window: tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, probabilities
     compile_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
-    evaluation: Evaluation | None = None
+    evaluation: HeldOutScores | None = None
 
-    def evaluated(self) -> Evaluation:
+    def evaluated(self) -> HeldOutScores:
         """The held-out evaluation, which train_group gives every model it trained."""
         assert self.evaluation is not None, "a trained model is evaluated"
         return self.evaluation
@@ -69,12 +68,6 @@ def echo_score(probs: np.ndarray, x: np.ndarray, echo_step: int) -> float:
     predicted = probs.argmax(-1)[:, echo_step:]
     target = x[:, : x.shape[1] - echo_step]
     return float((predicted == target).mean())
-
-
-def echo_accuracy(forward: Callable, rng: np.random.Generator, echo_step: int) -> float:
-    """Share of echoed bits right on fresh series, at positions ≥ echo_step."""
-    x = echo_sequences(rng)
-    return echo_score(forward(x).numpy(), x, echo_step)
 
 
 def snapshot_epochs(num_epochs: int, count: int = 10) -> set[int]:

@@ -4,28 +4,8 @@ from collections.abc import Callable
 
 from contract.params import TrainingParams
 from worker.engine.checkpoint import Checkpoint
-from worker.engine.group import CHUNK_TARGET_S, GroupCheckpoint, train_group
-from worker.engine.results import (
-    EVAL_LENGTH,
-    EVAL_SEQUENCES,
-    StepReport,
-    TrainingCancelled,
-    TrainingResult,
-    echo_accuracy,
-    snapshot_epochs,
-)
-
-__all__ = [
-    "CHUNK_TARGET_S",
-    "EVAL_LENGTH",
-    "EVAL_SEQUENCES",
-    "StepReport",
-    "TrainingCancelled",
-    "TrainingResult",
-    "echo_accuracy",
-    "snapshot_epochs",
-    "train_model",
-]
+from worker.engine.group import GroupCheckpoint, train_group
+from worker.engine.results import StepReport, TrainingResult
 
 
 def train_model(

@@ -66,7 +66,7 @@ def backfill(redis: Redis, settings: WorkerSettings) -> dict[str, list[str]]:
             dataclasses.replace(
                 record,
                 serving_digest=provenance.file_digest(graph),
-                serving_uri=f"{location.rstrip('/')}/{provenance.SERVING_FILE}",
+                serving_uri=provenance.serving_uri(location),
             ),
         )
         log.info("version %s of %s: its ONNX graph added", version.version, name)

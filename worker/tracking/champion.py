@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from contract.mlflow_names import ACCURACY_TAG, LOSS_TAG, NOT_FOUND_CODES, PROMOTED_TAG, PROMOTION_REASON_TAG
 from worker.tracking.registry import Registry
-
-ACCURACY_TAG, LOSS_TAG = "eval_echo_accuracy", "eval_loss"  # a version's held-out scores
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ def gate(registry: Registry, version: str, accuracy: float, loss: float, fresh: 
     with registry.redis.lock(registry.champion_lock, timeout=120, blocking_timeout=300):
         if not fresh:
             tags = outage.call(lambda: client.get_model_version(name, version).tags or {}, "reading the version")
-            if "promoted" in tags:  # decided before this worker was lost: the same answer
-                return Promotion(tags["promoted"] == "true", tags.get("promotion_reason", ""))
+            if PROMOTED_TAG in tags:  # decided before this worker was lost: the same answer
+                return Promotion(tags[PROMOTED_TAG] == "true", tags.get(PROMOTION_REASON_TAG, ""))
             if ACCURACY_TAG not in tags:
                 outage.call(lambda: _record_scores(client, name, version, accuracy, loss), "recording the scores")
         current = outage.call(lambda: _champion(client, name, alias), "reading the champion")
@@ -57,7 +56,7 @@ def _champion(client: MlflowClient, name: str, alias: str) -> tuple[str, float] 
     try:
         found = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if exc.error_code in NOT_FOUND_CODES:
             return None
         raise
     score = (found.tags or {}).get(ACCURACY_TAG)
@@ -77,5 +76,5 @@ def _record_scores(client: MlflowClient, name: str, version: str, accuracy: floa
 def _record(client: MlflowClient, name: str, version: str, promotion: Promotion, alias: str) -> None:
     if promotion.promoted:
         client.set_registered_model_alias(name, alias, version)
-    client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
-    client.set_model_version_tag(name, version, "promoted", "true" if promotion.promoted else "false")
+    client.set_model_version_tag(name, version, PROMOTION_REASON_TAG, promotion.reason)
+    client.set_model_version_tag(name, version, PROMOTED_TAG, "true" if promotion.promoted else "false")

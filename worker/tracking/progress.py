@@ -18,7 +18,7 @@ import numpy as np
 
 from worker.engine.checkpoint import Checkpoint
 from worker.retry import BestEffort, redis_transient
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 if TYPE_CHECKING:  # the engine's results import TensorFlow
     from worker.engine.results import StepReport
@@ -35,7 +35,7 @@ class ProgressWriter:
     def __init__(
         self,
         record: Callable[[dict[str, Any]], None],
-        tracker: RunLogger,
+        tracker: TrackedRun,
         steps: int,
         best_effort: BestEffort | None = None,
         max_points: int = 2000,

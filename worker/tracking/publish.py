@@ -16,6 +16,8 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from contract import provenance
+from contract.mlflow_names import JOB_ID_TAG
 from contract.provenance import Provenance
 from worker.tracking import champion
 from worker.tracking.registry import Registry
@@ -82,7 +84,7 @@ def register(registry: Registry, candidate: Candidate) -> dict:
         registry.outage.call(lambda: _ensure_registered_model(client, name), "registering the model")
         _registered_names.add((client.tracking_uri, name))
     tags = {
-        "job_id": candidate.job_id,
+        JOB_ID_TAG: candidate.job_id,
         REGISTRATION_TAG: nonce,
         **champion.score_tags(candidate.echo_accuracy, candidate.loss),
     }
@@ -118,7 +120,7 @@ def register(registry: Registry, candidate: Candidate) -> dict:
             return create()
 
     version = registry.outage.call(create_version, "registering the model version")
-    return {"uri": f"models:/{name}/{version.version}", "name": name, "version": str(version.version)}
+    return {"uri": provenance.version_uri(name, version.version), "name": name, "version": str(version.version)}
 
 
 def _log_unrecorded(registry: Registry, candidate: Candidate) -> None:

@@ -19,3 +19,8 @@ class Registry:
     name: str
     alias: str
     min_accuracy: float
+
+
+def champion_lock(prefix: str) -> str:
+    """The Redis lock of the champion gate under a key prefix: every attempt's gate takes the same one."""
+    return f"{prefix}:champion-lock"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from contract.fence import Fence, LeaseLost, Step
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 from contract.params import TrainingParams
 from tests.support import Recording
 from worker.attempt import checkpoints as checkpoints_module
@@ -46,7 +46,7 @@ def store(redis_client) -> Iterator[JobStore]:
 
 def fence_of(store: JobStore, token: str = "attempt-1") -> Fence:
     job = store.create({"num_epochs": 1}, steps=1)
-    store.move(job.id, "running", lease=Lease(token, 60_000))
+    store.move(job.id, "running", lease=LeaseGrant(token, 60_000))
     return Fence(token, (store.lease_key(job.id),))
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 from worker.attempt.claim import claim
 from worker.retry import redis_outage
 
@@ -40,7 +40,7 @@ def test_a_queued_job_starts_and_takes_its_lease(store, retry):
 
 def test_a_delivery_of_a_job_under_a_live_lease_is_dropped_and_not_an_attempt(store, retry):
     job = store.create({"num_epochs": 1}, steps=1)
-    store.move(job.id, "running", lease=Lease(holder(os.getpid(), node="another-node"), 30_000))
+    store.move(job.id, "running", lease=LeaseGrant(holder(os.getpid(), node="another-node"), 30_000))
     store.redis.hincrby(store.key(job.id), "attempts", 1)
     assert claim(store, [job.id], 30, retry).duplicate
     assert store.get(job.id).attempts == 1
@@ -48,7 +48,7 @@ def test_a_delivery_of_a_job_under_a_live_lease_is_dropped_and_not_an_attempt(st
 
 def test_a_lapsed_lease_is_taken_over_as_a_resume(store, retry):
     job = store.create({"num_epochs": 1}, steps=1)
-    store.move(job.id, "running", lease=Lease(holder(os.getpid(), node="another-node"), 30_000))
+    store.move(job.id, "running", lease=LeaseGrant(holder(os.getpid(), node="another-node"), 30_000))
     store.redis.hincrby(store.key(job.id), "attempts", 1)
     store.redis.set(store.takeover_key(job.id), 1)
     store.redis.delete(store.lease_key(job.id))  # its node died: nobody renews it
@@ -60,7 +60,7 @@ def test_a_lapsed_lease_is_taken_over_as_a_resume(store, retry):
 def test_the_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store, retry):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     job = store.create({"num_epochs": 1}, steps=1)
-    store.move(job.id, "running", lease=Lease(holder(int(dead.stdout)), 30_000))
+    store.move(job.id, "running", lease=LeaseGrant(holder(int(dead.stdout)), 30_000))
     assert claim(store, [job.id], 30, retry).resumed
 
 
@@ -84,5 +84,5 @@ def test_a_group_is_claimed_under_one_token_skipping_its_finished_trials(store, 
 
 def test_a_group_with_one_trial_under_a_live_lease_elsewhere_is_a_duplicate(store, retry):
     jobs = [store.create({"num_epochs": 1}, steps=1) for _ in range(2)]
-    store.move(jobs[1].id, "running", lease=Lease(holder(os.getpid(), node="another-node"), 30_000))
+    store.move(jobs[1].id, "running", lease=LeaseGrant(holder(os.getpid(), node="another-node"), 30_000))
     assert claim(store, [j.id for j in jobs], 30, retry).duplicate

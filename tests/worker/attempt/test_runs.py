@@ -10,7 +10,7 @@ from contract.fence import LeaseLost
 from contract.job import Job, JobProgress, TrialOf
 from worker.attempt import runs
 from worker.retry import RedisUnavailable
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 
 def jobs(n: int) -> list[Job]:
@@ -31,10 +31,10 @@ def test_runs_opened_before_one_fails_to_open_are_closed_unless_the_attempt_is_l
 ):
     """Any failure ends the attempt (its runs closed FAILED); Redis away leaves it, and its runs, to another worker."""
     trials = jobs(3)
-    parent = RunLogger(settings, "sweep", {})
-    opened: list[RunLogger] = []
+    parent = TrackedRun(settings, "sweep", {})
+    opened: list[TrackedRun] = []
 
-    original = RunLogger.__init__
+    original = TrackedRun.__init__
 
     def init(self, settings_, job_id, *args, **kwargs):
         if job_id == trials[1].id:
@@ -42,12 +42,12 @@ def test_runs_opened_before_one_fails_to_open_are_closed_unless_the_attempt_is_l
         original(self, settings_, job_id, *args, **kwargs)
         opened.append(self)
 
-    RunLogger.__init__ = init
+    TrackedRun.__init__ = init
     try:
         with pytest.raises(type(error)):
             runs.open_runs(settings, trials, parent.run_id, lambda: None)
     finally:
-        RunLogger.__init__ = original
+        TrackedRun.__init__ = original
     parent.end("FAILED")
     assert len(opened) == 2
     assert [client.get_run(r.run_id).info.status for r in opened] == [status, status]

@@ -10,7 +10,7 @@ import pytest
 
 from contract import tasks
 from contract.dispatch import Dispatch
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 from contract.sweep import SweepRequest
 from contract.sweep_store import SweepStore
 from worker.attempt.watchdog import BATCH, Watchdog
@@ -29,8 +29,8 @@ def test_only_running_jobs_whose_lease_lapsed_are_sent_again_and_only_once(store
     sent: list[tasks.Message] = []
     watchdog = Watchdog(store, counting(sent), interval_s=0.1)
     alive, lapsed, _queued = (store.create({"num_epochs": n}, steps=1) for n in (1, 2, 3))
-    store.move(alive.id, "running", lease=Lease("a", 30_000))
-    store.move(lapsed.id, "running", lease=Lease("b", 30_000))
+    store.move(alive.id, "running", lease=LeaseGrant("a", 30_000))
+    store.move(lapsed.id, "running", lease=LeaseGrant("b", 30_000))
     store.redis.delete(store.lease_key(lapsed.id))
     assert watchdog.round().taken_over == [lapsed.id] and sent == [tasks.train_job(lapsed.id, {"num_epochs": 2})]
     store.redis.delete(f"{store.prefix}:watchdog")
@@ -135,7 +135,7 @@ def test_a_unit_waiting_its_turn_past_the_bound_is_not_sent_again(store):
     running, _waiting = queue(store, "token:a"), queue(store, "token:b")
     watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=1, processes=1)
     watchdog.round()
-    store.move(running, "running", lease=Lease("w", 30_000))
+    store.move(running, "running", lease=LeaseGrant("w", 30_000))
     time.sleep(1.2)
     store.redis.delete(f"{store.prefix}:watchdog")
     assert watchdog.round().resent == [] and [m.task_id for m in sent] == [running]

@@ -3,7 +3,8 @@
 import pytest
 
 from contract.params import TrainingParams
-from worker.engine.train import TrainingResult, train_model
+from worker.engine.results import TrainingResult
+from worker.engine.train import train_model
 
 # Five epochs at the tutorial's defaults. The seed is one that leaves the ln 2 plateau early: with
 # the tutorial's uniform [0, 1) weights some seeds sit there for many epochs (see test_train.py).

@@ -4,7 +4,8 @@ import numpy as np
 
 from contract.params import TrainingParams
 from worker.engine.evaluate import LENGTHS, evaluate
-from worker.engine.model import initial_weights, make_forward
+from worker.engine.forward import make_forward
+from worker.engine.model import initial_weights
 from worker.engine.train import train_model
 
 

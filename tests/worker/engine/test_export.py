@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.worker.engine.reference import cell_states, logits_of, save
 from worker.engine import export
-from worker.engine.model import cell_states, logits_of
 
 
 @pytest.fixture(scope="module")
 def serve(trained, tmp_path_factory):
     """The trained model saved, loaded back, and its serving signature as a NumPy function."""
     path = str(tmp_path_factory.mktemp("saved") / "echo")
-    export.save(export.build(trained.weights, trained.params.echo_step), path)
+    save(export.build(trained.weights, trained.params.echo_step), path)
     loaded = tf.saved_model.load(path)
     signature = loaded.signatures["serving_default"]
 
@@ -113,7 +113,7 @@ def test_bucket_is_the_next_power_of_two_everywhere():
 def test_a_module_traced_ahead_then_given_the_weights_saves_the_same_model(trained, serve, tmp_path):
     """export.traced builds and traces while the job trains; set_weights then makes it the trained model."""
     module = export.traced(trained.params).set_weights(trained.weights)
-    export.save(module, str(tmp_path / "ahead"))
+    save(module, str(tmp_path / "ahead"))
     loaded = tf.saved_model.load(str(tmp_path / "ahead"))
     x = bits(9, 5, 70)
     np.testing.assert_array_equal(

@@ -6,7 +6,8 @@ import pytest
 from contract.params import TrainingParams
 from worker.engine import group, group_model
 from worker.engine.group import GroupCheckpoint, train_group
-from worker.engine.train import StepReport, TrainingCancelled, TrainingResult, train_model
+from worker.engine.results import StepReport, TrainingCancelled, TrainingResult
+from worker.engine.train import train_model
 
 # Epochs of 100 steps; the models differ in everything a group lets them differ in.
 BASE = TrainingParams(num_epochs=2, total_series_length=7_500, device="cpu")

@@ -9,10 +9,11 @@ from contract.sweep import Halving
 from tests.worker.engine.test_group import TOL, assert_same_run
 from worker.engine import group
 from worker.engine.evaluate import evaluate
+from worker.engine.forward import make_forward
 from worker.engine.group import GroupCheckpoint, train_group
 from worker.engine.halving import RungReport, program_size
-from worker.engine.model import make_forward
-from worker.engine.train import TrainingResult, train_model
+from worker.engine.results import TrainingResult
+from worker.engine.train import train_model
 
 # Six models, epochs of 100 steps, rungs after epochs 1 and 2 (η = 2): 6 live → 3 (a program of 4) → 1 (of 1).
 BASE = TrainingParams(num_epochs=4, total_series_length=7_500, device="cpu")

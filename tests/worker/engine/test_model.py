@@ -5,14 +5,10 @@ import tensorflow as tf
 
 from contract.params import TrainingParams
 from tests.worker.engine.one_model import Trainer
-from worker.engine.model import (
-    ADAGRAD_INITIAL_ACCUMULATOR,
-    WEIGHT_NAMES,
-    cell_states,
-    initial_weights,
-    logits_of,
-    make_forward,
-)
+from tests.worker.engine.reference import cell_states, logits_of
+from worker.engine.forward import WEIGHT_NAMES, make_forward
+from worker.engine.group_model import ADAGRAD_INITIAL_ACCUMULATOR
+from worker.engine.model import initial_weights
 
 # Not the defaults, so a mixed-up axis shows: 3 rows, windows of 6, 4 units, 3 classes.
 PARAMS = TrainingParams(

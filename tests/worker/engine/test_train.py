@@ -9,9 +9,12 @@ import tensorflow as tf
 
 from contract.params import TrainingParams
 from tests.worker.engine.one_model import Trainer
+from tests.worker.engine.reference import echo_accuracy
 from worker.engine.data import generate_epoch
-from worker.engine.model import initial_weights, make_forward
-from worker.engine.train import StepReport, TrainingCancelled, echo_accuracy, train_model
+from worker.engine.forward import make_forward
+from worker.engine.model import initial_weights
+from worker.engine.results import StepReport, TrainingCancelled
+from worker.engine.train import train_model
 
 from .conftest import SMALL, TRAINED
 

@@ -12,9 +12,9 @@ from mlflow.tracking import MlflowClient
 from contract.job import JobProgress
 from contract.job_store import JobStore
 from worker.engine.checkpoint import Checkpoint
-from worker.engine.train import StepReport
+from worker.engine.results import StepReport
 from worker.tracking.progress import ProgressWriter
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 # A job of 2 epochs of 50 steps that reports every 10 steps.
 EPOCHS, STEPS, EVERY = 2, 100, 10
@@ -88,9 +88,9 @@ def job_id(store) -> str:
 
 
 @pytest.fixture
-def tracker(settings, job_id) -> Iterator[RunLogger]:
+def tracker(settings, job_id) -> Iterator[TrackedRun]:
     """The job's run."""
-    tracker = RunLogger(settings, job_id, {"num_epochs": EPOCHS})
+    tracker = TrackedRun(settings, job_id, {"num_epochs": EPOCHS})
     yield tracker
     tracker.sender.stop()
 
@@ -98,10 +98,10 @@ def tracker(settings, job_id) -> Iterator[RunLogger]:
 @pytest.fixture
 def resumed(store, job_id, settings, tracker) -> Iterator[Callable[[], ProgressWriter]]:
     """The writer of a worker that takes the job over: the same run reopened, the recorded progress."""
-    reopened: list[RunLogger] = []
+    reopened: list[TrackedRun] = []
 
     def take_over() -> ProgressWriter:
-        reopened.append(RunLogger(settings, job_id, {}, run_id=tracker.run_id))
+        reopened.append(TrackedRun(settings, job_id, {}, run_id=tracker.run_id))
         writer = ProgressWriter(records(store, job_id), reopened[-1], STEPS)
         writer.fraction = store.get(job_id).progress.fraction
         return writer

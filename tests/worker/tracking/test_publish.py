@@ -6,9 +6,9 @@ import pytest
 
 from contract import provenance
 from contract.provenance import Provenance
-from tests.worker.tracking.test_model_logging import files_digest
+from tests.worker.tracking.test_model_upload import files_digest
 from worker.tracking.mlflow_retry import mlflow_outage
-from worker.tracking.model_logging import log_model
+from worker.tracking.model_upload import log_model
 from worker.tracking.publish import IGNORED_TAG, Candidate, publish
 from worker.tracking.registry import Registry
 

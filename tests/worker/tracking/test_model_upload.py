@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from contract import provenance
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage
-from worker.tracking.model_logging import log_model
+from worker.tracking.model_upload import log_model
 from worker.tracking.publish import Candidate, register
 from worker.tracking.registry import Registry
 

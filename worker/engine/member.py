@@ -8,13 +8,13 @@ import numpy as np
 from contract.params import TrainingParams
 from worker.engine.checkpoint import Checkpoint, Window
 from worker.engine.data import generate_epoch
-from worker.engine.evaluate import Evaluation
+from worker.engine.evaluate import HeldOutScores
 from worker.engine.model import initial_weights
 from worker.engine.results import StepReport, TrainingResult
 
 
-class Trial:
-    """A model of a group; it draws its weights and data from its own seed exactly as a job does."""
+class GroupMember:
+    """A model of a group (a job, or a sweep's trial); it draws its weights and data from its own seed exactly as a job does."""
 
     def __init__(self, params: TrainingParams):
         assert params.seed is not None, "a trial's parameters are resolved (a concrete seed)"
@@ -118,7 +118,7 @@ class Trial:
         )
 
     def result(
-        self, device: str, weights: dict[str, np.ndarray], compile_seconds: float, evaluation: Evaluation
+        self, device: str, weights: dict[str, np.ndarray], compile_seconds: float, evaluation: HeldOutScores
     ) -> TrainingResult:
         """What the model's training produced (a pruned model's evaluation: its last rung's)."""
         assert self.last_window is not None, "every trained epoch leaves its last window"

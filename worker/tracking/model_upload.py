@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from contract import provenance
+from contract.mlflow_names import JOB_ID_TAG
 from worker.engine import onnx_graph
 from worker.engine.export import EchoModel, build
 from worker.engine.results import TrainingResult
@@ -52,7 +53,7 @@ def log_model(
     params = {k: str(v) for k, v in result.params.model_dump().items()}  # as Model.log copies the run's
     model = outage.call(
         lambda: client.create_logged_model(
-            experiment_id, name="model", source_run_id=run_id, tags={"job_id": job_id}, params=params
+            experiment_id, name="model", source_run_id=run_id, tags={JOB_ID_TAG: job_id}, params=params
         ),
         "logging the model",
     )
@@ -93,7 +94,7 @@ def _write(
         digests = {
             "digest": provenance.digest(path),
             "serving_digest": provenance.file_digest(serving),
-            "serving_uri": f"{model.artifact_location.rstrip('/')}/{provenance.SERVING_FILE}",
+            "serving_uri": provenance.serving_uri(model.artifact_location),
         }
         outage.call(
             lambda: artifacts.upload(model.artifact_location, client.tracking_uri, Path(path)), "uploading the model"

@@ -1,4 +1,4 @@
-"""RunLogger: one job's MLflow run on the real server, opened, reopened, written and closed."""
+"""TrackedRun: one job's MLflow run on the real server, opened, reopened, written and closed."""
 
 import gzip
 import re
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from worker.tracking.mlflow_retry import MlflowUnavailable
-from worker.tracking.run_logger import RunLogger, loss_history_csv
+from worker.tracking.tracked_run import TrackedRun, loss_history_csv
 
 PARAMS = {"num_epochs": 3, "learning_rate": 0.3, "device": "cpu"}
 
@@ -21,9 +21,9 @@ def job_id() -> str:
 
 
 @pytest.fixture
-def logger(settings, job_id) -> Iterator[RunLogger]:
+def logger(settings, job_id) -> Iterator[TrackedRun]:
     """A new run of a new job (left RUNNING unless the test ends it)."""
-    logger = RunLogger(settings, job_id, PARAMS)
+    logger = TrackedRun(settings, job_id, PARAMS)
     yield logger
     logger.sender.stop()
 
@@ -39,7 +39,7 @@ def test_a_new_run_is_tagged_with_the_job_and_holds_its_parameters(logger, clien
 
 
 def test_jobs_share_the_experiment_and_each_has_a_run_of_its_own(logger, settings):
-    other = RunLogger(settings, str(uuid.uuid4()), PARAMS)
+    other = TrackedRun(settings, str(uuid.uuid4()), PARAMS)
     other.sender.stop()
     assert other.experiment_id == logger.experiment_id and other.run_id != logger.run_id
 
@@ -47,14 +47,14 @@ def test_jobs_share_the_experiment_and_each_has_a_run_of_its_own(logger, setting
 def test_the_experiment_is_created_when_missing(settings, client):
     fresh = settings.model_copy(update={"mlflow_experiment": f"worker-tests-{uuid.uuid4().hex[:8]}"})
     assert client.get_experiment_by_name(fresh.mlflow_experiment) is None
-    logger = RunLogger(fresh, str(uuid.uuid4()), PARAMS)
+    logger = TrackedRun(fresh, str(uuid.uuid4()), PARAMS)
     logger.sender.stop()
     assert client.get_experiment_by_name(fresh.mlflow_experiment).experiment_id == logger.experiment_id
 
 
 def test_reopening_a_run_by_id_creates_no_run_and_logs_no_parameters_again(logger, settings, client, job_id):
     # Different values: logging a parameter again with another value is an error on the server.
-    reopened = RunLogger(settings, job_id, {**PARAMS, "num_epochs": 99, "extra": 1}, run_id=logger.run_id)
+    reopened = TrackedRun(settings, job_id, {**PARAMS, "num_epochs": 99, "extra": 1}, run_id=logger.run_id)
     reopened.sender.stop()
     assert reopened.run_id == logger.run_id and reopened.experiment_id == logger.experiment_id
     assert client.get_run(logger.run_id).data.params == {k: str(v) for k, v in PARAMS.items()}
@@ -123,7 +123,7 @@ def test_a_figure_is_logged_as_an_image_at_its_step(logger, client):
 
 @pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
 def test_end_flushes_and_closes_the_run_with_its_status(settings, client, status):
-    logger = RunLogger(settings, str(uuid.uuid4()), PARAMS)
+    logger = TrackedRun(settings, str(uuid.uuid4()), PARAMS)
     logger.add("loss", [0.5, 0.4], 0)
     logger.end(status)
     run = client.get_run(logger.run_id)
@@ -150,12 +150,12 @@ def test_opening_a_run_on_an_unreachable_server_gives_up_past_the_retry_limit(fa
         MlflowUnavailable,
         match=rf"^MLflow at http://127.0.0.1:{closed_port} unreachable .* while finding the experiment",
     ):
-        RunLogger(gone, str(uuid.uuid4()), PARAMS)
+        TrackedRun(gone, str(uuid.uuid4()), PARAMS)
 
 
 def test_reopening_a_run_that_does_not_exist_fails_at_once(settings):
     with pytest.raises(Exception, match=r"RESOURCE_DOES_NOT_EXIST|not found") as raised:
-        RunLogger(settings, str(uuid.uuid4()), PARAMS, run_id="0" * 32)
+        TrackedRun(settings, str(uuid.uuid4()), PARAMS, run_id="0" * 32)
     assert not isinstance(raised.value, MlflowUnavailable)
 
 
@@ -181,7 +181,7 @@ def test_loss_history_csv_has_a_row_per_step_gzipped():
 def test_a_run_with_params_later_sends_them_with_its_first_points_in_its_experiment(settings, client, logger, job_id):
     """A sweep's trial: created in its parent's experiment (no lookup), its parameters beside its first points."""
     other = client.create_experiment(f"worker-tests-{uuid.uuid4().hex[:8]}")
-    later = RunLogger(settings, job_id, PARAMS, experiment_id=other, params_later=True)
+    later = TrackedRun(settings, job_id, PARAMS, experiment_id=other, params_later=True)
     try:
         assert later.experiment_id == other and client.get_run(later.run_id).info.experiment_id == other
         assert client.get_run(later.run_id).data.params == {}, "not sent yet: they go with the first batch"
@@ -195,7 +195,7 @@ def test_a_run_with_params_later_sends_them_with_its_first_points_in_its_experim
 def test_reopening_a_run_that_holds_no_parameters_sends_them(settings, client, logger, job_id):
     """An attempt lost before its first batch left a run without parameters: the next one sends them."""
     bare = client.create_run(logger.experiment_id).info.run_id
-    reopened = RunLogger(settings, job_id, PARAMS, run_id=bare, params_later=True)
+    reopened = TrackedRun(settings, job_id, PARAMS, run_id=bare, params_later=True)
     try:
         reopened.flush()
         assert client.get_run(bare).data.params == {k: str(v) for k, v in PARAMS.items()}
@@ -215,7 +215,7 @@ def test_closing_a_run_prints_nothing_and_reads_nothing_back(settings, client, c
     """MLflow's client would read the run back to print its link: a request per run, two lines in the log."""
     for name, value in settings.mlflow_client_environment().items():
         monkeypatch.setenv(name, value)
-    logger = RunLogger(settings, str(uuid.uuid4()), PARAMS)
+    logger = TrackedRun(settings, str(uuid.uuid4()), PARAMS)
     reads: list[str] = []
     store = logger.client._tracking_client.store  # MLflow's clients of one server share it
     original = store.get_run

@@ -25,6 +25,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
 from numpy.typing import ArrayLike
 
 from contract.fence import LeaseLost
+from contract.mlflow_names import JOB_ID_TAG
 from worker.settings import WorkerSettings
 from worker.tracking import artifacts
 from worker.tracking.metric_sender import MetricSender
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE
 
 
-class RunLogger:
+class TrackedRun:
     """Buffers metrics and writes them in batches to one MLflow run."""
 
     def __init__(
@@ -50,7 +51,7 @@ class RunLogger:
         params_later: bool = False,
     ):
         """Open the run: a new one (with tags, e.g. a sweep's mlflow.parentRunId), or (resuming) the run it already
-        has. gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
+        has. job_id: the job's id, or a sweep's for its parent run (whose job_id tag then holds the sweep's id). gate, shared by the runs of a sweep's group, bounds their calls to MLflow at once; guard, checked
         before every call, stops them all (the attempt lost its lease). experiment_id: where a new run goes (its
         parent's experiment), found by name when not given. params_later: a new run's parameters go with its first
         batch of points, within log_flush_s, rather than in a request of their own now."""
@@ -91,7 +92,7 @@ class RunLogger:
             name = tags.get("mlflow.runName", f"job-{job_id[:8]}")
             return self.client.create_run(
                 self.experiment_id,
-                tags={"job_id": job_id, "attempt": attempt, "mlflow.runName": name, **tags},
+                tags={JOB_ID_TAG: job_id, "attempt": attempt, "mlflow.runName": name, **tags},
                 run_name=name,
             )
 
