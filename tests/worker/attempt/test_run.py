@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from contract.job_store import JobStore, Lease
+from contract.job_store import JobStore, LeaseGrant
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep
 from contract.sweep_store import SweepStore
@@ -17,7 +17,7 @@ from worker.attempt import runs, sweep_end
 from worker.attempt.run import finish_sweep, run_attempt
 from worker.attempt.unit import Unit
 from worker.settings import WorkerSettings
-from worker.tracking.run_logger import RunLogger
+from worker.tracking.tracked_run import TrackedRun
 
 TINY = {"num_epochs": 1, "total_series_length": 2_000, "seed": 2}  # about 0.1 s of training
 
@@ -54,12 +54,12 @@ def group(sweep: Sweep, g: int) -> Unit:
     return Unit([sweep.trials[t].job_id for t in sweep.groups[g]], sweep.id, g)
 
 
-def after_opening_runs(monkeypatch, then: Callable[[list[RunLogger]], None]) -> list[RunLogger]:
+def after_opening_runs(monkeypatch, then: Callable[[list[TrackedRun]], None]) -> list[TrackedRun]:
     """Runs the real open_runs, then then(runs): something that happens to the attempt once its runs are open."""
-    opened: list[RunLogger] = []
+    opened: list[TrackedRun] = []
     real = runs.open_runs
 
-    def open_then(*args: Any, **kwargs: Any) -> list[RunLogger]:
+    def open_then(*args: Any, **kwargs: Any) -> list[TrackedRun]:
         opened.extend(real(*args, **kwargs))
         then(opened)
         return opened
@@ -70,7 +70,7 @@ def after_opening_runs(monkeypatch, then: Callable[[list[RunLogger]], None]) -> 
 
 def test_a_delivery_of_a_job_under_another_attempts_live_lease_is_dropped_as_a_duplicate(store, own):
     job_id = new_job(store)
-    store.move(job_id, "running", lease=Lease("another attempt", 30_000))
+    store.move(job_id, "running", lease=LeaseGrant("another attempt", 30_000))
     assert run_attempt(store, own, Unit([job_id])) == "duplicate"
     job = store.get(job_id)
     assert (job.status, job.attempts, job.mlflow) == ("running", 0, None), "not counted as an attempt; nothing written"

@@ -19,7 +19,7 @@ from worker.attempt.claim import claim
 from worker.attempt.lease import LeaseKeeper
 from worker.attempt.rungs import Rungs
 from worker.attempt.unit import Unit
-from worker.engine.evaluate import Evaluation
+from worker.engine.evaluate import HeldOutScores
 from worker.engine.halving import RungReport
 from worker.retry import redis_outage
 from worker.settings import WorkerSettings
@@ -68,8 +68,8 @@ def attempt_at(store: JobStore, settings: WorkerSettings, sweep: Sweep, made: li
     return attempt
 
 
-def scores(*accuracies: float | None) -> list[Evaluation | None]:
-    return [Evaluation(a, 1 - a) if a is not None else None for a in accuracies]
+def scores(*accuracies: float | None) -> list[HeldOutScores | None]:
+    return [HeldOutScores(a, 1 - a) if a is not None else None for a in accuracies]
 
 
 def rung(n: int, accuracy: float) -> dict:

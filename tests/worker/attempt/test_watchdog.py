@@ -167,7 +167,7 @@ def test_a_group_sent_past_the_bound_with_a_trial_under_a_live_lease_is_not_sent
     watchdog = Watchdog(store, counting(sent), interval_s=5, reconcile_after_s=1)
     watchdog.round()
     assert sent == [tasks.train_group(sweep.id, 0, jobs)]
-    store.move(jobs[0], "running", lease=Lease("w", 30_000))
+    store.move(jobs[0], "running", lease=LeaseGrant("w", 30_000))
     time.sleep(1.2)
     store.redis.delete(f"{store.prefix}:watchdog")
     done = watchdog.round()
