@@ -8,8 +8,11 @@ from tests.support import wait_for
 
 
 def test_api_metrics_cover_requests_jobs_queue_and_models(stack, trained_job):
-    requests.get(f"{stack.api}/predict", params={"sequence": "0110", "model": trained_job["id"]}, timeout=30)
-    requests.get(f"{stack.api}/predict", params={"sequence": "0110", "model": trained_job["id"]}, timeout=30)
+    session = (
+        requests.Session()
+    )  # one keep-alive connection: the second request meets the first's API process and model
+    for _ in range(2):
+        session.get(f"{stack.api}/predict", params={"sequence": "0110", "model": trained_job["id"]}, timeout=30)
     text = requests.get(f"{stack.api}/metrics", timeout=10).text
     assert (
         'echo_rnn_http_request_duration_seconds_bucket{endpoint="/predict",le="0.005",method="GET",status="200"}'
