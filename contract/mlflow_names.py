@@ -3,9 +3,8 @@
 The strings are what old versions and runs carry: rename the Python names, never the values.
 """
 
-JOB_ID_TAG = (
-    "job_id"  # on a job's run, its logged model and its registered version: the job (a sweep's parent run: the sweep)
-)
+# On a job's run, its logged model and its registered version: the job (on a sweep's parent run: the sweep).
+JOB_ID_TAG = "job_id"
 PROMOTED_TAG = "promoted"  # on a version the champion gate decided: "true" or "false"
 PROMOTION_REASON_TAG = "promotion_reason"  # beside it: why
 ACCURACY_TAG, LOSS_TAG = "eval_echo_accuracy", "eval_loss"  # a version's held-out scores, set when it is registered
