@@ -52,7 +52,8 @@ def test_a_job_trains_logs_registers_and_predicts(stack, trained_job):
 
 
 def test_progress_reaches_the_record_and_never_goes_back(stack):
-    job = submit(stack.api, num_epochs=30, total_series_length=100_000, seed=3)
+    # Long enough to be seen training: the engine trains 30 epochs of 100,000 bits in well under a second.
+    job = submit(stack.api, num_epochs=300, total_series_length=100_000, seed=3)
     seen, deadline = [], time.monotonic() + 180
     while time.monotonic() < deadline:
         current = requests.get(f"{stack.api}/jobs/{job['id']}", timeout=5).json()
