@@ -4,18 +4,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from contract.job_store import JobStore, LeaseGrant
+from contract.job_store import LeaseGrant
 from worker.attempt.claim import claim
 from worker.retry import redis_outage
-
-
-@pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

@@ -1,19 +1,12 @@
 """A worker's part in the fair share, against a real Redis: an attempt that ended frees its unit's place and the
 next unit goes; one that another attempt carries on keeps its place; and a broker away never fails the task."""
 
-import uuid
-
 import pytest
 
 from contract import tasks
 from contract.dispatch import Dispatch
 from contract.job_store import JobStore
 from worker.attempt.dispatching import after_attempt
-
-
-@pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
 
 
 def one_process_two_jobs(store: JobStore) -> tuple[Dispatch, list[str], list[tasks.Message]]:

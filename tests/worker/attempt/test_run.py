@@ -23,16 +23,6 @@ TINY = {"num_epochs": 1, "total_series_length": 2_000, "seed": 2}  # about 0.1 s
 
 
 @pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
-
-
-@pytest.fixture
-def sweeps(store) -> SweepStore:
-    return SweepStore(store)
-
-
-@pytest.fixture
 def own(settings) -> WorkerSettings:
     """The settings with a registered model of the test's own (the stack's champion is left alone)."""
     return settings.model_copy(update={"registered_model": f"unit-{uuid.uuid4().hex[:8]}", "lease_ttl_s": 5})

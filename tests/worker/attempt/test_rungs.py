@@ -2,7 +2,6 @@
 directly, no training): each scored trial's rungs in its record, a pruned one's rung and evaluation and its run's
 tags, rung metrics in each run; a resumed attempt that recomputes a rung writes the same and logs no point twice."""
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -25,11 +24,6 @@ from worker.retry import redis_outage
 from worker.settings import WorkerSettings
 
 PARAMS = {"num_epochs": 4, "total_series_length": 2_000}
-
-
-@pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
 
 
 @pytest.fixture

@@ -25,16 +25,6 @@ from worker.settings import WorkerSettings
 
 
 @pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
-
-
-@pytest.fixture
-def sweeps(store) -> SweepStore:
-    return SweepStore(store)
-
-
-@pytest.fixture
 def own_model(settings) -> WorkerSettings:
     """The settings with a registered model of the test's own (the stack's champion is left alone)."""
     return settings.model_copy(

@@ -1,13 +1,8 @@
 """A tpe sweep whose batch ended but whose next batch was never made (its finisher died): the reconciler's finish
 task makes it, against a real Redis, and queues its groups in their owner's turn."""
 
-import uuid
-
-import pytest
-
 from contract import tasks
 from contract.dispatch import Dispatch
-from contract.job_store import JobStore
 from contract.sweep import SweepRequest, group
 from contract.sweep_store import SweepStore
 from tests.support import free_port
@@ -26,11 +21,6 @@ REQUEST = SweepRequest.model_validate(
         },
     }
 )
-
-
-@pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
 
 
 def test_the_reconciler_makes_the_batch_a_lost_finisher_did_not(store, redis_server):

@@ -2,7 +2,6 @@
 left, sweeps whose trials all ended finished, one round at a time, and no error ends it."""
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +13,6 @@ from contract.job_store import JobStore, LeaseGrant
 from contract.sweep import SweepRequest
 from contract.sweep_store import SweepStore
 from worker.attempt.watchdog import BATCH, Watchdog
-
-
-@pytest.fixture
-def store(redis_client) -> JobStore:
-    return JobStore(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}", retention_s=60)
 
 
 def counting(sent: list) -> Callable[[Any], None]:
