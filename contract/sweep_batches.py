@@ -18,7 +18,7 @@ from redis.exceptions import WatchError
 from contract import tasks
 from contract.dispatch import Dispatch
 from contract.fence import Fence, LeaseLost
-from contract.job import FINISHED, TrialOf
+from contract.job import FINISHED
 from contract.job_store import encode
 from contract.params import TrainingParams
 from contract.redis_values import hash_fields
@@ -95,17 +95,7 @@ def _write(
 ) -> None:
     """Queue the batch's writes in the transaction: its trials' jobs, the sweep's fields, its groups' places."""
     made, groups_made, owner = len(record["job_ids"]), len(record["groups"]), record.get("owner")
-    group_of = {t: groups_made + g for g, members in enumerate(groups) for t in members}
-    job_ids = [
-        sweeps.jobs.create(
-            p.model_dump(),
-            p.total_steps,
-            owner=owner,
-            transaction=pipe,
-            sweep=TrialOf(sweep_id=sweep_id, trial=made + i, group=group_of[made + i]),
-        ).id
-        for i, p in enumerate(trials)
-    ]
+    job_ids = [j.id for j in sweeps.create_trials(pipe, sweep_id, trials, groups, owner, made, groups_made)]
     fields = {
         "job_ids": [*record["job_ids"], *job_ids],
         "values": [*record["values"], *values],

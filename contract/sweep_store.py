@@ -68,6 +68,30 @@ class SweepStore:
                 except WatchError:
                     continue
 
+    def create_trials(
+        self,
+        pipe: Pipeline,
+        sweep_id: str,
+        trials: list[TrainingParams],
+        groups: list[list[int]],
+        owner: str | None,
+        first_trial: int = 0,
+        first_group: int = 0,
+    ) -> list[Job]:
+        """Queue the writes of the trials' jobs: trial first_trial + i, in group first_group + g of groups (whose
+        members are trial numbers)."""
+        group_of = {t: first_group + g for g, members in enumerate(groups) for t in members}
+        return [
+            self.jobs.create(
+                p.model_dump(),
+                p.total_steps,
+                owner=owner,
+                transaction=pipe,
+                sweep=TrialOf(sweep_id=sweep_id, trial=first_trial + i, group=group_of[first_trial + i]),
+            )
+            for i, p in enumerate(trials)
+        ]
+
     def _write(
         self,
         pipe: Pipeline,
@@ -80,17 +104,7 @@ class SweepStore:
         group_size: int,
     ) -> Sweep:
         """Queue the writes of the sweep and its trials; the sweep as get() will read it (not read back: 256 records)."""
-        group_of = {t: g for g, members in enumerate(groups) for t in members}
-        jobs = [
-            self.jobs.create(
-                p.model_dump(),
-                p.total_steps,
-                owner=owner,
-                transaction=pipe,
-                sweep=TrialOf(sweep_id=sweep_id, trial=i, group=group_of[i]),
-            )
-            for i, p in enumerate(trials)
-        ]
+        jobs = self.create_trials(pipe, sweep_id, trials, groups, owner)
         values = request.configurations()
         record = {
             "id": sweep_id,
