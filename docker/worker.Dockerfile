@@ -34,7 +34,7 @@ RUN uv pip install --python /opt/venv/bin/python --no-deps --build-constraint re
 # Bytecode for what a worker imports, written by Python as it imports it (about 80 MB; compiling
 # every package would add 190 MB). The unprivileged user the worker runs as could not write it.
 RUN REDIS_URL=redis://localhost MLFLOW_TRACKING_URI=http://localhost TF_CPP_MIN_LOG_LEVEL=3 /opt/venv/bin/python -c \
-        'import tensorflow, keras, pandas, mlflow.tensorflow, mlflow.models, matplotlib.backends.backend_agg, celery.bin.celery, celery.apps.worker, celery.concurrency.prefork, kombu.transport.redis, celery.backends.redis, worker.celery_app, worker.tasks, worker.attempt.attempt, worker.attempt.publishing, worker.attempt.watchdog, worker.engine.train, worker.engine.export, worker.engine.figure, worker.engine.onnx_graph, worker.tracking.model_logging, worker.tracking.backfill' \
+        'import tensorflow, keras, pandas, mlflow.tensorflow, mlflow.models, matplotlib.backends.backend_agg, celery.bin.celery, celery.apps.worker, celery.concurrency.prefork, kombu.transport.redis, celery.backends.redis, worker.celery_app, worker.tasks, worker.attempt.attempt, worker.attempt.publishing, worker.attempt.watchdog, worker.engine.train, worker.engine.export, worker.engine.figure, worker.engine.onnx_graph, worker.tracking.model_upload, worker.tracking.backfill' \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/contract \
         /opt/venv/lib/python3.11/site-packages/worker
 
