@@ -152,3 +152,11 @@ def test_a_halving_sweeps_mlflow_runs_show_the_rungs_and_tag_the_pruned(stack, h
         )
         history = client.get_metric_history(run_id, "rung_eval_echo_accuracy")
         assert sorted(m.step for m in history) == [80 * r["epoch"] for r in t["rungs"]]
+        # A pruned trial's run is wrapped up at its rung (closed while the others train): all of it is there.
+        run = client.get_run(run_id)
+        trained = 80 * (t["rungs"][-1]["epoch"] if t["pruned"] else 3)
+        assert (
+            run.info.status == "FINISHED" and run.data.metrics["eval_echo_accuracy"] == t["evaluation"]["echo_accuracy"]
+        )
+        assert [m.step for m in client.get_metric_history(run_id, "eval_loss")] == [trained]
+        assert len(loss_history_artifact(stack.mlflow, run_id)) == trained

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,9 @@ class Attempt:
         self.runs: list[RunLogger] = []
         self.writers: list[ProgressWriter] = []
         self.halving: Halving | None = None  # a halving sweep's scheduler
+        self.wrapped: set[int] = set()  # trials wrapped up once pruned (their scores and loss history sent)
+        self.closing: dict[int, Future] = {}  # runs closed FINISHED before the attempt's end, by trial index
+        self._closer: ThreadPoolExecutor | None = None
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
     def write(self, step: Step, what: str, release: bool = False) -> list[int]:
@@ -212,11 +215,12 @@ class Attempt:
             step.hset_unless(self.store.key(job.id), encode({"phase": "saving"}), "cancel_requested", True)
         saving = [bool(s) for s in self.write(step, "entering the saving phase")]
         step = Step(self.fence)
-        for job, run, result, kept in zip(self.jobs, self.runs, results, saving):
+        for i, (job, run, result, kept) in enumerate(zip(self.jobs, self.runs, results, saving)):
             if kept:
                 scores = dataclasses.asdict(result.evaluated())
-                run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
-                run.add("eval_loss", [scores["loss"]], len(result.losses))
+                if i not in self.wrapped:  # a pruned trial's went with its rung's wrap_up
+                    run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
+                    run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(
                     self.store.key(job.id),
                     encode(
@@ -246,6 +250,12 @@ class Attempt:
         """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
         group counted, the leases released. A run that cannot be closed fails its trial. True for the
         step that counted a sweep's last group."""
+        for i, closing in self.closing.items():
+            closing.result()  # never raises: a run it could not close is closed here again
+            if self.runs[i].ended not in (None, runs.RUN_STATUS[statuses[i]]):
+                self.runs[i].ended = None  # closed FINISHED early, its trial ends otherwise: closed again
+        if self._closer is not None:
+            self._closer.shutdown(wait=False)
         errors = (
             runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
         )
@@ -283,10 +293,33 @@ class Attempt:
             .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record))
         )
 
+    def wrap_up(self, i: int, trained: int, echo_accuracy: float, loss: float) -> None:
+        """A trial pruned at a rung is done training: its last points, held-out scores and loss history go now, and
+        its run is closed FINISHED, beside the survivors' training rather than after it (end() closes it again
+        should the trial end otherwise)."""
+        writer, run = self.writers[i], self.runs[i]
+        writer.finish(trained)
+        run.add("eval_echo_accuracy", [echo_accuracy], trained)
+        run.add("eval_loss", [loss], trained)
+        losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
+        run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
+        run.send_now()
+        self.wrapped.add(i)
+        self.close_early(i)
+
+    def close_early(self, i: int) -> None:
+        """Close trial i's run FINISHED from a thread, once its queued points and files are sent; end() waits for it
+        and closes the run again should the trial end otherwise."""
+        if self._closer is None:
+            self._closer = ThreadPoolExecutor(runs.MLFLOW_CALLS_AT_ONCE, thread_name_prefix="early-ends")
+        self.closing[i] = self._closer.submit(runs.close_quietly, self.runs[i], "FINISHED")
+
     def loss_history(self, i: int, result: "TrainingResult") -> None:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
+        if i in self.wrapped:
+            return  # uploaded when it was pruned
         if self.unit.is_job:
             self.runs[i].log_artifacts_later(
                 lambda: {

@@ -48,3 +48,7 @@ class Rungs:
                 run.tag_later({"pruned": "true", "pruned_rung": str(report.rung), "pruned_epoch": str(report.epoch)})
             step.hset(a.store.key(job.id), encode(fields))
         a.write(step, f"recording rung {report.rung}")
+        for k in sorted(pruned):
+            score = report.scores[k]
+            assert score is not None, "a pruned model was scored at its rung"
+            a.wrap_up(k, report.epoch * a.params[k].steps_per_epoch, score.echo_accuracy, score.loss)
