@@ -159,10 +159,10 @@ class Attempt:
         from worker.engine import export
         from worker.engine.group import train_group
 
-        if self.unit.is_job:  # traced while the job trains
-            ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
-            self.serving_module = ahead.submit(export.traced, self.params[0])
-            ahead.shutdown(wait=False)
+        # Traced while the trials train (any of a group's has the shapes of its best), kept by the process.
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
+        self.serving_module = ahead.submit(export.traced, self.params[0])
+        ahead.shutdown(wait=False)
 
         def on_checkpoint(c: "GroupCheckpoint") -> None:
             self.ctx.keeper.check()
