@@ -75,6 +75,9 @@ def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list
             scored, key=lambda d: rank_key(results[d[0]].pruned, d[1]["echo_accuracy"], d[1]["loss"], indexes[d[0]])
         )
         job, run = attempt.jobs[i], attempt.runs[i]
+        for k, _ in scored:
+            if k != i:
+                attempt.close_early(k)  # the others' runs close while the best one's model is logged
         # Beside the group's gate (its runs' files and last points): the longest errand of the group's end goes first.
         outage = mlflow_outage(s.mlflow_tracking_uri, s.mlflow_retry_s, guard=attempt.ctx.keeper.check)
         assert attempt.serving_module is not None, "the serving module is traced while the trials train"
