@@ -75,6 +75,8 @@ class Attempt:
         self.wrapped: set[int] = set()  # trials wrapped up once pruned (their scores and loss history sent)
         self.closing: dict[int, Future] = {}  # runs closed FINISHED before the attempt's end, by trial index
         self._closer: ThreadPoolExecutor | None = None
+        self._opening: Future[list[RunLogger]] | None = None  # the trials' runs being opened
+        self._held: list[list] = []  # the engine's reports while the runs are being opened
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
     def write(self, step: Step, what: str, release: bool = False) -> list[int]:
@@ -95,21 +97,45 @@ class Attempt:
         self.jobs = [job for job in found if job is not None]
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         parent = self._start_sweep() if not self.unit.is_job else None
-        self.runs = runs.open_runs(
+        # A fresh group's runs are created (a request each) while its trials start training: the engine's reports
+        # wait until they are open. A job's, and a resumed attempt's (it reads what its runs hold), before.
+        opening = ThreadPoolExecutor(1, thread_name_prefix="open-runs")
+        self._opening = opening.submit(
+            runs.open_runs,
             self.settings,
             self.jobs,
             parent["run_id"] if parent else None,
             self.ctx.keeper.check,
             parent["experiment_id"] if parent else None,
         )
-        step = Step(self.fence)
-        for job, run in zip(self.jobs, self.runs):
-            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
-            step.hset(self.store.key(job.id), encode({"mlflow": link}))
-        self.write(step, "recording the runs")
+        opening.shutdown(wait=False)
+        if self.unit.is_job or self.ctx.claim.resumed:
+            self.runs_ready()
         lost = self.ctx.claim.attempts - 1
         if lost >= self.settings.max_worker_losses:  # rejecting on worker loss must not loop for ever
             raise WorkerLost(f"the worker running this job was lost {lost} times; giving up")
+        checkpoint = self._resume() if self.ctx.claim.resumed else None
+        from worker.engine.results import TrainingCancelled
+
+        try:
+            results = self._train(checkpoint)
+        except TrainingCancelled:
+            return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
+        return self._save(results)
+
+    def runs_ready(self) -> None:
+        """Once: wait for the trials' runs (raising why they could not be opened), record them in the jobs (fenced),
+        make the progress writers and hand them the reports held meanwhile."""
+        if self.writers:
+            return
+        assert self._opening is not None, "run() opens the runs first"
+        opened = self._opening.result()
+        step = Step(self.fence)
+        for job, run in zip(self.jobs, opened):
+            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
+            step.hset(self.store.key(job.id), encode({"mlflow": link}))
+        self.write(step, "recording the runs")
+        self.runs = opened
         every_s, points = (
             (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
         )  # the engine reports every ~50 ms
@@ -119,14 +145,9 @@ class Attempt:
             )
             for job, run, p in zip(self.jobs, self.runs, self.params)
         ]
-        checkpoint = self._resume() if self.ctx.claim.resumed else None
-        from worker.engine.results import TrainingCancelled
-
-        try:
-            results = self._train(checkpoint)
-        except TrainingCancelled:
-            return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
-        return self._save(results)
+        held, self._held = self._held, []
+        for reports in held:
+            self._progress(reports)
 
     def _start_sweep(self) -> dict[str, str]:
         sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
@@ -179,6 +200,12 @@ class Attempt:
         )
 
     def _progress(self, reports: "list[StepReport | None]") -> None:
+        if not self.writers:
+            assert self._opening is not None, "the runs are being opened"
+            if not self._opening.done():
+                self._held.append(reports)
+                return
+            self.runs_ready()
         for writer, report in zip(self.writers, reports):
             if report is not None:  # None: a trial that stopped early, at its target_loss, or was pruned
                 writer(report if self.unit.is_job else dataclasses.replace(report, window=None))
@@ -208,6 +235,7 @@ class Attempt:
     def _save(self, results: "list[TrainingResult]") -> tuple[str, bool]:
         """Enter the saving phase (a trial cancelled first ends cancelled), publish, close the runs, end."""
         self.ctx.keeper.check()
+        self.runs_ready()
         for writer, result in zip(self.writers, results):
             writer.finish(len(result.losses))  # its last record goes out before the phase turns to saving
         step = Step(self.fence)
@@ -250,6 +278,11 @@ class Attempt:
         """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
         group counted, the leases released. A run that cannot be closed fails its trial. True for the
         step that counted a sweep's last group."""
+        if not self.writers and self._opening is not None:
+            try:
+                self.runs_ready()  # to close them
+            except Exception:  # not opened or not recorded: the attempt's own path met it first (abandon() leaves them)
+                log.warning("%s: the runs were not opened", self.unit.label, exc_info=True)
         for i, closing in self.closing.items():
             closing.result()  # never raises: a run it could not close is closed here again
             if self.runs[i].ended not in (None, runs.RUN_STATUS[statuses[i]]):
@@ -281,9 +314,11 @@ class Attempt:
         return self.end(["failed"] * len(self.job_ids), [{"error": error}] * len(self.job_ids))
 
     def abandon(self) -> None:
-        """Stop sending: another attempt carries the trials on in the same runs."""
+        """Stop sending: another attempt carries the trials on in the same runs (those still opening, once open)."""
         for run in self.runs:
             run.abandon()
+        if not self.runs and self._opening is not None:  # still opening, or opened and not recorded
+            self._opening.add_done_callback(_abandon_opened)
 
     def model_step(self, job_id: str, model: dict, record: provenance.Provenance) -> Step:
         """The fenced step that makes a version this service's: the job's model and the version's record together."""
@@ -329,3 +364,9 @@ class Attempt:
             )
         else:
             self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})
+
+
+def _abandon_opened(opening: "Future[list[RunLogger]]") -> None:
+    if opening.exception() is None:
+        for run in opening.result():
+            run.abandon()

@@ -22,11 +22,12 @@ class Rungs:
         self.logged = (
             [run.logged_count("rung_eval_echo_accuracy") for run in attempt.runs]
             if attempt.ctx.claim.resumed
-            else [0] * len(attempt.runs)
+            else [0] * len(attempt.jobs)
         )
 
     def __call__(self, report: "RungReport") -> None:
         a, pruned = self.attempt, set(report.pruned)
+        a.runs_ready()
         step = Step(a.fence)
         for k, (job, run, params, score) in enumerate(zip(a.jobs, a.runs, a.params, report.scores)):
             if score is None:
