@@ -152,6 +152,35 @@ def test_a_halving_sweeps_mlflow_runs_show_the_rungs_and_tag_the_pruned(stack, h
         )
         history = client.get_metric_history(run_id, "rung_eval_echo_accuracy")
         assert sorted(m.step for m in history) == [80 * r["epoch"] for r in t["rungs"]]
+        # A pruned trial's run is wrapped up at its rung (closed while the others train): all of it is there.
+        run = client.get_run(run_id)
+        trained = 80 * (t["rungs"][-1]["epoch"] if t["pruned"] else 3)
+        assert (
+            run.info.status == "FINISHED" and run.data.metrics["eval_echo_accuracy"] == t["evaluation"]["echo_accuracy"]
+        )
+        assert [m.step for m in client.get_metric_history(run_id, "eval_loss")] == [trained]
+        assert len(loss_history_artifact(stack.mlflow, run_id)) == trained
+
+
+def test_a_trial_pruned_then_cancelled_ends_cancelled_in_its_job_and_its_run(stack):
+    """A pruned trial's run is closed FINISHED at its rung; cancelled before the group ends, it is closed KILLED."""
+    sweep = submit_sweep(
+        stack.api,
+        {
+            "params": {"num_epochs": 300, "seed": 1},
+            "grid": {"learning_rate": [0.01, 0.3]},
+            "scheduler": {"type": "halving", "min_epochs": 1, "reduction": 2},
+        },
+    )
+    url = f"{stack.api}/sweeps/{sweep['id']}"
+    wait_for(lambda: any(t["pruned"] for t in requests.get(url, timeout=5).json()["trials"]), 120, "a trial pruned")
+    assert requests.delete(url, timeout=10).status_code in (200, 202)
+    done = wait_sweep(stack.api, sweep["id"], FINISHED, timeout=60)
+    assert done["status"] == "cancelled" and {t["status"] for t in done["trials"]} == {"cancelled"}
+    client = MlflowClient(stack.mlflow)
+    for t in done["trials"]:
+        run_id = requests.get(f"{stack.api}/jobs/{t['job_id']}", timeout=5).json()["mlflow"]["run_id"]
+        assert client.get_run(run_id).info.status == "KILLED", t
 
 
 TPE = {

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,11 @@ class Attempt:
         self.runs: list[TrackedRun] = []
         self.writers: list[ProgressWriter] = []
         self.halving: Halving | None = None  # a halving sweep's scheduler
+        self.wrapped: set[int] = set()  # trials wrapped up once pruned (their scores and loss history sent)
+        self.closing: dict[int, Future] = {}  # runs closed FINISHED before the attempt's end, by trial index
+        self._closer: ThreadPoolExecutor | None = None
+        self._opening: Future[list[TrackedRun]] | None = None  # the trials' runs being opened
+        self._held: list[list] = []  # the engine's reports while the runs are being opened
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
     def write(self, step: Step, what: str, release: bool = False) -> list[int]:
@@ -92,21 +97,45 @@ class Attempt:
         self.jobs = [job for job in found if job is not None]
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         parent = self._start_sweep() if not self.unit.is_job else None
-        self.runs = runs.open_runs(
+        # A fresh group's runs are created (a request each) while its trials start training: the engine's reports
+        # wait until they are open. A job's, and a resumed attempt's (it reads what its runs hold), before.
+        opening = ThreadPoolExecutor(1, thread_name_prefix="open-runs")
+        self._opening = opening.submit(
+            runs.open_runs,
             self.settings,
             self.jobs,
             parent["run_id"] if parent else None,
             self.ctx.keeper.check,
             parent["experiment_id"] if parent else None,
         )
-        step = Step(self.fence)
-        for job, run in zip(self.jobs, self.runs):
-            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
-            step.hset(self.store.key(job.id), encode({"mlflow": link}))
-        self.write(step, "recording the runs")
+        opening.shutdown(wait=False)
+        if self.unit.is_job or self.ctx.claim.resumed:
+            self.runs_ready()
         lost = self.ctx.claim.attempts - 1
         if lost >= self.settings.max_worker_losses:  # rejecting on worker loss must not loop for ever
             raise WorkerLost(f"the worker running this job was lost {lost} times; giving up")
+        checkpoint = self._resume() if self.ctx.claim.resumed else None
+        from worker.engine.results import TrainingCancelled
+
+        try:
+            results = self._train(checkpoint)
+        except TrainingCancelled:
+            return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
+        return self._save(results)
+
+    def runs_ready(self) -> None:
+        """Once: wait for the trials' runs (raising why they could not be opened), record them in the jobs (fenced),
+        make the progress writers and hand them the reports held meanwhile."""
+        if self.writers:
+            return
+        assert self._opening is not None, "run() opens the runs first"
+        opened = self._opening.result()
+        step = Step(self.fence)
+        for job, run in zip(self.jobs, opened):
+            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
+            step.hset(self.store.key(job.id), encode({"mlflow": link}))
+        self.write(step, "recording the runs")
+        self.runs = opened
         every_s, points = (
             (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
         )  # the engine reports every ~50 ms
@@ -116,14 +145,9 @@ class Attempt:
             )
             for job, run, p in zip(self.jobs, self.runs, self.params)
         ]
-        checkpoint = self._resume() if self.ctx.claim.resumed else None
-        from worker.engine.results import TrainingCancelled
-
-        try:
-            results = self._train(checkpoint)
-        except TrainingCancelled:
-            return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
-        return self._save(results)
+        held, self._held = self._held, []
+        for reports in held:
+            self._progress(reports)
 
     def _start_sweep(self) -> dict[str, str]:
         sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
@@ -156,10 +180,10 @@ class Attempt:
         from worker.engine import export
         from worker.engine.group import train_group
 
-        if self.unit.is_job:  # traced while the job trains
-            ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
-            self.serving_module = ahead.submit(export.traced, self.params[0])
-            ahead.shutdown(wait=False)
+        # Traced while the trials train (any of a group's has the shapes of its best), kept by the process.
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
+        self.serving_module = ahead.submit(export.traced, self.params[0])
+        ahead.shutdown(wait=False)
 
         def on_checkpoint(c: "GroupCheckpoint") -> None:
             self.ctx.keeper.check()
@@ -176,6 +200,12 @@ class Attempt:
         )
 
     def _progress(self, reports: "list[StepReport | None]") -> None:
+        if not self.writers:
+            assert self._opening is not None, "the runs are being opened"
+            if not self._opening.done():
+                self._held.append(reports)
+                return
+            self.runs_ready()
         for writer, report in zip(self.writers, reports):
             if report is not None:  # None: a trial that stopped early, at its target_loss, or was pruned
                 writer(report if self.unit.is_job else dataclasses.replace(report, window=None))
@@ -205,6 +235,7 @@ class Attempt:
     def _save(self, results: "list[TrainingResult]") -> tuple[str, bool]:
         """Enter the saving phase (a trial cancelled first ends cancelled), publish, close the runs, end."""
         self.ctx.keeper.check()
+        self.runs_ready()
         for writer, result in zip(self.writers, results):
             writer.finish(len(result.losses))  # its last record goes out before the phase turns to saving
         step = Step(self.fence)
@@ -212,11 +243,12 @@ class Attempt:
             step.hset_unless(self.store.key(job.id), encode({"phase": "saving"}), "cancel_requested", True)
         saving = [bool(s) for s in self.write(step, "entering the saving phase")]
         step = Step(self.fence)
-        for job, run, result, kept in zip(self.jobs, self.runs, results, saving):
+        for i, (job, run, result, kept) in enumerate(zip(self.jobs, self.runs, results, saving)):
             if kept:
                 scores = dataclasses.asdict(result.evaluated())
-                run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
-                run.add("eval_loss", [scores["loss"]], len(result.losses))
+                if i not in self.wrapped:  # a pruned trial's went with its rung's wrap_up
+                    run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
+                    run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(
                     self.store.key(job.id),
                     encode(
@@ -246,6 +278,17 @@ class Attempt:
         """Close the runs (MLflow first), then one fenced step: every trial's end, the checkpoint gone, the
         group counted, the leases released. A run that cannot be closed fails its trial. True for the
         step that counted a sweep's last group."""
+        if not self.writers and self._opening is not None:
+            try:
+                self.runs_ready()  # to close them
+            except Exception:  # not opened or not recorded: the attempt's own path met it first (abandon() leaves them)
+                log.warning("%s: the runs were not opened", self.unit.label, exc_info=True)
+        for i, closing in self.closing.items():
+            closing.result()  # never raises: a run it could not close is closed here again
+            if self.runs[i].ended not in (None, runs.RUN_STATUS[statuses[i]]):
+                self.runs[i].ended = None  # closed FINISHED early, its trial ends otherwise: closed again
+        if self._closer is not None:
+            self._closer.shutdown(wait=False)
         errors = (
             runs.close_all(self.runs, [runs.RUN_STATUS[s] for s in statuses]) if self.runs else [None] * len(statuses)
         )
@@ -271,9 +314,11 @@ class Attempt:
         return self.end(["failed"] * len(self.job_ids), [{"error": error}] * len(self.job_ids))
 
     def abandon(self) -> None:
-        """Stop sending: another attempt carries the trials on in the same runs."""
+        """Stop sending: another attempt carries the trials on in the same runs (those still opening, once open)."""
         for run in self.runs:
             run.abandon()
+        if not self.runs and self._opening is not None:  # still opening, or opened and not recorded
+            self._opening.add_done_callback(_abandon_opened)
 
     def model_step(self, job_id: str, model: dict, record: provenance.Provenance) -> Step:
         """The fenced step that makes a version this service's: the job's model and the version's record together."""
@@ -283,10 +328,33 @@ class Attempt:
             .set(provenance.key(self.store.prefix, record.name, record.version), provenance.encoded(record))
         )
 
+    def wrap_up(self, i: int, trained: int, echo_accuracy: float, loss: float) -> None:
+        """A trial pruned at a rung is done training: its last points, held-out scores and loss history go now, and
+        its run is closed FINISHED, beside the survivors' training rather than after it (end() closes it again
+        should the trial end otherwise)."""
+        writer, run = self.writers[i], self.runs[i]
+        writer.finish(trained)
+        run.add("eval_echo_accuracy", [echo_accuracy], trained)
+        run.add("eval_loss", [loss], trained)
+        losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
+        run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
+        run.send_now()
+        self.wrapped.add(i)
+        self.close_early(i)
+
+    def close_early(self, i: int) -> None:
+        """Close trial i's run FINISHED from a thread, once its queued points and files are sent; end() waits for it
+        and closes the run again should the trial end otherwise."""
+        if self._closer is None:
+            self._closer = ThreadPoolExecutor(runs.MLFLOW_CALLS_AT_ONCE, thread_name_prefix="early-ends")
+        self.closing[i] = self._closer.submit(runs.close_quietly, self.runs[i], "FINISHED")
+
     def loss_history(self, i: int, result: "TrainingResult") -> None:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
+        if i in self.wrapped:
+            return  # uploaded when it was pruned
         if self.unit.is_job:
             self.runs[i].log_artifacts_later(
                 lambda: {
@@ -296,3 +364,9 @@ class Attempt:
             )
         else:
             self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})
+
+
+def _abandon_opened(opening: "Future[list[TrackedRun]]") -> None:
+    if opening.exception() is None:
+        for run in opening.result():
+            run.abandon()

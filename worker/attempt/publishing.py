@@ -13,6 +13,7 @@ from contract.provenance import Provenance
 from contract.sweep_record import rank_key
 from contract.sweep_store import SweepStore
 from worker.attempt import sweep_end
+from worker.engine import export
 from worker.tracking.mlflow_retry import mlflow_outage
 from worker.tracking.model_upload import log_model
 from worker.tracking.publish import Candidate, publish
@@ -74,9 +75,15 @@ def publish_group(attempt: "Attempt", results: list, saving: list[bool]) -> list
             scored, key=lambda d: rank_key(results[d[0]].pruned, d[1]["echo_accuracy"], d[1]["loss"], indexes[d[0]])
         )
         job, run = attempt.jobs[i], attempt.runs[i]
+        for k, _ in scored:
+            if k != i:
+                attempt.close_early(k)  # the others' runs close while the best one's model is logged
         # Beside the group's gate (its runs' files and last points): the longest errand of the group's end goes first.
         outage = mlflow_outage(s.mlflow_tracking_uri, s.mlflow_retry_s, guard=attempt.ctx.keeper.check)
-        logged = log_model(run.client, run.run_id, job.id, results[i], outage, experiment_id=run.experiment_id)
+        assert attempt.serving_module is not None, "the serving module is traced while the trials train"
+        attempt.serving_module.result()
+        module = export.traced(results[i].params)  # the one just traced, with the best one's echo_step
+        logged = log_model(run.client, run.run_id, job.id, results[i], outage, module, run.experiment_id)
         fields[f"group_best_{group}"] = {
             "trial": indexes[i],
             "job_id": job.id,

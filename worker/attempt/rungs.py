@@ -22,11 +22,12 @@ class Rungs:
         self.logged = (
             [run.logged_count("rung_eval_echo_accuracy") for run in attempt.runs]
             if attempt.ctx.claim.resumed
-            else [0] * len(attempt.runs)
+            else [0] * len(attempt.jobs)
         )
 
     def __call__(self, report: "RungReport") -> None:
         a, pruned = self.attempt, set(report.pruned)
+        a.runs_ready()
         step = Step(a.fence)
         for k, (job, run, params, score) in enumerate(zip(a.jobs, a.runs, a.params, report.scores)):
             if score is None:
@@ -48,3 +49,7 @@ class Rungs:
                 run.tag_later({"pruned": "true", "pruned_rung": str(report.rung), "pruned_epoch": str(report.epoch)})
             step.hset(a.store.key(job.id), encode(fields))
         a.write(step, f"recording rung {report.rung}")
+        for k in sorted(pruned):
+            score = report.scores[k]
+            assert score is not None, "a pruned model was scored at its rung"
+            a.wrap_up(k, report.epoch * a.params[k].steps_per_epoch, score.echo_accuracy, score.loss)

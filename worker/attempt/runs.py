@@ -4,6 +4,7 @@ Every call a run makes to MLflow is guarded by the attempt's leases: once they a
 nothing more and leaves the runs open for the attempt that took the jobs over.
 """
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -87,6 +88,12 @@ def close(run: TrackedRun, status: str) -> str | None:
     except Exception as exc:
         log.warning("could not close the run %s %s", run.run_id, status, exc_info=True)
         return f"{type(exc).__name__}: {exc}"
+
+
+def close_quietly(run: TrackedRun, status: str) -> None:
+    """close, off the attempt's thread: what fails here (a lost lease too) the attempt meets on its own path."""
+    with contextlib.suppress(LeaseLost):
+        close(run, status)
 
 
 def close_all(runs: list[TrackedRun], statuses: list[str]) -> list[str | None]:

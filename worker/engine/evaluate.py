@@ -36,13 +36,17 @@ def held_out(params: TrainingParams) -> tuple[np.ndarray, list[int]]:
 
 def score(probs: np.ndarray, x: np.ndarray, lengths: list[int], params: TrainingParams) -> HeldOutScores:
     """The evaluation of a model's probabilities [rows, length, classes] on held_out's bits."""
+    return score_parts([probs[g * ROWS : (g + 1) * ROWS] for g in range(len(lengths))], x, lengths, params)
+
+
+def score_parts(parts: list[np.ndarray], x: np.ndarray, lengths: list[int], params: TrainingParams) -> HeldOutScores:
+    """score, given each length's rows apart: parts[g] holds the probabilities [ROWS, ≥ lengths[g], classes]."""
     right = total = 0
     loss_sum = 0.0
     by_length: dict[str, dict[str, float]] = {}
-    for g, length in enumerate(lengths):
-        rows = slice(g * ROWS, (g + 1) * ROWS)
-        scored = probs[rows, params.echo_step : length, :]
-        target = x[rows, : length - params.echo_step]
+    for g, (length, part) in enumerate(zip(lengths, parts)):
+        scored = part[:, params.echo_step : length, :]
+        target = x[g * ROWS : (g + 1) * ROWS, : length - params.echo_step]
         picked = np.take_along_axis(scored, target[..., None], axis=-1)[..., 0]
         losses = -np.log(np.clip(picked, 1e-7, 1.0))
         hits = scored.argmax(-1) == target
@@ -64,16 +68,23 @@ def evaluate(forward: Callable[[Any], Any], params: TrainingParams) -> HeldOutSc
 def evaluate_stacked(
     probabilities: Callable[[np.ndarray], np.ndarray], params_list: list[TrainingParams | None]
 ) -> list[HeldOutScores | None]:
-    """The same evaluation of K models in one call: probabilities maps bits [K, rows, length] to [K, rows, length,
-    classes]; a model whose params are None is given zeros and not scored."""
+    """The same evaluation of K models, a call per length: probabilities maps bits [K, rows, length] to [K, rows,
+    length, classes]; a model whose params are None is given zeros and not scored.
+
+    Each length's rows run only as far as the longest of the models' lengths there (a third of the steps of
+    running every row to the longest length): from a zero state a position's output depends on nothing after it.
+    """
     held = [held_out(p) if p is not None else None for p in params_list]
-    shapes = [h[0].shape for h in held if h is not None]
-    x = np.zeros((len(held), max(r for r, _ in shapes), max(n for _, n in shapes)), np.int32)
-    for k, h in enumerate(held):
-        if h is not None:
-            x[k, : h[0].shape[0], : h[0].shape[1]] = h[0]
-    probs = probabilities(x)
+    parts = []
+    for g in range(max(len(h[1]) for h in held if h is not None)):  # fewer lengths: an echo_step past 16 or 100
+        there = [(k, h) for k, h in enumerate(held) if h is not None and len(h[1]) > g]
+        x = np.zeros((len(held), ROWS, max(h[1][g] for _, h in there)), np.int32)
+        for k, h in there:
+            x[k, :, : h[1][g]] = h[0][g * ROWS : (g + 1) * ROWS, : h[1][g]]
+        parts.append(probabilities(x))
     return [
-        score(probs[k], x[k], h[1], p) if h is not None and p is not None else None
+        score_parts([part[k] for part in parts[: len(h[1])]], h[0], h[1], p)
+        if h is not None and p is not None
+        else None
         for k, (h, p) in enumerate(zip(held, params_list))
     ]
