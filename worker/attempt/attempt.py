@@ -129,13 +129,13 @@ class Attempt:
         if self.writers:
             return
         assert self._opening is not None, "run() opens the runs first"
-        opened = self._opening.result()
+        # Held before they are recorded: if recording fails, fail() closes them and abandon() leaves them.
+        self.runs = opened = self._opening.result()
         step = Step(self.fence)
         for job, run in zip(self.jobs, opened):
             link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
             step.hset(self.store.key(job.id), encode({"mlflow": link}))
         self.write(step, "recording the runs")
-        self.runs = opened
         every_s, points = (
             (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
         )  # the engine reports every ~50 ms
