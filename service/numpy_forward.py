@@ -37,9 +37,10 @@ class NumpyForward:
         # Softmax's class 1 as 1 / Σ_k exp(l_k - l_1): no reduction along the short class axis, NumPy's slow case.
         one = logits[:, 1]
         total = np.ones_like(one)
-        for k in range(logits.shape[1]):
-            if k != 1:
-                total += np.exp(logits[:, k] - one)
+        with np.errstate(over="ignore"):  # exp overflowing to inf gives 1 / inf = 0, the right limit
+            for k in range(logits.shape[1]):
+                if k != 1:
+                    total += np.exp(logits[:, k] - one)
         return np.reciprocal(total, out=total).T
 
 
