@@ -101,9 +101,10 @@ def _write(
         "values": [*record["values"], *values],
         "groups": [*record["groups"], *groups],
         "batches": int(record["batches"]) + 1,
-        "groups_left": len(groups),
     }
     pipe.hset(sweeps.key(sweep_id), mapping=hash_fields(encode(fields)))
+    # Added, not set: a group of the last batch whose trials were all cancelled may not have been counted yet.
+    pipe.hincrby(sweeps.key(sweep_id), "groups_left", len(groups))
     units = []
     for g, members in enumerate(groups):
         covered = [job_ids[t - made] for t in members]
