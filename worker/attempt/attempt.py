@@ -73,9 +73,11 @@ class Attempt:
         self.writers: list[ProgressWriter] = []
         self.halving: Halving | None = None  # a halving sweep's scheduler
         self.wrapped: set[int] = set()  # trials wrapped up once pruned (their scores and loss history sent)
+        self._eval_logged: dict[int, bool] = {}  # a resumed group's pruned trials: whether their runs hold scores
         self.closing: dict[int, Future] = {}  # runs closed FINISHED before the attempt's end, by trial index
         self._closer: ThreadPoolExecutor | None = None
-        self._opening: Future[list[TrackedRun]] | None = None  # the trials' runs being opened
+        # The trials' runs being opened and recorded, and why they could not be recorded.
+        self._opening: Future[tuple[list[TrackedRun], Exception | None]] | None = None
         self._held: list[list] = []  # the engine's reports while the runs are being opened
 
     # Every write to Redis after the claim goes through write() or record(): refused once the leases are lost.
@@ -97,18 +99,9 @@ class Attempt:
         self.jobs = [job for job in found if job is not None]
         self.params = [TrainingParams.model_validate(j.params) for j in self.jobs]
         parent = self._start_sweep() if not self.unit.is_job else None
-        # A fresh group's runs are created (a request each) while its trials start training: the engine's reports
-        # wait until they are open. A job's, and a resumed attempt's (it reads what its runs hold), before.
-        opening = ThreadPoolExecutor(1, thread_name_prefix="open-runs")
-        self._opening = opening.submit(
-            runs.open_runs,
-            self.settings,
-            self.jobs,
-            parent["run_id"] if parent else None,
-            self.ctx.keeper.check,
-            parent["experiment_id"] if parent else None,
-        )
-        opening.shutdown(wait=False)
+        # A fresh group's runs are created (a request each) and recorded while its trials start training: the
+        # engine's reports wait until they are open. A job's, and a resumed attempt's (it reads what its runs hold), before.
+        self.start_opening(parent)
         if self.unit.is_job or self.ctx.claim.resumed:
             self.runs_ready()
         lost = self.ctx.claim.attempts - 1
@@ -123,19 +116,21 @@ class Attempt:
             return "cancelled", self.end(["cancelled"] * len(self.job_ids), [{}] * len(self.job_ids))
         return self._save(results)
 
+    def start_opening(self, parent: dict[str, str] | None) -> None:
+        """Open the trials' runs (under the sweep's parent run) and record them, in a thread: runs_ready waits."""
+        opening = ThreadPoolExecutor(1, thread_name_prefix="open-runs")
+        self._opening = opening.submit(self._open_and_record, parent)
+        opening.shutdown(wait=False)
+
     def runs_ready(self) -> None:
-        """Once: wait for the trials' runs (raising why they could not be opened), record them in the jobs (fenced),
-        make the progress writers and hand them the reports held meanwhile."""
+        """Once: wait for the trials' runs, opened and recorded in the jobs (raising why they could not be), make
+        the progress writers and hand them the reports held meanwhile."""
         if self.writers:
             return
         assert self._opening is not None, "run() opens the runs first"
-        # Held before they are recorded: if recording fails, fail() closes them and abandon() leaves them.
-        self.runs = opened = self._opening.result()
-        step = Step(self.fence)
-        for job, run in zip(self.jobs, opened):
-            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
-            step.hset(self.store.key(job.id), encode({"mlflow": link}))
-        self.write(step, "recording the runs")
+        self.runs, error = self._opening.result()  # held even if not recorded: fail() closes them, abandon() leaves
+        if error is not None:
+            raise error
         every_s, points = (
             (0.1, self.settings.loss_points_max) if self.unit.is_job else (0.5, self.settings.trial_loss_points_max)
         )  # the engine reports every ~50 ms
@@ -148,6 +143,26 @@ class Attempt:
         held, self._held = self._held, []
         for reports in held:
             self._progress(reports)
+
+    def _open_and_record(self, parent: dict[str, str] | None) -> "tuple[list[TrackedRun], Exception | None]":
+        """Open the trials' runs and record them in the jobs (fenced) at once, so that a takeover finds them even if
+        this attempt dies compiling; why they could not be recorded goes to runs_ready, on the attempt's path."""
+        opened = runs.open_runs(
+            self.settings,
+            self.jobs,
+            parent["run_id"] if parent else None,
+            self.ctx.keeper.check,
+            parent["experiment_id"] if parent else None,
+        )
+        step = Step(self.fence)
+        for job, run in zip(self.jobs, opened):
+            link = {"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url}
+            step.hset(self.store.key(job.id), encode({"mlflow": link}))
+        try:
+            self.write(step, "recording the runs")
+        except Exception as exc:  # noqa: BLE001 (raised again by runs_ready, on the attempt's own thread)
+            return opened, exc
+        return opened, None
 
     def _start_sweep(self) -> dict[str, str]:
         sweeps, (sweep_id, _) = SweepStore(self.store), self.unit.sweep
@@ -246,7 +261,7 @@ class Attempt:
         for i, (job, run, result, kept) in enumerate(zip(self.jobs, self.runs, results, saving)):
             if kept:
                 scores = dataclasses.asdict(result.evaluated())
-                if i not in self.wrapped:  # a pruned trial's went with its rung's wrap_up
+                if i not in self.wrapped and not self._wrapped_before(i):  # a pruned trial's went with its wrap_up
                     run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
                     run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(
@@ -334,17 +349,28 @@ class Attempt:
         should the trial end otherwise)."""
         writer, run = self.writers[i], self.runs[i]
         writer.finish(trained)
-        run.add("eval_echo_accuracy", [echo_accuracy], trained)
-        run.add("eval_loss", [loss], trained)
-        losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
-        run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
-        run.send_now()
+        if not self._wrapped_before(i):
+            run.add("eval_echo_accuracy", [echo_accuracy], trained)
+            run.add("eval_loss", [loss], trained)
+            losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
+            run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
+            run.send_now()
         self.wrapped.add(i)
         self.close_early(i)
 
+    def _wrapped_before(self, i: int) -> bool:
+        """Whether an earlier attempt of a resumed group wrapped trial i up (its run holds its held-out scores)."""
+        if not self.ctx.claim.resumed or self.jobs[i].pruned is None:
+            return False
+        if i not in self._eval_logged:
+            self._eval_logged[i] = self.runs[i].logged_count("eval_loss") > 0
+        return self._eval_logged[i]
+
     def close_early(self, i: int) -> None:
         """Close trial i's run FINISHED from a thread, once its queued points and files are sent; end() waits for it
-        and closes the run again should the trial end otherwise."""
+        and closes the run again should the trial end otherwise. Once per trial: a second call leaves the first."""
+        if i in self.closing:
+            return
         if self._closer is None:
             self._closer = ThreadPoolExecutor(runs.MLFLOW_CALLS_AT_ONCE, thread_name_prefix="early-ends")
         self.closing[i] = self._closer.submit(runs.close_quietly, self.runs[i], "FINISHED")
@@ -353,7 +379,7 @@ class Attempt:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
-        if i in self.wrapped:
+        if i in self.wrapped or self._wrapped_before(i):
             return  # uploaded when it was pruned
         if self.unit.is_job:
             self.runs[i].log_artifacts_later(
@@ -366,7 +392,7 @@ class Attempt:
             self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})
 
 
-def _abandon_opened(opening: "Future[list[TrackedRun]]") -> None:
+def _abandon_opened(opening: "Future[tuple[list[TrackedRun], Exception | None]]") -> None:
     if opening.exception() is None:
-        for run in opening.result():
+        for run in opening.result()[0]:
             run.abandon()

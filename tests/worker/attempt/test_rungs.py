@@ -12,7 +12,6 @@ from contract.params import TrainingParams
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep
 from contract.sweep_store import SweepStore
-from worker.attempt import runs
 from worker.attempt.attempt import Attempt, Context
 from worker.attempt.claim import claim
 from worker.attempt.lease import LeaseKeeper
@@ -56,9 +55,8 @@ def attempt_at(store: JobStore, settings: WorkerSettings, sweep: Sweep, made: li
     made.append(attempt)
     attempt.jobs = [j for j in store.get_many(unit.job_ids) if j is not None]
     attempt.params = [TrainingParams.model_validate(j.params) for j in attempt.jobs]
-    attempt.runs = runs.open_runs(settings, attempt.jobs, None, keeper.check)
-    for job, run in zip(attempt.jobs, attempt.runs):
-        store.update(job.id, mlflow={"experiment_id": run.experiment_id, "run_id": run.run_id, "url": run.url})
+    attempt.start_opening(None)
+    attempt.runs_ready()
     return attempt
 
 
@@ -77,6 +75,9 @@ def test_each_scored_trial_keeps_its_rungs_and_a_pruned_one_its_rung_evaluation_
     on_rung = Rungs(attempt)
     on_rung(RungReport(1, 1, scores(0.6, 0.8, 0.9), pruned=[0]))
     on_rung(RungReport(2, 2, scores(None, 0.85, 0.95), pruned=[1]))
+    closing = attempt.closing[0]
+    attempt.close_early(0)  # as the group's end does for every trial but its best
+    assert attempt.closing[0] is closing, "a pruned trial's run is closed once, not twice at once"
 
     jobs = [store.get(t.job_id) for t in sweep.trials]
     assert [[r.model_dump() for r in j.rungs] for j in jobs] == [
@@ -123,6 +124,8 @@ def test_a_resumed_attempt_recomputing_rungs_writes_the_same_and_logs_no_point_t
     assert [len(j.rungs) for j in jobs] == [1, 2, 2] and [j.pruned for j in jobs] == [1, 2, None]
     histories = [client.get_metric_history(r.run_id, "rung_eval_echo_accuracy") for r in second.runs]
     assert [[m.value for m in h] for h in histories] == [[0.6], [0.8, 0.85], [0.9, 0.95]]
+    evaluations = [client.get_metric_history(r.run_id, "eval_loss") for r in second.runs]
+    assert [len(h) for h in evaluations] == [1, 1, 0], "a trial the first attempt wrapped up is not wrapped up again"
 
 
 def test_a_rung_of_an_attempt_whose_lease_was_taken_writes_nothing(store, settings, sweep, attempts):
