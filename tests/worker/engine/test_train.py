@@ -118,7 +118,10 @@ def test_progress_reports_every_loss_once_in_order():
 
 
 def test_cancellation_stops_mid_epoch_promptly():
-    params = TrainingParams(num_epochs=3, total_series_length=2_000_000, seed=3)  # ~2 s per epoch
+    # One row of 2,000,000 bits: ~133,000 windows an epoch, about a second here, so the engine checks for a cancel
+    # many times an epoch (every ~50 ms); with the tutorial's 5 rows an epoch was ~0.2 s, 2-4 checks, and the
+    # check after the first report could be the epoch's end.
+    params = TrainingParams(num_epochs=3, total_series_length=2_000_000, batch_size=1, seed=3)
     reports: list[StepReport] = []
     asked_at: list[float] = []
 
