@@ -73,7 +73,6 @@ class Attempt:
         self.writers: list[ProgressWriter] = []
         self.halving: Halving | None = None  # a halving sweep's scheduler
         self.wrapped: set[int] = set()  # trials wrapped up once pruned (their scores and loss history sent)
-        self._eval_logged: dict[int, bool] = {}  # a resumed group's pruned trials: whether their runs hold scores
         self.closing: dict[int, Future] = {}  # runs closed FINISHED before the attempt's end, by trial index
         self._closer: ThreadPoolExecutor | None = None
         # The trials' runs being opened and recorded, and why they could not be recorded.
@@ -261,7 +260,7 @@ class Attempt:
         for i, (job, run, result, kept) in enumerate(zip(self.jobs, self.runs, results, saving)):
             if kept:
                 scores = dataclasses.asdict(result.evaluated())
-                if i not in self.wrapped and not self._wrapped_before(i):  # a pruned trial's went with its wrap_up
+                if i not in self.wrapped:  # a pruned trial's went with its rung's wrap_up
                     run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
                     run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(
@@ -349,22 +348,13 @@ class Attempt:
         should the trial end otherwise)."""
         writer, run = self.writers[i], self.runs[i]
         writer.finish(trained)
-        if not self._wrapped_before(i):
-            run.add("eval_echo_accuracy", [echo_accuracy], trained)
-            run.add("eval_loss", [loss], trained)
-            losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
-            run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
-            run.send_now()
+        run.add("eval_echo_accuracy", [echo_accuracy], trained)
+        run.add("eval_loss", [loss], trained)
+        losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
+        run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
+        run.send_now()
         self.wrapped.add(i)
         self.close_early(i)
-
-    def _wrapped_before(self, i: int) -> bool:
-        """Whether an earlier attempt of a resumed group wrapped trial i up (its run holds its held-out scores)."""
-        if not self.ctx.claim.resumed or self.jobs[i].pruned is None:
-            return False
-        if i not in self._eval_logged:
-            self._eval_logged[i] = self.runs[i].logged_count("eval_loss") > 0
-        return self._eval_logged[i]
 
     def close_early(self, i: int) -> None:
         """Close trial i's run FINISHED from a thread, once its queued points and files are sent; end() waits for it
@@ -379,7 +369,7 @@ class Attempt:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
-        if i in self.wrapped or self._wrapped_before(i):
+        if i in self.wrapped:
             return  # uploaded when it was pruned
         if self.unit.is_job:
             self.runs[i].log_artifacts_later(
