@@ -15,6 +15,17 @@ from contract.sweep_store import SweepStore
 from worker.attempt.watchdog import BATCH, Watchdog
 
 
+def failing_first(attempts: list) -> Callable[[Any], None]:
+    """A broker that records every send and refuses the first."""
+
+    def send(message: Any) -> None:
+        attempts.append(message)
+        if len(attempts) == 1:
+            raise ConnectionError("the broker is away")
+
+    return send
+
+
 def counting(sent: list) -> Callable[[Any], None]:
     return lambda message: sent.append(message)
 
@@ -85,11 +96,7 @@ def test_a_sweep_whose_trials_all_ended_is_sent_to_be_finished(store):
 
 def test_a_failed_send_is_counted_survived_and_tried_again(store):
     attempts: list[tasks.Message] = []
-
-    def flaky(message: tasks.Message) -> None:
-        attempts.append(message)
-        if len(attempts) == 1:
-            raise ConnectionError("the broker is away")
+    flaky = failing_first(attempts)
 
     job = store.create({"num_epochs": 1}, steps=1)
     store.move(job.id, "running")
@@ -204,11 +211,7 @@ def test_a_round_stops_at_its_deadline_and_the_next_goes_on(store):
 
 def test_a_sweep_whose_finish_could_not_be_sent_is_sent_at_the_next_round_unless_one_is_finishing_it(store):
     attempts: list[tasks.Message] = []
-
-    def flaky(message: tasks.Message) -> None:
-        attempts.append(message)
-        if len(attempts) == 1:
-            raise ConnectionError("the broker is away")
+    flaky = failing_first(attempts)
 
     sweeps = SweepStore(store)
     request = SweepRequest.model_validate({"params": {"num_epochs": 1}, "grid": {"seed": [1]}})
