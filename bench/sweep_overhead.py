@@ -13,6 +13,7 @@ stage and the MLflow requests sent, by endpoint, and last `sweep overhead: N.N s
 import argparse
 import collections
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -72,7 +73,7 @@ def count_requests() -> None:
 
 def instrument() -> None:
     """Time the stages of an attempt and of a sweep's end."""
-    from worker.attempt import attempt, publishing, runs, sweep_end
+    from worker.attempt import attempt, publishing, rungs, runs, sweep_end
     from worker.engine import group
     from worker.tracking import publish
 
@@ -86,7 +87,10 @@ def instrument() -> None:
     timed(publish, "register", "    register the version")
     timed(sweep_end, "_log_parent", "  the parent run's files")
     timed(sweep_end, "_figure", "    draw loss_curves.png")
+    timed(attempt.Attempt, "_start_sweep", "start the sweep, open its run")
     timed(group, "train_group", "train (the compiled group)")
+    timed(rungs.Rungs, "__call__", "  record the rungs (in training)")
+    timed(attempt.Attempt, "wrap_up", "    wrap up pruned trials")
 
 
 def cpu_seconds(group: int) -> float:
@@ -116,24 +120,40 @@ def servers(tmp: Path) -> Iterator[tuple[str, str, int]]:
         redis_server.stop()
 
 
-def one_sweep(store: Any, settings: Any, params: dict, seeds: list[int]) -> tuple[float, str]:
-    """Record a sweep over seeds as POST /sweeps does and run its group here; seconds and the sweep's status."""
+def one_sweep(store: Any, settings: Any, body: dict) -> tuple[float, str]:
+    """Record a sweep as POST /sweeps does and run its groups here, one after another; seconds and its status."""
     from contract.sweep import SweepRequest, group
     from contract.sweep_store import SweepStore
     from worker.attempt.run import run_attempt
     from worker.attempt.unit import Unit
 
-    request = SweepRequest.model_validate({"params": params, "grid": {"seed": seeds}})
+    request = SweepRequest.model_validate(body)
     trials = request.trials()
     sweeps = SweepStore(store)
     sweep = sweeps.create(request, trials, group(trials, 32))
-    (members,) = sweep.groups
     t0 = time.perf_counter()
-    outcome = run_attempt(store, settings, Unit([sweep.trials[i].job_id for i in members], sweep.id, 0))
+    for g, members in enumerate(sweep.groups):
+        outcome = run_attempt(store, settings, Unit([sweep.trials[i].job_id for i in members], sweep.id, g))
+        assert outcome in ("succeeded", "finished"), outcome
     seconds = time.perf_counter() - t0
     ended = sweeps.get(sweep.id)
-    assert ended is not None and outcome == "succeeded", (outcome, ended)
+    assert ended is not None and ended.status == "succeeded", ended
     return seconds, ended.status
+
+
+def bodies(quick: bool, search: str | None) -> tuple[dict, dict]:
+    """The warm-up sweep's request and the timed one's: 32 seeds, or bench/sweep_speed.py's 64-trial search."""
+    if search is None:
+        params = {"num_epochs": 2, "total_series_length": 3_000} if quick else {"num_epochs": 5}
+        seeds = list(range(4 if quick else 32))
+        return (
+            {"params": params, "grid": {"seed": [1000 + s for s in seeds]}},
+            {"params": params, "grid": {"seed": seeds}},
+        )
+    from sweep_speed import search as searched  # beside this file
+
+    body = searched(quick, 0, search == "halving")
+    return body, body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 tiny trials: only checks that it runs")
     parser.add_argument("--profile", metavar="FILE", help="also write a cProfile of the timed sweep to FILE")
+    parser.add_argument(
+        "--search", choices=["halving", "full"], help="time bench/sweep_speed.py's 64-trial search instead"
+    )
     args = parser.parse_args(argv)
-    params = {"num_epochs": 2, "total_series_length": 3_000} if args.quick else {"num_epochs": 5}
-    seeds = list(range(4 if args.quick else 32))
+    warm, timed_body = bodies(args.quick, args.search)
     import redis
 
     from contract.job_store import JobStore
@@ -158,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         store = JobStore(redis.Redis.from_url(rurl), settings.job_key_prefix, settings.job_retention_s)
         instrument()
         count_requests()
-        one_sweep(store, settings, params, [1000 + s for s in seeds])  # warm: compiled, experiment and model made
+        one_sweep(store, settings, warm)  # warm: compiled, experiment and model made
         STAGES.clear()
         REQUESTS.clear()
         REQUEST_S.clear()
@@ -169,21 +191,21 @@ def main(argv: list[str] | None = None) -> int:
             profiler = cProfile.Profile()
             profiler.enable()
         server_cpu, own_cpu = cpu_seconds(group), time.process_time()
-        seconds, status = one_sweep(store, settings, params, seeds)
+        seconds, status = one_sweep(store, settings, timed_body)
         server_cpu, own_cpu = cpu_seconds(group) - server_cpu, time.process_time() - own_cpu
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)
-    report(seconds, status, len(seeds), params)
+    report(seconds, status, timed_body)
     print(f"  CPU: the MLflow server {server_cpu:.2f} s, this process (training included) {own_cpu:.2f} s")
     training = STAGES["train (the compiled group)"]
     print(f"sweep overhead: {seconds - training:.1f} s besides {training:.1f} s of training")
     return 0
 
 
-def report(seconds: float, status: str, trials: int, params: dict) -> None:
+def report(seconds: float, status: str, body: dict) -> None:
     """The stages, the requests, and the overhead line last."""
-    print(f"\n{trials}-trial sweep {params}, in one process: {seconds:.2f} s to {status}")
+    print(f"\n{json.dumps(body)}, in one process: {seconds:.2f} s to {status}")
     for stage, s in STAGES.items():
         print(f"  {stage:45s} {s:6.2f} s")
     print(f"  MLflow requests: {sum(REQUESTS.values())}, {sum(REQUEST_S.values()):.2f} s waiting on answers in all")

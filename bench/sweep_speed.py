@@ -11,7 +11,9 @@ sweep, from POST to the sweep's end with its best model registered.
 
 Then a 64-trial random search (learning rate log-uniform 0.01-1, init tutorial or glorot, state size 4 or
 8, 20 epochs, one training seed), from POST to its end, (c) with successive halving (r = 1, η = 4, the
-defaults of Ray Tune's ASHA and Optuna's pruner factor: rungs after 1, 4 and 16 epochs) and (d) in full, each after the same search as a warm-up (every program compiled). In a process of its own, the engine alone (bench/halving_engine.py): our halving groups, the
+defaults of Ray Tune's ASHA and Optuna's pruner factor: rungs after 1, 4 and 16 epochs) and (d) in full, each after
+the same search as a warm-up (every program compiled), then timed three times in turn: the medians are compared,
+as are those of three runs of (b). In a process of its own, the engine alone (bench/halving_engine.py): our halving groups, the
 same masked instead of repacked, and Optuna's study with its SuccessiveHalvingPruner (same r and η)
 running the same 64 trials one by one through the engine. Compare ratios, never absolute times: the
 machine is shared.
@@ -19,6 +21,7 @@ machine is shared.
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,7 @@ sys.path[:0] = [str(ROOT)]
 from tests.support import RedisServer, Stack, submit, submit_sweep, wait_status, wait_sweep  # noqa: E402
 
 DONE = {"succeeded", "failed", "cancelled"}
+REPEATS = 3  # timed runs of a sweep, and of each side of the halving comparison
 
 
 def sweep(api: str, params: dict, seeds: list[int]) -> dict:
@@ -88,12 +92,17 @@ def pruned_per_rung(sweep: dict) -> dict[int, int]:
 
 
 def halving_side_by_side(api: str, quick: bool) -> dict:
-    """(c) and (d) through the API, each after its warm-up."""
+    """(c) and (d) through the API, each after its warm-up, timed REPEATS times in turn (their medians compared:
+    one run of a few seconds moves by a second on a shared machine)."""
     for halving in (True, False):  # the same searches: every program the timed ones use is compiled
         timed_sweep(api, search(quick, 0, halving))
-    full_s, full = timed_sweep(api, search(quick, 0, False))
-    halving_s, halved = timed_sweep(api, search(quick, 0, True))
-    return {"full_s": full_s, "full": full, "halving_s": halving_s, "halved": halved}
+    times: dict[bool, list[float]] = {False: [], True: []}
+    ended: dict[bool, dict] = {}
+    for _ in range(1 if quick else REPEATS):
+        for halving in (False, True):
+            seconds, ended[halving] = timed_sweep(api, search(quick, 0, halving))
+            times[halving].append(seconds)
+    return {"full_s": times[False], "full": ended[False], "halving_s": times[True], "halved": ended[True]}
 
 
 def engine_side_by_side(quick: bool) -> dict:
@@ -114,19 +123,25 @@ def rounded(programs: list[list[list]]) -> list[list[tuple]]:
     return [[(size, round(seconds, 2)) for size, seconds in group] for group in programs]
 
 
+def seconds(runs: list[float]) -> str:
+    """Each run's seconds, in the order they ran."""
+    return ", ".join(f"{s:.1f}" for s in runs)
+
+
 def report_halving(api_side: dict, engine: dict) -> None:
     """The halving lines: through the API against the full search, then the engine alone against Optuna."""
     full, halved = api_side["full"], api_side["halved"]
     best_full, best_halved = full["leaderboard"][0]["echo_accuracy"], halved["leaderboard"][0]["echo_accuracy"]
     trials = len(halved["trials"])
     print(f"\n{trials}-trial random search {json.dumps(SPACE)}, {halved['request']['params']}, one worker process:")
+    full_s, halving_s = statistics.median(api_side["full_s"]), statistics.median(api_side["halving_s"])
     print(
-        f"  in full ({len(full['groups'])} groups): {api_side['full_s']:7.1f} s; best held-out echo accuracy "
-        f"{best_full:.4f}"
+        f"  in full ({len(full['groups'])} groups): median {full_s:.1f} s of {seconds(api_side['full_s'])}; best "
+        f"held-out echo accuracy {best_full:.4f}"
     )
     print(
-        f"  with halving {halved['request']['scheduler']}: {api_side['halving_s']:7.1f} s; best {best_halved:.4f}; "
-        f"pruned per rung {pruned_per_rung(halved)}"
+        f"  with halving {halved['request']['scheduler']}: median {halving_s:.1f} s of {seconds(api_side['halving_s'])}; "
+        f"best {best_halved:.4f}; pruned per rung {pruned_per_rung(halved)}"
     )
     ours, masked, rival, whole = engine["ours"], engine["masked"], engine["optuna"], engine["full"]
     print(
@@ -140,10 +155,10 @@ def report_halving(api_side: dict, engine: dict) -> None:
         f"{rounded(engine['cold']['programs'])}"
     )
     print(
-        f"halving sweep vs full sweep: {api_side['full_s'] / api_side['halving_s']:.1f}x faster, "
+        f"halving sweep vs full sweep: {full_s / halving_s:.1f}x faster, "
         f"best held-out accuracy {best_halved:.4f} vs {best_full:.4f}"
     )
-    print(f"halving sweep through the API vs Optuna with pruning: {rival['seconds'] / api_side['halving_s']:.1f}x")
+    print(f"halving sweep through the API vs Optuna with pruning: {rival['seconds'] / halving_s:.1f}x")
     print(f"halving sweep vs Optuna with pruning: {rival['seconds'] / ours['seconds']:.1f}x")
 
 
@@ -166,9 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             jobs(stack.api, params, seeds)
             jobs_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            done = sweep(stack.api, params, seeds)
-            sweep_s = time.perf_counter() - t0
+            sweeps = []
+            for _ in range(1 if args.quick else REPEATS):
+                t0 = time.perf_counter()
+                done = sweep(stack.api, params, seeds)
+                sweeps.append(time.perf_counter() - t0)
+            sweep_s = statistics.median(sweeps)
             api_side = halving_side_by_side(stack.api, args.quick)
         finally:
             stack.stop()
@@ -177,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(seeds)} configurations {params}, one worker process:")
     print(f"  as {len(seeds)} jobs, one after another: {jobs_s:7.1f} s ({jobs_s / len(seeds):.2f} s a job)")
     print(
-        f"  as one sweep ({len(done['groups'])} group): {sweep_s:7.1f} s; best trial {done['best']['trial']}, "
+        f"  as one sweep ({len(done['groups'])} group): median {sweep_s:.1f} s of {seconds(sweeps)}; best trial "
+        f"{done['best']['trial']}, "
         f"held-out echo accuracy {done['leaderboard'][0]['echo_accuracy']:.4f}"
     )
     print(f"sweep speedup vs sequential jobs: {jobs_s / sweep_s:.1f}x")

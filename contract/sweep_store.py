@@ -152,6 +152,11 @@ class SweepStore:
         raw = {text(k): v for k, v in self.redis.hgetall(self.key(sweep_id)).items()}
         return {k: json.loads(v) for k, v in raw.items() if curves or not k.startswith("curves_")} or None
 
+    def group_bests(self, sweep_id: str) -> dict[int, dict[str, Any]]:
+        """Each group's best trial whose model that group logged (group_best_{g}), by group."""
+        found = self.redis.hscan_iter(self.key(sweep_id), match="group_best_*")
+        return {int(text(k).rsplit("_", 1)[1]): json.loads(v) for k, v in found}
+
     def head(self, sweep_id: str) -> dict[str, Any] | None:
         """The sweep's owner, status and trials' job ids, or None: what a cancel needs, without reading the trials."""
         raw = self.redis.hmget(self.key(sweep_id), "owner", "status", "job_ids")

@@ -239,4 +239,9 @@ def test_a_halving_group_whose_node_dies_goes_on_with_the_same_survivors_and_end
         assert loss_history_artifact(up.mlflow.url, record["mlflow"]["run_id"]) == loss_history_artifact(
             up.mlflow.url, uninterrupted["mlflow"]["run_id"]
         ), "the same steps and losses as the uninterrupted group"
+        held_out = [
+            [(m.step, m.value) for m in up.client.get_metric_history(r["mlflow"]["run_id"], "eval_echo_accuracy")]
+            for r in (record, uninterrupted)
+        ]
+        assert held_out[0] == held_out[1], "the held-out scores sent once, as the uninterrupted group's"
     assert [r["trial"] for r in done["leaderboard"]] == [r["trial"] for r in twin["leaderboard"]]

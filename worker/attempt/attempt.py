@@ -29,7 +29,7 @@ from worker.attempt.unit import Unit
 from worker.retry import BestEffort, Outage, redis_transient
 from worker.settings import WorkerSettings
 from worker.tracking.progress import ProgressWriter
-from worker.tracking.tracked_run import TrackedRun, loss_history_csv
+from worker.tracking.tracked_run import LOSS_HISTORY, TrackedRun, loss_history_csv
 
 if TYPE_CHECKING:  # TensorFlow is imported in the child process that runs the task, never before fork
     from worker.engine.checkpoint import GroupCheckpoint
@@ -74,6 +74,7 @@ class Attempt:
         self.halving: Halving | None = None  # a halving sweep's scheduler
         self.wrapped: set[int] = set()  # trials wrapped up once pruned (their scores and loss history sent)
         self.closing: dict[int, Future] = {}  # runs closed FINISHED before the attempt's end, by trial index
+        self._sent: dict[int, tuple[bool, bool]] = {}  # what an earlier attempt sent of a trial it pruned
         self._closer: ThreadPoolExecutor | None = None
         # The trials' runs being opened and recorded, and why they could not be recorded.
         self._opening: Future[tuple[list[TrackedRun], Exception | None]] | None = None
@@ -260,7 +261,7 @@ class Attempt:
         for i, (job, run, result, kept) in enumerate(zip(self.jobs, self.runs, results, saving)):
             if kept:
                 scores = dataclasses.asdict(result.evaluated())
-                if i not in self.wrapped:  # a pruned trial's went with its rung's wrap_up
+                if i not in self.wrapped and not self.sent_before(i)[0]:  # a pruned trial's went at its rung
                     run.add("eval_echo_accuracy", [scores["echo_accuracy"]], len(result.losses))
                     run.add("eval_loss", [scores["loss"]], len(result.losses))
                 step.hset(
@@ -348,13 +349,26 @@ class Attempt:
         should the trial end otherwise)."""
         writer, run = self.writers[i], self.runs[i]
         writer.finish(trained)
-        run.add("eval_echo_accuracy", [echo_accuracy], trained)
-        run.add("eval_loss", [loss], trained)
-        losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
-        run.log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(losses)})
+        scores_sent, history_sent = self.sent_before(i)
+        if not scores_sent:
+            run.add("eval_echo_accuracy", [echo_accuracy], trained)
+            run.add("eval_loss", [loss], trained)
+        if not history_sent:
+            losses = writer.losses[:trained].copy()  # every step's loss, as the trial's result holds them
+            run.log_artifacts_later(lambda: {LOSS_HISTORY: loss_history_csv(losses)})
         run.send_now()
         self.wrapped.add(i)
         self.close_early(i)
+
+    def sent_before(self, i: int) -> tuple[bool, bool]:
+        """Whether trial i's run holds its held-out scores, and its loss history, sent by an earlier attempt that
+        pruned it: asked of MLflow once, each apart (that attempt's worker may have died between the two)."""
+        if not self.ctx.claim.resumed or self.jobs[i].pruned is None:  # its record says pruned before anything is sent
+            return False, False
+        if i not in self._sent:
+            run = self.runs[i]
+            self._sent[i] = (run.logged_count("eval_echo_accuracy") > 0, run.holds(LOSS_HISTORY))
+        return self._sent[i]
 
     def close_early(self, i: int) -> None:
         """Close trial i's run FINISHED from a thread, once its queued points and files are sent; end() waits for it
@@ -369,17 +383,17 @@ class Attempt:
         """Every step's loss as the run's loss_history.csv.gz (and, for a job, the tutorial's final figure)."""
         from worker.engine.figure import render
 
-        if i in self.wrapped:
+        if i in self.wrapped or self.sent_before(i)[1]:
             return  # uploaded when it was pruned
         if self.unit.is_job:
             self.runs[i].log_artifacts_later(
                 lambda: {
                     "echo_figure.png": render(result.losses, *result.last_window),
-                    "loss_history.csv.gz": loss_history_csv(result.losses),
+                    LOSS_HISTORY: loss_history_csv(result.losses),
                 }
             )
         else:
-            self.runs[i].log_artifacts_later(lambda: {"loss_history.csv.gz": loss_history_csv(result.losses)})
+            self.runs[i].log_artifacts_later(lambda: {LOSS_HISTORY: loss_history_csv(result.losses)})
 
 
 def _abandon_opened(opening: "Future[tuple[list[TrackedRun], Exception | None]]") -> None:

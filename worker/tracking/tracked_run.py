@@ -32,6 +32,7 @@ from worker.tracking.metric_sender import MetricSender
 from worker.tracking.mlflow_retry import MlflowUnavailable, mlflow_outage, transient
 
 log = logging.getLogger(__name__)
+LOSS_HISTORY = "loss_history.csv.gz"  # every step's loss, a run's artifact
 THUMBNAIL = 256  # mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE
 
 
@@ -104,6 +105,11 @@ class TrackedRun:
             lambda: self.client.get_metric_history(self.run_id, key), f"reading the {key} history"
         )
         return len({m.step for m in history})
+
+    def holds(self, path: str) -> bool:
+        """Whether the run has an artifact at path (a top-level file)."""
+        found = self.outage.call(lambda: self.client.list_artifacts(self.run_id), "listing the run's artifacts")
+        return any(f.path == path for f in found)
 
     @property
     def url(self) -> str:

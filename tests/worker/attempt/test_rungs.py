@@ -1,6 +1,7 @@
 """A halving group's rungs as an attempt records them, against a real Redis and MLflow server (rung reports made
 directly, no training): each scored trial's rungs in its record, a pruned one's rung and evaluation and its run's
-tags, rung metrics in each run; a resumed attempt that recomputes a rung writes the same and logs no point twice."""
+tags, rung metrics in each run; a resumed attempt that recomputes a rung writes the same and logs no point twice, and
+sends what its earlier attempt did not."""
 
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from worker.engine.evaluate import HeldOutScores
 from worker.engine.halving import RungReport
 from worker.retry import redis_outage
 from worker.settings import WorkerSettings
+from worker.tracking.tracked_run import LOSS_HISTORY
 
 PARAMS = {"num_epochs": 4, "total_series_length": 2_000}
 
@@ -124,6 +126,29 @@ def test_a_resumed_attempt_recomputing_rungs_writes_the_same_and_logs_no_point_t
     assert [len(j.rungs) for j in jobs] == [1, 2, 2] and [j.pruned for j in jobs] == [1, 2, None]
     histories = [client.get_metric_history(r.run_id, "rung_eval_echo_accuracy") for r in second.runs]
     assert [[m.value for m in h] for h in histories] == [[0.6], [0.8, 0.85], [0.9, 0.95]]
+    scored = [client.get_metric_history(r.run_id, "eval_echo_accuracy") for r in second.runs]
+    assert [[m.value for m in h] for h in scored] == [[0.6], [0.85], []], "a pruned trial's scores are sent once"
+    assert [LOSS_HISTORY in files(client, r.run_id) for r in second.runs] == [True, True, False]
+
+
+def test_a_resumed_attempt_sends_the_loss_history_its_earlier_attempt_died_before_sending(
+    store, settings, sweep, attempts, client, monkeypatch
+):
+    first = attempt_at(store, settings, sweep, attempts)
+    monkeypatch.setattr(first.runs[0], "log_artifacts_later", lambda make_files: None)  # its worker died first
+    Rungs(first)(RungReport(1, 1, scores(0.6, 0.8, 0.9), pruned=[0]))
+    first.runs[0].flush()
+    assert LOSS_HISTORY not in files(client, first.runs[0].run_id)
+    second = attempt_at(store, settings, sweep, attempts)
+    Rungs(second)(RungReport(1, 1, scores(0.6, 0.8, 0.9), pruned=[0]))
+    second.runs[0].flush()
+
+    assert [m.value for m in client.get_metric_history(second.runs[0].run_id, "eval_echo_accuracy")] == [0.6]
+    assert LOSS_HISTORY in files(client, second.runs[0].run_id)
+
+
+def files(client, run_id: str) -> list[str]:
+    return [f.path for f in client.list_artifacts(run_id)]
 
 
 def test_a_rung_of_an_attempt_whose_lease_was_taken_writes_nothing(store, settings, sweep, attempts):
