@@ -104,7 +104,7 @@ SCRIPTS: list[tuple[str, str, str, str]] = [
         "MLFLOW_ALLOWED_HOSTS",
         "`docker/bin/mlflow`, `compose.yaml`",
         "unset: MLflow's own (Compose: `mlflow,mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*`)",
-        "Host headers the MLflow server accepts (`--allowed-hosts`, fnmatch patterns); add a host's name "
+        "Host headers the MLflow server accepts (its `MLFLOW_SERVER_ALLOWED_HOSTS`, fnmatch patterns); add a host's name "
         "to open the UI from there.",
     ),
     (
