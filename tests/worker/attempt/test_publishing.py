@@ -3,14 +3,13 @@ whose best ranks below a best another group logged and saw succeed logs none; on
 best does."""
 
 import json
-from typing import Any
 
 import pytest
 
-from contract.job_store import JobStore
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep, rank_key
 from contract.sweep_store import SweepStore
+from tests.worker.attempt.records import end_trial
 from worker.attempt.publishing import outranked_by
 from worker.retry import redis_outage
 
@@ -22,14 +21,20 @@ def sweep(sweeps: SweepStore) -> Sweep:
     return sweeps.create(body, body.trials(), [[0, 1], [2, 3], [4, 5]])
 
 
-def logged_best(sweeps: SweepStore, sweep: Sweep, group: int, trial: int, accuracy: float, **ended: Any) -> None:
-    """Group's attempt has logged trial's model and recorded it; the trial ends as ended says (succeeded by default)."""
+def logged_best(
+    sweeps: SweepStore,
+    sweep: Sweep,
+    group: int,
+    trial: int,
+    accuracy: float,
+    status: str = "succeeded",
+    pruned_at: int | None = None,
+) -> None:
+    """Group's attempt has logged trial's model and recorded it; the trial has ended with status."""
     job_id, scores = sweep.trials[trial].job_id, {"echo_accuracy": accuracy, "loss": 1 - accuracy}
     best = {"trial": trial, "job_id": job_id, "run_id": "r", "logged": {}, **scores}
     sweeps.redis.hset(sweeps.key(sweep.id), f"group_best_{group}", json.dumps(best))
-    store: JobStore = sweeps.jobs
-    store.move(job_id, "running")
-    store.move(job_id, ended.pop("status", "succeeded"), evaluation=scores, **ended)
+    end_trial(sweeps.jobs, job_id, status, accuracy, pruned_at)
 
 
 def ranked_below(
@@ -53,7 +58,7 @@ def test_a_group_whose_best_ranks_below_another_groups_logged_best_logs_none(swe
 
 
 def test_a_pruned_best_or_one_whose_trial_did_not_succeed_outranks_nothing_it_should_not(sweeps, sweep):
-    logged_best(sweeps, sweep, 0, 1, 0.99, pruned=1)
+    logged_best(sweeps, sweep, 0, 1, 0.99, pruned_at=1)
     assert ranked_below(sweeps, sweep, 1, 2, 0.9) is None, "a pruned trial ranks below one that went further"
     assert ranked_below(sweeps, sweep, 1, 2, 0.9, pruned=1) == 1
     logged_best(sweeps, sweep, 2, 4, 1.0, status="failed")

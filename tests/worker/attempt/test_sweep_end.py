@@ -16,10 +16,10 @@ from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
 from contract import provenance
-from contract.job_store import JobStore
 from contract.sweep import SweepRequest
 from contract.sweep_record import Sweep
 from contract.sweep_store import SweepStore
+from tests.worker.attempt.records import end_trial
 from worker.attempt import sweep_end
 from worker.settings import WorkerSettings
 
@@ -37,23 +37,6 @@ def new_sweep(sweeps: SweepStore, groups: list[list[int]], **request: Any) -> Sw
     trials = sum(len(g) for g in groups)
     body = SweepRequest.model_validate({"params": {"num_epochs": 2}, "grid": {"seed": list(range(trials))}, **request})
     return sweeps.create(body, body.trials(), groups)
-
-
-def end_trial(
-    store: JobStore, job_id: str, status: str, accuracy: float | None = None, pruned_at: int | None = None
-) -> None:
-    """A trial's record as its attempt's end leaves it (a pruned one: its rungs, up to the one that stopped it)."""
-    store.move(job_id, "running")
-    fields: dict[str, Any] = {}
-    if accuracy is not None:
-        fields["evaluation"] = {"echo_accuracy": accuracy, "loss": 1 - accuracy}
-    if pruned_at is not None:
-        fields["pruned"] = pruned_at
-        fields["rungs"] = [
-            {"rung": r, "epoch": r, "echo_accuracy": accuracy, "loss": 1 - (accuracy or 0)}
-            for r in range(1, pruned_at + 1)
-        ]
-    assert store.move(job_id, status, **fields) == "running"
 
 
 def logged_model(client: MlflowClient, run_id: str) -> dict:
