@@ -11,12 +11,12 @@ sweep, from POST to the sweep's end with its best model registered.
 
 Then a 64-trial random search (learning rate log-uniform 0.01-1, init tutorial or glorot, state size 4 or
 8, 20 epochs, one training seed), from POST to its end, (c) with successive halving (r = 1, η = 4, the
-defaults of Ray Tune's ASHA and Optuna's pruner factor: rungs after 1, 4 and 16 epochs) and (d) in full, each after
-the same search as a warm-up (every program compiled), then timed three times in turn: the medians are compared,
-as are those of three runs of (b). In a process of its own, the engine alone (bench/halving_engine.py): our halving groups, the
-same masked instead of repacked, and Optuna's study with its SuccessiveHalvingPruner (same r and η)
-running the same 64 trials one by one through the engine. Compare ratios, never absolute times: the
-machine is shared.
+defaults of Ray Tune's ASHA and Optuna's pruner factor: rungs after 1, 4 and 16 epochs) and (d) in full,
+each after the same search as a warm-up (every program compiled), then timed three times in turn: the
+medians are compared, as are those of three runs of (b). In a process of its own, the engine alone
+(bench/halving_engine.py): our halving groups, the same masked instead of repacked, and Optuna's study
+with its SuccessiveHalvingPruner (same r and η) running the same 64 trials one by one through the
+engine. Compare ratios, never absolute times: the machine is shared.
 """
 
 import argparse

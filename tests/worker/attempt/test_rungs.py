@@ -148,6 +148,7 @@ def test_a_resumed_attempt_sends_the_loss_history_its_earlier_attempt_died_befor
 
 
 def files(client, run_id: str) -> list[str]:
+    """The paths of a run's top-level artifacts."""
     return [f.path for f in client.list_artifacts(run_id)]
 
 
